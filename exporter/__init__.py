@@ -1,0 +1,1 @@
+"""carbontrack.exporter (installed from the top-level exporter/ folder)."""

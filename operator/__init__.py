@@ -1,0 +1,1 @@
+"""carbontrack.operator (installed from the top-level operator/ folder)."""

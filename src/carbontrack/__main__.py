@@ -1,0 +1,1 @@
+from carbontrack.cli import main; raise SystemExit(main())
