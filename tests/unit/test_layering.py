@@ -1,0 +1,89 @@
+"""Import rules between our packages (docs/architecture.md), checked on the source files.
+
+Like kopf's layered packages: lower layers never import upper ones, so the
+tracker never pulls in Kubernetes clients and the exporter and operator stay
+independent of each other.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+PACKAGE_ROOTS = {
+    "carbontrack.core": REPO / "src/carbontrack/core",
+    "carbontrack.sources": REPO / "src/carbontrack/sources",
+    "carbontrack.intensity": REPO / "src/carbontrack/intensity",
+    "carbontrack.sim": REPO / "src/carbontrack/sim",
+    "carbontrack.tracker": REPO / "src/carbontrack/tracker",
+    "carbontrack.reports": REPO / "src/carbontrack/reports",
+    "carbontrack.exporter": REPO / "exporter",
+    "carbontrack.operator": REPO / "operator",
+}
+
+# package -> packages of ours it may import (besides itself and carbontrack's top-level __init__)
+ALLOWED = {
+    "carbontrack.core": set(),
+    "carbontrack.sources": {"carbontrack.core"},
+    "carbontrack.intensity": {"carbontrack.core"},
+    "carbontrack.sim": {"carbontrack.core"},
+    "carbontrack.tracker": {"carbontrack.core", "carbontrack.sources", "carbontrack.intensity"},
+    "carbontrack.reports": {
+        "carbontrack.core", "carbontrack.sources", "carbontrack.intensity", "carbontrack.tracker",
+    },
+    "carbontrack.exporter": {"carbontrack.core", "carbontrack.sources", "carbontrack.intensity"},
+    "carbontrack.operator": {"carbontrack.core", "carbontrack.intensity", "carbontrack.reports"},
+}
+
+
+def _imports(path: Path, package: str) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    rel_parts = path.relative_to(PACKAGE_ROOTS[package]).with_suffix("").parts
+    module_parts = package.split(".") + list(rel_parts)
+    if module_parts[-1] == "__init__":
+        module_parts = module_parts[:-1]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module_parts[: len(module_parts) - node.level + (1 if path.name == "__init__.py" else 0)]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            found.add(name)
+    return {name for name in found if name.startswith("carbontrack")}
+
+
+def _owner(module: str) -> str | None:
+    for package in PACKAGE_ROOTS:
+        if module == package or module.startswith(package + "."):
+            return package
+    return None
+
+
+def test_packages_respect_import_layers() -> None:
+    violations = []
+    for package, root in PACKAGE_ROOTS.items():
+        for path in root.rglob("*.py"):
+            if "tests" in path.parts or path.name.endswith("_pb2.py") or path.name.endswith("_pb2_grpc.py"):
+                continue
+            for module in _imports(path, package):
+                owner = _owner(module)
+                if owner is None or owner == package or owner in ALLOWED[package]:
+                    continue
+                violations.append(f"{path.relative_to(REPO)} imports {module} ({package} may not use {owner})")
+    assert violations == []
+
+
+def test_layer_check_detects_a_violation(tmp_path: Path) -> None:
+    # Guard against a check that cannot fail: a core module importing the exporter is caught.
+    bad = PACKAGE_ROOTS["carbontrack.core"] / "_layering_probe.py"
+    bad.write_text("from carbontrack.exporter import cli\n")
+    try:
+        assert _owner(next(iter(_imports(bad, "carbontrack.core")))) == "carbontrack.exporter"
+    finally:
+        bad.unlink()
