@@ -1,1 +1,3 @@
-from carbontrack.cli import main; raise SystemExit(main())
+from carbontrack.cli import main
+
+raise SystemExit(main())

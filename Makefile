@@ -1,0 +1,28 @@
+# Two commands on a fresh machine: `make demo` (the main job) and `make test`.
+.PHONY: setup demo demo-down test unit lint bench clean
+
+setup:
+	scripts/setup.sh
+
+demo: setup
+	python3 -m carbontrack.devcluster demo
+
+demo-down:
+	python3 -m carbontrack.devcluster down
+
+test: setup
+	scripts/test.sh
+
+unit:
+	CARBONTRACK_SKIP_CLUSTER=1 scripts/setup.sh
+	pytest --no-e2e
+
+lint:
+	ruff check .
+	mypy
+
+bench:
+	python3 bench/run_all.py
+
+clean:
+	rm -rf .setup-stamp build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
