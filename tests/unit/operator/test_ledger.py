@@ -2,7 +2,6 @@ from datetime import datetime, timedelta, timezone
 from itertools import permutations
 
 import pytest
-
 from carbontrack.operator.ledger import Ledger, LedgerEntry
 from carbontrack.operator.period import Window
 

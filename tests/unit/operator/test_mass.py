@@ -1,7 +1,7 @@
 import pytest
+from carbontrack.operator.mass import format_mass, parse_mass
 
 from carbontrack.core.errors import ConfigError
-from carbontrack.operator.mass import format_mass, parse_mass
 
 
 @pytest.mark.parametrize(

@@ -2,14 +2,14 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-
-from carbontrack.core.errors import ConfigError
 from carbontrack.operator.period import (
     CalendarPeriod,
     RollingPeriod,
     parse_period,
     parse_window,
 )
+
+from carbontrack.core.errors import ConfigError
 
 UTC = timezone.utc
 

@@ -1,5 +1,4 @@
 import pytest
-
 from carbontrack.operator import promql
 
 
