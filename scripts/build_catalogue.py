@@ -172,7 +172,7 @@ REGION_ZONE_OVERRIDES: dict[str, tuple[str, str]] = {
 AZURE_NOT_REGIONS = {
     "southafrica", "australia", "apeast", "japan", "korea", "asia", "asiapacific", "india",
     "france", "switzerland", "norway", "uae", "canada", "brazil", "unitedstates",
-    "unitedstateseuap", "uk", "germany", "usnorth", "germany",
+    "unitedstateseuap", "uk", "germany", "usnorth",
 }
 
 # US cloud regions -> a ZIP code at the data-centre campus; the eGRID subregion then
@@ -520,7 +520,7 @@ def build(raw: Path) -> dict[str, bytes]:
         "version": CATALOGUE_VERSION,
         "datasets": DATASETS,
         "pue_sources": PUE_SOURCES,
-        "dataset_priority": ["egrid-2023", "owid-ember-2025", "electricitymaps-yearly",
+        "dataset_priority": ["owid-ember-2025", "egrid-2023", "electricitymaps-yearly",
                              "green-algorithms-2022"],
         "zones": zones,
         "aliases": aliases,

@@ -180,6 +180,7 @@ class Catalogue:
         if raw is not None:
             name, kind = raw["name"], raw["kind"]
         else:
+            assert em is not None  # one of the two exists (checked above)
             name, kind = em["name"], ("subnational" if "-" in key else "country")
         entry = ZoneEntry(
             key=key, name=name, kind=kind,
