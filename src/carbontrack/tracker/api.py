@@ -1,0 +1,280 @@
+"""The Python API: ``track()`` as a context manager, a decorator, or start()/stop() cells.
+
+    from carbontrack.tracker import track
+    with track(zone="FR") as t:
+        train()
+    print(t.result.co2e_grams)
+
+    @track(zone="DE", project_name="bert")
+    def train(): ...
+
+Dependencies (sources, lookup, scope, clock, registry) can be injected; by default they
+are built from the settings when the tracker starts.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import uuid
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from .. import __version__
+from ..core.types import EnergySource, IntensityLookup
+from .clock import Clock, SystemClock
+from .host import host_facts
+from .output import append_csv, check_output_dir, write_json
+from .registry import PROCESS_REGISTRY, Registry
+from .result import ResultLogger, RunResult
+from .scope import MachineScope, ProcessTreeScope, Scope
+from .session import Session
+from .settings import TrackerSettings
+from .summary import render
+from .wiring import build_lookup, build_sources, resolve_zone
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Tracker:
+    """One tracked run. Start it once; ``result`` is set when it stops."""
+
+    def __init__(
+        self,
+        settings: TrackerSettings,
+        *,
+        sources: Sequence[EnergySource] | None = None,
+        lookup: IntensityLookup | None = None,
+        scope: Scope | None = None,
+        clock: Clock | None = None,
+        registry: Registry | None = None,
+        loggers: Sequence[ResultLogger] = (),
+        root_pid: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self._sources = list(sources) if sources is not None else None
+        self._lookup = lookup
+        self._scope = scope
+        self._clock = clock or SystemClock()
+        self._registry = registry or PROCESS_REGISTRY
+        self._loggers = list(loggers)
+        self._root_pid = root_pid
+        self.run_id = str(uuid.uuid4())
+        self.result: RunResult | None = None
+        self.files: tuple[Path, ...] = ()
+        self._session: Session | None = None
+        self._parent: str | None = None
+        self._notes: list[str] = []
+        self._command: tuple[str, ...] | None = None
+        self.exit_code: int | None = None
+        self._prepared: TrackerSettings | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Validate everything that can be wrong before the work starts (settings, zone,
+        output directory) so that bad input fails fast and leaves no partial file."""
+        if self._prepared is not None:
+            return
+        s = self.settings.resolved()
+        if s.output_dir is not None and s.formats:
+            check_output_dir(s.output_dir)
+        if self._lookup is None:
+            self._lookup = build_lookup()
+        s = replace(s, zone=resolve_zone(s, self._lookup))
+        if self._sources is None:
+            self._sources, notes = build_sources(s)
+            self._notes += notes
+        self._prepared = s
+
+    def start(self) -> Tracker:
+        if self._session is not None:
+            raise RuntimeError("a Tracker runs once; call track() again for another run")
+        self.prepare()
+        s = self._prepared
+        assert s is not None
+        if self._scope is None:  # built at start: `carbontrack run` knows the pid only now
+            if s.scope == "machine":
+                self._scope = MachineScope()
+            else:
+                pid = self._root_pid if self._root_pid is not None else os.getpid()
+                self._scope = ProcessTreeScope(s.procfs_root, pid)
+        assert s is not None and s.zone is not None and s.pue is not None
+        assert self._sources is not None and self._lookup is not None and self._scope is not None
+        self._session = Session(
+            self._sources,
+            self._lookup,
+            s.zone,
+            s.pue,
+            self._scope,
+            self._clock,
+            s.market_factor_g_per_kwh,
+        )
+        self._parent = self._registry.enter(self.run_id)
+        try:
+            self._session.start(interval_s=s.interval_s)
+        except BaseException:
+            self._registry.leave(self.run_id)
+            raise
+        return self
+
+    def set_command(self, argv: Sequence[str], pid: int) -> None:
+        """`carbontrack run`: measure this child's process tree (before start())."""
+        self._command = tuple(argv)
+        self._root_pid = pid
+
+    @property
+    def scope(self) -> Scope | None:
+        return self._scope
+
+    def stop(self) -> RunResult:
+        if self._session is None or self._prepared is None:
+            raise RuntimeError("stop() before start()")
+        if self.result is not None:
+            return self.result
+        s = self._prepared
+        try:
+            totals = self._session.stop()
+        finally:
+            overlaps = self._registry.leave(self.run_id)
+        assert s.zone is not None and s.pue is not None
+        result = RunResult(
+            run_id=self.run_id,
+            project_name=s.project_name,
+            experiment_id=s.experiment_id,
+            started_at=totals.started_at,
+            ended_at=totals.ended_at,
+            duration_s=totals.duration_s,
+            scope=s.scope,
+            method=totals.method,
+            energy_j=totals.energy_j,
+            co2e_grams=totals.co2e_grams,
+            market_based_co2e_grams=totals.market_based_co2e_grams,
+            market_factor_g_per_kwh=s.market_factor_g_per_kwh,
+            zone=s.zone,
+            pue=s.pue,
+            factors=totals.factors,
+            devices=totals.devices,
+            sources=totals.sources,
+            uncertainty=totals.uncertainty,
+            intervals=totals.intervals,
+            host=host_facts(s.procfs_root, totals.devices),
+            carbontrack_version=__version__,
+            parent_run_id=self._parent,
+            overlaps_with=overlaps,
+            warnings=tuple(self._notes) + totals.warnings,
+            command=self._command,
+            exit_code=self.exit_code,
+        )
+        for src in self._sources or ():
+            src.close()
+        self.result = result
+        self.files = self._write(result, s)
+        for logger in self._loggers:
+            try:
+                logger.on_result(result)
+            except Exception as err:  # a logger must not lose the run's files or result
+                warnings.warn(f"carbontrack: logger {logger!r} failed: {err}", stacklevel=2)
+        if s.summary:
+            print(render(result, tuple(map(str, self.files))), file=sys.stderr)
+        return result
+
+    def _write(self, result: RunResult, s: TrackerSettings) -> tuple[Path, ...]:
+        if s.output_dir is None:
+            return ()
+        files: list[Path] = []
+        if "csv" in s.formats:
+            path, warning = append_csv(s.output_dir / s.csv_name, result)
+            files.append(path)
+            if warning:
+                warnings.warn(f"carbontrack: {warning}", stacklevel=3)
+        if "json" in s.formats:
+            files.append(write_json(s.output_dir / f"carbontrack-{result.run_id}.json", result))
+        return tuple(files)
+
+    # -- context manager -------------------------------------------------------------------
+    def __enter__(self) -> Tracker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()  # the body's exception, if any, propagates
+
+    def __repr__(self) -> str:
+        r = self.result
+        if r is None:
+            return f"<Tracker {self.run_id} {'running' if self._session else 'not started'}>"
+        return f"<Tracker {self.run_id} {r.energy_kwh:.6g} kWh {r.co2e_grams:.6g} gCO2e {r.zone}>"
+
+
+def track(
+    func: Callable[..., Any] | None = None,
+    *,
+    loggers: Sequence[ResultLogger] = (),
+    sources: Sequence[EnergySource] | None = None,
+    lookup: IntensityLookup | None = None,
+    scope: Scope | None = None,
+    clock: Clock | None = None,
+    registry: Registry | None = None,
+    **settings: Any,
+) -> Any:
+    """``with track(zone="DE") as t:``, ``@track(zone="DE")``, ``@track``, or ``t = track(); t.start()``.
+
+    Keyword settings are ``TrackerSettings`` fields (zone, pue, output_dir, scope,
+    interval_s, cpu_watts, gpus, market_factor_g_per_kwh, project_name, ...).
+    ``loggers`` get ``on_result(result)`` after each run (MLflow / W&B from carbontrack.reports).
+    """
+    if settings.get("output_dir") is not None:
+        settings["output_dir"] = Path(settings["output_dir"])
+    cfg = TrackerSettings(**settings)
+    deps: dict[str, Any] = dict(
+        sources=sources,
+        lookup=lookup,
+        scope=scope,
+        clock=clock,
+        registry=registry,
+        loggers=loggers,
+    )
+    if func is not None:
+        return _decorate(func, lambda: Tracker(cfg, **deps))
+    return DecoratingTracker(cfg, **deps)
+
+
+class DecoratingTracker(Tracker):
+    """A Tracker that can also decorate: each call of the decorated function is its own run
+    (a fresh Tracker), and this object's ``result`` is the latest call's."""
+
+    def __call__(self, func: F) -> F:
+        deps: dict[str, Any] = dict(
+            sources=self._sources,
+            lookup=self._lookup,
+            scope=self._scope,
+            clock=self._clock,
+            registry=self._registry,
+            loggers=self._loggers,
+        )
+        return _decorate(func, lambda: Tracker(self.settings, **deps), self)
+
+
+def _decorate(func: F, new: Callable[[], Tracker], owner: Tracker | None = None) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t = new()
+        try:
+            with t:
+                return func(*args, **kwargs)
+        finally:
+            wrapper.last_result = t.result  # type: ignore[attr-defined]
+            if owner is not None:
+                owner.result = t.result
+
+    wrapper.last_result = None  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]

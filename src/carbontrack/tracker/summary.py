@@ -1,0 +1,54 @@
+"""The end-of-run table printed by `carbontrack run` and by ``track(..., summary=True)``."""
+
+from __future__ import annotations
+
+from ..core.types import JOULES_PER_KWH
+from .result import RunResult
+
+
+def _fmt(x: float, unit: str) -> str:
+    return f"{x:.6g} {unit}"
+
+
+def render(r: RunResult, files: tuple[str, ...] = ()) -> str:
+    rows: list[tuple[str, str]] = [
+        ("run", f"{r.project_name} {r.run_id}"),
+        ("duration", _fmt(r.duration_s, "s")),
+        ("scope", r.scope),
+    ]
+    for comp in sorted(r.energy_j):
+        rows.append((f"energy {comp}", f"{_fmt(r.energy_j[comp], 'J')}  ({r.energy_j[comp] / JOULES_PER_KWH:.6g} kWh)"))
+    rows += [
+        ("energy IT", _fmt(r.energy_kwh, "kWh")),
+        ("PUE", f"{r.pue:g}"),
+        ("energy facility", _fmt(r.facility_energy_kwh, "kWh")),
+        ("emissions", f"{_fmt(r.co2e_grams, 'gCO2e')}  (+/-{r.uncertainty * 100:.0f} %)"),
+    ]
+    if r.market_based_co2e_grams is not None:
+        rows.append(
+            (
+                "market-based",
+                f"{_fmt(r.market_based_co2e_grams, 'gCO2e')}  (factor {r.market_factor_g_per_kwh:g} g/kWh)",
+            )
+        )
+    rows.append(("zone", r.zone))
+    for f in r.factors:
+        label = f"{f.g_per_kwh:g} gCO2e/kWh  {f.source}"
+        label += f" {f.year}" if f.year else ""
+        label += f"  [{f.basis}]"
+        if f.fallback_reason:
+            label += f"  FALLBACK: {f.fallback_reason}"
+        rows.append(("intensity", label))
+    rows.append(("method", r.method + "  (" + ", ".join(f"{s.name}{'' if s.up else ' DOWN'}" for s in r.sources) + ")"))
+    if r.parent_run_id:
+        rows.append(("nested in", f"{r.parent_run_id} (already counted in its totals)"))
+    if r.overlaps_with:
+        rows.append(("overlaps", ", ".join(r.overlaps_with) + " (same energy: do not add)"))
+    if r.exit_code is not None:
+        rows.append(("exit code", str(r.exit_code)))
+    rows += [("written", f) for f in files]
+    rows += [("warning", w) for w in r.warnings]
+    width = max(len(k) for k, _ in rows)
+    bar = "-" * 60
+    body = "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+    return f"{bar}\ncarbontrack summary\n{bar}\n{body}\n{bar}"

@@ -1,0 +1,98 @@
+"""Build what a session needs from settings: energy sources, the intensity lookup, the zone.
+
+Source selection (always reported as the run's method):
+1. RAPL if the powercap tree exists and its counters are readable (measured);
+2. NVML if an NVIDIA driver or library is present (measured, or sampled where the
+   energy counter is NotSupported);
+3. otherwise CPU and memory estimation (estimated). ``cpu_watts`` forces a fixed CPU power.
+
+Heavy or optional modules (pynvml, the catalogue) are imported only when used, so that
+`carbontrack run -- true` and ``import carbontrack; track()`` start fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..core.errors import ConfigError, SourceUnavailable
+from ..core.types import EnergySource, IntensityLookup
+from .settings import TrackerSettings
+
+
+def _nvidia_present(env: dict[str, str] | os._Environ[str]) -> bool:
+    """Cheap checks only (no ldconfig): a driver node, the driver's procfs, or the library
+    on LD_LIBRARY_PATH (how tests load the fake libnvidia-ml.so.1)."""
+    if Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia").exists():
+        return True
+    dirs = [d for d in env.get("LD_LIBRARY_PATH", "").split(":") if d]
+    return any(Path(d, "libnvidia-ml.so.1").exists() for d in dirs)
+
+
+def build_sources(settings: TrackerSettings) -> tuple[list[EnergySource], list[str]]:
+    """Energy sources for this machine, and notes saying why others were not used."""
+    notes: list[str] = []
+    sources: list[EnergySource] = []
+    cpu_measured = False
+    if settings.cpu_watts is None:
+        try:
+            from ..sources.rapl import RaplSource
+
+            rapl = RaplSource(settings.sysfs_root)
+            health = rapl.health()
+            if health.up:
+                sources.append(rapl)
+                cpu_measured = True
+            else:
+                notes.append(f"RAPL not used: {health.message}")
+                rapl.close()
+        except SourceUnavailable as err:
+            notes.append(f"RAPL not used: {err}")
+    if settings.gpus is not None or _nvidia_present(os.environ):
+        try:
+            from ..sources.nvml import NvmlSource
+
+            gpu = NvmlSource.open(gpu_indices=list(settings.gpus) if settings.gpus else None)
+            sources.append(gpu)
+        except SourceUnavailable as err:
+            if settings.gpus:  # the user asked for GPUs: not finding them is an error
+                raise ConfigError(f"--gpus {','.join(map(str, settings.gpus))}: {err}") from None
+            notes.append(f"NVML not used: {err}")
+    if not cpu_measured:
+        from ..sources.estimate import CpuEstimateSource, MemoryEstimateSource
+
+        sources.append(CpuEstimateSource(settings.procfs_root, watts=settings.cpu_watts))
+        sources.append(MemoryEstimateSource(settings.procfs_root))
+    return sources, notes
+
+
+def build_lookup() -> IntensityLookup:
+    """The packaged grid catalogue behind the IntensityLookup seam."""
+    try:
+        mod = importlib.import_module("carbontrack.intensity.catalogue")
+    except ImportError as err:
+        raise ConfigError(
+            f"the grid catalogue carbontrack.intensity.catalogue cannot be imported ({err}); reinstall carbontrack"
+        ) from None
+    lookup = mod.Catalogue.load()
+    if not isinstance(lookup, IntensityLookup):
+        raise ConfigError("carbontrack.intensity.catalogue.Catalogue has no intensity(); reinstall")
+    return lookup
+
+
+def resolve_zone(settings: TrackerSettings, lookup: IntensityLookup) -> str:
+    """Explicit zone (flag/argument, then CARBONTRACK_ZONE) > carbontrack.intensity.resolve
+    (cloud metadata/env) > error with a hint. The zone is checked against the lookup now,
+    before anything runs: an unknown zone is an error, never a silent default."""
+    zone = settings.zone
+    if not zone:
+        try:
+            resolve = importlib.import_module("carbontrack.intensity.resolve")
+        except ImportError:
+            raise ConfigError("no grid zone given: pass --zone ZONE (e.g. --zone DE) or set CARBONTRACK_ZONE") from None
+        zone = resolve.resolve_zone(explicit=None)
+    now = datetime.now(timezone.utc)
+    lookup.intensity(zone, now, now)  # raises UnknownZoneError naming what was tried
+    return zone
