@@ -1,0 +1,181 @@
+"""`carbontrack exporter`: wire settings, sources, cgroups, pods and the HTTP server together.
+
+Everything concrete is built here and injected; the modules it wires take their roots,
+libraries and clients as arguments. A source that cannot open is not fatal: its series are
+missing, ``carbontrack_source_up{source=…}`` is 0 and one log line says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+from carbontrack.core.errors import ConfigError, SourceUnavailable
+from carbontrack.core.types import EnergySource, IntensityLookup
+from carbontrack.sources import procstat
+
+from .cgroups import CgroupReader
+from .emissions import EmissionsRates
+from .engine import Engine, EngineConfig, GpuTopologyProvider
+from .pods import PodCache, PodWatcher
+from .server import CollectionLoop, ExpositionCache, make_server
+from .settings import Settings, from_args
+
+log = logging.getLogger("carbontrack.exporter")
+
+
+def build_sources(s: Settings, down: dict[str, str]) -> list[EnergySource]:
+    """Energy sources in order; ``down`` collects (name -> reason) for those that failed."""
+    out: list[EnergySource] = []
+    have_rapl = False
+    if s.rapl:
+        from carbontrack.sources.rapl import RaplSource
+
+        try:
+            out.append(RaplSource(s.sysfs))
+            have_rapl = True
+        except SourceUnavailable as err:
+            down["rapl"] = str(err)
+    if s.estimate and not have_rapl:
+        # model-based CPU/DRAM energy only where no counter exists, never both (no double count)
+        try:
+            from carbontrack.sources.estimate import CpuEstimateSource, MemoryEstimateSource
+
+            out.append(CpuEstimateSource(s.procfs))
+            out.append(MemoryEstimateSource(s.procfs))
+        except (ImportError, SourceUnavailable, TypeError) as err:
+            down["estimate"] = f"estimate source unavailable: {err}"
+    return out
+
+
+def build_gpu(s: Settings, pods: PodCache, down: dict[str, str]
+              ) -> tuple[EnergySource | None, GpuTopologyProvider | None]:
+    if not s.nvml:
+        return None, None
+    try:
+        from .nvml_gpu import open_gpu
+    except ImportError as err:
+        down["nvml"] = f"NVML support unavailable: {err}"
+        return None, None
+    try:
+        return open_gpu(s, pods)
+    except SourceUnavailable as err:
+        down["nvml"] = str(err)
+        return None, None
+
+
+def build_emissions(s: Settings) -> EmissionsRates:
+    from carbontrack.intensity.catalogue import Catalogue
+
+    cat = Catalogue.load()
+    zone = s.zone
+    pue = s.pue
+    if s.provider and s.region:
+        zone = zone or f"{s.provider}:{s.region}"
+        if pue is None:
+            pue, src = cat.provider_pue(s.provider, s.region)
+            log.info("PUE %.3f from %s", pue, src)
+    if zone:
+        cat.get(zone)  # unknown zones fail at start-up with the catalogue's message
+    else:
+        log.warning("no --zone (or --provider/--region): energy is exported, CO2e is not")
+    lookup: IntensityLookup = cat
+    return EmissionsRates(lookup, zone, 1.0 if pue is None else pue)
+
+
+def build_kube(s: Settings, pods: PodCache) -> PodWatcher:
+    try:
+        from kubernetes import client, config, watch
+    except ImportError as err:
+        raise ConfigError(f"the kubernetes client is missing ({err}): "
+                          "pip install 'carbontrack[exporter]' or pass --no-kube") from err
+    try:
+        if s.kubeconfig is not None:
+            config.load_kube_config(config_file=str(s.kubeconfig))
+        else:
+            config.load_incluster_config()
+    except Exception as err:
+        raise ConfigError(f"cannot configure the Kubernetes client ({err}): pass --kubeconfig "
+                          "FILE, run in a pod with a service account, or pass --no-kube") from err
+    return PodWatcher(client.CoreV1Api(), s.node_name, pods, watch.Watch)
+
+
+def build_engine(s: Settings, pods: PodCache) -> Engine:
+    from .state import StateStore
+
+    down: dict[str, str] = {}
+    sources = build_sources(s, down)
+    gpu_source, gpu_topo = build_gpu(s, pods, down)
+    if gpu_source is not None:
+        sources.append(gpu_source)
+    try:
+        st = procstat.read_proc_stat(s.procfs)
+        cpus: int | None = st.online_cpus
+    except SourceUnavailable as err:
+        cpus = None
+        log.warning("%s: idle energy is not split from active energy", err)
+    try:
+        mem: int | None = procstat.read_memtotal_bytes(s.procfs)
+    except SourceUnavailable:
+        mem = None
+    cfg = EngineConfig(node_name=s.node_name, idle_policy=s.idle_policy,
+                       retention_s=s.retention_s, cpu_count=cpus, memory_capacity_bytes=mem,
+                       kube=s.kube)
+    engine = Engine(
+        cfg,
+        cgroups=CgroupReader(s.sysfs / "fs" / "cgroup"),
+        sources=sources,
+        emissions=build_emissions(s),
+        pods=pods,
+        procfs_root=s.procfs,
+        store=StateStore(s.state_dir, s.node_name),
+        gpu=gpu_topo,
+    )
+    for name, why in down.items():
+        engine.mark_source(name, False, why)
+    return engine
+
+
+def main(argv: list[str]) -> int:
+    s = from_args(argv)
+    logging.basicConfig(level=s.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    pods = PodCache()
+    watcher = build_kube(s, pods) if s.kube else None
+    engine = build_engine(s, pods)
+    cache = ExpositionCache(lambda: engine.snapshot)
+    try:
+        server = make_server(s.host, s.port, cache)
+    except OSError as err:
+        raise ConfigError(f"cannot listen on {s.host}:{s.port}: {err.strerror}; "
+                          "pick another --listen") from err
+    if watcher is not None:
+        watcher.start()
+    loop = CollectionLoop(engine, s.interval_s)
+    loop.start()
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    t = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    t.start()
+    log.info("serving http://%s:%d/metrics every %.3g s (node %s, state %s)",
+             s.host, server.server_address[1], s.interval_s, s.node_name, s.state_dir)
+    stop.wait()
+    server.shutdown()
+    loop.stop()
+    engine.collect()  # account the last partial interval and save it before exiting
+    if watcher is not None:
+        watcher.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,48 @@
+"""Per-interval emissions: each interval's energy x that interval's grid intensity x PUE.
+
+Never total energy x final intensity (design notes §4): the exporter asks the intensity lookup
+for every collection interval, so a time-resolved provider gives each interval its own factor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from carbontrack.core.emissions import co2e_grams, validate_pue
+from carbontrack.core.types import IntensityFactor, IntensityLookup
+
+
+@dataclass(frozen=True)
+class IntervalRate:
+    """Grams of CO2e per joule of IT energy for one interval (PUE included).
+
+    ``factor`` is None (and ``error`` says why) when no intensity is known: that interval's
+    energy is counted but its emissions are not, and the intensity health metric goes to 0.
+    """
+
+    g_per_joule: float | None
+    factor: IntensityFactor | None
+    error: str = ""
+
+
+class EmissionsRates:
+    """Looks up the node zone's intensity per interval. ``lookup`` None means no zone set."""
+
+    def __init__(self, lookup: IntensityLookup | None, zone: str | None, pue: float) -> None:
+        self.lookup = lookup
+        self.zone = zone
+        self.pue = validate_pue(pue)
+
+    def rate(self, start_unix: float, end_unix: float) -> IntervalRate:
+        if self.lookup is None or not self.zone:
+            return IntervalRate(
+                None, None, "no grid zone configured: pass --zone Z (or --provider P --region R)"
+            )
+        start = datetime.fromtimestamp(start_unix, tz=timezone.utc)
+        end = datetime.fromtimestamp(end_unix, tz=timezone.utc)
+        try:
+            factor = self.lookup.intensity(self.zone, start, end)
+        except Exception as err:  # a provider failure must not stop energy accounting
+            return IntervalRate(None, None, f"intensity lookup for {self.zone} failed: {err}")
+        return IntervalRate(co2e_grams(1.0, factor.g_per_kwh, self.pue), factor)

@@ -1,0 +1,464 @@
+"""One collection cycle: read sources and cgroups, attribute the interval, update the ledger.
+
+The engine owns every piece of mutable accounting state and is driven by one thread (the
+collection loop). Each cycle ends by publishing an immutable ``Snapshot`` that scrapes read,
+so a scrape never recomputes anything and never waits for hardware.
+
+Per interval and component (cpu, dram, gpu) the conservation invariant holds by construction:
+``sum(containers) + unallocated == node energy`` (see attribution.py, gpu_attribution.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from carbontrack.core.types import Component, EnergyReading, EnergySource, Method
+
+from .attribution import IdlePolicy, split_energy
+from .cgroups import CgroupReader, ContainerCgroup
+from .emissions import EmissionsRates
+from .gpu_attribution import GpuUnit, GpuUse, mig_units, split_unit
+from .pods import PodCache, PodMeta
+from .state import ContainerKey, Ledger, Owner, StateStore
+
+log = logging.getLogger("carbontrack.exporter")
+
+POD_SANDBOX = "POD"  # kubelet's name for the pause/sandbox container
+_METHOD_RANK = {Method.MEASURED.value: 0, Method.SAMPLED.value: 1, Method.ESTIMATED.value: 2}
+
+
+@dataclass(frozen=True)
+class GpuTopology:
+    """What the GPU side knows this cycle besides energy.
+
+    ``mig``: physical GPU device id (as in its EnergyReading) -> [(MIG uuid, compute slices)];
+    ``total_slices``: that GPU's slice count; ``processes``: (unit uuid, pid, SM %|None);
+    ``allocations``: unit uuid -> containers from the kubelet pod-resources API (empty when
+    unavailable, then PIDs are mapped through /proc/<pid>/cgroup).
+    """
+
+    mig: Mapping[str, Sequence[tuple[str, float]]] = field(default_factory=dict)
+    total_slices: Mapping[str, float] = field(default_factory=dict)
+    processes: Sequence[tuple[str, int, float | None]] = ()
+    allocations: Mapping[str, Sequence[ContainerKey]] = field(default_factory=dict)
+
+
+class GpuTopologyProvider(Protocol):
+    def topology(self) -> GpuTopology: ...
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    up: bool
+    message: str
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class IntervalResult:
+    """What one cycle attributed (joules per component): for tests, bench and logs."""
+
+    start: float
+    end: float
+    node: dict[str, float]
+    containers: dict[ContainerKey, dict[str, float]]
+    unallocated: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Immutable view of the ledger and health after a cycle; what scrapes export."""
+
+    seq: int
+    node_name: str
+    node: tuple[tuple[tuple[str, str, str], float], ...]
+    containers: tuple[tuple[ContainerKey, Owner, tuple[tuple[str, str, float, float | None],
+                                                       ...]], ...]
+    unallocated: tuple[tuple[str, float], ...]
+    sources: tuple[tuple[str, SourceStatus], ...]
+    intensity: tuple[str, str, str, float] | None  # zone, source, basis, g/kWh
+    pue: float
+    idle_policy: str
+
+
+@dataclass
+class EngineConfig:
+    node_name: str
+    idle_policy: IdlePolicy = IdlePolicy.RESERVED
+    retention_s: float = 600.0
+    cpu_count: int | None = None
+    memory_capacity_bytes: int | None = None
+    kube: bool = False
+
+
+class Engine:
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        cgroups: CgroupReader,
+        sources: Sequence[EnergySource],
+        emissions: EmissionsRates,
+        pods: PodCache,
+        procfs_root: Path,
+        ledger: Ledger | None = None,
+        store: StateStore | None = None,
+        gpu: GpuTopologyProvider | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        cpu_clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.cfg = config
+        self.cgroups = cgroups
+        self.sources = list(sources)
+        self.emissions = emissions
+        self.pods = pods
+        self.procfs = Path(procfs_root)
+        self.store = store
+        self.ledger = ledger if ledger is not None else (store.load() if store else Ledger())
+        self.gpu = gpu
+        self.wall = wall_clock
+        self.perf = cpu_clock
+        self._prev_energy: dict[tuple[str, str], float] = {}
+        self._prev_cpu: dict[ContainerCgroup, float] = {}
+        self._prev_root: float | None = None
+        self._prev_wall: float | None = None
+        self._labels: dict[ContainerCgroup, str] = {}
+        self._pid_keys: dict[int, ContainerKey | None] = {}
+        self._requests: dict[ContainerCgroup, float | None] = {}
+        self._status: dict[str, SourceStatus] = {}
+        self._down_logged: set[str] = set()
+        self._seq = 0
+        self.snapshot = self._build_snapshot(None)
+
+    # -- the cycle ------------------------------------------------------------
+    def collect(self) -> IntervalResult | None:
+        """Run one cycle; returns what it attributed (None on the baseline cycle)."""
+        now = self.wall()
+        readings = self._read_sources()
+        t0 = self.perf()
+        cgs = self.cgroups.discover()
+        usage = self.cgroups.read(cgs)
+        self._set_status("cgroups", self.cgroups.exists(),
+                         "" if self.cgroups.exists() else
+                         f"no cgroup tree at {self.cgroups.root}: mount the host's /sys",
+                         self.perf() - t0)
+        topo = self._read_gpu()
+
+        first = self._prev_wall is None
+        deltas = self._energy_deltas(readings)
+        cpu_d, present = self._usage_deltas(usage.containers, first)
+        root_d = (None if usage.root_cpu_s is None or self._prev_root is None
+                  else max(0.0, usage.root_cpu_s - self._prev_root))
+        self._prev_root = usage.root_cpu_s
+        start, self._prev_wall = self._prev_wall, now
+        result = None
+        if not first and start is not None:
+            result = self._attribute(start, now, deltas, cpu_d, root_d, present, topo)
+        self.ledger.update_liveness(set(present), now, self.cfg.retention_s)
+        if self.store is not None:
+            try:
+                self.store.save(self.ledger)
+                self._set_status("state", True, "", 0.0)
+            except OSError as err:
+                self._set_status("state", False, f"cannot write state: {err}", 0.0)
+        self.snapshot = self._build_snapshot(self._rate_info)
+        return result
+
+    _rate_info: tuple[str, str, str, float] | None = None
+
+    # -- reading --------------------------------------------------------------
+    def _read_sources(self) -> list[tuple[str, EnergyReading]]:
+        out: list[tuple[str, EnergyReading]] = []
+        for src in self.sources:
+            t0 = self.perf()
+            try:
+                rs = list(src.read())
+                h = src.health()
+                up, msg = h.up, h.message
+                out += [(src.name, r) for r in rs]
+            except Exception as err:  # a failing source is missing series, never a failed cycle
+                up, msg = False, f"{type(err).__name__}: {err}"
+            self._set_status(src.name, up, msg, self.perf() - t0)
+        return out
+
+    def _read_gpu(self) -> GpuTopology:
+        if self.gpu is None:
+            return GpuTopology()
+        t0 = self.perf()
+        try:
+            topo = self.gpu.topology()
+            self._set_status("gpu-processes", True, "", self.perf() - t0)
+            return topo
+        except Exception as err:
+            self._set_status("gpu-processes", False, f"{type(err).__name__}: {err}",
+                             self.perf() - t0)
+            return GpuTopology()
+
+    def mark_source(self, name: str, up: bool, message: str) -> None:
+        """Record a source's health from outside a cycle (one that failed to open)."""
+        self._set_status(name, up, message, 0.0)
+        self.snapshot = self._build_snapshot(self._rate_info)
+
+    def _set_status(self, name: str, up: bool, msg: str, dur: float) -> None:
+        self._status[name] = SourceStatus(up, msg, dur)
+        if not up and name not in self._down_logged:
+            log.warning("source %s down: %s", name, msg or "no detail")
+            self._down_logged.add(name)
+        elif up and name in self._down_logged:
+            log.info("source %s up again", name)
+            self._down_logged.discard(name)
+
+    def _energy_deltas(self, readings: Iterable[tuple[str, EnergyReading]]
+                       ) -> list[tuple[EnergyReading, float]]:
+        out = []
+        seen = {}
+        for src, r in readings:
+            key = (src, r.device)
+            prev = self._prev_energy.get(key)
+            seen[key] = r.joules
+            if prev is not None:
+                out.append((r, max(0.0, r.joules - prev)))
+        self._prev_energy = seen
+        return out
+
+    def _usage_deltas(self, cur: Mapping[ContainerCgroup, float], first: bool
+                      ) -> tuple[dict[ContainerKey, float], dict[ContainerKey, ContainerCgroup]]:
+        """CPU seconds per container this interval. A container first seen after the baseline
+        started at zero inside the interval, so all of its usage is this interval's."""
+        prev = self._prev_cpu
+        deltas: dict[ContainerKey, float] = {}
+        present: dict[ContainerKey, ContainerCgroup] = {}
+        labels: dict[ContainerCgroup, str] = {}
+        for cg, v in cur.items():
+            label = self._labels.get(cg) or self._label(cg)
+            labels[cg] = label
+            key = (cg.pod_uid, label)
+            p = prev.get(cg)
+            d = (v - p if v >= p else v) if p is not None else (0.0 if first else v)
+            deltas[key] = deltas.get(key, 0.0) + d
+            if not cg.conmon or key not in present:
+                present[key] = cg
+        self._prev_cpu = dict(cur)
+        # keep only labels that are final (kube name known, or no kube): bounded by live cgroups
+        self._labels = {cg: lab for cg, lab in labels.items()
+                        if not self.cfg.kube or self.pods.get(cg.pod_uid) is not None}
+        self._requests = {cg: r for cg, r in self._requests.items() if cg in cur}
+        return deltas, present
+
+    def _label(self, cg: ContainerCgroup) -> str:
+        """Container label: POD for the pause sandbox; the kube name; else the short id."""
+        meta = self.pods.get(cg.pod_uid)
+        if meta is not None and cg.id in meta.container_ids:
+            return meta.container_ids[cg.id]
+        if self._is_pause(cg):
+            return POD_SANDBOX
+        if meta is not None and self.cfg.kube:
+            return POD_SANDBOX  # a known pod's unknown id is its sandbox (statuses list the rest)
+        return cg.id[:12]
+
+    def _is_pause(self, cg: ContainerCgroup) -> bool:
+        pid = self.cgroups.first_pid(cg)
+        if pid is None:
+            return False
+        try:
+            raw = (self.procfs / str(pid) / "cmdline").read_bytes()
+        except OSError:
+            return False
+        argv0 = raw.split(b"\0", 1)[0]
+        return argv0.rsplit(b"/", 1)[-1] == b"pause"
+
+    # -- attribution ----------------------------------------------------------
+    def _attribute(
+        self,
+        start: float,
+        end: float,
+        deltas: list[tuple[EnergyReading, float]],
+        cpu_d: dict[ContainerKey, float],
+        root_d: float | None,
+        present: dict[ContainerKey, ContainerCgroup],
+        topo: GpuTopology,
+    ) -> IntervalResult:
+        rate = self.emissions.rate(start, end)
+        if rate.factor is not None:
+            f = rate.factor
+            self._rate_info = (f.zone, f.source, f.basis.label(), f.g_per_kwh)
+            self._set_status("intensity", True, "", 0.0)
+        else:
+            self._set_status("intensity", False, rate.error, 0.0)
+        g = rate.g_per_joule
+        led = self.ledger
+        node_tot: dict[str, float] = {}
+        ctr_tot: dict[ContainerKey, dict[str, float]] = {}
+        unalloc_tot: dict[str, float] = {}
+        owners = {k: self._owner(k[0]) for k in present}
+
+        def give(key: ContainerKey, comp: str, method: str, j: float) -> None:
+            if j <= 0:
+                return
+            led.add_container(key, owners.get(key) or self._owner(key[0]), comp, method, j,
+                              None if g is None else j * g)
+            per = ctr_tot.setdefault(key, {})
+            per[comp] = per.get(comp, 0.0) + j
+
+        def unalloc(comp: str, j: float) -> None:
+            led.add_unallocated(comp, j)
+            unalloc_tot[comp] = unalloc_tot.get(comp, 0.0) + j
+
+        by_comp: dict[str, list[tuple[EnergyReading, float]]] = {}
+        for r, d in deltas:
+            led.add_node(r.component.value, r.device, r.method.value, d)
+            node_tot[r.component.value] = node_tot.get(r.component.value, 0.0) + d
+            by_comp.setdefault(r.component.value, []).append((r, d))
+
+        dt = max(1e-9, end - start)
+        busy = root_d if root_d is not None else sum(cpu_d.values())
+        frac = 1.0 if not self.cfg.cpu_count else busy / (dt * self.cfg.cpu_count)
+        for comp in (Component.CPU.value, Component.DRAM.value, Component.OTHER.value):
+            items = by_comp.get(comp)
+            if not items:
+                continue
+            energy = sum(d for _, d in items)
+            method = max((r.method.value for r, _ in items), key=_METHOD_RANK.__getitem__)
+            reserved, capacity = self._reservations(comp, present)
+            split = split_energy(
+                energy, active_fraction=frac, node_busy_s=busy, usage_s=cpu_d,
+                reserved=reserved, capacity=capacity, policy=self.cfg.idle_policy,
+            )
+            for k, j in split.containers.items():
+                give(k, comp, method, j)
+            unalloc(comp, split.unallocated)
+
+        gpu_items = by_comp.get(Component.GPU.value)
+        if gpu_items:
+            self._attribute_gpu(gpu_items, topo, give, unalloc)
+        return IntervalResult(start, end, node_tot, ctr_tot, unalloc_tot)
+
+    def _attribute_gpu(
+        self,
+        items: list[tuple[EnergyReading, float]],
+        topo: GpuTopology,
+        give: Callable[[ContainerKey, str, str, float], None],
+        unalloc: Callable[[str, float], None],
+    ) -> None:
+        comp = Component.GPU.value
+        uses: dict[str, list[GpuUse[ContainerKey]]] = {}
+        live_pids = set()
+        for unit_uuid, pid, sm in topo.processes:
+            live_pids.add(pid)
+            uses.setdefault(unit_uuid, []).append(GpuUse(unit_uuid, self._pid_key(pid), sm))
+        self._pid_keys = {p: k for p, k in self._pid_keys.items() if p in live_pids}
+        for r, d in items:
+            instances = topo.mig.get(r.device)
+            if instances:
+                units, rest = mig_units(d, instances, topo.total_slices.get(r.device, 7.0))
+                unalloc(comp, rest)
+            else:
+                units = [GpuUnit(_uuid_of(r.device), d, False)]
+            for u in units:
+                method = Method.ESTIMATED.value if u.estimated else r.method.value
+                s = split_unit(u, topo.allocations.get(u.uuid, ()), uses.get(u.uuid, ()))
+                for k, j in s.containers.items():
+                    give(k, comp, method, j)
+                unalloc(comp, s.unallocated)
+
+    def _pid_key(self, pid: int) -> ContainerKey | None:
+        if pid in self._pid_keys:
+            return self._pid_keys[pid]
+        key = None
+        try:
+            text = (self.procfs / str(pid) / "cgroup").read_text(encoding="utf-8")
+        except OSError:
+            text = ""  # vanished between NVML's list and our read: unknown owner
+        for line in text.splitlines():
+            path = line.split(":", 2)[-1]
+            found = _key_from_cgroup_path(path)
+            if found is not None:
+                uid, cid = found
+                label = next((lab for cg, lab in self._labels.items() if cg.id == cid), None)
+                key = (uid, label if label is not None else cid[:12])
+                break
+        self._pid_keys[pid] = key
+        return key
+
+    def _owner(self, uid: str) -> Owner:
+        meta = self.pods.get(uid)
+        return meta.owner if meta is not None else Owner()
+
+    def _reservations(self, comp: str, present: Mapping[ContainerKey, ContainerCgroup]
+                      ) -> tuple[dict[ContainerKey, float], float | None]:
+        if self.cfg.idle_policy is not IdlePolicy.RESERVED:
+            return {}, None
+        res: dict[ContainerKey, float] = {}
+        if comp == Component.DRAM.value:
+            for key, cg in present.items():
+                meta = self.pods.get(cg.pod_uid)
+                req = _meta_request(meta, key[1])
+                if req is not None:
+                    res[key] = float(req[1])
+                else:  # no API: resident memory stands in for the request
+                    res[key] = float(self.cgroups.memory_bytes(cg) or 0)
+            return res, (float(self.cfg.memory_capacity_bytes)
+                         if self.cfg.memory_capacity_bytes else None)
+        for key, cg in present.items():
+            meta = self.pods.get(cg.pod_uid)
+            req = _meta_request(meta, key[1])
+            if req is not None:
+                res[key] = req[0]
+            else:
+                if cg not in self._requests:
+                    self._requests[cg] = self.cgroups.cpu_request_cores(cg)
+                res[key] = self._requests[cg] or 0.0
+        return res, float(self.cfg.cpu_count) if self.cfg.cpu_count else None
+
+    # -- snapshot -------------------------------------------------------------
+    def _build_snapshot(self, rate: tuple[str, str, str, float] | None) -> Snapshot:
+        self._seq += 1
+        led = self.ledger
+        ctrs = tuple(
+            (key, t.owner, tuple((c, m, j, t.grams.get((c, m))) for (c, m), j in t.joules.items()))
+            for key, t in led.containers.items()
+        )
+        return Snapshot(
+            seq=self._seq,
+            node_name=self.cfg.node_name,
+            node=tuple(led.node.items()),
+            containers=ctrs,
+            unallocated=tuple(led.unallocated.items()),
+            sources=tuple(self._status.items()),
+            intensity=rate,
+            pue=self.emissions.pue,
+            idle_policy=self.cfg.idle_policy.value,
+        )
+
+
+def _meta_request(meta: PodMeta | None, container: str) -> tuple[float, int] | None:
+    if meta is None:
+        return None
+    return meta.requests.get(container)
+
+
+def _uuid_of(device: str) -> str:
+    return device
+
+
+def _key_from_cgroup_path(path: str) -> tuple[str, str] | None:
+    """(pod uid, container id) from a /proc/<pid>/cgroup path, or None if not a pod's."""
+    from .cgroups import _CTR_RE, _POD_RE  # the same grammar as the tree walk
+
+    parts = [p for p in path.split("/") if p]
+    uid = None
+    for p in parts:
+        m = _POD_RE.match(p)
+        if m:
+            uid = m.group(2).replace("_", "-").lower()
+            continue
+        if uid is not None:
+            c = _CTR_RE.match(p)
+            if c:
+                return uid, c.group(2)
+    return None

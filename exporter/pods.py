@@ -1,0 +1,196 @@
+"""Pod UID -> namespace, name, owner, container names and requests.
+
+``pod_meta`` is a pure builder from a pod object (the Kubernetes API's JSON shape, as the
+watch delivers it). ``PodCache`` holds the current pods of this node; ``PodWatcher`` keeps it
+filled from a watch limited to this node (``fieldSelector=spec.nodeName=<node>``) on its own
+thread. With ``--no-kube`` the exporter uses an empty ``PodCache``: pods are then identified
+by UID only (the metric contract's empty namespace/pod/owner labels).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .state import Owner
+
+log = logging.getLogger("carbontrack.exporter.pods")
+
+_JOB_UID_LABELS = ("batch.kubernetes.io/controller-uid", "controller-uid")
+_JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+
+
+@dataclass(frozen=True)
+class PodMeta:
+    uid: str
+    owner: Owner
+    container_ids: Mapping[str, str] = field(default_factory=dict)  # runtime id -> name
+    requests: Mapping[str, tuple[float, int]] = field(default_factory=dict)  # cores, bytes
+
+
+def parse_cpu(q: str) -> float:
+    """A Kubernetes CPU quantity in cores ("500m" -> 0.5, "2" -> 2.0)."""
+    q = q.strip()
+    if q.endswith("m"):
+        return float(q[:-1]) / 1000
+    return float(q)
+
+
+_MEM_SUFFIX = {
+    "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50,
+    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
+}
+
+
+def parse_memory(q: str) -> int:
+    """A Kubernetes memory quantity in bytes ("1Gi", "512M", "1000")."""
+    q = q.strip()
+    for suf in sorted(_MEM_SUFFIX, key=len, reverse=True):
+        if q.endswith(suf):
+            return int(float(q[: -len(suf)]) * _MEM_SUFFIX[suf])
+    return int(float(q))
+
+
+def pod_meta(pod: Mapping[str, Any]) -> PodMeta:
+    """Build PodMeta from a pod object (dict in API JSON form). Pure; tested by equality.
+
+    Owner: the controller ownerReference; a Job's pods name the Job. Pods whose owner
+    reference is missing (rare: orphaned) fall back to the Job labels.
+    """
+    md = pod.get("metadata") or {}
+    labels = md.get("labels") or {}
+    kind = name = ouid = ""
+    for ref in md.get("ownerReferences") or []:
+        if ref.get("controller"):
+            kind, name, ouid = ref.get("kind", ""), ref.get("name", ""), ref.get("uid", "")
+            break
+    if not kind:
+        job_uid = next((labels[k] for k in _JOB_UID_LABELS if k in labels), "")
+        job_name = next((labels[k] for k in _JOB_NAME_LABELS if k in labels), "")
+        if job_uid or job_name:
+            kind, name, ouid = "Job", job_name, job_uid
+    owner = Owner(md.get("namespace", ""), md.get("name", ""), kind, name, ouid)
+
+    ids: dict[str, str] = {}
+    status = pod.get("status") or {}
+    for key in ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"):
+        for cs in status.get(key) or []:
+            cid = cs.get("containerID") or ""
+            if "://" in cid:  # "containerd://<id>", "cri-o://<id>", "docker://<id>"
+                ids[cid.split("://", 1)[1]] = cs.get("name", "")
+    requests: dict[str, tuple[float, int]] = {}
+    spec = pod.get("spec") or {}
+    for key in ("containers", "initContainers"):
+        for c in spec.get(key) or []:
+            req = (c.get("resources") or {}).get("requests") or {}
+            try:
+                cpu = parse_cpu(str(req["cpu"])) if "cpu" in req else 0.0
+                mem = parse_memory(str(req["memory"])) if "memory" in req else 0
+            except ValueError:
+                log.warning("pod %s/%s: unparsable requests %r; counted as none",
+                            owner.namespace, owner.pod, req)
+                cpu, mem = 0.0, 0
+            requests[c.get("name", "")] = (cpu, mem)
+    return PodMeta(md.get("uid", ""), owner, ids, requests)
+
+
+class PodCache:
+    """This node's pods by UID, and (namespace, name) -> UID for the pod-resources join."""
+
+    def __init__(self) -> None:
+        self._by_uid: dict[str, PodMeta] = {}
+        self._by_name: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, uid: str) -> PodMeta | None:
+        return self._by_uid.get(uid)
+
+    def uid_for(self, namespace: str, name: str) -> str | None:
+        return self._by_name.get((namespace, name))
+
+    def put(self, meta: PodMeta) -> None:
+        with self._lock:
+            self._by_uid[meta.uid] = meta
+            self._by_name[(meta.owner.namespace, meta.owner.pod)] = meta.uid
+
+    def delete(self, uid: str) -> None:
+        with self._lock:
+            meta = self._by_uid.pop(uid, None)
+            if meta is not None:
+                self._by_name.pop((meta.owner.namespace, meta.owner.pod), None)
+
+    def replace_all(self, metas: list[PodMeta]) -> None:
+        with self._lock:
+            self._by_uid = {m.uid: m for m in metas}
+            self._by_name = {(m.owner.namespace, m.owner.pod): m.uid for m in metas}
+
+
+class PodWatcher:
+    """List-then-watch this node's pods into a PodCache, restarting on errors.
+
+    ``core_v1`` is a ``kubernetes.client.CoreV1Api``; ``watch_factory`` makes a
+    ``kubernetes.watch.Watch`` (injected so the thread can be stopped). Deleted pods are kept
+    in the cache (their metadata still labels finished containers) until a relist drops them.
+    """
+
+    def __init__(
+        self,
+        core_v1: Any,
+        node_name: str,
+        cache: PodCache,
+        watch_factory: Callable[[], Any],
+        retry_s: float = 5.0,
+    ) -> None:
+        self.api = core_v1
+        self.selector = f"spec.nodeName={node_name}"
+        self.cache = cache
+        self.watch_factory = watch_factory
+        self.retry_s = retry_s
+        self.healthy = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._watch: Any = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="pod-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.stop()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._list_and_watch()
+            except Exception as err:  # API down or RBAC: log, back off, retry
+                self.healthy = False
+                log.warning("pod watch (%s) failed: %s; retrying in %.0f s",
+                            self.selector, err, self.retry_s)
+                self._stop.wait(self.retry_s)
+
+    def _list_and_watch(self) -> None:
+        lst = self.api.list_pod_for_all_namespaces(field_selector=self.selector)
+        client = self.api.api_client
+        metas = [pod_meta(client.sanitize_for_serialization(p)) for p in lst.items]
+        self.cache.replace_all(metas)
+        self.healthy = True
+        rv = lst.metadata.resource_version
+        self._watch = self.watch_factory()
+        for event in self._watch.stream(
+            self.api.list_pod_for_all_namespaces,
+            field_selector=self.selector,
+            resource_version=rv,
+            timeout_seconds=300,
+        ):
+            if self._stop.is_set():
+                return
+            obj = client.sanitize_for_serialization(event["object"])
+            if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                # DELETED keeps the entry: finished containers keep their labels
+                self.cache.put(pod_meta(obj))
+        # the server closed the watch (timeout): return to relist, dropping deleted pods
