@@ -1,0 +1,123 @@
+"""GHG Protocol framing: location- vs market-based, and Scope 2 vs Scope 3 Category 1.
+
+Electricity a company buys for its *own* data centre is Scope 2. Compute bought from a
+cloud provider is a purchased service: Scope 3 Category 1 ("purchased goods and
+services") for the customer, while the provider reports the electricity as its Scope 2.
+Which applies is set per node pool or grid zone (node pool first), with a default.
+
+Market-based figures need contractual instruments (PPAs, certificates, supplier-specific
+or residual-mix factors) that only the reporting company knows; they are configured per
+zone. Without one, the GHG Protocol Scope 2 Guidance falls back to the grid-average
+factor, and the line says so in ``market_source``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from carbontrack.core.errors import ConfigError
+
+from .model import LineItem
+
+OWN = "own"
+CLOUD = "cloud"
+SCOPE_2 = "Scope 2"
+SCOPE_3_CAT_1 = "Scope 3 Category 1"
+SCOPE_TEXT = {
+    OWN: f"{SCOPE_2} (purchased electricity, own data centre)",
+    CLOUD: f"{SCOPE_3_CAT_1} (purchased goods and services: cloud compute)",
+}
+NO_INSTRUMENT = (
+    "no contractual instrument configured for zone {zone}: grid-average (location) factor "
+    "used, as the GHG Protocol Scope 2 Guidance hierarchy allows when no residual mix is known"
+)
+
+
+@dataclass(frozen=True)
+class MarketFactor:
+    g_per_kwh: float
+    source: str  # e.g. "PPA with X, 2026", "RE-DISS residual mix DE 2024"
+
+
+@dataclass(frozen=True)
+class GhgSettings:
+    """Per-report GHG settings; loaded from the ``ghg`` block of the report config file."""
+
+    default: str = CLOUD
+    by_node_pool: Mapping[str, str] = field(default_factory=dict)
+    by_zone: Mapping[str, str] = field(default_factory=dict)
+    market: Mapping[str, MarketFactor] = field(default_factory=dict)
+
+    @staticmethod
+    def from_dict(doc: Mapping[str, Any]) -> GhgSettings:
+        def owner(v: Any, where: str) -> str:
+            if v not in (OWN, CLOUD):
+                raise ConfigError(f"ghg.{where}: {v!r} must be {OWN!r} or {CLOUD!r}")
+            return str(v)
+
+        market: dict[str, MarketFactor] = {}
+        for zone, m in (doc.get("market_factors") or {}).items():
+            if not isinstance(m, Mapping) or "g_per_kwh" not in m or not m.get("source"):
+                raise ConfigError(
+                    f"ghg.market_factors.{zone}: give {{\"g_per_kwh\": N, \"source\": \"...\"}}"
+                )
+            g = float(m["g_per_kwh"])
+            if g < 0:
+                raise ConfigError(f"ghg.market_factors.{zone}: g_per_kwh must be >= 0")
+            market[str(zone)] = MarketFactor(g, str(m["source"]))
+        return GhgSettings(
+            default=owner(doc.get("default", CLOUD), "default"),
+            by_node_pool={k: owner(v, f"node_pools.{k}") for k, v in (doc.get("node_pools") or {}).items()},
+            by_zone={k: owner(v, f"zones.{k}") for k, v in (doc.get("zones") or {}).items()},
+            market=market,
+        )
+
+    @staticmethod
+    def load(path: Path) -> GhgSettings:
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"cannot read report config {path}: {err}") from None
+        return GhgSettings.from_dict(doc.get("ghg") or {})
+
+    def ownership(self, line: LineItem) -> str:
+        if line.node_pool and line.node_pool in self.by_node_pool:
+            return self.by_node_pool[line.node_pool]
+        if line.grid_zone in self.by_zone:
+            return self.by_zone[line.grid_zone]
+        return self.default
+
+
+def classify(line: LineItem, settings: GhgSettings) -> LineItem:
+    """Set the GHG scope and the market-based figure of one line."""
+    m = settings.market.get(line.grid_zone)
+    if m is not None:
+        market_g, market_source = m.g_per_kwh, m.source
+        market_kg = line.facility_energy_kwh * m.g_per_kwh / 1000.0
+    else:
+        market_g, market_source = line.intensity_g_per_kwh, NO_INSTRUMENT.format(zone=line.grid_zone or "?")
+        market_kg = line.location_kgco2e
+    return line.with_(
+        ghg_scope=SCOPE_TEXT[settings.ownership(line)],
+        market_g_per_kwh=market_g,
+        market_source=market_source,
+        market_kgco2e=market_kg,
+    )
+
+
+def summary(lines: Sequence[LineItem]) -> dict[str, dict[str, float]]:
+    """Location- and market-based kgCO2e side by side, per scope."""
+    out: dict[str, dict[str, float]] = {}
+    for x in lines:
+        s = out.setdefault(
+            x.ghg_scope or "unclassified",
+            {"location_kgco2e": 0.0, "market_kgco2e": 0.0, "facility_energy_kwh": 0.0},
+        )
+        s["location_kgco2e"] += x.location_kgco2e
+        s["market_kgco2e"] += x.market_kgco2e if x.market_kgco2e is not None else x.location_kgco2e
+        s["facility_energy_kwh"] += x.facility_energy_kwh
+    return dict(sorted(out.items()))

@@ -1,0 +1,385 @@
+"""Line items from the cluster: Jobs annotated by the operator, and CarbonBudget ledgers.
+
+``job_to_line`` is a pure function of a Job as a plain dict (the API's JSON shape), so it
+is tested by equality; ``ClusterSource`` only lists objects through an injected
+kubernetes ``ApiClient`` and hands them over.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from carbontrack.core.errors import ConfigError, TemporaryError
+
+from .model import COMPONENTS, SOURCE_CLUSTER, LineItem, parse_time
+
+ANN = "carbontrack.io/"
+ANN_ENERGY = ANN + "energy-kwh"
+ANN_CO2E = ANN + "co2e-grams"
+ANN_ZONE = ANN + "grid-zone"
+ANN_INTENSITY = ANN + "intensity-g-per-kwh"
+ANN_METHOD = ANN + "method"
+ANN_ACCOUNTED = ANN + "accounted-at"
+ANN_REPORT = ANN + "report"
+ANN_MLFLOW = ANN + "mlflow-run-id"
+ANN_WANDB = ANN + "wandb-run-id"
+ANN_UNIT = ANN + "functional-unit"
+ANN_UNITS = ANN + "functional-units"
+ANN_RUN_KIND = ANN + "run-kind"
+
+# Node-selector keys that name a node pool on the common platforms (first match wins).
+NODE_POOL_KEYS = (
+    "carbontrack.io/node-pool",
+    "cloud.google.com/gke-nodepool",
+    "eks.amazonaws.com/nodegroup",
+    "karpenter.sh/nodepool",
+    "kubernetes.azure.com/agentpool",
+    "agentpool",
+)
+INSTANCE_TYPE_KEYS = ("node.kubernetes.io/instance-type", "beta.kubernetes.io/instance-type")
+GPU_MODEL_KEYS = ("nvidia.com/gpu.product", "cloud.google.com/gke-accelerator")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class IdentityKeys:
+    """Which Job labels name the model and the team (settings, not constants)."""
+
+    model_label: str = "carbontrack.io/model"
+    team_label: str = "team"
+    cluster: str = ""  # cluster name written into every line
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A Job in scope that could not become a line, and why (shown, never swallowed)."""
+
+    namespace: str
+    job: str
+    reason: str
+
+
+def _num(text: Any, what: str) -> float:
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what}: {text!r} is not a number") from None
+    return v
+
+
+def _job_status(job: Mapping[str, Any]) -> str:
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
+            return str(cond["type"])
+    return "Running" if (job.get("status") or {}).get("active") else ""
+
+
+def _quantity(q: Any) -> float:
+    """Kubernetes quantity (``"500m"``, ``"2"``, ``4``) as a number of units."""
+    s = str(q).strip()
+    if s.endswith("m"):
+        return float(s[:-1]) / 1000.0
+    return float(s)
+
+
+def _first(mapping: Mapping[str, Any], keys: Sequence[str]) -> str:
+    for k in keys:
+        if mapping.get(k):
+            return str(mapping[k])
+    return ""
+
+
+def _report_json(ann: Mapping[str, str], where: str) -> dict[str, Any]:
+    raw = ann.get(ANN_REPORT)
+    if not raw:
+        return {}
+    try:
+        doc = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{where}: annotation {ANN_REPORT} is not valid JSON ({err})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: annotation {ANN_REPORT} must be a JSON object")
+    return doc
+
+
+def _components_kwh(report: Mapping[str, Any]) -> dict[str, float]:
+    raw = report.get("energy_kwh_by_component")
+    if raw is None:
+        raw = report.get("energy_kwh")
+    if not isinstance(raw, Mapping):
+        return {}
+    out: dict[str, float] = {}
+    for comp, v in raw.items():
+        kwh = float(v["kwh"]) if isinstance(v, Mapping) else float(v)
+        name = comp if comp in COMPONENTS else "other"
+        out[name] = out.get(name, 0.0) + kwh
+    return out
+
+
+def _intensity_meta(report: Mapping[str, Any], zone: str) -> tuple[str, str, int | None]:
+    """(basis, source, year) of the factor for ``zone`` from the report's intensity list."""
+    items = report.get("intensity_sources") or report.get("intensity") or []
+    if isinstance(items, Mapping):
+        items = [dict(v, zone=k) if isinstance(v, Mapping) else {"zone": k} for k, v in items.items()]
+    sources, bases, years = [], [], []
+    for it in items if isinstance(items, list) else []:
+        if not isinstance(it, Mapping):
+            continue
+        if zone and it.get("zone") not in (None, "", zone):
+            continue
+        if it.get("source"):
+            sources.append(str(it["source"]))
+        if it.get("basis"):
+            bases.append(str(it["basis"]))
+        if it.get("year") is not None:
+            years.append(int(it["year"]))
+    year = years[0] if years and all(y == years[0] for y in years) else None
+    return "; ".join(dict.fromkeys(bases)), "; ".join(dict.fromkeys(sources)), year
+
+
+def _pue(report: Mapping[str, Any]) -> tuple[float, str]:
+    p = report.get("pue")
+    if isinstance(p, Mapping):
+        return float(p.get("value", 1.0)), str(p.get("source", ""))
+    if p is None:
+        return 1.0, "not reported (1.0 assumed)"
+    return float(p), str(report.get("pue_source", ""))
+
+
+def job_to_line(job: Mapping[str, Any], keys: IdentityKeys) -> LineItem | Skipped:
+    """One Job (API JSON dict) -> a validated line item, or Skipped if not accounted yet."""
+    meta = job.get("metadata") or {}
+    ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+    where = f"Job {ns}/{name}"
+    ann: Mapping[str, str] = meta.get("annotations") or {}
+    labels: Mapping[str, str] = meta.get("labels") or {}
+    if ANN_ENERGY not in ann or ANN_CO2E not in ann:
+        return Skipped(ns, name, "not accounted by the operator yet (no carbontrack.io/energy-kwh)")
+    energy_text = ann[ANN_ENERGY].strip().lower()
+    if energy_text in ("", "no-data", "nodata", "unknown"):
+        return Skipped(ns, name, f"operator recorded no energy data ({ANN_ENERGY}={energy_text!r})")
+    total_kwh = _num(ann[ANN_ENERGY], f"{where} annotation {ANN_ENERGY}")
+    grams = _num(ann[ANN_CO2E], f"{where} annotation {ANN_CO2E}")
+    report = _report_json(ann, where)
+    comps = _components_kwh(report)
+    if not comps:
+        # No breakdown: the whole energy stays visible as "other" rather than disappearing.
+        comps = {"other": total_kwh}
+    elif abs(sum(comps.values()) - total_kwh) > 1e-6 * max(1.0, total_kwh):
+        # Annotation total is rounded text; the breakdown is authoritative when it disagrees
+        # by rounding only, otherwise the Job's data is inconsistent.
+        if abs(sum(comps.values()) - total_kwh) > 1e-3 * max(total_kwh, 1e-9) + 1e-6:
+            raise ConfigError(
+                f"{where}: {ANN_REPORT} components sum to {sum(comps.values()):.6g} kWh but "
+                f"{ANN_ENERGY} says {total_kwh:.6g} kWh"
+            )
+        total_kwh = sum(comps.values())
+    zone = ann.get(ANN_ZONE, "")
+    basis, source, year = _intensity_meta(report, zone)
+    pue, pue_source = _pue(report)
+    status = job.get("status") or {}
+    window = report.get("window") or report.get("time_window") or {}
+    start = _opt_time(window.get("start") or status.get("startTime"), f"{where} start")
+    end = _opt_time(
+        window.get("end") or status.get("completionTime") or _failed_time(status), f"{where} end"
+    )
+    pod = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+    selector: Mapping[str, str] = pod.get("nodeSelector") or {}
+    parallelism = int((job.get("spec") or {}).get("parallelism") or 1)
+    gpus, cores = 0.0, 0.0
+    for c in pod.get("containers") or []:
+        res = c.get("resources") or {}
+        lim, req = res.get("limits") or {}, res.get("requests") or {}
+        gpus += _quantity(lim.get("nvidia.com/gpu", req.get("nvidia.com/gpu", 0)))
+        cores += _quantity(req.get("cpu", lim.get("cpu", 0)))
+    gpu_hours = report.get("gpu_hours")
+    unc = report.get("uncertainty")
+    if isinstance(unc, Mapping):
+        unc = unc.get("relative", unc.get("energy"))
+    idle_raw = report.get("idle")
+    idle: Mapping[str, Any] = idle_raw if isinstance(idle_raw, Mapping) else {}
+    line = LineItem(
+        source=SOURCE_CLUSTER,
+        cluster=keys.cluster,
+        namespace=ns,
+        job=name,
+        job_uid=str(meta.get("uid", "")),
+        team=str(labels.get(keys.team_label, "")),
+        model=str(labels.get(keys.model_label, "")),
+        mlflow_run_id=ann.get(ANN_MLFLOW, ""),
+        wandb_run_id=ann.get(ANN_WANDB, ""),
+        status=_job_status(job),
+        run_kind=labels.get(ANN_RUN_KIND, ann.get(ANN_RUN_KIND, "")),
+        start=start,
+        end=end,
+        node_pool=_first(selector, NODE_POOL_KEYS) or str(report.get("node_pool", "")),
+        instance_type=_first(selector, INSTANCE_TYPE_KEYS) or str(report.get("instance_type", "")),
+        gpu_model=_first(selector, GPU_MODEL_KEYS) or str(report.get("gpu_model", "")),
+        gpu_count=int(report.get("gpu_count", gpus * parallelism)),
+        gpu_hours=float(gpu_hours) if gpu_hours is not None else 0.0,
+        cpu_cores_reserved=cores * parallelism,
+        cpu_kwh=comps.get("cpu", 0.0),
+        dram_kwh=comps.get("dram", 0.0),
+        gpu_kwh=comps.get("gpu", 0.0),
+        other_kwh=comps.get("other", 0.0),
+        it_energy_kwh=total_kwh,
+        energy_method=ann.get(ANN_METHOD, ""),
+        idle_share=float(idle["share"]) if idle.get("share") is not None else None,
+        idle_rule=str(idle.get("rule", report.get("idle_rule", ""))),
+        pue=pue,
+        pue_source=pue_source,
+        facility_energy_kwh=total_kwh * pue,
+        grid_zone=zone,
+        intensity_g_per_kwh=_num(ann.get(ANN_INTENSITY, "0"), f"{where} {ANN_INTENSITY}"),
+        intensity_basis=basis,
+        intensity_source=source,
+        intensity_year=year,
+        location_kgco2e=grams / 1000.0,
+        uncertainty=float(unc) if unc is not None else None,
+        tool_version=str(report.get("tool_version", "")),
+        accounted_at=_opt_time(ann.get(ANN_ACCOUNTED), f"{where} {ANN_ACCOUNTED}"),
+        functional_unit=ann.get(ANN_UNIT, "job"),
+        functional_units=_num(ann.get(ANN_UNITS, "1"), f"{where} {ANN_UNITS}"),
+    )
+    return line.validate()
+
+
+def _failed_time(status: Mapping[str, Any]) -> str | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Failed" and cond.get("status") == "True":
+            return str(cond.get("lastTransitionTime") or "") or None
+    return None
+
+
+def _opt_time(text: Any, what: str) -> datetime | None:
+    return parse_time(str(text), what) if text else None
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A CarbonBudget's ledger as the operator left it (status is the operator's)."""
+
+    namespace: str
+    name: str
+    limit: str
+    used_grams: float | None
+    percent: float | None
+    period: str
+    jobs_counted: int | None
+    conditions: list[str]
+
+    @staticmethod
+    def from_object(obj: Mapping[str, Any]) -> Budget:
+        """From the CarbonBudget object (status fields as the operator's budgets.py writes them)."""
+        meta, spec, st = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+        jobs = st.get("jobsCounted")
+        return Budget(
+            namespace=str(meta.get("namespace", "")),
+            name=str(meta.get("name", "")),
+            limit=str(spec.get("limit", "")),
+            used_grams=_try_float(st.get("usedGrams")),
+            percent=_try_float(st.get("percent")),
+            period=str(st.get("periodName", "")),
+            jobs_counted=int(jobs) if jobs is not None else None,
+            conditions=[
+                f"{c.get('type')}={c.get('status')}"
+                for c in st.get("conditions") or []
+                if isinstance(c, Mapping)
+            ],
+        )
+
+
+def _try_float(v: Any) -> float | None:
+    try:
+        return float(v) if v is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+class ClusterSource:
+    """Lists Jobs and CarbonBudgets through an injected ``kubernetes.client.ApiClient``."""
+
+    PAGE = 200
+
+    def __init__(self, api_client: Any, keys: IdentityKeys, progress: Progress | None = None):
+        from kubernetes import client  # the [exporter]/[operator] extra; imported when used
+
+        self._batch = client.BatchV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
+        self._serialize = api_client.sanitize_for_serialization
+        self._keys = keys
+        self._progress = progress or (lambda _msg: None)
+
+    def jobs(self, namespaces: Sequence[str], selector: str) -> Iterator[dict[str, Any]]:
+        from kubernetes.client.exceptions import ApiException
+
+        targets: list[str | None] = list(namespaces) or [None]
+        seen = 0
+        for ns in targets:
+            token: str | None = None
+            while True:
+                kw: dict[str, Any] = {"limit": self.PAGE, "label_selector": selector or None}
+                if token:
+                    kw["_continue"] = token
+                try:
+                    page = (
+                        self._batch.list_namespaced_job(ns, **kw)
+                        if ns
+                        else self._batch.list_job_for_all_namespaces(**kw)
+                    )
+                except ApiException as err:
+                    raise _api_error(err, "list Jobs") from None
+                except OSError as err:  # urllib3 connection errors are OSError subclasses
+                    raise TemporaryError(f"cannot reach the Kubernetes API to list Jobs: {err}") from None
+                for item in page.items:
+                    seen += 1
+                    yield self._serialize(item)
+                self._progress(f"cluster: {seen} Jobs listed" + (f" in {ns}" if ns else ""))
+                token = page.metadata._continue if page.metadata else None
+                if not token:
+                    break
+
+    def lines(
+        self, namespaces: Sequence[str], selector: str
+    ) -> tuple[list[LineItem], list[Skipped]]:
+        lines: list[LineItem] = []
+        skipped: list[Skipped] = []
+        for job in self.jobs(namespaces, selector):
+            got = job_to_line(job, self._keys)
+            (lines if isinstance(got, LineItem) else skipped).append(got)  # type: ignore[arg-type]
+        return lines, skipped
+
+    def budgets(self, namespaces: Sequence[str]) -> list[Budget]:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            items: list[dict[str, Any]] = []
+            if namespaces:
+                for ns in namespaces:
+                    got: Any = self._custom.list_namespaced_custom_object(
+                        "carbontrack.io", "v1alpha1", ns, "carbonbudgets"
+                    )
+                    items += got["items"]
+            else:
+                got = self._custom.list_cluster_custom_object("carbontrack.io", "v1alpha1", "carbonbudgets")
+                items = list(got["items"])
+        except ApiException as err:
+            if err.status == 404:  # CRD not installed: budgets are optional in a report
+                return []
+            raise _api_error(err, "list CarbonBudgets") from None
+        self._progress(f"cluster: {len(items)} CarbonBudgets listed")
+        return [Budget.from_object(o) for o in items]
+
+
+def _api_error(err: Any, what: str) -> Exception:
+    if err.status in (401, 403):
+        return ConfigError(
+            f"Kubernetes API refused to {what} (HTTP {err.status}); give the report's "
+            "credentials get/list on jobs.batch and carbonbudgets.carbontrack.io"
+        )
+    return TemporaryError(f"Kubernetes API failed to {what}: HTTP {err.status} {err.reason}")

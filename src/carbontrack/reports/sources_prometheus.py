@@ -1,0 +1,176 @@
+"""Line items from Prometheus: per-Job energy and CO2e over a window, from the exporter's
+counters (architecture.md metric contract).
+
+Counters are cumulative per pod series and never reset (the exporter persists them), so a
+series' contribution to a window is ``max over the window - value at window start``
+(0 when the series did not exist yet). This counts Jobs that spanned the window edge only
+for their part inside it, and includes Jobs the operator has not annotated (running, or
+deleted before accounting). When the cluster source also has the Job, its annotated line
+wins (aggregate.deduplicate), so nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from carbontrack.core.errors import ConfigError, TemporaryError
+from carbontrack.core.types import JOULES_PER_KWH
+
+from .model import COMPONENTS, SOURCE_PROMETHEUS, LineItem
+from .sources_cluster import IdentityKeys
+
+ENERGY = "carbontrack_container_energy_joules_total"
+CO2E = "carbontrack_container_co2e_grams_total"
+INTENSITY = "carbontrack_grid_carbon_intensity_grams_per_kwh"
+PUE = "carbontrack_pue"
+
+Series = tuple[tuple[str, str], ...]
+
+
+class PrometheusSource:
+    """Queries Prometheus' HTTP API (``/api/v1/query``); URL and timeout injected."""
+
+    def __init__(
+        self,
+        base_url: str,
+        keys: IdentityKeys,
+        timeout_s: float = 30.0,
+        progress: Callable[[str], None] | None = None,
+    ):
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"--prometheus-url {base_url!r}: give an http:// or https:// URL")
+        self._base = base_url.rstrip("/")
+        self._keys = keys
+        self._timeout = timeout_s
+        self._progress = progress or (lambda _m: None)
+
+    def query(self, promql: str, at: datetime) -> list[dict[str, Any]]:
+        qs = urllib.parse.urlencode({"query": promql, "time": f"{at.timestamp():.3f}"})
+        url = f"{self._base}/api/v1/query?{qs}"
+        try:
+            with urllib.request.urlopen(url, timeout=self._timeout) as resp:
+                body = resp.read()
+        except urllib.error.HTTPError as err:
+            detail = err.read()[:300].decode("utf-8", "replace")
+            raise TemporaryError(f"Prometheus at {self._base} answered HTTP {err.code}: {detail}") from None
+        except (urllib.error.URLError, OSError) as err:
+            raise TemporaryError(f"cannot reach Prometheus at {self._base}: {err}") from None
+        try:
+            doc = json.loads(body)
+            if doc.get("status") != "success":
+                raise TemporaryError(f"Prometheus query failed: {doc.get('error', doc)}")
+            result = doc["data"]["result"]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise TemporaryError(
+                f"Prometheus at {self._base} returned a body that is not a query result: {body[:120]!r}"
+            ) from None
+        return list(result)
+
+    def _window_delta(
+        self, metric: str, sel: str, since: datetime, until: datetime
+    ) -> dict[Series, float]:
+        rng = max(1, int((until - since).total_seconds()))
+        end = self.query(f"max_over_time({metric}{{{sel}}}[{rng}s])", until)
+        start = self.query(f"{metric}{{{sel}}}", since)
+        base = {_key(r["metric"]): float(r["value"][1]) for r in start}
+        out: dict[Series, float] = {}
+        for r in end:
+            k = _key(r["metric"])
+            out[k] = max(0.0, float(r["value"][1]) - base.get(k, 0.0))
+        self._progress(f"prometheus: {metric}: {len(out)} series")
+        return out
+
+    def lines(self, since: datetime, until: datetime, namespaces: Sequence[str]) -> list[LineItem]:
+        sel = 'owner_kind="Job"'
+        if namespaces:
+            sel += ',namespace=~"' + "|".join(_re_escape(n) for n in namespaces) + '"'
+        energy = self._window_delta(ENERGY, sel, since, until)
+        co2e = self._window_delta(CO2E, sel, since, until)
+        zones = {
+            r["metric"].get("node", ""): r["metric"] for r in self.query(INTENSITY, until)
+        }
+        pues = {r["metric"].get("node", ""): float(r["value"][1]) for r in self.query(PUE, until)}
+        jobs: dict[str, dict[str, Any]] = defaultdict(
+            lambda: {"kwh": defaultdict(float), "grams": 0.0, "methods": set(), "nodes": set()}
+        )
+        for k, joules in energy.items():
+            lab = dict(k)
+            j = jobs[lab.get("owner_uid", "")]
+            j["meta"] = lab
+            comp = lab.get("component", "other")
+            j["kwh"][comp if comp in COMPONENTS else "other"] += joules / JOULES_PER_KWH
+            j["methods"].add(lab.get("method", ""))
+            j["nodes"].add(lab.get("node", ""))
+        for k, grams in co2e.items():
+            lab = dict(k)
+            jobs[lab.get("owner_uid", "")]["grams"] += grams
+            jobs[lab.get("owner_uid", "")].setdefault("meta", lab)
+        out = []
+        for uid, j in sorted(jobs.items()):
+            out.append(self._line(uid, j, zones, pues, since, until))
+        return out
+
+    def _line(
+        self,
+        uid: str,
+        j: Mapping[str, Any],
+        zones: Mapping[str, Mapping[str, str]],
+        pues: Mapping[str, float],
+        since: datetime,
+        until: datetime,
+    ) -> LineItem:
+        lab = j["meta"]
+        kwh = {c: float(j["kwh"].get(c, 0.0)) for c in COMPONENTS}
+        total = sum(kwh.values())
+        nodes = sorted(n for n in j["nodes"] if n)
+        zone_meta = [zones[n] for n in nodes if n in zones]
+        zone_names = sorted({z.get("zone", "") for z in zone_meta if z.get("zone")})
+        node_pues = sorted({pues[n] for n in nodes if n in pues})
+        # One PUE per Job when its nodes agree; otherwise the largest (conservative), stated.
+        pue = node_pues[-1] if node_pues else 1.0
+        pue_source = "carbontrack_pue gauge" if len(node_pues) == 1 else (
+            f"max of node PUEs {node_pues}" if node_pues else "no carbontrack_pue series (1.0 assumed)"
+        )
+        methods = sorted(m for m in j["methods"] if m)
+        grams = float(j["grams"])
+        facility = total * pue
+        return LineItem(
+            source=SOURCE_PROMETHEUS,
+            cluster=self._keys.cluster,
+            namespace=lab.get("namespace", ""),
+            job=lab.get("owner_name", ""),
+            job_uid=uid,
+            start=since,
+            end=until,
+            cpu_kwh=kwh["cpu"],
+            dram_kwh=kwh["dram"],
+            gpu_kwh=kwh["gpu"],
+            other_kwh=kwh["other"],
+            it_energy_kwh=total,
+            energy_method=methods[0] if len(methods) == 1 else f"mixed({','.join(methods)})",
+            pue=pue,
+            pue_source=pue_source,
+            facility_energy_kwh=facility,
+            grid_zone=",".join(zone_names),
+            intensity_g_per_kwh=grams / facility if facility > 0 else 0.0,
+            intensity_basis="; ".join(sorted({z.get("basis", "") for z in zone_meta} - {""})),
+            intensity_source="; ".join(sorted({z.get("source", "") for z in zone_meta} - {""})),
+            location_kgco2e=grams / 1000.0,
+            notes="window share from Prometheus counters (not accounted by the operator)",
+        ).validate()
+
+
+def _key(metric: Mapping[str, str]) -> Series:
+    return tuple(sorted((k, v) for k, v in metric.items() if k != "__name__"))
+
+
+def _re_escape(s: str) -> str:
+    # Namespace names are DNS labels; escape anyway so a typo cannot widen the match.
+    return "".join(c if c.isalnum() or c == "-" else "\\\\" + c for c in s)
