@@ -1,0 +1,66 @@
+"""What every live provider shares: the static fallback and its visibility.
+
+A subclass implements ``_live(zone, start, end)``. Whatever goes wrong there -
+network, status, malformed body, no data for the interval, a zone the provider
+does not cover - :meth:`LiveProvider.intensity` returns the catalogue's static
+factor with ``fallback_reason`` set and logs a warning. It never returns a
+default the user did not ask for: if the catalogue does not know the zone
+either, it raises ``UnknownZoneError`` carrying both reasons.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timezone
+
+from ...core.errors import CarbonTrackError, ConfigError, UnknownZoneError
+from ...core.types import IntensityFactor
+from ..catalogue import Catalogue
+from ..series import as_utc
+
+log = logging.getLogger("carbontrack.intensity")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class NoData(CarbonTrackError):
+    """The provider answered but had no usable point for the interval or zone."""
+
+
+class LiveProvider(ABC):
+    """``IntensityLookup`` over a live API with a visible static fallback."""
+
+    name = "live"
+
+    def __init__(self, catalogue: Catalogue, *, now: Callable[[], datetime] = utc_now) -> None:
+        self.catalogue = catalogue
+        self._now = now
+        self.fallbacks = 0  # how many answers came from the catalogue instead (for metrics)
+
+    def intensity(self, zone: str, start: datetime, end: datetime) -> IntensityFactor:
+        start, end = as_utc(start), as_utc(end)
+        if end < start:
+            raise ConfigError(f"interval end {end.isoformat()} is before start {start.isoformat()}")
+        try:
+            return self._live(zone, start, end)
+        except CarbonTrackError as err:
+            reason = f"{self.name}: {err}"
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+            # valid JSON of the wrong shape (a field missing, a string where a list was)
+            reason = f"{self.name}: unexpected response ({type(err).__name__}: {err})"
+        try:
+            static = self.catalogue.intensity(zone, start, end)
+        except UnknownZoneError as err:
+            raise UnknownZoneError(f"{reason}; static fallback failed too: {err}") from None
+        self.fallbacks += 1
+        log.warning("grid intensity for %s from the static catalogue (%s)", zone, reason)
+        return replace(static, fallback_reason=reason)
+
+    @abstractmethod
+    def _live(self, zone: str, start: datetime, end: datetime) -> IntensityFactor:
+        """The provider's factor for the interval; raise CarbonTrackError on any failure."""
