@@ -1,0 +1,1 @@
+"""Packaged coefficient tables for carbontrack.sources (see PROVENANCE.md)."""
