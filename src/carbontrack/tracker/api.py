@@ -221,7 +221,7 @@ def track(
     loggers: Sequence[ResultLogger] = (),
     sources: Sequence[EnergySource] | None = None,
     lookup: IntensityLookup | None = None,
-    scope: Scope | None = None,
+    scope: str | Scope = "process",
     clock: Clock | None = None,
     registry: Registry | None = None,
     **settings: Any,
@@ -234,11 +234,13 @@ def track(
     """
     if settings.get("output_dir") is not None:
         settings["output_dir"] = Path(settings["output_dir"])
-    cfg = TrackerSettings(**settings)
+    # `scope` is the setting ("process" | "machine") or, injected, a Scope implementation.
+    impl = None if isinstance(scope, str) else scope
+    cfg = TrackerSettings(scope=scope if isinstance(scope, str) else scope.name, **settings)
     deps: dict[str, Any] = dict(
         sources=sources,
         lookup=lookup,
-        scope=scope,
+        scope=impl,
         clock=clock,
         registry=registry,
         loggers=loggers,
