@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakeapi_intensity import FakeApi
 
 from carbontrack.intensity.catalogue import Catalogue
 
@@ -28,3 +30,12 @@ def raw() -> Path:
 @pytest.fixture(scope="session")
 def catalogue() -> Catalogue:
     return Catalogue.load()
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeApi]:
+    api = FakeApi()
+    try:
+        yield api
+    finally:
+        api.close()
