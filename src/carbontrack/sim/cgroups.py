@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._atomic import write_atomic
+from .procfs import write_pid_cgroup
 
 QOS_CLASSES = ("guaranteed", "burstable", "besteffort")
 RUNTIMES = ("containerd", "crio", "docker")
@@ -222,6 +223,9 @@ class FakeCgroupTree:
         if self.procfs_root is not None:
             argv = ["/pause"] if pause else [f"/usr/bin/{name}", "--serve"]
             write_atomic(self.procfs_root / str(c.pid) / "cmdline", "\0".join(argv) + "\0")
+            rel = "/" + str(cpu_dir.relative_to(self.root / self._controllers[0]))
+            ctls = None if self.version == 2 else ["cpu,cpuacct", "memory"]
+            write_pid_cgroup(self.procfs_root, c.pid, rel, v1_controllers=ctls)
         pod.containers[name] = c
         return c
 
