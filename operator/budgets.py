@@ -95,8 +95,9 @@ def compute_status(
     same_period = previous.get("periodName") == window.name and previous.get(
         "periodStart"
     ) == format_time(window.start)
-    notified_before = previous.get("notifiedThresholds") if same_period else []
-    notified = {int(t) for t in notified_before or [] if isinstance(t, int)}
+    notified_before = previous.get("notifiedThresholds") if same_period else None
+    notified = {t for t in (notified_before if isinstance(notified_before, list) else [])
+                if isinstance(t, int)}
     was_exceeded = bool(previous.get("exceeded")) and same_period
     # A raised limit or a new period clears "exceeded"; the Recovered notice releases Jobs.
     was_exceeded_any = bool(previous.get("exceeded"))

@@ -1,0 +1,126 @@
+"""`carbontrack operator`: the Kubernetes operator's entry point (also the container's)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import threading
+from datetime import datetime, timezone
+
+import kopf
+from kubernetes import client
+from prometheus_client import CollectorRegistry
+
+from carbontrack import __version__
+from carbontrack.core.errors import ConfigError
+
+from .handlers import Operator, build_registry
+from .webserver import build_app, serve
+from .kube import KubeApi
+from .kubeconfig import load_configuration, login_handler
+from .metrics import OperatorMetrics
+from .prometheus import PrometheusClient
+from .settings import OperatorSettings
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="carbontrack operator",
+        description="Account finished Jobs' energy and CO2e from Prometheus, keep CarbonBudgets.",
+    )
+    p.add_argument("--prometheus-url", required=True, help="Prometheus HTTP API base URL")
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", action="append", default=[], help="watch this namespace (repeatable)")
+    scope.add_argument("--all-namespaces", action="store_true", help="watch every namespace (default)")
+    peer = p.add_mutually_exclusive_group()
+    peer.add_argument("--peering", metavar="NAME", help="kopf peering object: one active replica")
+    peer.add_argument("--standalone", action="store_true", help="no peering (single replica)")
+    p.add_argument("--listen", default="0.0.0.0:8080", help="HOST:PORT for /metrics and /healthz")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+    p.add_argument("--scrape-interval", type=float, default=30.0, help="Prometheus scrape interval, s")
+    p.add_argument("--accounting-delay", type=float, default=5.0,
+                   help="extra wait after completion + scrape interval, s (>= exporter interval)")
+    p.add_argument("--no-data-after", type=float, default=300.0,
+                   help="declare a Job without energy series 'no data' this long after it ended, s")
+    p.add_argument("--budget-interval", type=float, default=30.0, help="budget status refresh, s")
+    p.add_argument("--projection-interval", type=float, default=60.0,
+                   help="running-Job projection refresh, s; 0 disables")
+    p.add_argument("--prometheus-timeout", type=float, default=10.0, help="per query, s")
+    p.add_argument("--no-enforcement", action="store_true", help="never suspend Jobs (Warn only)")
+    p.add_argument("--no-finalizer", action="store_true",
+                   help="no accounting finalizer on Jobs (Jobs deleted at once are still counted "
+                        "from the watch event, but not across an operator restart)")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
+    return OperatorSettings(
+        prometheus_url=args.prometheus_url,
+        namespaces=tuple(args.namespace),
+        scrape_interval_s=args.scrape_interval,
+        accounting_delay_s=args.accounting_delay,
+        no_data_after_s=args.no_data_after,
+        prometheus_timeout_s=args.prometheus_timeout,
+        budget_interval_s=args.budget_interval,
+        projection_interval_s=args.projection_interval,
+        enforcement=not args.no_enforcement,
+        finalizer=not args.no_finalizer,
+    )
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"invalid --listen {text!r}: use HOST:PORT, e.g. 0.0.0.0:8080")
+    return host or "0.0.0.0", int(port)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+async def run(
+    settings: OperatorSettings,
+    kube_config: client.Configuration,
+    listen: tuple[str, int] | None,
+    peering: str | None,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+    registry: CollectorRegistry | None = None,
+) -> None:
+    """Run until ``stop_flag`` is set (or a signal). Tests call this in a thread."""
+    metrics = OperatorMetrics(registry or CollectorRegistry())
+    prometheus = PrometheusClient(settings.prometheus_url, metrics,
+                                  timeout_s=settings.prometheus_timeout_s,
+                                  attempts=settings.query_attempts)
+    op = Operator(settings, KubeApi(client.ApiClient(kube_config)), prometheus, metrics, utcnow)
+    kopf_registry = build_registry(op, login=login_handler(kube_config))
+    runner = None
+    if listen is not None:
+        runner = await serve(build_app(metrics.registry, lambda: (True, f"ok {__version__}")), *listen)
+    try:
+        await kopf.operator(
+            registry=kopf_registry,
+            standalone=peering is None,
+            peering_name=peering,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_from_args(args)
+    listen = parse_listen(args.listen)
+    kube_config = load_configuration(args.kubeconfig)
+    asyncio.run(run(settings, kube_config, listen, None if args.standalone else args.peering))
+    return 0

@@ -1,0 +1,489 @@
+"""The operator's behaviour, wired into a kopf registry by `build_registry`.
+
+Design (docs/operator.md has the long form):
+- Job watch events only *observe*: they add/remove the accounting finalizer, enforce
+  budgets and hand finished, unaccounted Jobs to an in-process queue. The queue accounts
+  each Job UID at most once at a time, retrying with backoff until Prometheus has scraped
+  past the completion; nothing is lost on restart because the Job itself (unaccounted,
+  held by the finalizer) is the durable to-do record and kopf re-lists it.
+- Order of writes per Job: budget ledgers first (idempotent, keyed by UID, with a
+  resourceVersion precondition), then the Job annotations, then the finalizer. A crash
+  between any two only repeats idempotent steps: no double counting.
+- Budget status is always recomputed from its ledger (budgets.compute_status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import kopf
+
+from carbontrack.core.errors import ConfigError, TemporaryError
+
+from . import promql
+from .accounting import Accountant, Accounting, NotReady
+from .budgets import compute_status, invalid_status, parse_spec
+from .enforcement import BudgetView, to_resume, to_suspend
+from .jobs import EXPECTED_DURATION, FINALIZER, SUSPENDED_BY, JobFacts, job_facts
+from .kube import Conflict, Gone, KubeApi
+from .ledger import Ledger, LedgerEntry
+from .mass import format_mass
+from .metrics import OperatorMetrics
+from .projection import parse_duration, project
+from .prometheus import PrometheusClient, QueryError
+from .settings import OperatorSettings
+from .timeutil import format_time, parse_time
+
+log = logging.getLogger(__name__)
+
+JOB_REF = {"kind": "Job", "apiVersion": "batch/v1"}
+BUDGET_REF = {"kind": "CarbonBudget", "apiVersion": "carbontrack.io/v1alpha1"}
+
+
+class Operator:
+    """All state and behaviour; kopf handlers are thin wrappers around its methods."""
+
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        kube: KubeApi,
+        prometheus: PrometheusClient,
+        metrics: OperatorMetrics,
+        clock: Callable[[], datetime],
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.prometheus = prometheus
+        self.metrics = metrics
+        self.clock = clock
+        self.sleep = sleep
+        self.accountant = Accountant(prometheus, settings, clock)
+        self.budgets: dict[str, BudgetView] = {}
+        self.jobs: dict[str, JobFacts] = {}  # latest facts of Jobs not yet accounted/finished
+        self._queue: dict[str, asyncio.Task[None]] = {}
+        self._budget_locks: dict[str, asyncio.Lock] = {}
+        self._semaphore = asyncio.Semaphore(settings.max_concurrent_accountings)
+        self._stopping = False
+
+    # ---------------------------------------------------------------- Job events
+    async def on_job_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        if not (body.get("metadata") or {}).get("uid"):
+            return
+        facts = job_facts(body)
+        if event_type == "DELETED":
+            self.jobs.pop(facts.uid, None)
+            # Deleted before the finalizer went on (or finalizers are off): account from
+            # the last state seen; the ledger and the Event still record it.
+            if facts.finished and not facts.accounted:
+                self._submit(facts)
+            return
+        if facts.accounted:
+            self.jobs.pop(facts.uid, None)
+            if FINALIZER in facts.finalizers:
+                await self._remove_finalizer(facts, body)
+            return
+        self.jobs[facts.uid] = facts
+        if facts.finished:
+            self._submit(facts)
+            return
+        if self.settings.finalizer and FINALIZER not in facts.finalizers and not facts.deleting:
+            await self._add_finalizer(facts, body)
+        if self.settings.enforcement:
+            await self._enforce(facts)
+
+    async def _add_finalizer(self, facts: JobFacts, body: dict[str, Any]) -> None:
+        finalizers = [*facts.finalizers, FINALIZER]
+        rv = str(body["metadata"].get("resourceVersion", ""))
+        try:
+            await self.kube.set_job_finalizers(facts.namespace, facts.name, facts.uid, finalizers, rv)
+        except (Conflict, Gone, TemporaryError) as err:
+            log.info("finalizer not added to Job %s/%s yet: %s", facts.namespace, facts.name, err)
+
+    async def _remove_finalizer(self, facts: JobFacts, body: dict[str, Any] | None = None) -> None:
+        for _ in range(5):
+            if body is None:
+                try:
+                    body = await self.kube.get_job(facts.namespace, facts.name)
+                except Gone:
+                    return
+            meta = body.get("metadata") or {}
+            if meta.get("uid") != facts.uid:
+                return
+            current = list(meta.get("finalizers") or [])
+            if FINALIZER not in current:
+                return
+            remaining = [f for f in current if f != FINALIZER]
+            try:
+                await self.kube.set_job_finalizers(
+                    facts.namespace, facts.name, facts.uid, remaining, str(meta.get("resourceVersion"))
+                )
+                return
+            except Conflict:
+                body = None  # re-read and try again
+            except Gone:
+                return
+
+    # ---------------------------------------------------------------- accounting queue
+    def _submit(self, facts: JobFacts) -> None:
+        task = self._queue.get(facts.uid)
+        self.jobs[facts.uid] = facts  # the task reads the latest facts on each try
+        if task is not None and not task.done():
+            return
+        self._queue[facts.uid] = asyncio.create_task(self._account_until_done(facts.uid))
+        self.metrics.pending_jobs.set(len(self._queue))
+
+    async def _account_until_done(self, uid: str) -> None:
+        delay = self.settings.retry_initial_s
+        try:
+            while not self._stopping:
+                facts = self.jobs.get(uid)
+                if facts is None:
+                    return
+                try:
+                    async with self._semaphore:
+                        accounting = await self.accountant.account(facts)
+                        await self._apply(accounting)
+                    return
+                except NotReady as wait:
+                    await self.sleep(max(wait.delay_s, 0.2))
+                except TemporaryError as err:
+                    self.metrics.accounting_failures.labels(reason="temporary").inc()
+                    log.warning("accounting Job %s/%s postponed %.0fs: %s",
+                                facts.namespace, facts.name, delay, err)
+                    await self.sleep(delay)
+                    delay = min(delay * 2, self.settings.retry_max_s)
+                except (QueryError, Conflict) as err:
+                    self.metrics.accounting_failures.labels(reason=type(err).__name__.lower()).inc()
+                    log.error("accounting Job %s/%s failed: %s", facts.namespace, facts.name, err)
+                    await self.sleep(delay)
+                    delay = min(delay * 2, self.settings.retry_max_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug must not kill the queue silently: log, count, retry later
+            self.metrics.accounting_failures.labels(reason="internal").inc()
+            log.exception("accounting of Job UID %s crashed; retrying later", uid)
+            await self.sleep(self.settings.retry_max_s)
+            self._queue.pop(uid, None)
+            facts = self.jobs.get(uid)
+            if facts is not None:
+                self._submit(facts)
+            return
+        finally:
+            if self._queue.get(uid) is asyncio.current_task():
+                self._queue.pop(uid, None)
+            self.metrics.pending_jobs.set(len(self._queue))
+
+    async def _apply(self, acc: Accounting) -> None:
+        job = acc.job
+        now = self.clock()
+        assert job.finished_at is not None
+        entry = LedgerEntry(job.uid, job.name, job.finished_at, now, acc.co2e_grams, acc.energy_kwh)
+        for budget in list(self.budgets.values()):
+            if budget.selects(job):
+                await self.refresh_budget(budget.namespace, budget.name, entry=entry, job=job)
+        gone = False
+        try:
+            await self.kube.patch_job(job.namespace, job.name, job.uid,
+                                      {"metadata": {"annotations": acc.annotations(now)}})
+        except Gone:
+            gone = True  # deleted without our finalizer: the ledger and Event keep the record
+        await self._post_job_event(job, acc)
+        if not gone:
+            await self._remove_finalizer(job)
+        self.jobs.pop(job.uid, None)
+        self.metrics.jobs_accounted.labels(result="no_data" if acc.no_data else "ok").inc()
+        self.metrics.accounting_latency.observe(max((now - job.finished_at).total_seconds(), 0.0))
+        log.info("accounted Job %s/%s: %s", job.namespace, job.name, _summary(acc))
+
+    async def _post_job_event(self, job: JobFacts, acc: Accounting) -> None:
+        await self.kube.post_event(
+            self._job_ref(job),
+            "CarbonAccounted" if not acc.no_data else "CarbonNoData",
+            _summary(acc),
+            warning=acc.no_data,
+            now=self.clock(),
+        )
+
+    @staticmethod
+    def _job_ref(job: JobFacts) -> dict[str, str]:
+        return {**JOB_REF, "name": job.name, "namespace": job.namespace, "uid": job.uid}
+
+    # ---------------------------------------------------------------- budgets
+    async def on_budget_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        if event_type == "DELETED":
+            old = self.budgets.pop(key, None)
+            if old is not None:
+                await self._release_jobs()
+            return
+        previous = self.budgets.get(key)
+        view = self._view(body)
+        self.budgets[key] = view
+        spec_changed = previous is None or previous.spec != view.spec
+        status = body.get("status") or {}
+        if spec_changed or not status.get("periodName"):
+            await self.refresh_budget(view.namespace, view.name)
+
+    def _view(self, body: dict[str, Any]) -> BudgetView:
+        meta = body.get("metadata") or {}
+        status = body.get("status") or {}
+        try:
+            spec = parse_spec(body.get("spec") or {})
+        except ConfigError:
+            spec = None
+        exceeded_at = status.get("exceededAt")
+        return BudgetView(
+            namespace=str(meta.get("namespace")),
+            name=str(meta.get("name")),
+            uid=str(meta.get("uid")),
+            spec=spec,
+            exceeded=bool(status.get("exceeded")),
+            exceeded_at=parse_time(exceeded_at) if isinstance(exceeded_at, str) else None,
+            used=str(status.get("used", "")),
+            period_name=str(status.get("periodName", "")),
+        )
+
+    async def refresh_all_budgets(self) -> None:
+        for view in list(self.budgets.values()):
+            try:
+                await self.refresh_budget(view.namespace, view.name)
+            except (TemporaryError, Gone) as err:
+                log.warning("budget %s not refreshed: %s", view.key, err)
+
+    async def refresh_budget(
+        self,
+        namespace: str,
+        name: str,
+        entry: LedgerEntry | None = None,
+        job: JobFacts | None = None,
+    ) -> None:
+        """Re-read the budget, add ``entry`` to its ledger if new, recompute and write the
+        status in one conditional patch, then post Events for what changed."""
+        key = f"{namespace}/{name}"
+        lock = self._budget_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            for _ in range(10):
+                try:
+                    obj = await self.kube.get_budget(namespace, name)
+                except Gone:
+                    self.budgets.pop(key, None)
+                    return
+                now = self.clock()
+                status = obj.get("status") or {}
+                rv = str(obj["metadata"]["resourceVersion"])
+                try:
+                    spec = parse_spec(obj.get("spec") or {})
+                except ConfigError as err:
+                    await self.kube.patch_budget_status(namespace, name,
+                                                        invalid_status(status, str(err), now), rv)
+                    return
+                ledger = Ledger.from_status(status.get("ledger"))
+                added: dict[str, object] = {}
+                if entry is not None and entry.uid not in ledger:
+                    ledger = ledger.merge([entry])
+                    added = {entry.uid: entry.to_dict()}
+                update = compute_status(spec, ledger, status, now)
+                body = dict(update.status)
+                pruned = body.get("ledger")
+                if added:
+                    body["ledger"] = {**added, **(pruned if isinstance(pruned, dict) else {})}
+                try:
+                    await self.kube.patch_budget_status(namespace, name, body, rv)
+                except Conflict:
+                    continue
+                self.metrics.budget_updates.inc()
+                break
+            else:
+                raise TemporaryError(f"CarbonBudget {key} kept changing; will retry")
+            meta = obj["metadata"]
+            view = self._view({**obj, "status": {**status, **update.status}})
+            self.budgets[key] = view
+            ref = {**BUDGET_REF, "name": name, "namespace": namespace, "uid": str(meta["uid"])}
+            for note in update.notifications:
+                await self.kube.post_event(ref, note.reason if note.reason != "Exceeded"
+                                           else "BudgetExceeded", note.message, note.warning, now)
+                if note.reason == "Exceeded" and job is not None and added:
+                    await self.kube.post_event(
+                        self._job_ref(job), "BudgetExceeded",
+                        f"this Job's {format_mass(entry.co2e_grams or 0.0) if entry else ''} CO2e "
+                        f"pushed CarbonBudget {name} over its limit: {note.message}",
+                        True, now,
+                    )
+        if not update.exceeded:
+            await self._release_jobs()
+
+    # ---------------------------------------------------------------- enforcement
+    async def _enforce(self, facts: JobFacts) -> None:
+        budgets = list(self.budgets.values())
+        blocker = to_suspend(facts, budgets)
+        if blocker is not None:
+            await self._suspend(facts, blocker)
+        elif to_resume(facts, budgets):
+            await self._resume(facts)
+
+    async def _suspend(self, job: JobFacts, budget: BudgetView) -> None:
+        try:
+            await self.kube.patch_job(job.namespace, job.name, job.uid, {
+                "metadata": {"annotations": {SUSPENDED_BY: budget.key}},
+                "spec": {"suspend": True},
+            })
+        except (Gone, Conflict, TemporaryError) as err:
+            log.warning("could not suspend Job %s/%s: %s", job.namespace, job.name, err)
+            return
+        self.metrics.jobs_suspended.inc()
+        limit = budget.spec.limit_text if budget.spec else "?"
+        await self.kube.post_event(
+            self._job_ref(job), "SuspendedByCarbonBudget",
+            f"suspended: CarbonBudget {budget.name} is exceeded ({budget.used} of {limit} in "
+            f"{budget.period_name}); the Job resumes when the period resets or the limit is raised",
+            True, self.clock(),
+        )
+
+    async def _resume(self, job: JobFacts) -> None:
+        try:
+            await self.kube.patch_job(job.namespace, job.name, job.uid, {
+                "metadata": {"annotations": {SUSPENDED_BY: None}},
+                "spec": {"suspend": False},
+            })
+        except (Gone, Conflict, TemporaryError) as err:
+            log.warning("could not resume Job %s/%s: %s", job.namespace, job.name, err)
+            return
+        self.metrics.jobs_resumed.inc()
+        await self.kube.post_event(
+            self._job_ref(job), "ResumedByCarbonBudget",
+            f"resumed: the CarbonBudget that suspended it ({job.annotations.get(SUSPENDED_BY)}) "
+            "allows new Jobs again", False, self.clock(),
+        )
+
+    async def _release_jobs(self) -> None:
+        if not self.settings.enforcement:
+            return
+        budgets = list(self.budgets.values())
+        for job in list(self.jobs.values()):
+            if to_resume(job, budgets):
+                await self._resume(job)
+                self.jobs[job.uid] = _unsuspended(job)
+
+    # ---------------------------------------------------------------- projections
+    async def project_running_jobs(self) -> None:
+        for job in list(self.jobs.values()):
+            if job.finished or job.suspended or job.deleting:
+                continue
+            try:
+                await self._project(job)
+            except (TemporaryError, Gone, QueryError, ConfigError) as err:
+                log.info("no projection for Job %s/%s: %s", job.namespace, job.name, err)
+
+    async def _project(self, job: JobFacts) -> None:
+        now = self.clock()
+        start = job.lifetime_start
+        elapsed = (now - start).total_seconds()
+        if elapsed <= 0:
+            return
+        window = elapsed + self.settings.scrape_interval_s
+        co2e = await self.prometheus.query(promql.job_totals(promql.CO2E, job.uid, window), now)
+        if not co2e:
+            return  # no data yet: say nothing rather than "0 g so far"
+        energy = await self.prometheus.query(promql.job_totals(promql.ENERGY, job.uid, window), now)
+        so_far = sum(s.value for s in co2e)
+        kwh = sum(s.value for s in energy) / 3.6e6
+        expected = job.annotations.get(EXPECTED_DURATION)
+        projection = project(so_far, elapsed, parse_duration(expected) if expected else None,
+                             job.completions, job.succeeded)
+        annotations: dict[str, str | None] = {
+            "carbontrack.io/co2e-grams-so-far": f"{so_far:.6g}",
+            "carbontrack.io/energy-kwh-so-far": f"{kwh:.6g}",
+            "carbontrack.io/projected-at": format_time(now),
+            "carbontrack.io/projected-co2e-grams": (
+                f"{projection.total_grams:.6g}" if projection else None
+            ),
+            "carbontrack.io/projection-basis": projection.basis if projection else None,
+        }
+        await self.kube.patch_job(job.namespace, job.name, job.uid,
+                                  {"metadata": {"annotations": annotations}})
+
+    async def run_loops(self, stop: asyncio.Event) -> None:
+        """Budget refresh and projection timers (own loops: kopf timers would put a kopf
+        finalizer on every Job)."""
+        next_budget = next_projection = time.monotonic()
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= next_budget:
+                await self.refresh_all_budgets()
+                next_budget = now + self.settings.budget_interval_s
+            if self.settings.projection_interval_s and now >= next_projection:
+                await self.project_running_jobs()
+                next_projection = now + self.settings.projection_interval_s
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+
+    async def close(self) -> None:
+        self._stopping = True
+        tasks = list(self._queue.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.prometheus.close()
+
+
+def _unsuspended(job: JobFacts) -> JobFacts:
+    from dataclasses import replace
+
+    annotations = {k: v for k, v in job.annotations.items() if k != SUSPENDED_BY}
+    return replace(job, suspended=False, annotations=annotations)
+
+
+def _summary(acc: Accounting) -> str:
+    if acc.no_data:
+        return f"no energy data: {acc.no_data_reason}"
+    grams, kwh = acc.co2e_grams or 0.0, acc.energy_kwh or 0.0
+    intensity = (f", {acc.intensity_g_per_kwh:.0f} gCO2e/kWh" if acc.intensity_g_per_kwh else "")
+    return (f"{format_mass(grams)} CO2e, {kwh:.4g} kWh ({acc.method}) in "
+            f"{','.join(acc.zones) or 'unknown zone'}{intensity}; "
+            f"{acc.job.outcome}, {(acc.window_end - acc.window_start) / timedelta(seconds=1):.0f}s")
+
+
+def build_registry(op: Operator, login: Callable[..., Any] | None = None) -> kopf.OperatorRegistry:
+    """A fresh kopf registry with the operator's handlers (no module-level globals)."""
+    registry = kopf.OperatorRegistry()
+    stop = asyncio.Event()
+    loops: list[asyncio.Task[None]] = []
+
+    @kopf.on.startup(registry=registry)
+    async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Nothing of kopf's own bookkeeping on users' Jobs: no progress or diff-base
+        # annotations (only event handlers are used) and no kopf finalizers.
+        settings.persistence.finalizer = "carbontrack.io/kopf"
+        settings.posting.level = logging.WARNING
+        settings.watching.server_timeout = 300
+        settings.networking.request_timeout = 60
+        loops.append(asyncio.create_task(op.run_loops(stop)))
+
+    if login is not None:
+        kopf.on.login(registry=registry)(login)
+
+    @kopf.on.event("batch", "v1", "jobs", registry=registry)
+    async def _job(type: str, body: kopf.Body, **_: Any) -> None:  # kopf passes the event type as `type`
+        await op.on_job_event(type, dict(body))
+
+    @kopf.on.event("carbontrack.io", "v1alpha1", "carbonbudgets", registry=registry)
+    async def _budget(type: str, body: kopf.Body, **_: Any) -> None:  # kopf passes the event type as `type`
+        await op.on_budget_event(type, dict(body))
+
+    @kopf.on.cleanup(registry=registry)
+    async def _cleanup(**_: Any) -> None:
+        stop.set()
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        await op.close()
+
+    return registry

@@ -1,0 +1,96 @@
+"""What the operator needs to know about a Job, read from its manifest (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .timeutil import parse_time
+
+ANNOTATION_PREFIX = "carbontrack.io/"
+ACCOUNTED_AT = "carbontrack.io/accounted-at"
+SUSPENDED_BY = "carbontrack.io/suspended-by"
+EXPECTED_DURATION = "carbontrack.io/expected-duration"
+FINALIZER = "carbontrack.io/accounting"
+GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu")
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    uid: str
+    namespace: str
+    name: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None  # Complete or Failed condition time
+    outcome: str | None  # "Complete" | "Failed" | None while running
+    deleting: bool
+    finalizers: tuple[str, ...]
+    suspended: bool
+    completions: int | None
+    parallelism: int
+    succeeded: int
+    active: int
+    gpus_per_pod: int
+
+    @property
+    def accounted(self) -> bool:
+        return ACCOUNTED_AT in self.annotations
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome is not None
+
+    @property
+    def lifetime_start(self) -> datetime:
+        return self.started_at or self.created_at
+
+
+def job_facts(job: Mapping[str, Any]) -> JobFacts:
+    meta = job.get("metadata") or {}
+    spec = job.get("spec") or {}
+    status = job.get("status") or {}
+    outcome: str | None = None
+    finished_at: datetime | None = None
+    for cond in status.get("conditions") or []:
+        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
+            outcome = str(cond["type"])
+            stamp = cond.get("lastTransitionTime") or status.get("completionTime")
+            if stamp:
+                finished_at = parse_time(str(stamp))
+            break
+    if outcome == "Complete" and status.get("completionTime"):
+        finished_at = parse_time(str(status["completionTime"]))
+    if outcome is not None and finished_at is None:
+        outcome = None  # a condition without a time cannot be placed in a period: wait
+    template = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+    gpus = 0
+    for container in template:
+        limits = (container.get("resources") or {}).get("limits") or {}
+        for resource in GPU_RESOURCES:
+            if resource in limits:
+                gpus += int(str(limits[resource]))
+    completions = spec.get("completions")
+    return JobFacts(
+        uid=str(meta["uid"]),
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        labels=dict(meta.get("labels") or {}),
+        annotations=dict(meta.get("annotations") or {}),
+        created_at=parse_time(str(meta["creationTimestamp"])),
+        started_at=parse_time(str(status["startTime"])) if status.get("startTime") else None,
+        finished_at=finished_at,
+        outcome=outcome,
+        deleting=bool(meta.get("deletionTimestamp")),
+        finalizers=tuple(meta.get("finalizers") or ()),
+        suspended=bool(spec.get("suspend")),
+        completions=int(completions) if completions is not None else None,
+        parallelism=int(spec.get("parallelism", 1) or 1),
+        succeeded=int(status.get("succeeded") or 0),
+        active=int(status.get("active") or 0),
+        gpus_per_pod=gpus,
+    )

@@ -1,0 +1,143 @@
+"""The few Kubernetes writes the operator makes, over the official client (sync, run in a
+thread so the kopf event loop never blocks). Injected into the handlers; e2e tests use it
+against a real API server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from carbontrack.core.errors import TemporaryError
+
+from .timeutil import format_time
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION, PLURAL = "carbontrack.io", "v1alpha1", "carbonbudgets"
+COMPONENT = "carbontrack-operator"
+
+
+class Gone(Exception):
+    """The object no longer exists (or was replaced by one with another UID)."""
+
+
+class Conflict(Exception):
+    """Optimistic concurrency: the object changed since it was read; re-read and retry."""
+
+
+def _translate(err: ApiException, what: str) -> Exception:
+    if err.status == 404:
+        return Gone(f"{what} not found")
+    if err.status == 409:
+        return Conflict(f"{what} changed concurrently: {err.reason}")
+    if err.status in (429, 500, 502, 503, 504) or err.status is None:
+        return TemporaryError(f"API server error on {what}: {err.status} {err.reason}")
+    return err
+
+
+class KubeApi:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._batch = client.BatchV1Api(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
+
+    async def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except ApiException as err:
+            raise _translate(err, what) from err
+        except OSError as err:  # connection refused / reset: the API server is restarting
+            raise TemporaryError(f"API server unreachable on {what}: {err}") from err
+
+    async def patch_job(
+        self, namespace: str, name: str, uid: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Merge patch with a UID precondition: never writes onto a re-created namesake."""
+        meta = dict(body.get("metadata") or {})
+        meta["uid"] = uid
+        patch = {**body, "metadata": meta}
+        try:
+            result = await self._call(f"Job {namespace}/{name}", self._batch.patch_namespaced_job,
+                                      name, namespace, patch)
+        except ApiException as err:
+            if err.status in (409, 422) and "uid" in str(err.body).lower():
+                raise Gone(f"Job {namespace}/{name} was replaced (UID changed)") from err
+            raise
+        except Conflict as err:
+            raise Gone(f"Job {namespace}/{name} was replaced (UID changed)") from err
+        return dict(result.to_dict()) if hasattr(result, "to_dict") else dict(result)
+
+    async def set_job_finalizers(
+        self, namespace: str, name: str, uid: str, finalizers: list[str], resource_version: str
+    ) -> None:
+        """Replace the finalizer list, conditional on resourceVersion (409 -> Conflict)."""
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
+        await self.patch_job(namespace, name, uid, patch)
+
+    async def get_job(self, namespace: str, name: str) -> dict[str, Any]:
+        result = await self._call(f"Job {namespace}/{name}", self._batch.read_namespaced_job,
+                                  name, namespace)
+        return dict(client.ApiClient().sanitize_for_serialization(result))  # type: ignore[no-untyped-call]
+
+    async def get_budget(self, namespace: str, name: str) -> dict[str, Any]:
+        result = await self._call(
+            f"CarbonBudget {namespace}/{name}",
+            self._custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name,
+        )
+        return dict(result)
+
+    async def patch_budget_status(
+        self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str | None
+    ) -> None:
+        body: dict[str, Any] = {"status": dict(status)}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        await self._call(
+            f"CarbonBudget {namespace}/{name} status",
+            self._custom.patch_namespaced_custom_object_status,
+            GROUP, VERSION, namespace, PLURAL, name, body,
+        )
+
+    async def post_event(
+        self,
+        involved: Mapping[str, str],
+        reason: str,
+        message: str,
+        warning: bool,
+        now: datetime,
+    ) -> None:
+        """core/v1 Event on ``involved`` (kind, name, namespace, uid, apiVersion)."""
+        namespace = involved["namespace"]
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{involved['name']}.", namespace=namespace),
+            involved_object=client.V1ObjectReference(
+                kind=involved["kind"], name=involved["name"], namespace=namespace,
+                uid=involved["uid"], api_version=involved["apiVersion"],
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Warning" if warning else "Normal",
+            source=client.V1EventSource(component=COMPONENT),
+            reporting_component=COMPONENT,
+            reporting_instance=COMPONENT,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            action=reason,
+        )
+        try:
+            await self._call("Event", self._core.create_namespaced_event, namespace, event)
+        except (Gone, TemporaryError) as err:  # Events are best effort: the status is the record
+            log.warning("could not post Event %s on %s/%s: %s", reason, namespace,
+                        involved["name"], err)
+
+    @staticmethod
+    def stamp(now: datetime) -> str:
+        return format_time(now)

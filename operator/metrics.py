@@ -1,0 +1,58 @@
+"""The operator's own metrics, on an injected registry (a fresh one per test)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Completion -> annotation latency: accounting waits one scrape interval by design, so the
+# buckets start at a few seconds and reach into minutes (Prometheus outages).
+LATENCY_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600, 1800)
+
+
+class OperatorMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.jobs_accounted = Counter(
+            "carbontrack_operator_jobs_accounted_total",
+            "Finished Jobs accounted (result=ok: energy and CO2e written; no_data: no energy series)",
+            ["result"],
+            registry=registry,
+        )
+        self.accounting_failures = Counter(
+            "carbontrack_operator_accounting_failures_total",
+            "Accounting attempts that failed and were rescheduled, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.accounting_latency = Histogram(
+            "carbontrack_operator_accounting_latency_seconds",
+            "Seconds from a Job's completion to its CO2e annotation",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.prometheus_queries = Counter(
+            "carbontrack_operator_prometheus_queries_total",
+            "Prometheus queries by outcome",
+            ["outcome"],
+            registry=registry,
+        )
+        self.pending_jobs = Gauge(
+            "carbontrack_operator_pending_jobs",
+            "Finished Jobs waiting to be accounted",
+            registry=registry,
+        )
+        self.jobs_suspended = Counter(
+            "carbontrack_operator_jobs_suspended_total",
+            "Jobs suspended because a matching budget with action Suspend was exceeded",
+            registry=registry,
+        )
+        self.jobs_resumed = Counter(
+            "carbontrack_operator_jobs_resumed_total",
+            "Jobs resumed after their budget allowed it again",
+            registry=registry,
+        )
+        self.budget_updates = Counter(
+            "carbontrack_operator_budget_status_updates_total",
+            "CarbonBudget status writes",
+            registry=registry,
+        )

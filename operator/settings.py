@@ -1,0 +1,75 @@
+"""Operator settings. Every duration is in seconds; every field is documented with its unit.
+
+Built from the command line by `cli.py`; tests construct it directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from carbontrack.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    prometheus_url: str
+    """Base URL of the Prometheus HTTP API that scrapes the exporters, e.g. http://prom:9090."""
+
+    namespaces: tuple[str, ...] = ()
+    """Namespaces whose Jobs and CarbonBudgets are watched; empty: all namespaces."""
+
+    scrape_interval_s: float = 30.0
+    """Prometheus' scrape interval for the exporters (s). Accounting waits for one full scrape
+    interval after a Job finishes so the final counter values have been scraped."""
+
+    accounting_delay_s: float = 5.0
+    """Extra wait after completion + scrape interval before accounting (s); set it to at least
+    the exporter's collection interval."""
+
+    no_data_after_s: float = 300.0
+    """How long after completion a Job without any energy series is declared "no data" (s),
+    provided Prometheus is up and has scraped exporters since the Job finished."""
+
+    prometheus_timeout_s: float = 10.0
+    """Per-request timeout of a Prometheus query (s)."""
+
+    retry_initial_s: float = 1.0
+    """First retry delay after a failed Prometheus query or API call (s); doubles per try."""
+
+    retry_max_s: float = 60.0
+    """Ceiling of the retry delay (s). Accounting retries without giving up: never a wrong
+    number, but also never a Job silently left out."""
+
+    query_attempts: int = 3
+    """Quick attempts per Prometheus query before the Job's accounting is rescheduled."""
+
+    budget_interval_s: float = 30.0
+    """How often each CarbonBudget's status is recomputed (s): period resets, rolling windows."""
+
+    projection_interval_s: float = 60.0
+    """How often running Jobs get emissions-so-far and projection annotations (s); 0: off."""
+
+    max_concurrent_accountings: int = 32
+    """Jobs accounted at the same time (Prometheus queries and API writes in flight)."""
+
+    enforcement: bool = True
+    """Suspend new Jobs matching an exceeded budget whose action is Suspend."""
+
+    finalizer: bool = True
+    """Put a finalizer on unaccounted Jobs so a Job deleted right after finishing
+    (ttlSecondsAfterFinished: 0) stays readable until it is accounted."""
+
+    def __post_init__(self) -> None:
+        if not self.prometheus_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"invalid --prometheus-url {self.prometheus_url!r}: use http://HOST:PORT"
+            )
+        for name in ("scrape_interval_s", "prometheus_timeout_s", "retry_initial_s",
+                     "retry_max_s", "budget_interval_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"invalid setting {name}={getattr(self, name)!r}: must be > 0")
+        for name in ("accounting_delay_s", "no_data_after_s", "projection_interval_s"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"invalid setting {name}={getattr(self, name)!r}: must be >= 0")
+        if self.query_attempts < 1 or self.max_concurrent_accountings < 1:
+            raise ConfigError("query_attempts and max_concurrent_accountings must be >= 1")
