@@ -16,12 +16,12 @@ from carbontrack import __version__
 from carbontrack.core.errors import ConfigError
 
 from .handlers import Operator, build_registry
-from .webserver import build_app, serve
 from .kube import KubeApi
 from .kubeconfig import load_configuration, login_handler
 from .metrics import OperatorMetrics
 from .prometheus import PrometheusClient
 from .settings import OperatorSettings
+from .webserver import build_app, serve
 
 
 def parser() -> argparse.ArgumentParser:
