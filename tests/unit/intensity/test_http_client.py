@@ -26,7 +26,7 @@ class FakeClock:
 def client(api: FakeApi, sleeps: list[float], clock: FakeClock | None = None,
            **settings: float) -> JsonHttpClient:
     opts = {"timeout_s": 2.0, "retries": 3, "backoff_s": 0.5, "cache_ttl_s": 60.0, **settings}
-    return JsonHttpClient(api.url, HttpSettings(**opts),  # type: ignore[arg-type]
+    return JsonHttpClient(api.url, HttpSettings(**opts),
                           sleep=sleeps.append, clock=clock or FakeClock(), wall_clock=lambda: 0.0)
 
 

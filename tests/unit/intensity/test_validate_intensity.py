@@ -27,7 +27,7 @@ from carbontrack.intensity.validate import MalformedValue, check_intensity
 )
 def test_malformed_values_are_refused(raw: str, kwargs: dict[str, str], reason: str) -> None:
     with pytest.raises(MalformedValue, match=reason):
-        check_intensity(raw, **kwargs)  # type: ignore[arg-type]
+        check_intensity(raw, **kwargs)
 
 
 @pytest.mark.parametrize(
