@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--prometheus-url", help="Prometheus base URL, for Jobs the operator has not annotated")
     src.add_argument("--tracker-file", action="append", default=[], type=Path, metavar="PATH",
                      help="tracker CSV/JSON output file or directory (repeatable)")
+    src.add_argument("--tracker-team", default="", help="team to record for tracker runs (they carry none)")
     sc = p.add_argument_group("scope")
     sc.add_argument("--period", help="YYYY, YYYY-Qn or YYYY-MM (UTC); or use --since/--until")
     sc.add_argument("--since", help="ISO 8601 start (inclusive), e.g. 2026-11-01T00:00:00Z")
@@ -121,7 +122,7 @@ def gather(
     for path in args.tracker_file:
         from .sources_files import read_tracker_path
 
-        got = read_tracker_path(path, cluster=args.cluster_name)
+        got = read_tracker_path(path, cluster=args.cluster_name, team=args.tracker_team)
         progress(f"files: {len(got)} runs read from {path}")
         lines += got
     return lines, skipped, budgets

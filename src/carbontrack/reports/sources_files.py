@@ -1,25 +1,33 @@
 """Line items from the one-machine tracker's output files (``carbontrack run`` / ``track()``).
 
-The CSV keeps CodeCarbon's emissions.csv columns and units (``duration`` s, ``emissions``
-kgCO2e, ``*_energy`` kWh) followed by CarbonTrack's own columns (method, zone, intensity and
-its provenance, uncertainty, market-based emissions, version); the JSON document per run
-carries the same fields. Each run becomes one line; ``run_id`` identifies it.
+Two shapes, both written by ``carbontrack.tracker.output``:
+
+- CSV: CodeCarbon's emissions.csv columns with CodeCarbon's units (``duration`` s,
+  ``emissions`` kgCO2e, ``*_energy`` kWh *including PUE*, as CodeCarbon writes them, with
+  "other" energy folded into ``cpu_energy``; timestamps UTC), then CarbonTrack's own columns.
+- JSON: one ``carbontrack.run/v1`` document per run (``RunResult.to_dict()``): energy per
+  component in joules (IT energy), ``co2e_grams``, factors, host.
+
+Each run becomes one line, keyed by ``run_id`` (the same run in both files counts once).
+A tracker run has no Kubernetes identity: ``project_name`` becomes the Job and model name.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from carbontrack.core.errors import ConfigError
+from carbontrack.core.types import JOULES_PER_KWH
 
-from .model import SOURCE_TRACKER, LineItem, parse_time
+from .model import COMPONENTS, SOURCE_TRACKER, LineItem, parse_time
 
-REQUIRED = ("timestamp", "duration", "emissions", "cpu_energy", "gpu_energy", "ram_energy")
+REQUIRED = ("timestamp", "run_id", "duration", "emissions", "cpu_energy", "gpu_energy", "ram_energy", "pue")
+JSON_SCHEMA = "carbontrack.run/v1"
 
 
 def _f(row: Mapping[str, Any], key: str, where: str, default: float | None = 0.0) -> float | None:
@@ -32,96 +40,149 @@ def _f(row: Mapping[str, Any], key: str, where: str, default: float | None = 0.0
         raise ConfigError(f"{where}: column {key!r} is {v!r}, not a number") from None
 
 
-def row_to_line(row: Mapping[str, Any], where: str, cluster: str = "") -> LineItem:
-    """One tracker record (CSV row or JSON document, same field names) -> a line item."""
+def _host_int(v: Any) -> int:
+    try:
+        return int(float(v))
+    except (TypeError, ValueError):
+        return 0
+
+
+def row_to_line(row: Mapping[str, Any], where: str, cluster: str = "", team: str = "") -> LineItem:
+    """One tracker CSV row -> a line item (energies converted back to IT energy)."""
     missing = [k for k in REQUIRED if k not in row]
     if missing:
         raise ConfigError(
-            f"{where}: not a carbontrack/CodeCarbon emissions record (missing {', '.join(missing)})"
+            f"{where}: not a carbontrack run CSV row (missing {', '.join(missing)}); "
+            "pass files written by `carbontrack run` or track()"
         )
     end = parse_time(str(row["timestamp"]), f"{where} timestamp")
     duration = _f(row, "duration", where) or 0.0
-    cpu = _f(row, "cpu_energy", where) or 0.0
-    gpu = _f(row, "gpu_energy", where) or 0.0
-    ram = _f(row, "ram_energy", where) or 0.0
     pue = _f(row, "pue", where, 1.0) or 1.0
-    it = cpu + gpu + ram
-    kg = _f(row, "emissions", where) or 0.0
+    if pue < 1.0:
+        raise ConfigError(f"{where}: pue {pue} is below 1.0")
+    # CodeCarbon-compatible columns include PUE; line items carry IT energy per component.
+    cpu = (_f(row, "cpu_energy", where) or 0.0) / pue
+    gpu = (_f(row, "gpu_energy", where) or 0.0) / pue
+    ram = (_f(row, "ram_energy", where) or 0.0) / pue
     market = _f(row, "market_based_emissions", where, None)
-    year = _f(row, "intensity_year", where, None)
-    unc = _f(row, "uncertainty", where, None)
-    gpu_count = int(_f(row, "gpu_count", where) or 0)
+    year = str(row.get("intensity_year", "") or "")
+    gpu_count = _host_int(row.get("gpu_count"))
     return LineItem(
         source=SOURCE_TRACKER,
         cluster=cluster,
-        job=str(row.get("project_name") or row.get("run_id") or ""),
-        job_uid=f"run:{row['run_id']}" if row.get("run_id") else "",
-        model=str(row.get("model", "") or ""),
-        team=str(row.get("team", "") or ""),
-        mlflow_run_id=str(row.get("mlflow_run_id", "") or ""),
-        wandb_run_id=str(row.get("wandb_run_id", "") or ""),
-        status=str(row.get("status", "") or "Complete"),
+        job=str(row.get("project_name") or row["run_id"]),
+        job_uid=f"run:{row['run_id']}",
+        team=team,
+        model=str(row.get("project_name") or ""),
+        status="Complete",
         start=end - timedelta(seconds=duration),
         end=end,
         gpu_model=str(row.get("gpu_model", "") or ""),
         gpu_count=gpu_count,
         gpu_hours=gpu_count * duration / 3600.0,
-        cpu_cores_reserved=_f(row, "cpu_count", where) or 0.0,
+        cpu_cores_reserved=float(_host_int(row.get("cpu_count"))),
         cpu_kwh=cpu,
         dram_kwh=ram,
         gpu_kwh=gpu,
-        it_energy_kwh=it,
+        it_energy_kwh=cpu + gpu + ram,
         energy_method=str(row.get("method", "") or ""),
         pue=pue,
-        pue_source=str(row.get("pue_source", "") or "tracker setting"),
-        facility_energy_kwh=it * pue,
-        grid_zone=str(row.get("zone", "") or row.get("country_iso_code", "") or ""),
+        pue_source="tracker setting",
+        facility_energy_kwh=(cpu + gpu + ram) * pue,
+        grid_zone=str(row.get("zone", "") or ""),
         intensity_g_per_kwh=_f(row, "intensity_g_per_kwh", where) or 0.0,
         intensity_basis=str(row.get("intensity_basis", "") or ""),
         intensity_source=str(row.get("intensity_source", "") or ""),
-        intensity_year=int(year) if year is not None else None,
-        location_kgco2e=kg,
-        market_g_per_kwh=None,
+        intensity_year=int(year) if year.isdigit() else None,
+        location_kgco2e=_f(row, "emissions", where) or 0.0,
         market_kgco2e=market,
-        uncertainty=unc,
-        tool_version=str(row.get("carbontrack_version", "") or row.get("codecarbon_version", "") or ""),
+        uncertainty=_f(row, "uncertainty", where, None),
+        tool_version=str(row.get("carbontrack_version", "") or ""),
         notes="one-machine tracker run",
     ).validate()
 
 
-def read_csv(path: Path, cluster: str = "") -> list[LineItem]:
+def doc_to_line(doc: Mapping[str, Any], where: str, cluster: str = "", team: str = "") -> LineItem:
+    """One ``carbontrack.run/v1`` JSON document -> a line item."""
+    try:
+        energy_j: Mapping[str, float] = doc["energy_j"]
+        kwh = {c: 0.0 for c in COMPONENTS}
+        for comp, j in energy_j.items():
+            kwh[comp if comp in COMPONENTS else "other"] += float(j) / JOULES_PER_KWH
+        pue = float(doc["pue"])
+        start = parse_time(str(doc["started_at"]), f"{where} started_at")
+        end = parse_time(str(doc["ended_at"]), f"{where} ended_at")
+        factors = list(doc.get("factors") or [])
+        host: Mapping[str, Any] = doc.get("host") or {}
+        market = doc.get("market_based_co2e_grams")
+        it = sum(kwh.values())
+        years = sorted({int(f["year"]) for f in factors if f.get("year") is not None})
+        gpu_count = _host_int(host.get("gpu_count"))
+        line = LineItem(
+            source=SOURCE_TRACKER,
+            cluster=cluster,
+            job=str(doc.get("project_name") or doc["run_id"]),
+            job_uid=f"run:{doc['run_id']}",
+            team=team,
+            model=str(doc.get("project_name") or ""),
+            status="Complete" if doc.get("exit_code") in (None, 0) else "Failed",
+            start=start,
+            end=end,
+            gpu_model=str(host.get("gpu_model", "") or ""),
+            gpu_count=gpu_count,
+            gpu_hours=gpu_count * float(doc.get("duration_s", 0.0)) / 3600.0,
+            cpu_cores_reserved=float(_host_int(host.get("cpu_count"))),
+            cpu_kwh=kwh["cpu"],
+            dram_kwh=kwh["dram"],
+            gpu_kwh=kwh["gpu"],
+            other_kwh=kwh["other"],
+            it_energy_kwh=it,
+            energy_method=str(doc.get("method", "")),
+            pue=pue,
+            pue_source="tracker setting",
+            facility_energy_kwh=it * pue,
+            grid_zone=str(doc.get("zone", "")),
+            intensity_g_per_kwh=float(doc.get("intensity_g_per_kwh") or 0.0),
+            intensity_basis="; ".join(sorted({str(f.get("basis", "")) for f in factors} - {""})),
+            intensity_source="; ".join(sorted({str(f.get("source", "")) for f in factors} - {""})),
+            intensity_year=years[0] if len(years) == 1 else None,
+            location_kgco2e=float(doc["co2e_grams"]) / 1000.0,
+            market_kgco2e=float(market) / 1000.0 if market is not None else None,
+            uncertainty=float(doc["uncertainty"]) if doc.get("uncertainty") is not None else None,
+            tool_version=str(doc.get("carbontrack_version", "")),
+            notes="one-machine tracker run",
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ConfigError(
+            f"{where}: not a {JSON_SCHEMA} document ({type(err).__name__}: {err}); "
+            "pass files written by `carbontrack run` or track()"
+        ) from None
+    return line.validate()
+
+
+def read_csv(path: Path, cluster: str = "", team: str = "") -> list[LineItem]:
     try:
         with path.open(newline="", encoding="utf-8") as fh:
-            return [row_to_line(r, f"{path}:{i + 2}", cluster) for i, r in enumerate(csv.DictReader(fh))]
+            return [
+                row_to_line(r, f"{path}:{i + 2}", cluster, team) for i, r in enumerate(csv.DictReader(fh))
+            ]
     except OSError as err:
         raise ConfigError(f"cannot read tracker file {path}: {err.strerror}") from None
 
 
-def _records(doc: Any) -> Iterable[Mapping[str, Any]]:
-    if isinstance(doc, list):
-        for d in doc:
-            yield from _records(d)
-    elif isinstance(doc, Mapping):
-        if "runs" in doc and isinstance(doc["runs"], list):
-            yield from _records(doc["runs"])
-        elif "record" in doc and isinstance(doc["record"], Mapping):
-            flat = {k: v for k, v in doc.items() if k != "record" and not isinstance(v, (dict, list))}
-            yield {**doc["record"], **flat}
-        else:
-            yield doc
-
-
-def read_json(path: Path, cluster: str = "") -> list[LineItem]:
+def read_json(path: Path, cluster: str = "", team: str = "") -> list[LineItem]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise ConfigError(f"cannot read tracker file {path}: {err.strerror}") from None
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path}: not valid JSON ({err})") from None
-    return [row_to_line(r, f"{path}[{i}]", cluster) for i, r in enumerate(_records(doc))]
+    docs = doc if isinstance(doc, list) else [doc]
+    return [doc_to_line(d, f"{path}" + (f"[{i}]" if len(docs) > 1 else ""), cluster, team)
+            for i, d in enumerate(docs)]
 
 
-def read_tracker_path(path: Path, cluster: str = "") -> list[LineItem]:
+def read_tracker_path(path: Path, cluster: str = "", team: str = "") -> list[LineItem]:
     """A .csv or .json file, or a directory of them (read in name order)."""
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in (".csv", ".json"))
@@ -129,12 +190,12 @@ def read_tracker_path(path: Path, cluster: str = "") -> list[LineItem]:
             raise ConfigError(f"{path}: no tracker .csv or .json files in this directory")
         out: list[LineItem] = []
         for f in files:
-            out += read_tracker_path(f, cluster)
+            out += read_tracker_path(f, cluster, team)
         return out
     if not path.exists():
         raise ConfigError(f"tracker file {path} does not exist; pass the CSV/JSON written by `carbontrack run`")
     if path.suffix == ".csv":
-        return read_csv(path, cluster)
+        return read_csv(path, cluster, team)
     if path.suffix == ".json":
-        return read_json(path, cluster)
+        return read_json(path, cluster, team)
     raise ConfigError(f"{path}: tracker files end in .csv or .json")

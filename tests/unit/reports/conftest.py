@@ -68,7 +68,7 @@ def make_job(
             "parallelism": 1,
             "template": {
                 "spec": {
-                    "nodeSelector": node_selector or {"node.kubernetes.io/instance-type": "p4d.24xlarge"},
+                    "nodeSelector": node_selector if node_selector is not None else {"node.kubernetes.io/instance-type": "p4d.24xlarge"},
                     "containers": [
                         {"name": "train", "resources": {"requests": {"cpu": cpu}, "limits": {"nvidia.com/gpu": str(gpus)}}}
                     ],
