@@ -1,9 +1,9 @@
 """One-machine tracker: ``track()`` (decorator / context manager) and `carbontrack run`.
 
-    from carbontrack.tracker import track
-    with track(zone="FR") as t:
-        train()
-    print(t.result.co2e_grams)
+from carbontrack.tracker import track
+with track(zone="FR") as t:
+    train()
+print(t.result.co2e_grams)
 """
 
 from .api import DecoratingTracker, Tracker, track

@@ -166,7 +166,8 @@ class Tracker:
             carbontrack_version=__version__,
             parent_run_id=self._parent,
             overlaps_with=overlaps,
-            warnings=tuple(self._notes) + totals.warnings,
+            warnings=totals.warnings,
+            method_notes=tuple(self._notes),
             command=self._command,
             exit_code=self.exit_code,
         )

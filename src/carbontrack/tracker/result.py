@@ -75,6 +75,7 @@ class RunResult:
     parent_run_id: str | None = None  # set when this tracker was started inside another
     overlaps_with: tuple[str, ...] = ()  # run ids whose windows overlap this one (same energy)
     warnings: tuple[str, ...] = ()
+    method_notes: tuple[str, ...] = ()  # why each source was (not) used; estimate model basis
     command: tuple[str, ...] | None = None
     exit_code: int | None = None
 

@@ -46,6 +46,7 @@ def render(r: RunResult, files: tuple[str, ...] = ()) -> str:
         rows.append(("overlaps", ", ".join(r.overlaps_with) + " (same energy: do not add)"))
     if r.exit_code is not None:
         rows.append(("exit code", str(r.exit_code)))
+    rows += [("note", n) for n in r.method_notes]
     rows += [("written", f) for f in files]
     rows += [("warning", w) for w in r.warnings]
     width = max(len(k) for k, _ in rows)

@@ -63,8 +63,11 @@ def build_sources(settings: TrackerSettings) -> tuple[list[EnergySource], list[s
     if not cpu_measured:
         from ..sources.estimate import CpuEstimateSource, MemoryEstimateSource
 
-        sources.append(CpuEstimateSource(settings.procfs_root, watts=settings.cpu_watts))
-        sources.append(MemoryEstimateSource(settings.procfs_root))
+        cpu = CpuEstimateSource(settings.procfs_root, watts=settings.cpu_watts)
+        mem = MemoryEstimateSource(settings.procfs_root)
+        sources += [cpu, mem]
+        notes.append(f"cpu-estimate: {cpu.power_model.basis}")
+        notes.append(f"memory-estimate: {mem.gb:.3g} GB x CCF memory coefficient ({mem.watts:.3g} W)")
     return sources, notes
 
 

@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from tracker_helpers import KWH, PowerSource
 
 from carbontrack.core.errors import ConfigError, UnknownZoneError
 from carbontrack.core.types import Component
@@ -18,7 +19,6 @@ from carbontrack.tracker import OverlapWarning, RunResult, track
 from carbontrack.tracker.clock import ManualClock
 from carbontrack.tracker.registry import Registry
 from carbontrack.tracker.scope import MachineScope
-from tracker_helpers import KWH, PowerSource
 
 CAT = Catalogue.load()
 

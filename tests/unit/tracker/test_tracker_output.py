@@ -28,14 +28,46 @@ from carbontrack.tracker.result import FactorUse, RunResult
 COLUMNS_FILE = Path(__file__).parents[3] / "src/carbontrack/tracker/codecarbon_columns.json"
 
 # CodeCarbon 3.3.2 EmissionsData, in order (copied from the package; see the JSON's provenance).
-CODECARBON_3_3_2 = (
-    "timestamp project_name run_id experiment_id duration emissions emissions_rate cpu_power "
-    "gpu_power ram_power cpu_energy gpu_energy ram_energy energy_consumed water_consumed "
-    "country_name country_iso_code region cloud_provider cloud_region os python_version "
-    "codecarbon_version cpu_count cpu_model gpu_count gpu_model longitude latitude "
-    "ram_total_size tracking_mode cpu_utilization_percent gpu_utilization_percent "
-    "ram_utilization_percent ram_used_gb on_cloud pue wue"
-).split()
+CODECARBON_3_3_2 = [
+    "timestamp",
+    "project_name",
+    "run_id",
+    "experiment_id",
+    "duration",
+    "emissions",
+    "emissions_rate",
+    "cpu_power",
+    "gpu_power",
+    "ram_power",
+    "cpu_energy",
+    "gpu_energy",
+    "ram_energy",
+    "energy_consumed",
+    "water_consumed",
+    "country_name",
+    "country_iso_code",
+    "region",
+    "cloud_provider",
+    "cloud_region",
+    "os",
+    "python_version",
+    "codecarbon_version",
+    "cpu_count",
+    "cpu_model",
+    "gpu_count",
+    "gpu_model",
+    "longitude",
+    "latitude",
+    "ram_total_size",
+    "tracking_mode",
+    "cpu_utilization_percent",
+    "gpu_utilization_percent",
+    "ram_utilization_percent",
+    "ram_used_gb",
+    "on_cloud",
+    "pue",
+    "wue",
+]
 
 
 def result(run_id: str = "r1", **kw: object) -> RunResult:

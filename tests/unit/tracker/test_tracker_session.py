@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from tracker_helpers import KWH, FixedShareScope, ScheduleLookup, ScriptedSource
 
 from carbontrack.core.errors import TemporaryError, UnknownZoneError
 from carbontrack.core.types import Component, Method
 from carbontrack.tracker.clock import ManualClock, SystemClock
 from carbontrack.tracker.scope import MachineScope
 from carbontrack.tracker.session import Session
-
-from tracker_helpers import KWH, FixedShareScope, ScheduleLookup, ScriptedSource
 
 CPU = (Component.CPU, "package-0", Method.MEASURED, 0.05)
 GPU = (Component.GPU, "GPU-0", Method.MEASURED, 0.05)

@@ -15,6 +15,7 @@ from carbontrack.core.types import (
     Method,
     SourceHealth,
 )
+from carbontrack.tracker.clock import Clock
 
 KWH = 3.6e6
 
@@ -42,7 +43,7 @@ class ScriptedSource:
         if self.reads > 0:
             step = self._steps[self.reads - 1] if self._steps else self._per_read
             assert step is not None
-            self._totals = [t + s for t, s in zip(self._totals, step)]
+            self._totals = [t + s for t, s in zip(self._totals, step, strict=True)]
         self.reads += 1
         return [
             EnergyReading(c, d, self._totals[i], m, u, model="Test 9000")
@@ -87,12 +88,11 @@ class FixedShareScope:
         return self._shares[min(i - 1, len(self._shares) - 1)]
 
 
-
 class PowerSource:
     """Counters driven by a (manual) clock: joules = watts x seconds, however often read.
     Several trackers can share it without inflating each other's energy."""
 
-    def __init__(self, clock: "ManualClockLike", watts: dict[Component, float], method: Method = Method.MEASURED):
+    def __init__(self, clock: Clock, watts: dict[Component, float], method: Method = Method.MEASURED):
         self.name = "power"
         self._clock = clock
         self._watts = watts
@@ -107,7 +107,3 @@ class PowerSource:
 
     def close(self) -> None:
         pass
-
-
-class ManualClockLike:
-    def monotonic(self) -> float: ...
