@@ -12,7 +12,7 @@ import signal
 import threading
 from typing import Any
 
-from carbontrack.core.errors import ConfigError, SourceUnavailable
+from carbontrack.core.errors import CarbonTrackError, ConfigError, SourceUnavailable
 from carbontrack.core.types import EnergySource, IntensityLookup
 from carbontrack.sources import procstat
 
@@ -40,13 +40,15 @@ def build_sources(s: Settings, down: dict[str, str]) -> list[EnergySource]:
             down["rapl"] = str(err)
     if s.estimate and not have_rapl:
         # model-based CPU/DRAM energy only where no counter exists, never both (no double count)
-        try:
-            from carbontrack.sources.estimate import CpuEstimateSource, MemoryEstimateSource
+        from carbontrack.sources.estimate import CpuEstimateSource, MemoryEstimateSource
 
-            out.append(CpuEstimateSource(s.procfs))
-            out.append(MemoryEstimateSource(s.procfs))
-        except (ImportError, SourceUnavailable, TypeError) as err:
-            down["estimate"] = f"estimate source unavailable: {err}"
+        kw = {"provider": s.provider} if s.provider else {}
+        for name, make in (("cpu-estimate", lambda: CpuEstimateSource(s.procfs, **kw)),
+                           ("memory-estimate", lambda: MemoryEstimateSource(s.procfs))):
+            try:
+                out.append(make())
+            except CarbonTrackError as err:
+                down[name] = str(err)
     return out
 
 

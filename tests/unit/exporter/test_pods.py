@@ -1,0 +1,79 @@
+"""Pod metadata builder (pure, tested by equality) and the cache."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from carbontrack.exporter.pods import PodCache, PodMeta, parse_cpu, parse_memory, pod_meta
+from carbontrack.exporter.state import Owner
+
+
+def job_pod(**over: Any) -> dict[str, Any]:
+    pod: dict[str, Any] = {
+        "metadata": {
+            "uid": "pod-uid-1", "namespace": "ml", "name": "train-abc12",
+            "labels": {"batch.kubernetes.io/job-name": "train",
+                       "batch.kubernetes.io/controller-uid": "job-uid-9"},
+            "ownerReferences": [{"kind": "Job", "name": "train", "uid": "job-uid-9",
+                                 "controller": True}],
+        },
+        "spec": {"containers": [
+            {"name": "main", "resources": {"requests": {"cpu": "1500m", "memory": "2Gi"}}},
+            {"name": "log", "resources": {}},
+        ], "initContainers": [{"name": "fetch", "resources": {"requests": {"cpu": "1"}}}]},
+        "status": {
+            "containerStatuses": [{"name": "main", "containerID": "containerd://abc"},
+                                  {"name": "log", "containerID": "containerd://def"}],
+            "initContainerStatuses": [{"name": "fetch", "containerID": "cri-o://0f0"}],
+        },
+    }
+    pod["metadata"].update(over)
+    return pod
+
+
+def test_job_pod_meta() -> None:
+    assert pod_meta(job_pod()) == PodMeta(
+        "pod-uid-1",
+        Owner("ml", "train-abc12", "Job", "train", "job-uid-9"),
+        {"abc": "main", "def": "log", "0f0": "fetch"},
+        {"main": (1.5, 2 << 30), "log": (0.0, 0), "fetch": (1.0, 0)},
+    )
+
+
+def test_owner_from_job_labels_without_owner_reference() -> None:
+    m = pod_meta(job_pod(ownerReferences=None, labels={"job-name": "old", "controller-uid": "u"}))
+    assert m.owner == Owner("ml", "train-abc12", "Job", "old", "u")
+
+
+def test_deployment_pod_names_its_replicaset() -> None:
+    m = pod_meta(job_pod(labels={}, ownerReferences=[
+        {"kind": "ReplicaSet", "name": "web-7d9", "uid": "rs-1", "controller": True}]))
+    assert (m.owner.owner_kind, m.owner.owner_name, m.owner.owner_uid) == (
+        "ReplicaSet", "web-7d9", "rs-1")
+
+
+def test_pending_pod_without_status() -> None:
+    m = pod_meta({"metadata": {"uid": "u", "namespace": "n", "name": "p"}})
+    assert m == PodMeta("u", Owner("n", "p"), {}, {})
+
+
+@pytest.mark.parametrize(("q", "cores"), [("500m", 0.5), ("2", 2.0), ("0.25", 0.25)])
+def test_parse_cpu(q: str, cores: float) -> None:
+    assert parse_cpu(q) == cores
+
+
+@pytest.mark.parametrize(("q", "b"), [("1Gi", 1 << 30), ("512M", 512_000_000), ("1000", 1000),
+                                      ("1.5Ki", 1536)])
+def test_parse_memory(q: str, b: int) -> None:
+    assert parse_memory(q) == b
+
+
+def test_cache_by_uid_and_name() -> None:
+    c = PodCache()
+    m = pod_meta(job_pod())
+    c.put(m)
+    assert c.get("pod-uid-1") == m and c.uid_for("ml", "train-abc12") == "pod-uid-1"
+    c.delete("pod-uid-1")
+    assert c.get("pod-uid-1") is None and c.uid_for("ml", "train-abc12") is None

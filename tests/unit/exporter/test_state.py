@@ -1,0 +1,61 @@
+"""Durable ledger: round trip, restart continuity, corrupt files, retention."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from carbontrack.exporter.state import Ledger, Owner, StateStore
+
+
+def filled() -> Ledger:
+    led = Ledger()
+    led.add_node("cpu", "package-0", "measured", 1234.5)
+    led.add_unallocated("cpu", 200.25)
+    o = Owner("ml", "train-x", "Job", "train", "job-uid")
+    led.add_container(("uid-a", "train"), o, "cpu", "measured", 1000.0, 0.1)
+    led.add_container(("uid-a", "train"), Owner(), "cpu", "measured", 34.25, None)
+    led.add_container(("uid-a", "train"), o, "gpu", "estimated", 7.0, 0.002)
+    return led
+
+
+def test_round_trip_is_exact(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state", "node-1")
+    led = filled()
+    store.save(led)
+    back = store.load()
+    assert back == led
+    t = back.containers[("uid-a", "train")]
+    assert t.joules == {("cpu", "measured"): 1034.25, ("gpu", "estimated"): 7.0}
+    assert t.grams == {("cpu", "measured"): 0.1, ("gpu", "estimated"): 0.002}
+    assert t.owner == Owner("ml", "train-x", "Job", "train", "job-uid")  # empty never overwrites
+    assert not list((tmp_path / "state").glob(".*.tmp"))  # the temp file was renamed away
+
+
+def test_missing_file_is_an_empty_ledger(tmp_path: Path) -> None:
+    assert StateStore(tmp_path, "n").load() == Ledger()
+
+
+@pytest.mark.parametrize("content", ["{not json", json.dumps({"version": 99}),
+                                     json.dumps({"version": 1, "node": "other-node"})])
+def test_unusable_file_is_set_aside_not_fatal(tmp_path: Path, content: str,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "ledger.json").write_text(content)
+    assert StateStore(tmp_path, "node-1").load() == Ledger()
+    assert (tmp_path / "ledger.json.corrupt").read_text() == content
+    assert "starting from zero" in caplog.text
+
+
+def test_retention_marks_then_drops(tmp_path: Path) -> None:
+    led = filled()
+    assert led.update_liveness(set(), now=100.0, retention_s=60.0) == 0
+    assert led.containers[("uid-a", "train")].finished_at == 100.0
+    assert led.update_liveness(set(), now=160.0, retention_s=60.0) == 0  # exactly at the edge
+    assert led.update_liveness({("uid-a", "train")}, now=161.0, retention_s=60.0) == 0
+    assert led.containers[("uid-a", "train")].finished_at is None  # came back (restarted)
+    led.update_liveness(set(), now=200.0, retention_s=60.0)
+    assert led.update_liveness(set(), now=260.5, retention_s=60.0) == 1
+    assert led.containers == {}
+    assert led.node == {("cpu", "package-0", "measured"): 1234.5}  # node totals never drop
