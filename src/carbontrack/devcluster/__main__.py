@@ -1,0 +1,3 @@
+from carbontrack.devcluster.demo import main
+
+raise SystemExit(main())

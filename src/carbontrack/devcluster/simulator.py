@@ -1,0 +1,378 @@
+"""Node simulator: keeps each kwok node's fake hardware tree in step with the API.
+
+For every simulated node there is a directory with a fake ``sysfs`` (powercap RAPL
+zone + ``fs/cgroup``), a fake ``procfs`` (``stat``, ``meminfo``, ``<pid>/cgroup``)
+and, for GPU nodes, a fake NVML state file. A watch on Pods creates a pod's cgroup
+when it is Running on the node and removes it when it ends; a ticker (every
+``tick_s``) advances CPU time, the RAPL counter and the GPU energy counters.
+
+Power model (simulated hardware, stated so tests can reason about it):
+- CPU package: ``idle_cpu_watts + watts_per_busy_core * busy_cores``; a pod keeps
+  ``sim.carbontrack.io/cpu-cores`` cores busy (default 1), charged to its first
+  container's cgroup; ``/proc/stat`` shows the same busy cores.
+- GPU: a GPU allocated to a pod (``sim.carbontrack.io/gpus``, else its
+  ``nvidia.com/gpu`` limit) draws ``sim.carbontrack.io/gpu-watts`` (default 250),
+  any other GPU ``idle_gpu_watts``.
+
+``joules(pod_uid)`` returns exactly what the simulator added on the pod's behalf:
+``cpu`` = its busy cores' share (``watts_per_busy_core * cores * seconds``), ``gpu`` =
+the whole energy of its GPUs while allocated. Node idle energy is kept separately.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..sim.cgroups import FakeCgroupTree
+from ..sim.powercap import FakePowercap
+from ..sim.procfs import FakeProcStat, remove_pid, write_meminfo, write_pid_cgroup
+from .nodes import FakeNode
+
+log = logging.getLogger("carbontrack.devcluster.simulator")
+
+CPU_CORES = "sim.carbontrack.io/cpu-cores"
+GPU_WATTS = "sim.carbontrack.io/gpu-watts"
+GPUS = "sim.carbontrack.io/gpus"
+GPU_UTIL = "sim.carbontrack.io/gpu-util"
+DEFAULT_CPU_CORES = 1.0
+DEFAULT_GPU_WATTS = 250.0
+DEFAULT_GPU_UTIL = 90.0
+
+_UNITS = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "k": 1000, "M": 10**6,
+          "G": 10**9, "T": 10**12}
+
+
+def parse_quantity(q: str) -> float:
+    """Kubernetes quantity -> float (``500m`` cores, ``64Gi`` bytes)."""
+    q = str(q).strip()
+    if q.endswith("m"):
+        return float(q[:-1]) / 1000
+    for suffix in sorted(_UNITS, key=len, reverse=True):
+        if q.endswith(suffix):
+            return float(q[: -len(suffix)]) * _UNITS[suffix]
+    return float(q)
+
+
+@dataclass(frozen=True)
+class PodLoad:
+    """What a running pod does to its node's hardware (from its annotations and spec)."""
+
+    uid: str
+    namespace: str
+    name: str
+    node: str
+    qos: str
+    containers: tuple[tuple[str, float, int], ...]  # (name, cpu request cores, memory bytes)
+    cpu_cores: float
+    gpus: int
+    gpu_watts: float
+    gpu_util: float
+
+
+def _annotation(ann: Mapping[str, str], key: str, default: float) -> float:
+    raw = ann.get(key)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        log.warning("ignoring annotation %s=%r: not a number", key, raw)
+        return default
+    return max(value, 0.0)
+
+
+def pod_load(pod: Mapping[str, Any]) -> PodLoad:
+    """Read a pod (as a dict, ``ApiClient.sanitize_for_serialization`` form)."""
+    meta, spec, status = pod["metadata"], pod["spec"], pod.get("status") or {}
+    ann: Mapping[str, str] = meta.get("annotations") or {}
+    containers = []
+    gpu_limit = 0
+    for c in spec.get("containers", []):
+        res = c.get("resources") or {}
+        req = res.get("requests") or {}
+        lim = res.get("limits") or {}
+        cpu = parse_quantity(req.get("cpu", lim.get("cpu", "0")))
+        mem = int(parse_quantity(req.get("memory", lim.get("memory", "0"))))
+        gpu_limit += int(parse_quantity(lim.get("nvidia.com/gpu", "0")))
+        containers.append((c["name"], cpu, mem))
+    return PodLoad(
+        uid=meta["uid"],
+        namespace=meta.get("namespace", ""),
+        name=meta["name"],
+        node=spec.get("nodeName") or "",
+        qos=str(status.get("qosClass") or "BestEffort").lower(),
+        containers=tuple(containers),
+        cpu_cores=_annotation(ann, CPU_CORES, DEFAULT_CPU_CORES),
+        gpus=int(_annotation(ann, GPUS, float(gpu_limit))),
+        gpu_watts=_annotation(ann, GPU_WATTS, DEFAULT_GPU_WATTS),
+        gpu_util=min(_annotation(ann, GPU_UTIL, DEFAULT_GPU_UTIL), 100.0),
+    )
+
+
+@dataclass
+class PodRecord:
+    load: PodLoad
+    gpu_indices: tuple[int, ...]
+    started: float
+    ended: float | None = None
+    joules: dict[str, float] = field(default_factory=lambda: {"cpu": 0.0, "gpu": 0.0})
+
+
+@dataclass
+class GpuState:
+    index: int
+    uuid: str
+    energy_mj: float = 0.0
+    power_w: float = 0.0
+    util: float = 0.0
+    pod: str | None = None  # uid of the pod it is allocated to
+
+
+class NodeSim:
+    """One node's fake tree. Not thread-safe on its own: NodeSimulator serialises calls."""
+
+    def __init__(self, node: FakeNode, root: Path, gpu_backend: GpuBackend | None) -> None:
+        self.node = node
+        self.root = root
+        self.sysfs = root / "sys"
+        self.procfs = root / "proc"
+        self.state_dir = root / "exporter-state"
+        for d in (self.sysfs, self.procfs, self.state_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.powercap = FakePowercap(self.sysfs)
+        self.zone = self.powercap.add_package(0, dram=False, tdp_watts=node.idle_cpu_watts
+                                              + node.watts_per_busy_core * node.cpu_cores)
+        self.cgroups = FakeCgroupTree(self.sysfs, procfs_root=self.procfs)
+        self.stat = FakeProcStat(self.procfs, node.cpu_cores)
+        write_meminfo(self.procfs, int(parse_quantity(node.memory)))
+        self.gpus = [GpuState(i, f"GPU-{node.name}-{i:04d}-sim") for i in range(node.gpus)]
+        self.gpu_backend = gpu_backend if node.gpus else None
+        self.nvml_state = root / "nvml-state.json"
+        self.pods: dict[str, PodRecord] = {}
+        self.finished: dict[str, PodRecord] = {}
+        self.idle_joules: dict[str, float] = {"cpu": 0.0, "gpu": 0.0}
+        self._write_gpus()
+
+    # -- pods ---------------------------------------------------------------
+    def start_pod(self, load: PodLoad, now: float) -> None:
+        if load.uid in self.pods or load.uid in self.finished:
+            return
+        free = [g for g in self.gpus if g.pod is None]
+        take = free[: load.gpus]
+        if len(take) < load.gpus:
+            log.warning("pod %s/%s wants %d GPUs, node %s has %d free", load.namespace,
+                        load.name, load.gpus, self.node.name, len(free))
+        for g in take:
+            g.pod = load.uid
+        containers = {name: (cpu, mem) for name, cpu, mem in load.containers} or None
+        qos = load.qos if load.qos in ("guaranteed", "burstable", "besteffort") else "burstable"
+        self.cgroups.add_pod(load.uid, qos, containers)
+        self.pods[load.uid] = PodRecord(load, tuple(g.index for g in take), now)
+        if take:
+            main = self._main_container(load.uid)
+            c = self.cgroups.pods[load.uid].containers[main]
+            rel = "/" + str(c.dirs[0].relative_to(self.cgroups.root))
+            write_pid_cgroup(self.procfs, c.pid, rel)
+        self._write_gpus()
+
+    def end_pod(self, uid: str, now: float) -> None:
+        rec = self.pods.pop(uid, None)
+        if rec is None:
+            return
+        rec.ended = now
+        self.finished[uid] = rec
+        pid = self.cgroups.pods[uid].containers[self._main_container(uid)].pid
+        self.cgroups.remove_pod(uid)
+        remove_pid(self.procfs, pid)
+        for g in self.gpus:
+            if g.pod == uid:
+                g.pod = None
+        self._write_gpus()
+
+    def _main_container(self, uid: str) -> str:
+        names = [n for n in self.cgroups.pods[uid].containers if n != "POD"]
+        return names[0] if names else "POD"
+
+    # -- time -----------------------------------------------------------------
+    def tick(self, dt: float) -> None:
+        n = self.node
+        busy = 0.0
+        for uid, rec in self.pods.items():
+            cores = min(rec.load.cpu_cores, n.cpu_cores - busy)
+            if cores <= 0:
+                continue
+            busy += cores
+            self.cgroups.advance_cpu(uid, self._main_container(uid), cores * dt)
+            rec.joules["cpu"] += n.watts_per_busy_core * cores * dt
+        self.stat.advance(dt, busy)
+        self.powercap.advance(self.zone, (n.idle_cpu_watts + n.watts_per_busy_core * busy) * dt)
+        self.idle_joules["cpu"] += n.idle_cpu_watts * dt
+        for g in self.gpus:
+            owner = self.pods.get(g.pod) if g.pod else None
+            if owner is not None:
+                g.power_w, g.util = owner.load.gpu_watts, owner.load.gpu_util
+                owner.joules["gpu"] += g.power_w * dt
+            else:
+                g.power_w, g.util = n.idle_gpu_watts, 0.0
+                self.idle_joules["gpu"] += g.power_w * dt
+            g.energy_mj += g.power_w * dt * 1000
+        self._write_gpus()
+
+    def _write_gpus(self) -> None:
+        if self.gpu_backend is None:
+            return
+        procs = []
+        for g in self.gpus:
+            rec = self.pods.get(g.pod) if g.pod else None
+            if rec is not None:
+                c = self.cgroups.pods[rec.load.uid].containers[self._main_container(rec.load.uid)]
+                procs.append((g.index, c.pid))
+        self.gpu_backend.write(self.nvml_state, self.node, self.gpus, procs)
+
+
+class GpuBackend:
+    """Writes a node's GPU state for the fake libnvidia-ml (carbontrack.sim.fakenvml)."""
+
+    def __init__(self, write_state: Callable[..., None], gpu_factory: Callable[..., Any],
+                 proc_factory: Callable[..., Any], lib_dir: Path) -> None:
+        self._write_state = write_state
+        self._gpu = gpu_factory
+        self._proc = proc_factory
+        self.lib_dir = lib_dir
+
+    def write(self, path: Path, node: FakeNode, gpus: Sequence[GpuState],
+              procs: Sequence[tuple[int, int]]) -> None:
+        self._write_state(
+            path,
+            [self._gpu(index=g.index, uuid=g.uuid, name=node.gpu_model,
+                       energy_mj=int(g.energy_mj), power_mw=int(g.power_w * 1000),
+                       utilization=int(g.util)) for g in gpus],
+            [self._proc(gpu_index=i, pid=pid) for i, pid in procs],
+        )
+
+
+class NodeSimulator:
+    """Runs the node sims: a Pod watch thread and a ticker thread."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        nodes: Sequence[FakeNode],
+        root: Path,
+        *,
+        tick_s: float = 0.5,
+        gpu_backend: GpuBackend | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.tick_s = tick_s
+        self.clock = clock
+        self.nodes = {n.name: NodeSim(n, root / n.name, gpu_backend) for n in nodes}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._last = clock()
+
+    # -- queries (thread-safe) -------------------------------------------------
+    def record(self, uid: str) -> PodRecord | None:
+        with self._lock:
+            for ns in self.nodes.values():
+                rec = ns.pods.get(uid) or ns.finished.get(uid)
+                if rec is not None:
+                    return PodRecord(rec.load, rec.gpu_indices, rec.started, rec.ended,
+                                     dict(rec.joules))
+        return None
+
+    def joules(self, uid: str) -> dict[str, float]:
+        """Exact simulated joules of a pod by component (``{}`` if never seen running)."""
+        rec = self.record(uid)
+        return dict(rec.joules) if rec else {}
+
+    # -- driving ----------------------------------------------------------------
+    def observe(self, pod: Mapping[str, Any]) -> None:
+        """Apply one pod state (from the watch, or a test)."""
+        node = (pod.get("spec") or {}).get("nodeName")
+        sim = self.nodes.get(node or "")
+        if sim is None:
+            return
+        phase = (pod.get("status") or {}).get("phase")
+        uid = pod["metadata"]["uid"]
+        deleted = pod["metadata"].get("deletionTimestamp") is not None
+        with self._lock:
+            now = self.clock()
+            if phase == "Running" and not deleted:
+                sim.start_pod(pod_load(pod), now)
+            elif phase in ("Succeeded", "Failed") or deleted:
+                sim.end_pod(uid, now)
+
+    def forget(self, uid: str) -> None:
+        """The pod object is gone: end it wherever it ran."""
+        with self._lock:
+            now = self.clock()
+            for sim in self.nodes.values():
+                sim.end_pod(uid, now)
+
+    def tick(self) -> None:
+        with self._lock:
+            now = self.clock()
+            dt, self._last = now - self._last, now
+            for sim in self.nodes.values():
+                sim.tick(dt)
+
+    def start(self) -> None:
+        self._last = self.clock()
+        for target, name in ((self._watch_loop, "sim-watch"), (self._tick_loop, "sim-tick")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        self._threads.clear()
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            try:
+                self.tick()
+            except Exception:  # keep ticking; the log says what broke
+                log.exception("simulator tick failed")
+
+    def _watch_loop(self) -> None:
+        from kubernetes import client, watch
+
+        from .kube import api_client
+
+        while not self._stop.is_set():
+            try:
+                with api_client(self.kubeconfig) as api:
+                    core = client.CoreV1Api(api)
+                    pods = core.list_pod_for_all_namespaces()
+                    for p in pods.items:
+                        self.observe(api.sanitize_for_serialization(p))
+                    rv = pods.metadata.resource_version if pods.metadata else None
+                    w = watch.Watch()  # type: ignore[no-untyped-call]
+                    for ev in w.stream(  # type: ignore[no-untyped-call]
+                        core.list_pod_for_all_namespaces, resource_version=rv,
+                        timeout_seconds=30, _request_timeout=35,
+                    ):
+                        if self._stop.is_set():
+                            w.stop()  # type: ignore[no-untyped-call]
+                            break
+                        obj = api.sanitize_for_serialization(ev["object"])
+                        if ev["type"] == "DELETED":
+                            self.forget(obj["metadata"]["uid"])
+                        else:
+                            self.observe(obj)
+            except Exception as err:  # the apiserver may be restarting
+                if self._stop.is_set():
+                    return
+                log.warning("pod watch failed (%s); retrying", err)
+                self._stop.wait(0.5)

@@ -1,0 +1,196 @@
+"""The whole local stack: control plane, node simulator, one exporter per node,
+Prometheus. Used by the e2e fixtures and by ``python -m carbontrack.devcluster demo``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from ..core.errors import TemporaryError
+from .binaries import Binaries
+from .controlplane import start_local_cluster, wait_until
+from .nodes import DEFAULT_NODES, FakeNode
+from .ports import free_port
+from .process import ManagedProcess, Supervisor
+from .prometheus import PrometheusServer, start_prometheus
+from .simulator import GpuBackend, NodeSimulator
+
+log = logging.getLogger("carbontrack.devcluster")
+
+
+def exporter_args(
+    *,
+    python: str,
+    node: FakeNode,
+    sysfs: Path,
+    procfs: Path,
+    state_dir: Path,
+    port: int,
+    kubeconfig: Path,
+    interval_s: float,
+    nvml: bool,
+) -> list[str]:
+    """The exporter's command line for one simulated node (pure; tested by equality)."""
+    args = [
+        python, "-m", "carbontrack", "exporter",
+        f"--node-name={node.name}",
+        f"--sysfs={sysfs}",
+        f"--procfs={procfs}",
+        f"--state-dir={state_dir}",
+        f"--listen=127.0.0.1:{port}",
+        f"--kubeconfig={kubeconfig}",
+        f"--interval={interval_s}",
+        # the node's cloud region, like a real node's labels would give
+        "--provider=aws", f"--region={node.region}",
+        # RAPL exists on every simulated node: a model estimate would double count
+        "--no-estimate",
+    ]
+    if not nvml:
+        args.append("--no-nvml")
+    return args
+
+
+class Cluster(Protocol):
+    """What the stack needs from a control plane (local processes or kind)."""
+
+    kubeconfig: Path
+    supervisor: Supervisor
+    timings: dict[str, float]
+
+    def stop(self) -> None: ...
+
+
+class ClusterFactory(Protocol):
+    def __call__(self, state_dir: Path, binaries: Binaries, supervisor: Supervisor,
+                 nodes: Sequence[FakeNode]) -> Cluster: ...
+
+
+def local_cluster(state_dir: Path, binaries: Binaries, supervisor: Supervisor,
+                  nodes: Sequence[FakeNode]) -> Cluster:
+    return start_local_cluster(state_dir, binaries, supervisor=supervisor, nodes=nodes)
+
+
+@dataclass
+class Exporter:
+    node: str
+    url: str
+    process: ManagedProcess
+
+
+@dataclass
+class DevStack:
+    cluster: Cluster
+    simulator: NodeSimulator
+    prometheus: PrometheusServer
+    exporters: dict[str, Exporter] = field(default_factory=dict)
+
+    @property
+    def supervisor(self) -> Supervisor:
+        return self.cluster.supervisor
+
+    def stop(self) -> None:
+        self.simulator.stop()
+        self.cluster.stop()
+
+
+def _gpu_backend(cache: Path) -> GpuBackend | None:
+    """The fake NVML library and state writer, or None where carbontrack.sim.fakenvml or
+    gcc is not available (GPU nodes then run their exporter with --no-nvml)."""
+    try:
+        from .gpu import make_gpu_backend
+    except ImportError:
+        return None
+    return make_gpu_backend(cache)
+
+
+def start_exporters(
+    stack_dir: Path,
+    cluster: Cluster,
+    simulator: NodeSimulator,
+    prometheus: PrometheusServer,
+    *,
+    interval_s: float = 0.5,
+    timeout_s: float = 60.0,
+) -> dict[str, Exporter]:
+    sup = cluster.supervisor
+    exporters: dict[str, Exporter] = {}
+    backend = None
+    for name, sim in simulator.nodes.items():
+        port = free_port()
+        env = dict(os.environ)
+        nvml = sim.gpu_backend is not None
+        if nvml and sim.gpu_backend is not None:
+            backend = sim.gpu_backend
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(
+                [str(backend.lib_dir), *filter(None, [env.get("LD_LIBRARY_PATH")])]
+            )
+            env["CARBONTRACK_FAKE_NVML_STATE"] = str(sim.nvml_state)
+        args = exporter_args(
+            python=sys.executable, node=sim.node, sysfs=sim.sysfs, procfs=sim.procfs,
+            state_dir=sim.state_dir, port=port, kubeconfig=cluster.kubeconfig,
+            interval_s=interval_s, nvml=nvml,
+        )
+        proc = sup.start(f"exporter-{name}", args, env=env)
+        exporters[name] = Exporter(name, f"http://127.0.0.1:{port}", proc)
+    for e in exporters.values():
+        wait_until(
+            f"exporter for {e.node} to serve /metrics",
+            lambda e=e: _http_ok(e.url + "/metrics"),  # type: ignore[misc]
+            timeout_s, interval_s=0.2, procs=[e.process],
+        )
+    prometheus.set_targets(
+        "carbontrack-exporter",
+        {e.url.removeprefix("http://"): {"node": e.node} for e in exporters.values()},
+    )
+    return exporters
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2.0) as r:
+        return int(r.status) == 200
+
+
+def start_stack(
+    state_dir: Path,
+    binaries: Binaries,
+    *,
+    nodes: Sequence[FakeNode] = DEFAULT_NODES,
+    tick_s: float = 0.5,
+    exporter_interval_s: float = 0.5,
+    scrape_interval_s: float = 1.0,
+    exporters: bool = True,
+    cache_dir: Path | None = None,
+    cluster_factory: ClusterFactory = local_cluster,
+) -> DevStack:
+    """Start everything; on failure stop what was started and re-raise."""
+    t0 = time.monotonic()
+    sup = Supervisor(state_dir / "logs")
+    cluster = cluster_factory(state_dir / "cluster", binaries, sup, nodes)
+    simulator: NodeSimulator | None = None
+    try:
+        backend = _gpu_backend(cache_dir or state_dir / "cache")
+        simulator = NodeSimulator(cluster.kubeconfig, nodes, state_dir / "nodes",
+                                  tick_s=tick_s, gpu_backend=backend)
+        simulator.start()
+        prom = start_prometheus(sup, state_dir / "prometheus",
+                                scrape_interval_s=scrape_interval_s)
+        stack = DevStack(cluster, simulator, prom)
+        if exporters:
+            stack.exporters = start_exporters(state_dir, cluster, simulator, prom,
+                                              interval_s=exporter_interval_s)
+    except BaseException:
+        if simulator is not None:
+            simulator.stop()
+        cluster.stop()
+        raise
+    cluster.timings["stack"] = time.monotonic() - t0
+    if not cluster.supervisor.processes:
+        raise TemporaryError("no process is running after start")
+    return stack
