@@ -44,7 +44,7 @@ class Settings:
 
 def _listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port
         raise ConfigError(f"--listen {value!r}: expected HOST:PORT, e.g. 0.0.0.0:{DEFAULT_PORT}")
     return host.strip("[]") or "0.0.0.0", int(port)
 
