@@ -124,7 +124,7 @@ def train_cpu(m: dict[str, list[tuple[dict[str, str], float]]], tree: FakeCgroup
 def test_exact_totals_restart_durability_and_churn(node: tuple[Path, FakePowercap,
                                                                  FakeCgroupTree, FakeProcStat]
                                                    ) -> None:
-    root, pc, tree, stat = node
+    root, pc, tree, _stat = node
     long_run = ("--interval", "3600", "--retention", "3600")
 
     ex = Exporter(root, *long_run)
@@ -185,7 +185,7 @@ def test_exact_totals_restart_durability_and_churn(node: tuple[Path, FakePowerca
 
 def test_live_cycles_conserve_on_every_scrape(node: tuple[Path, FakePowercap,
                                                           FakeCgroupTree, FakeProcStat]) -> None:
-    root, pc, tree, stat = node
+    root, pc, tree, _stat = node
     ex = Exporter(root, "--interval", "0.05")
     try:
         last_node = 0.0

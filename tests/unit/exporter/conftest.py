@@ -7,17 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from carbontrack.exporter.attribution import IdlePolicy
 from carbontrack.exporter.cgroups import CgroupReader
 from carbontrack.exporter.emissions import EmissionsRates
 from carbontrack.exporter.engine import Engine, EngineConfig, GpuTopologyProvider
 from carbontrack.exporter.pods import PodCache, PodMeta
 from carbontrack.exporter.state import Owner, StateStore
+
 from carbontrack.intensity.catalogue import Catalogue
 from carbontrack.sim.cgroups import FakeCgroupTree
 from carbontrack.sim.powercap import FakePowercap
-from carbontrack.sim.procfs import write_meminfo, write_proc_stat, Ticks
+from carbontrack.sim.procfs import Ticks, write_meminfo, write_proc_stat
 from carbontrack.sources.rapl import RaplSource
 
 GIB = 1 << 30

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 
 import pytest
-
 from carbontrack.exporter.attribution import IdlePolicy, split_energy
 
 

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from carbontrack.exporter.engine import Engine
 from carbontrack.exporter.server import ExpositionCache
+from prometheus_client.parser import text_string_to_metric_families
 
 GIB = 1 << 30
 GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "exporter-golden" / "metrics.prom"
@@ -83,7 +82,7 @@ def test_exported_values_conserve_and_carry_contract_labels(make_node: Any) -> N
     assert {s.labels["source"]: s.value for s in fams["carbontrack_source_up"].samples} == {
         "rapl": 1.0, "cgroups": 1.0, "intensity": 1.0}
     assert [s.value for s in fams["carbontrack_pue"].samples] == [1.2]
-    assert [s.labels for s in fams["carbontrack_build_info"].samples][0]["version"]
+    assert next(s.labels for s in fams["carbontrack_build_info"].samples)["version"]
 
 
 def test_scrapes_between_cycles_reuse_one_render(make_node: Any) -> None:

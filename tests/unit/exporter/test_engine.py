@@ -11,7 +11,6 @@ import random
 from typing import Any
 
 import pytest
-
 from carbontrack.exporter.attribution import IdlePolicy
 from carbontrack.exporter.engine import POD_SANDBOX, IntervalResult
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 
 import pytest
-
 from carbontrack.exporter.gpu_attribution import GpuUnit, GpuUse, mig_units, split_unit
 
 G = "GPU-0000"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from carbontrack.exporter.pods import PodCache, PodMeta, parse_cpu, parse_memory, pod_meta
 from carbontrack.exporter.state import Owner
 

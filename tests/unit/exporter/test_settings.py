@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from carbontrack.core.errors import ConfigError
 from carbontrack.exporter.attribution import IdlePolicy
 from carbontrack.exporter.settings import Settings, from_args
+
+from carbontrack.core.errors import ConfigError
 
 
 def test_contract_flags() -> None:
