@@ -116,7 +116,8 @@ def test_exporter_host_mounts_read_only_except_state(default: list[Doc]) -> None
     args = container(ds)["args"]
     assert args[:2] == ["exporter", "--node-name=$(NODE_NAME)"]
     assert {"--sysfs=/host/sys", "--procfs=/host/proc", "--state-dir=/var/lib/carbontrack",
-            "--pod-resources-dir=/var/lib/kubelet/pod-resources"} <= set(args)
+            "--pod-resources-dir=/var/lib/kubelet/pod-resources", "--idle-policy=reserved"} <= set(args)
+    assert not any(a.startswith(("--zone", "--pue", "--provider", "--retention")) for a in args)
     assert mounts["host-sys"]["mountPath"] == "/host/sys"
     assert mounts["pod-resources"]["mountPath"] == "/var/lib/kubelet/pod-resources"
 
@@ -196,8 +197,20 @@ def test_operator_rbac_least_privilege(default: list[Doc]) -> None:
     assert rules_of(default, "ct-carbontrack-operator-cluster") == [
         {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+    ]
+
+
+def test_cluster_peering_adds_only_peering_rights_and_object() -> None:
+    docs = helm_template(values=[CHART / "ci" / "podmonitor-values.yaml"])
+    assert rules_of(docs, "ct-carbontrack-operator") == EXPECTED_OPERATOR_RULES
+    assert rules_of(docs, "ct-carbontrack-operator-cluster")[2:] == [
         {"apiGroups": ["kopf.dev"], "resources": ["clusterkopfpeerings"], "verbs": ["get", "list", "watch", "patch"]},
     ]
+    assert one(docs, "ClusterKopfPeering")["metadata"]["name"] == "carbontrack"
+    dep = one(docs, "Deployment", "operator")
+    assert "--peering=carbontrack" in container(dep)["args"] and "--standalone" not in container(dep)["args"]
+    assert dep["spec"]["replicas"] == 2 and "strategy" not in dep["spec"]
+    assert not by_kind(docs, "Service")
 
 
 @pytest.mark.parametrize("values", SCENARIOS, ids=lambda p: p.stem)
@@ -230,18 +243,18 @@ def test_operator_pod_meets_restricted_pod_security(default: list[Doc]) -> None:
     assert probes["readinessProbe"]["httpGet"]["port"] == "http"
 
 
-def test_operator_args_and_cluster_peering(default: list[Doc]) -> None:
+def test_operator_default_args_standalone_single_replica(default: list[Doc]) -> None:
     dep = one(default, "Deployment", "operator")
     args = container(dep)["args"]
-    assert args[0] == "operator"
-    assert "--prometheus-url=http://prometheus-operated.monitoring.svc:9090" in args
-    assert "--all-namespaces" in args and "--peering=carbontrack" in args
-    assert "--no-enforcement" not in args
-    peering = one(default, "ClusterKopfPeering")
-    assert peering["metadata"]["name"] == "carbontrack"
-    assert one(default, "ClusterRoleBinding", "operator-cluster")
+    assert args == ["operator", "--prometheus-url=http://prometheus-operated.monitoring.svc:9090",
+                    "--all-namespaces", "--standalone", "--scrape-interval=30", "--listen=0.0.0.0:8080"]
+    # Without peering two replicas would both account: one, never overlapping.
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert not by_kind(default, "ClusterKopfPeering")
     names = {b["metadata"]["name"] for b in by_kind(default, "ClusterRoleBinding")}
-    assert "ct-carbontrack-operator" in names
+    assert {"ct-carbontrack-operator", "ct-carbontrack-operator-cluster"} <= names
+    err = helm_template_error(set_json=["operator.replicas=2"])
+    assert "replicas" in err
 
 
 def test_watch_namespaces_bind_roles_only_there() -> None:
@@ -261,16 +274,6 @@ def test_watch_namespaces_bind_roles_only_there() -> None:
     assert {"--namespace=team-a", "--namespace=team-b", "--no-enforcement"} <= set(args)
     assert "--all-namespaces" not in args
     assert one(docs, "Deployment", "operator")["spec"]["replicas"] == 2
-
-
-def test_without_peering_one_replica_recreated() -> None:
-    docs = helm_template(values=[CHART / "ci" / "podmonitor-values.yaml"])
-    dep = one(docs, "Deployment", "operator")
-    assert dep["spec"]["strategy"] == {"type": "Recreate"}
-    assert "--standalone" in container(dep)["args"]
-    assert not by_kind(docs, "ClusterKopfPeering") and not by_kind(docs, "Service")
-    err = helm_template_error(values=[CHART / "ci" / "podmonitor-values.yaml"], set_json=["operator.replicas=2"])
-    assert "replicas" in err
 
 
 # ------------------------------------------------------------------ monitoring
@@ -340,6 +343,8 @@ def test_dashboards_configmaps_for_grafana_sidecar(default: list[Doc]) -> None:
     ('exporter.image.digest="latest"', "/exporter/image/digest"),
     ('exporter.credentials=[{"env":"TOKEN","secretName":"s"}]', "secretKey"),
     ('operator.watchNamespaces=["Team_A"]', "/operator/watchNamespaces"),
+    ('exporter.provider="aws"', "/exporter/region"),
+    ('exporter.idlePolicy="sometimes"', "/exporter/idlePolicy"),
 ])
 def test_values_schema_rejects_bad_values_naming_the_key(set_json: str, message: str) -> None:
     err = helm_template_error(set_json=[set_json])

@@ -101,6 +101,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- else }}
 - --standalone
 {{- end }}
+- --scrape-interval={{ $op.scrapeIntervalSeconds }}
+{{- if not $op.finalizer }}
+- --no-finalizer
+{{- end }}
 {{- if not $op.enforcement }}
 - --no-enforcement
 {{- end }}
