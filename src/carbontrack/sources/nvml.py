@@ -111,6 +111,9 @@ class NvmlSource:
         self._closed = False
         self.samples = 0  # power samples taken (sampled GPUs), for diagnostics
         self._interval = sample_interval_s
+        for g in gpus:  # the first power sample: integration starts at open
+            if g.device.method is Method.SAMPLED:
+                self._sample(g)
         if self._interval > 0 and any(g.device.method is Method.SAMPLED for g in gpus):
             self._thread = threading.Thread(target=self._sample_loop, name="carbontrack-nvml-sampler", daemon=True)
             self._thread.start()
