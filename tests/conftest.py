@@ -37,7 +37,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip_e2e = pytest.mark.skip(reason="end-to-end test: run with --e2e or CARBONTRACK_E2E=1")
     skip_slow = pytest.mark.skip(reason="soak test: run with --soak")
     for item in items:
-        if "e2e" in item.keywords and not run_e2e:
+        if item.get_closest_marker("e2e") is not None and not run_e2e:
             item.add_marker(skip_e2e)
-        if "slow" in item.keywords and not soak:
+        if item.get_closest_marker("slow") is not None and not soak:
             item.add_marker(skip_slow)
