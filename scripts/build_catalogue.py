@@ -528,6 +528,9 @@ def build(raw: Path) -> dict[str, bytes]:
         "provider_pue": pue,
         "rejected": rej.rows,
     }
+    # Fixed-width sorted records: the loader binary-searches them in place.
+    if {len(z) for z in zips} != {5} or {len(s) for s in zips.values()} != {4}:
+        raise SystemExit("build: ZIP codes must be 5 digits and subregions 4 letters")
     zip_text = "zip,subregion\n" + "".join(f"{z},{s}\n" for z, s in sorted(zips.items()))
     buf = io.BytesIO()
     # mtime=0 and no file name in the header keep the gzip bytes reproducible.

@@ -19,7 +19,6 @@ Anything else raises :class:`UnknownZoneError` naming what was tried.
 
 from __future__ import annotations
 
-import difflib
 import gzip
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -104,10 +103,42 @@ def _basis(raw: Sequence[str]) -> Basis:
     return Basis(Averaging(raw[0]), Lifecycle(raw[1]), Accounting(raw[2]))
 
 
-def _read_zip_table(path: Path) -> dict[str, str]:
-    with gzip.open(path, "rt", encoding="ascii") as fh:
-        next(fh)  # header
-        return dict(line.rstrip("\n").split(",", 1) for line in fh)
+class ZipTable:
+    """EPA's ZIP -> eGRID subregion table, searched in place.
+
+    The build writes fixed-width sorted records (``"94103,CAMX\n"``), so a lookup is
+    a binary search over the decompressed text: no 41k-entry dict to build.
+    """
+
+    def __init__(self, text: str) -> None:
+        header, _, body = text.partition("\n")
+        if header != "zip,subregion" or not body:
+            raise ConfigError("ZIP table is damaged (bad header); rebuild the catalogue")
+        self._width = body.index("\n") + 1
+        if len(body) % self._width:
+            raise ConfigError("ZIP table is damaged (ragged records); rebuild the catalogue")
+        self._body = body
+        self._count = len(body) // self._width
+
+    def __len__(self) -> int:
+        return self._count
+
+    def get(self, zip_code: str) -> str | None:
+        lo, hi, w, body = 0, self._count, self._width, self._body
+        while lo < hi:
+            mid = (lo + hi) // 2
+            key = body[mid * w:mid * w + 5]
+            if key < zip_code:
+                lo = mid + 1
+            elif key > zip_code:
+                hi = mid
+            else:
+                return body[mid * w + 6:(mid + 1) * w - 1]
+        return None
+
+
+def _read_zip_table(path: Path) -> ZipTable:
+    return ZipTable(gzip.decompress(path.read_bytes()).decode("ascii"))
 
 
 class Catalogue:
@@ -117,7 +148,7 @@ class Catalogue:
         self,
         data: Mapping[str, Any],
         electricitymaps: Mapping[str, Any],
-        zip_table: Callable[[], Mapping[str, str]],
+        zip_table: Callable[[], ZipTable],
     ) -> None:
         self.version: str = data["version"]
         self._datasets = {
@@ -134,7 +165,7 @@ class Catalogue:
         self._provider_pue: Mapping[str, Sequence[Any]] = data["provider_pue"]
         self.rejected: Sequence[Mapping[str, str]] = data["rejected"]
         self._zip_loader = zip_table
-        self._zips: Mapping[str, str] | None = None
+        self._zips: ZipTable | None = None
         self._zone_cache: dict[str, ZoneEntry] = {}
         self._cloud_cache: dict[str, CloudRegion] = {}
 
@@ -254,6 +285,8 @@ class Catalogue:
         region = rest.lower().replace(" ", "")
         cloud = self._cloud(f"{provider}:{region}")
         if cloud is None:
+            import difflib  # only on the error path: keeps import time down
+
             near = difflib.get_close_matches(
                 f"{provider}:{region}", list(self._raw_cloud), n=3, cutoff=0.75
             )
@@ -282,6 +315,8 @@ class Catalogue:
         return Lookup(query, zone, "zip")
 
     def _unknown(self, query: str) -> UnknownZoneError:
+        import difflib
+
         candidates = [*self._raw_zones, *self._em_zones, *self._aliases]
         near = difflib.get_close_matches(query.upper(), candidates, n=3, cutoff=0.75)
         hint = f" Did you mean {', '.join(near)}?" if near else ""

@@ -196,3 +196,26 @@ def test_version_and_notices_ship_with_the_package(catalogue: Catalogue) -> None
 
     assert "Open Database License" in (DATA_DIR / "NOTICE-ElectricityMaps-ODbL.txt").read_text()
     assert (DATA_DIR / "VERSION.txt").read_text().strip() == catalogue.version
+
+
+def test_zip_table_matches_every_predominant_epa_row(raw: Path) -> None:
+    from carbontrack.intensity.catalogue import DATA_DIR, _read_zip_table
+
+    table = _read_zip_table(DATA_DIR / "zip_egrid_2023.csv.gz")
+    with (raw / "epa-egrid/power-profiler_zip_to_egrid_subregion_2023.csv").open(
+        encoding="utf-8-sig", newline=""
+    ) as fh:
+        expected = {r["zip"]: r["SUBRGN"] for r in csv.DictReader(fh)
+                    if r["Predominant Utility"] == "1"}
+    assert len(table) == len(expected) == 41588
+    assert all(table.get(z) == sub for z, sub in expected.items())
+    assert table.get("00000") is None and table.get("99999") is None
+
+
+def test_damaged_zip_table_is_a_clear_error() -> None:
+    from carbontrack.intensity.catalogue import ZipTable
+
+    with pytest.raises(ConfigError, match="damaged"):
+        ZipTable("zip,subregion\n94103,CAMX\n1234,CAMX\n")
+    with pytest.raises(ConfigError, match="damaged"):
+        ZipTable("not a zip table")
