@@ -1,0 +1,39 @@
+# syntax=docker/dockerfile:1
+# CarbonTrack node exporter image (the chart's exporter DaemonSet).
+#   docker build -f docker/exporter.Dockerfile -t ghcr.io/carbontrack/exporter:$(python3 -c 'import carbontrack; print(carbontrack.__version__)') .
+# Build context: the repository root. docker/exporter.Dockerfile.dockerignore
+# keeps tests, docs and build output out of the context.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---- build: a virtualenv with the package and its exporter extra ----------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY src ./src
+COPY exporter ./exporter
+COPY operator ./operator
+# Same base image and path in both stages, so the venv runs unchanged.
+RUN python -m venv /opt/carbontrack \
+ && /opt/carbontrack/bin/pip install --upgrade pip "setuptools>=68" wheel \
+ && /opt/carbontrack/bin/pip install ".[exporter]" \
+ && /opt/carbontrack/bin/pip uninstall -y pip setuptools wheel \
+ && find /opt/carbontrack -name '__pycache__' -prune -exec rm -rf {} +
+
+# ---- runtime: no compiler, no pip, no source tree -------------------------
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="carbontrack-exporter" \
+      org.opencontainers.image.description="Per-container energy and CO2e as Prometheus metrics (RAPL, NVML, estimates)" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=build /opt/carbontrack /opt/carbontrack
+ENV PATH=/opt/carbontrack/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+# Non-root by default (estimate-only nodes, tests). Reading RAPL energy_uj
+# needs uid 0 (root-only since CVE-2020-8694): the Helm chart sets
+# runAsUser: 0 with every capability dropped; see docs/helm.md.
+USER 65534:65534
+EXPOSE 9875
+ENTRYPOINT ["carbontrack"]
+CMD ["exporter", "--help"]
