@@ -30,6 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from ..sim.cgroups import FakeCgroupTree
+from ..sim.fakenvml import (
+    FakeGpu,
+    FakeGpuProcess,
+    FakeNvmlBuildError,
+    build_fake_libnvml,
+    write_state,
+)
 from ..sim.powercap import FakePowercap
 from ..sim.procfs import FakeProcStat, remove_pid, write_meminfo, write_pid_cgroup
 from .nodes import FakeNode
@@ -134,6 +141,13 @@ class GpuState:
     pod: str | None = None  # uid of the pod it is allocated to
 
 
+def _gpu_uuid(node: str, index: int) -> str:
+    """A stable, well-formed ``GPU-<uuid>`` per node and index."""
+    import uuid
+
+    return f"GPU-{uuid.uuid5(uuid.NAMESPACE_DNS, f'{index}.{node}.sim.carbontrack.io')}"
+
+
 class NodeSim:
     """One node's fake tree. Not thread-safe on its own: NodeSimulator serialises calls."""
 
@@ -151,7 +165,7 @@ class NodeSim:
         self.cgroups = FakeCgroupTree(self.sysfs, procfs_root=self.procfs)
         self.stat = FakeProcStat(self.procfs, node.cpu_cores)
         write_meminfo(self.procfs, int(parse_quantity(node.memory)))
-        self.gpus = [GpuState(i, f"GPU-{node.name}-{i:04d}-sim") for i in range(node.gpus)]
+        self.gpus = [GpuState(i, _gpu_uuid(node.name, i)) for i in range(node.gpus)]
         self.gpu_backend = gpu_backend if node.gpus else None
         self.nvml_state = root / "nvml-state.json"
         self.pods: dict[str, PodRecord] = {}
@@ -237,23 +251,30 @@ class NodeSim:
 
 
 class GpuBackend:
-    """Writes a node's GPU state for the fake libnvidia-ml (carbontrack.sim.fakenvml)."""
+    """Writes a node's GPU state for the fake ``libnvidia-ml.so.1`` (carbontrack.sim.fakenvml)
+    that the node's exporter loads through ``LD_LIBRARY_PATH``."""
 
-    def __init__(self, write_state: Callable[..., None], gpu_factory: Callable[..., Any],
-                 proc_factory: Callable[..., Any], lib_dir: Path) -> None:
-        self._write_state = write_state
-        self._gpu = gpu_factory
-        self._proc = proc_factory
+    def __init__(self, lib_dir: Path) -> None:
         self.lib_dir = lib_dir
+
+    @classmethod
+    def build(cls, cache_dir: Path) -> GpuBackend | None:
+        """Compile the fake library (cached); None where there is no C compiler."""
+        try:
+            return cls(build_fake_libnvml(cache_dir))
+        except FakeNvmlBuildError as err:
+            log.warning("GPU nodes run without NVML: %s", err)
+            return None
 
     def write(self, path: Path, node: FakeNode, gpus: Sequence[GpuState],
               procs: Sequence[tuple[int, int]]) -> None:
-        self._write_state(
+        write_state(
             path,
-            [self._gpu(index=g.index, uuid=g.uuid, name=node.gpu_model,
-                       energy_mj=int(g.energy_mj), power_mw=int(g.power_w * 1000),
-                       utilization=int(g.util)) for g in gpus],
-            [self._proc(gpu_index=i, pid=pid) for i, pid in procs],
+            [FakeGpu(uuid=g.uuid, name=node.gpu_model, energy_mj=int(g.energy_mj),
+                     power_mw=int(g.power_w * 1000), util_gpu=int(g.util),
+                     memory_used_bytes=(8 << 30) if g.pod else 0) for g in gpus],
+            [FakeGpuProcess(gpu=i, pid=pid, used_memory_bytes=8 << 30,
+                            sm_util=int(gpus[i].util)) for i, pid in procs],
         )
 
 

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from ..core.errors import TemporaryError
 from .binaries import Binaries
+from .binaries import cache_dir as default_cache_dir
 from .controlplane import start_local_cluster, wait_until
 from .nodes import DEFAULT_NODES, FakeNode
 from .ports import free_port
@@ -100,16 +101,6 @@ class DevStack:
         self.cluster.stop()
 
 
-def _gpu_backend(cache: Path) -> GpuBackend | None:
-    """The fake NVML library and state writer, or None where carbontrack.sim.fakenvml or
-    gcc is not available (GPU nodes then run their exporter with --no-nvml)."""
-    try:
-        from .gpu import make_gpu_backend
-    except ImportError:
-        return None
-    return make_gpu_backend(cache)
-
-
 def start_exporters(
     stack_dir: Path,
     cluster: Cluster,
@@ -175,7 +166,7 @@ def start_stack(
     cluster = cluster_factory(state_dir / "cluster", binaries, sup, nodes)
     simulator: NodeSimulator | None = None
     try:
-        backend = _gpu_backend(cache_dir or state_dir / "cache")
+        backend = GpuBackend.build(cache_dir or default_cache_dir())
         simulator = NodeSimulator(cluster.kubeconfig, nodes, state_dir / "nodes",
                                   tick_s=tick_s, gpu_backend=backend)
         simulator.start()
