@@ -33,7 +33,8 @@ def built(raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_build_reproduces_packaged_files_byte_for_byte(built: Path) -> None:
     produced = sorted(p.name for p in built.iterdir())
-    packaged = sorted(p.name for p in DATA_DIR.iterdir() if p.is_file())
+    packaged = sorted(p.name for p in DATA_DIR.iterdir()
+                      if p.is_file() and p.name != "__init__.py")  # __init__: see data/
     assert produced == packaged
     for name in produced:
         assert (built / name).read_bytes() == (DATA_DIR / name).read_bytes(), name
@@ -80,3 +81,14 @@ def test_build_refuses_a_malformed_value_it_is_given(raw: Path, tmp_path: Path) 
             "row": "Germany 2024", "value": "-344.1",
             "reason": "negative intensity '-344.1'"} in data["rejected"]
     assert data["zones"]["DE"]["factors"][0][2] == 2023  # the bad 2024 value is not used
+
+
+def test_data_directory_is_a_package_so_the_wheel_ships_it() -> None:
+    """setuptools' package-data globs only apply to packages: without data/__init__.py
+    the wheel would ship no catalogue at all (checked with `pip wheel`)."""
+    import importlib.resources
+
+    files = importlib.resources.files("carbontrack.intensity.data")
+    names = {f.name for f in files.iterdir()}
+    assert {"catalogue.json", "electricitymaps.json", "zip_egrid_2023.csv.gz", "NOTICE.md",
+            "NOTICE-ElectricityMaps-ODbL.txt", "VERSION.txt", "__init__.py"} <= names
