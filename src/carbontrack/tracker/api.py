@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -31,14 +30,23 @@ from .clock import Clock, SystemClock
 from .host import host_facts
 from .output import append_csv, check_output_dir, write_json
 from .registry import PROCESS_REGISTRY, Registry
-from .result import ResultLogger, RunResult
+from .result import DeviceEnergy, ResultLogger, RunResult
 from .scope import MachineScope, ProcessTreeScope, Scope
 from .session import Session
 from .settings import TrackerSettings
 from .summary import render
-from .wiring import build_lookup, build_sources, resolve_zone
+from .wiring import ZoneChoice, build_lookup, build_sources, resolve_zone
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def new_run_id() -> str:
+    """A random (version 4) UUID string, without importing uuid at start-up."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class Tracker:
@@ -64,7 +72,7 @@ class Tracker:
         self._registry = registry or PROCESS_REGISTRY
         self._loggers = list(loggers)
         self._root_pid = root_pid
-        self.run_id = str(uuid.uuid4())
+        self.run_id = new_run_id()
         self.result: RunResult | None = None
         self.files: tuple[Path, ...] = ()
         self._session: Session | None = None
@@ -73,6 +81,7 @@ class Tracker:
         self._command: tuple[str, ...] | None = None
         self.exit_code: int | None = None
         self._prepared: TrackerSettings | None = None
+        self.zone_choice: ZoneChoice | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -85,7 +94,10 @@ class Tracker:
             check_output_dir(s.output_dir)
         if self._lookup is None:
             self._lookup = build_lookup()
-        s = replace(s, zone=resolve_zone(s, self._lookup))
+        self.zone_choice = resolve_zone(s, self._lookup, os.environ)
+        s = replace(s, zone=self.zone_choice.zone)
+        if self.zone_choice.warning:
+            self._notes.append(self.zone_choice.warning)
         if self._sources is None:
             self._sources, notes = build_sources(s)
             self._notes += notes
@@ -162,7 +174,7 @@ class Tracker:
             sources=totals.sources,
             uncertainty=totals.uncertainty,
             intervals=totals.intervals,
-            host=host_facts(s.procfs_root, totals.devices),
+            host=self._host(s, totals.devices),
             carbontrack_version=__version__,
             parent_run_id=self._parent,
             overlaps_with=overlaps,
@@ -183,6 +195,13 @@ class Tracker:
         if s.summary:
             print(render(result, tuple(map(str, self.files))), file=sys.stderr)
         return result
+
+    def _host(self, s: TrackerSettings, devices: tuple[DeviceEnergy, ...]) -> dict[str, Any]:
+        host = host_facts(s.procfs_root, devices)
+        zc = self.zone_choice
+        if zc is not None:
+            host.update(zone_rule=zc.rule, cloud_provider=zc.cloud_provider, cloud_region=zc.cloud_region)
+        return host
 
     def _write(self, result: RunResult, s: TrackerSettings) -> tuple[Path, ...]:
         if s.output_dir is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ def host_facts(procfs_root: Path, devices: tuple[DeviceEnergy, ...]) -> dict[str
         "hostname": u.nodename,
         # not platform.platform(): it scans the interpreter binary for the libc version
         "os": f"{u.sysname}-{u.release}-{u.machine}",
-        "python_version": platform.python_version(),
+        "python_version": "{}.{}.{}".format(*sys.version_info[:3]),
         "cpu_count": os.cpu_count() or "",
         "cpu_model": read_cpuinfo(procfs_root).model_name,
         "ram_total_size_gb": ram_gb,

@@ -19,7 +19,6 @@ import fcntl
 import io
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -172,10 +171,21 @@ def append_csv(path: Path, result: RunResult) -> tuple[Path, str | None]:
     )
 
 
+def _create_temp(directory: Path, prefix: str) -> tuple[int, str]:
+    """An exclusive new file in ``directory`` (what tempfile.mkstemp does, without importing
+    tempfile and random at start-up)."""
+    while True:
+        name = os.path.join(directory, f"{prefix}{os.getpid()}-{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), name
+        except FileExistsError:
+            continue
+
+
 def write_json(path: Path, result: RunResult) -> Path:
     """Write the run's full document atomically (temporary file + rename)."""
     doc = {"schema": "carbontrack.run/v1", **result.to_dict()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp(path.parent, f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=2, sort_keys=True, default=str)
@@ -194,7 +204,7 @@ def check_output_dir(directory: Path) -> Path:
     if not directory.is_dir():
         raise ConfigError(f"output path {directory} is not a directory: pass a directory to --output")
     try:
-        fd, probe = tempfile.mkstemp(dir=directory, prefix=".carbontrack-probe-")
+        fd, probe = _create_temp(directory, ".carbontrack-probe-")
     except OSError as err:
         raise ConfigError(
             f"output directory {directory} is not writable ({err.strerror}): pass a writable --output"

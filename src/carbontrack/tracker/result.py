@@ -6,7 +6,7 @@ name says ``facility`` (IT energy x PUE, what the building drew).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -117,11 +117,11 @@ class ResultLogger(Protocol):
     def on_result(self, result: RunResult) -> None: ...
 
 
-@dataclass
 class Notes:
     """Mutable warnings collected while a run is live (frozen into RunResult at the end)."""
 
-    items: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.items: list[str] = []
 
     def add(self, text: str) -> None:
         if text not in self.items:

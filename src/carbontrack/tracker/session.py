@@ -31,23 +31,26 @@ from .scope import SHARED_COMPONENTS, Scope
 _METHOD_RANK = {Method.MEASURED: 0, Method.SAMPLED: 1, Method.ESTIMATED: 2}
 
 
-@dataclass
 class _Device:
-    source: str
-    component: Component
-    method: Method
-    model: str
-    last_j: float
-    machine_j: float = 0.0
-    attributed_j: float = 0.0
-    uncertainty: float = 0.0
+    """Running totals of one device (a plain class: dataclass creation costs start-up time)."""
+
+    __slots__ = ("attributed_j", "component", "last_j", "machine_j", "method", "model", "source", "uncertainty")
+
+    def __init__(
+        self, source: str, component: Component, method: Method, model: str, last_j: float, uncertainty: float
+    ) -> None:
+        self.source, self.component, self.method, self.model = source, component, method, model
+        self.last_j, self.uncertainty = last_j, uncertainty
+        self.machine_j = self.attributed_j = 0.0
 
 
-@dataclass
 class _FactorAcc:
-    factor: IntensityFactor
-    intervals: int = 0
-    it_energy_j: float = 0.0
+    __slots__ = ("factor", "intervals", "it_energy_j")
+
+    def __init__(self, factor: IntensityFactor) -> None:
+        self.factor = factor
+        self.intervals = 0
+        self.it_energy_j = 0.0
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,7 @@ class Session:
             for src in self._sources:
                 for r in src.read():
                     self._devices[(src.name, r.device)] = _Device(
-                        src.name, r.component, r.method, r.model, r.joules, uncertainty=r.uncertainty
+                        src.name, r.component, r.method, r.model, r.joules, r.uncertainty
                     )
         if interval_s is not None:
             self._thread = threading.Thread(

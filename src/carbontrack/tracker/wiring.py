@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..core.errors import ConfigError, SourceUnavailable
+from ..core.errors import ConfigError, SourceUnavailable, UnknownZoneError
 from ..core.types import EnergySource, IntensityLookup
 from .settings import TrackerSettings
 
@@ -85,17 +87,71 @@ def build_lookup() -> IntensityLookup:
     return lookup
 
 
-def resolve_zone(settings: TrackerSettings, lookup: IntensityLookup) -> str:
-    """Explicit zone (flag/argument, then CARBONTRACK_ZONE) > carbontrack.intensity.resolve
-    (cloud metadata/env) > error with a hint. The zone is checked against the lookup now,
-    before anything runs: an unknown zone is an error, never a silent default."""
-    zone = settings.zone
-    if not zone:
+# Cloud region from the environment a cloud SDK or job runner sets. No metadata-server
+# query: it would cost start-up time everywhere and hang off-cloud.
+CLOUD_REGION_ENV = (
+    ("aws", ("AWS_REGION", "AWS_DEFAULT_REGION")),
+    ("gcp", ("GOOGLE_CLOUD_REGION", "CLOUDSDK_COMPUTE_REGION")),
+    ("azure", ("AZURE_REGION",)),
+)
+_PROVIDER_ID = {"aws": "aws://", "gcp": "gce://", "azure": "azure://"}
+
+
+@dataclass(frozen=True)
+class ZoneChoice:
+    zone: str  # the key given to IntensityLookup.intensity()
+    rule: str  # explicit | cloud-region
+    cloud_provider: str = ""
+    cloud_region: str = ""
+    warning: str | None = None
+
+
+def cloud_from_env(env: Mapping[str, str]) -> tuple[str, str] | None:
+    for provider, names in CLOUD_REGION_ENV:
+        for name in names:
+            if env.get(name):
+                return provider, env[name].strip()
+    return None
+
+
+def resolve_zone(settings: TrackerSettings, lookup: IntensityLookup, env: Mapping[str, str]) -> ZoneChoice:
+    """Explicit zone (argument/flag, then CARBONTRACK_ZONE, already folded into settings) >
+    cloud region from the environment > error with a hint. Resolution goes through
+    ``carbontrack.intensity.resolve``; the zone is then checked against the lookup, before
+    anything runs: an unknown zone is an error, never a silent default."""
+    cloud = cloud_from_env(env)
+    choice: ZoneChoice
+    if hasattr(lookup, "lookup"):  # the catalogue (or a provider exposing it): full rules
+        from ..intensity import resolve
+
+        labels = {resolve.REGION_LABELS[0]: cloud[1]} if cloud else None
         try:
-            resolve = importlib.import_module("carbontrack.intensity.resolve")
-        except ImportError:
-            raise ConfigError("no grid zone given: pass --zone ZONE (e.g. --zone DE) or set CARBONTRACK_ZONE") from None
-        zone = resolve.resolve_zone(explicit=None)
+            res = resolve.resolve_zone(
+                lookup,  # type: ignore[arg-type]
+                explicit=settings.zone or None,
+                node_labels=labels,
+                provider_id=_PROVIDER_ID[cloud[0]] if cloud else None,
+            )
+        except UnknownZoneError as err:
+            if settings.zone:
+                raise
+            # resolve's message speaks of node labels; on one machine only two fixes exist
+            why = f" (cloud region {cloud[0]}:{cloud[1]} from the environment is unknown)" if cloud else ""
+            raise UnknownZoneError(
+                f"no grid zone for this machine{why}: pass --zone KEY or set CARBONTRACK_ZONE; "
+                "find keys with `carbontrack zones --search TEXT`"
+            ) from err
+        choice = ZoneChoice(
+            res.zone,
+            res.rule,
+            cloud[0] if cloud and res.rule == "cloud-region" else "",
+            cloud[1] if cloud and res.rule == "cloud-region" else "",
+            res.warning,
+        )
+    elif settings.zone:
+        choice = ZoneChoice(settings.zone, "explicit")
+    else:
+        raise ConfigError("no grid zone given: pass --zone ZONE (e.g. --zone DE) or set CARBONTRACK_ZONE")
     now = datetime.now(timezone.utc)
-    lookup.intensity(zone, now, now)  # raises UnknownZoneError naming what was tried
-    return zone
+    lookup.intensity(choice.zone, now, now)  # raises UnknownZoneError naming what was tried
+    return choice

@@ -202,3 +202,24 @@ def test_foreign_csv_is_left_alone_and_the_user_is_told(tmp_path: Path) -> None:
     assert (tmp_path / "emissions.csv").read_text() == "a,b\n1,2\n"
     assert len(_rows(tmp_path / "emissions-1.csv")) == 1
     assert "warning: " in p.stderr and "emissions-1.csv" in p.stderr
+
+
+def test_zone_from_the_cloud_region_in_the_environment(tmp_path: Path) -> None:
+    p = ct(["--output", str(tmp_path), "--quiet", "--", "true"], tmp_path, env=_env(AWS_REGION="eu-west-1"))
+    assert p.returncode == 0, p.stderr
+    (row,) = _rows(tmp_path / "emissions.csv")
+    assert (row["zone"], row["cloud_provider"], row["cloud_region"], row["on_cloud"]) == ("IE", "aws", "eu-west-1", "Y")
+    # an explicit zone wins over the environment
+    p = ct(["--zone", "FR", "--output", str(tmp_path), "--quiet", "--", "true"], tmp_path,
+           env=_env(AWS_REGION="eu-west-1"))  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert _rows(tmp_path / "emissions.csv")[1]["zone"] == "FR"
+
+
+def test_unknown_cloud_region_and_no_zone_is_an_error(tmp_path: Path) -> None:
+    p = ct(["--output", str(tmp_path), "--", "true"], tmp_path, env=_env(AWS_REGION="mars-1"))
+    assert p.returncode != 0
+    assert p.stderr == (
+        "carbontrack run: error: no grid zone for this machine (cloud region aws:mars-1 from the environment "
+        "is unknown): pass --zone KEY or set CARBONTRACK_ZONE; find keys with `carbontrack zones --search TEXT`\n"
+    )
