@@ -31,11 +31,15 @@ EXPORTER_METRICS: dict[str, set[str]] = {
     "carbontrack_collection_duration_seconds": {"node", "source"},
     "carbontrack_build_info": {"version"},
 }
-# Operator metrics the dashboards and budget alerts read (docs/helm.md).
+# Operator metrics (operator/metrics.py) and the budget gauges the budget
+# panels and alerts read (requested from the operator, docs/helm.md).
 OPERATOR_METRICS: dict[str, set[str]] = {
     "carbontrack_budget_used_grams": {"namespace", "budget"},
     "carbontrack_budget_limit_grams": {"namespace", "budget"},
-    "carbontrack_jobs_accounted_total": {"result"},
+    "carbontrack_operator_jobs_accounted_total": {"result"},
+    "carbontrack_operator_accounting_failures_total": {"reason"},
+    "carbontrack_operator_accounting_latency_seconds_bucket": {"le"},
+    "carbontrack_operator_pending_jobs": set(),
 }
 KNOWN = {**EXPORTER_METRICS, **OPERATOR_METRICS}
 # Labels Prometheus adds to every scraped series.
@@ -202,8 +206,10 @@ def test_promtool_rule_unit_tests(tmp_path: Path) -> None:
                 {**n1, "zone": "DE", "source": "catalogue", "basis": "location"}, "380x40"),
         _series("carbontrack_source_up", {**n1, "source": "rapl"}, "1x40"),
         _series("carbontrack_source_up", {**n1, "source": "nvml"}, "0x40"),
-        # n2's exporter stops answering after 5 minutes.
-        _series("carbontrack_source_up", {**n2, "source": "estimate"}, "1x5"),
+        # n2's exporter stops answering after 5 minutes; n2 is a VM without
+        # RAPL where the CPU estimate takes over (no SourceUnhealthy alert).
+        _series("carbontrack_source_up", {**n2, "source": "cpu-estimate"}, "1x5"),
+        _series("carbontrack_source_up", {**n2, "source": "rapl"}, "0x5"),
         _series("up", {"instance": "n1:9875", "job": "carbontrack-exporter"}, "1x40"),
         _series("up", {"instance": "n2:9875", "job": "carbontrack-exporter"}, "1x5 0x35"),
     ]
