@@ -66,6 +66,9 @@ class RaplSettings:
     tdp_watts: float | None = None
     # Flag package power above this multiple of summed TDP (mirrored multi-die zones).
     plausibility_factor: float = 2.0
+    # Flag packages as mirrored after this many consecutive intervals in which all of them
+    # show the same raw counter and the same non-zero increment.
+    mirror_intervals: int = 3
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class _State:
     unreadable: set[str] = field(default_factory=set)
     errors: dict[str, str] = field(default_factory=dict)
     implausible: str = ""
+    mirror_streak: int = 0
     last_poll: float | None = None
 
 
@@ -124,9 +128,7 @@ def discover_zones(powercap: Path, reader: FileReader = read_sysfs_file) -> list
                 _read_tdp(path, reader),
             )
         elif name == "psys":
-            zone = RaplZone(
-                path, "psys", None, "psys", _read_int(path, "max_energy_range_uj", reader), None
-            )
+            zone = RaplZone(path, "psys", None, "psys", _read_int(path, "max_energy_range_uj", reader), None)
         else:
             continue  # unknown top-level zone kinds are not energy we can place
         found.append((is_mmio, zone))
@@ -192,14 +194,11 @@ class RaplSource:
         self._reader = reader
         if not self._powercap.is_dir():
             raise SourceUnavailable(
-                f"no RAPL: {self._powercap} does not exist (no powercap driver, or a VM); "
-                "use the estimate source"
+                f"no RAPL: {self._powercap} does not exist (no powercap driver, or a VM); use the estimate source"
             )
         self.zones = discover_zones(self._powercap, reader)
         if not any(z.kind == "package" for z in self.zones):
-            raise SourceUnavailable(
-                f"no RAPL package zones under {self._powercap}; use the estimate source"
-            )
+            raise SourceUnavailable(f"no RAPL package zones under {self._powercap}; use the estimate source")
         self._state = _State({z.device: _Counter() for z in self.zones})
         self._poll()  # baseline: cumulative energy counts from here
 
@@ -278,13 +277,19 @@ class RaplSource:
         c.last_raw, c.last_t = raw, now
 
     def _check_plausible(self, interval_s: float) -> None:
-        """Flag package zones that cannot all be real: identical increments on every package
-        (multi-die parts where each zone mirrors the socket), or more than factor x TDP."""
+        """Flag package zones that cannot all be real: the same counter value and increment on
+        every package for several intervals (multi-die parts where each zone mirrors the
+        socket), or more than factor x TDP."""
         packages = [z for z in self.zones if z.kind == "package"]
         deltas = [self._state.counters[z.device].last_delta_uj for z in packages]
         if interval_s <= 0 or any(d <= 0 for d in deltas):
             return  # nothing measured this interval: keep the previous verdict
-        if len(deltas) > 1 and len(set(deltas)) == 1:
+        raws = [self._state.counters[z.device].last_raw for z in packages]
+        mirrored = len(deltas) > 1 and len(set(deltas)) == 1 and len(set(raws)) == 1
+        # One equal step can be chance (or a simulator); the same counter value and step
+        # several intervals running is one counter seen twice.
+        self._state.mirror_streak = self._state.mirror_streak + 1 if mirrored else 0
+        if self._state.mirror_streak >= self._settings.mirror_intervals:
             self._state.implausible = (
                 f"RAPL package zones {', '.join(z.device for z in packages)} report identical "
                 "energy increments: they mirror one counter (multi-die part); count one of them "
