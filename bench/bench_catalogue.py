@@ -80,8 +80,11 @@ def main() -> int:
     cat = Catalogue.load()
     cat.get("94103")  # pay the lazy ZIP table once
     n = 20000
-    warm = {label: min(timeit.repeat(lambda k=key: cat.get(k), number=n, repeat=5)) / n
-            for label, key in KEYS.items()}
+
+    def per_lookup(key: str) -> float:
+        return min(timeit.repeat(lambda: cat.get(key), number=n, repeat=5)) / n
+
+    warm = {label: per_lookup(key) for label, key in KEYS.items()}
     zones = [z.key for z in cat.zones()]
     t0 = time.perf_counter()
     fresh = Catalogue.load()
@@ -90,7 +93,7 @@ def main() -> int:
     first_all = (time.perf_counter() - t0) / len(zones)
 
     def med(key: str) -> float:
-        return statistics.median(run[key] for run in cold) * 1e3
+        return float(statistics.median(run[key] for run in cold)) * 1e3
 
     lines = [
         "# Catalogue performance",

@@ -223,7 +223,7 @@ class Rejects:
         market: bool = False,
     ) -> float | None:
         try:
-            return round(check_intensity(raw, unit=unit, note=note, market=market), 6)
+            return round(float(check_intensity(raw, unit=unit, note=note, market=market)), 6)
         except MalformedValue as err:
             if str(err) == "empty cell":
                 return None  # no data is not a defect; it is simply absent
