@@ -105,11 +105,12 @@ DATASETS: dict[str, dict[str, Any]] = {
 }
 
 PUE_SOURCES: dict[str, str] = {
-    "ccf-avg": "Cloud Carbon Footprint provider PUE_AVG (cloud-carbon-footprint b7a049c, Apache-2.0)",
+    "ccf-avg": "Cloud Carbon Footprint provider PUE_AVG (cloud-carbon-footprint b7a049c, 2024-03-25; "
+    "provider-published fleet averages of about 2021-2022), Apache-2.0",
     "ccf-ttm": "Google trailing-twelve-month PUE per region, via Cloud Carbon Footprint "
-    "(cloud-carbon-footprint b7a049c, Apache-2.0)",
-    "uptime-2024": "Uptime Institute Global Data Center Survey 2024 average, via Green "
-    "Algorithms defaults_PUE.csv (CC BY 4.0)",
+    "(cloud-carbon-footprint b7a049c, 2024-03-25; Google figures of about 2021-2022), Apache-2.0",
+    "uptime-2024": "Uptime Institute Global Data Center Survey 2024 industry average, via Green "
+    "Algorithms defaults_PUE.csv (ca65ba0), CC BY 4.0",
 }
 
 # --- hand-made mappings -------------------------------------------------------------
