@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import kopf
@@ -89,13 +90,14 @@ async def run(
     stop_flag: asyncio.Event | threading.Event | None = None,
     ready_flag: asyncio.Event | threading.Event | None = None,
     registry: CollectorRegistry | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> None:
     """Run until ``stop_flag`` is set (or a signal). Tests call this in a thread."""
     metrics = OperatorMetrics(registry or CollectorRegistry())
     prometheus = PrometheusClient(settings.prometheus_url, metrics,
                                   timeout_s=settings.prometheus_timeout_s,
                                   attempts=settings.query_attempts)
-    op = Operator(settings, KubeApi(client.ApiClient(kube_config)), prometheus, metrics, utcnow)
+    op = Operator(settings, KubeApi(client.ApiClient(kube_config)), prometheus, metrics, clock)
     kopf_registry = build_registry(op, login=login_handler(kube_config))
     runner = None
     if listen is not None:

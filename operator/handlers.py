@@ -69,6 +69,7 @@ class Operator:
         self.jobs: dict[str, JobFacts] = {}  # latest facts of Jobs not yet accounted/finished
         self._queue: dict[str, asyncio.Task[None]] = {}
         self._budget_locks: dict[str, asyncio.Lock] = {}
+        self._pending: dict[str, list[tuple[LedgerEntry, JobFacts, asyncio.Future[None]]]] = {}
         self._semaphore = asyncio.Semaphore(settings.max_concurrent_accountings)
         self._stopping = False
 
@@ -187,7 +188,7 @@ class Operator:
         entry = LedgerEntry(job.uid, job.name, job.finished_at, now, acc.co2e_grams, acc.energy_kwh)
         for budget in list(self.budgets.values()):
             if budget.selects(job):
-                await self.refresh_budget(budget.namespace, budget.name, entry=entry, job=job)
+                await self._commit_entry(budget, entry, job)
         gone = False
         try:
             await self.kube.patch_job(job.namespace, job.name, job.uid,
@@ -258,67 +259,95 @@ class Operator:
             except (TemporaryError, Gone) as err:
                 log.warning("budget %s not refreshed: %s", view.key, err)
 
-    async def refresh_budget(
-        self,
-        namespace: str,
-        name: str,
-        entry: LedgerEntry | None = None,
-        job: JobFacts | None = None,
-    ) -> None:
-        """Re-read the budget, add ``entry`` to its ledger if new, recompute and write the
+    async def _commit_entry(self, budget: BudgetView, entry: LedgerEntry, job: JobFacts) -> None:
+        """Add a ledger entry to a budget. Entries queue per budget and whichever refresh
+        holds the budget's lock writes all queued entries in one status patch (group commit:
+        a thousand Jobs finishing together do not mean a thousand serial read-modify-writes)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(budget.key, []).append((entry, job, done))
+        with contextlib.suppress(Exception):  # the outcome for *this* entry is in `done`
+            await self.refresh_budget(budget.namespace, budget.name)
+        if not done.done():
+            raise TemporaryError(f"ledger entry for {job.name} not written to {budget.key}")
+        await done
+
+    async def refresh_budget(self, namespace: str, name: str) -> None:
+        """Re-read the budget, add queued ledger entries that are new, recompute and write the
         status in one conditional patch, then post Events for what changed."""
         key = f"{namespace}/{name}"
         lock = self._budget_locks.setdefault(key, asyncio.Lock())
         async with lock:
-            for _ in range(10):
-                try:
-                    obj = await self.kube.get_budget(namespace, name)
-                except Gone:
-                    self.budgets.pop(key, None)
-                    return
-                now = self.clock()
-                status = obj.get("status") or {}
-                rv = str(obj["metadata"]["resourceVersion"])
-                try:
-                    spec = parse_spec(obj.get("spec") or {})
-                except ConfigError as err:
-                    await self.kube.patch_budget_status(namespace, name,
-                                                        invalid_status(status, str(err), now), rv)
-                    return
-                ledger = Ledger.from_status(status.get("ledger"))
-                added: dict[str, object] = {}
-                if entry is not None and entry.uid not in ledger:
-                    ledger = ledger.merge([entry])
-                    added = {entry.uid: entry.to_dict()}
-                update = compute_status(spec, ledger, status, now)
-                body = dict(update.status)
-                pruned = body.get("ledger")
-                if added:
-                    body["ledger"] = {**added, **(pruned if isinstance(pruned, dict) else {})}
-                try:
-                    await self.kube.patch_budget_status(namespace, name, body, rv)
-                except Conflict:
-                    continue
-                self.metrics.budget_updates.inc()
-                break
-            else:
-                raise TemporaryError(f"CarbonBudget {key} kept changing; will retry")
-            meta = obj["metadata"]
-            view = self._view({**obj, "status": {**status, **update.status}})
-            self.budgets[key] = view
-            ref = {**BUDGET_REF, "name": name, "namespace": namespace, "uid": str(meta["uid"])}
-            for note in update.notifications:
-                await self.kube.post_event(ref, note.reason if note.reason != "Exceeded"
-                                           else "BudgetExceeded", note.message, note.warning, now)
-                if note.reason == "Exceeded" and job is not None and added:
+            batch = self._pending.pop(key, [])
+            try:
+                update = await self._write_budget(namespace, name, batch)
+            except BaseException as err:
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_exception(err)
+                raise
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+        if update is not None and not update.exceeded:
+            await self._release_jobs()
+
+    async def _write_budget(
+        self, namespace: str, name: str, batch: list[tuple[LedgerEntry, JobFacts, Any]]
+    ) -> Any:
+        key = f"{namespace}/{name}"
+        for _ in range(10):
+            try:
+                obj = await self.kube.get_budget(namespace, name)
+            except Gone:
+                self.budgets.pop(key, None)
+                return None  # deleted: nothing to count in
+            now = self.clock()
+            status = obj.get("status") or {}
+            rv = str(obj["metadata"]["resourceVersion"])
+            try:
+                spec = parse_spec(obj.get("spec") or {})
+            except ConfigError as err:
+                await self.kube.patch_budget_status(namespace, name,
+                                                    invalid_status(status, str(err), now), rv)
+                return None
+            before = Ledger.from_status(status.get("ledger"))
+            new = [(e, j) for e, j, _ in batch if e.uid not in before]
+            ledger = before.merge(e for e, _ in new)
+            added = {e.uid: e.to_dict() for e, _ in new}
+            update = compute_status(spec, ledger, status, now)
+            body = dict(update.status)
+            if not added and "ledger" not in body and _unchanged(status, body):
+                break  # nothing new: no write, no watch event, no Events
+            pruned = body.get("ledger")
+            if added:
+                body["ledger"] = {**added, **(pruned if isinstance(pruned, dict) else {})}
+            try:
+                await self.kube.patch_budget_status(namespace, name, body, rv)
+            except Conflict:
+                continue
+            self.metrics.budget_updates.inc()
+            break
+        else:
+            raise TemporaryError(f"CarbonBudget {key} kept changing; will retry")
+        meta = obj["metadata"]
+        self.budgets[key] = self._view({**obj, "status": {**status, **update.status}})
+        ref = {**BUDGET_REF, "name": name, "namespace": namespace, "uid": str(meta["uid"])}
+        for note in update.notifications:
+            reason = "BudgetExceeded" if note.reason == "Exceeded" else note.reason
+            await self.kube.post_event(ref, reason, note.message, note.warning, now)
+            if note.reason == "Exceeded" and new:
+                window = update.window
+                used = before.totals(window).co2e_grams if window else 0.0
+                inside = [(e, j) for e, j in new if window is None or window.contains(e.finished_at)]
+                pusher = _pusher(inside, used, spec.limit_grams)
+                if pusher is not None:
+                    entry, job = pusher
                     await self.kube.post_event(
                         self._job_ref(job), "BudgetExceeded",
-                        f"this Job's {format_mass(entry.co2e_grams or 0.0) if entry else ''} CO2e "
-                        f"pushed CarbonBudget {name} over its limit: {note.message}",
-                        True, now,
+                        f"this Job's {format_mass(entry.co2e_grams or 0.0)} CO2e pushed "
+                        f"CarbonBudget {name} over its limit: {note.message}", True, now,
                     )
-        if not update.exceeded:
-            await self._release_jobs()
+        return update
 
     # ---------------------------------------------------------------- enforcement
     async def _enforce(self, facts: JobFacts) -> None:
@@ -432,6 +461,24 @@ class Operator:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.prometheus.close()
+
+
+def _pusher(
+    new: list[tuple[LedgerEntry, JobFacts]], used_before: float, limit: float
+) -> tuple[LedgerEntry, JobFacts] | None:
+    """The Job whose entry (in finishing order) took the total to the limit."""
+    total = used_before
+    for entry, job in sorted(new, key=lambda pair: pair[0].finished_at):
+        total += entry.co2e_grams or 0.0
+        if total >= limit:
+            return entry, job
+    return None
+
+
+def _unchanged(previous: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Same status apart from the refresh time (conditions keep their transition times)."""
+    volatile = ("lastUpdate",)
+    return all(previous.get(k) == v for k, v in new.items() if k not in volatile)
 
 
 def _unsuspended(job: JobFacts) -> JobFacts:

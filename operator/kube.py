@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "carbontrack.io", "v1alpha1", "carbonbudgets"
 COMPONENT = "carbontrack-operator"
+MERGE_PATCH = "application/merge-patch+json"
 
 
 class Gone(Exception):
@@ -33,8 +34,12 @@ class Conflict(Exception):
 
 
 def _translate(err: ApiException, what: str) -> Exception:
+    body = str(err.body or "")
     if err.status == 404:
         return Gone(f"{what} not found")
+    if err.status == 409 and "UID in precondition" in body:
+        # The name now belongs to a re-created object with another UID.
+        return Gone(f"{what} was replaced by a new object with the same name")
     if err.status == 409:
         return Conflict(f"{what} changed concurrently: {err.reason}")
     if err.status in (429, 500, 502, 503, 504) or err.status is None:
@@ -63,16 +68,11 @@ class KubeApi:
         meta = dict(body.get("metadata") or {})
         meta["uid"] = uid
         patch = {**body, "metadata": meta}
-        try:
-            result = await self._call(f"Job {namespace}/{name}", self._batch.patch_namespaced_job,
-                                      name, namespace, patch)
-        except ApiException as err:
-            if err.status in (409, 422) and "uid" in str(err.body).lower():
-                raise Gone(f"Job {namespace}/{name} was replaced (UID changed)") from err
-            raise
-        except Conflict as err:
-            raise Gone(f"Job {namespace}/{name} was replaced (UID changed)") from err
-        return dict(result.to_dict()) if hasattr(result, "to_dict") else dict(result)
+        result = await self._call(
+            f"Job {namespace}/{name}", self._batch.patch_namespaced_job, name, namespace, patch,
+            _content_type=MERGE_PATCH,
+        )
+        return dict(client.ApiClient().sanitize_for_serialization(result))  # type: ignore[no-untyped-call]
 
     async def set_job_finalizers(
         self, namespace: str, name: str, uid: str, finalizers: list[str], resource_version: str
@@ -102,7 +102,7 @@ class KubeApi:
         await self._call(
             f"CarbonBudget {namespace}/{name} status",
             self._custom.patch_namespaced_custom_object_status,
-            GROUP, VERSION, namespace, PLURAL, name, body,
+            GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE_PATCH,
         )
 
     async def post_event(
