@@ -15,7 +15,7 @@
  *   driver   version=550.54.15
  *   init     error=9                       (optional: nvmlInit fails with this code)
  *   gpu      uuid=GPU-... name=... mem_total=B mem_used=B energy_mj=N energy_supported=1
- *            power_mw=N util_gpu=% util_mem=% state=ok|lost|gone mig_mode=-1|0|1
+ *            power_supported=1 power_mw=N util_gpu=% util_mem=% state=ok|lost|gone mig_mode=-1|0|1
  *            procs_error=0 putil_error=0
  *   mig      gpu=<line index of its gpu> uuid=MIG-... name=... mem_total=B gi=N ci=N
  *   proc     gpu=<gpu line index> mig=<mig index or -1> pid=N used_mem=B sm=% mem=% ts=us
@@ -50,7 +50,7 @@ enum {
 typedef struct {
     char uuid[STR], name[STR];
     unsigned long long mem_total, mem_used, energy_mj;
-    int energy_supported;
+    int energy_supported, power_supported;
     unsigned power_mw, util_gpu, util_mem;
     int state; /* 0 ok, 1 lost, 2 gone */
     int mig_mode; /* -1 not capable, 0 off, 1 on */
@@ -167,6 +167,7 @@ static nvmlReturn_t load(void) {
             g->mem_used = num(line, "mem_used", 0);
             g->energy_mj = num(line, "energy_mj", 0);
             g->energy_supported = (int)snum(line, "energy_supported", 1);
+            g->power_supported = (int)snum(line, "power_supported", 1);
             g->power_mw = (unsigned)num(line, "power_mw", 0);
             g->util_gpu = (unsigned)num(line, "util_gpu", 0);
             g->util_mem = (unsigned)num(line, "util_mem", 0);
@@ -382,7 +383,7 @@ nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t d, unsigned int *power) {
     fake_gpu *g;
     nvmlReturn_t r = dev_check(d, &g);
     if (r) return r;
-    if (d->mig >= 0) return NVML_ERROR_NOT_SUPPORTED;
+    if (d->mig >= 0 || !g->power_supported) return NVML_ERROR_NOT_SUPPORTED;
     *power = g->power_mw;
     return NVML_SUCCESS;
 }

@@ -62,6 +62,7 @@ class FakeGpu:
     memory_used_bytes: int = 0
     energy_mj: int = 0
     energy_supported: bool = True  # False: nvmlDeviceGetTotalEnergyConsumption -> NOT_SUPPORTED
+    power_supported: bool = True  # False: nvmlDeviceGetPowerUsage -> NOT_SUPPORTED
     power_mw: int = 0
     util_gpu: int = 0
     util_mem: int = 0
@@ -116,6 +117,7 @@ def render_state(
                     f"mem_used={g.memory_used_bytes}",
                     f"energy_mj={g.energy_mj}",
                     f"energy_supported={int(g.energy_supported)}",
+                    f"power_supported={int(g.power_supported)}",
                     f"power_mw={g.power_mw}",
                     f"util_gpu={g.util_gpu}",
                     f"util_mem={g.util_mem}",

@@ -101,9 +101,11 @@ class NvmlSource:
         *,
         sample_interval_s: float,
         clock: Callable[[], float],
+        unusable: Sequence[str] = (),
     ) -> None:
         self._nvml = nvml
         self._gpus = gpus
+        self.unusable = list(unusable)  # GPUs skipped at open, one reason each
         self._clock = clock
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -149,12 +151,26 @@ class NvmlSource:
             count = int(nvml.nvmlDeviceGetCount())
             if count == 0:
                 raise SourceUnavailable("NVML found no GPUs")
-            handles = cls._select(nvml, count, gpu_indices)
-            gpus = [cls._describe(nvml, idx, h) for idx, h in handles]
+            unusable: list[str] = []
+            if gpu_indices is None:
+                # All GPUs: one broken board must not hide the others; health names it.
+                gpus = []
+                for i in range(count):
+                    try:
+                        ((idx, handle),) = cls._select(nvml, count, [i])
+                        gpus.append(cls._describe(nvml, idx, handle))
+                    except SourceUnavailable as err:
+                        unusable.append(str(err))
+                if not gpus:
+                    raise SourceUnavailable(f"no usable GPU: {'; '.join(unusable)}")
+            else:
+                # GPUs the user named: each must work.
+                handles = cls._select(nvml, count, gpu_indices)
+                gpus = [cls._describe(nvml, idx, h) for idx, h in handles]
         except BaseException:
             nvml.nvmlShutdown()
             raise
-        return cls(nvml, gpus, sample_interval_s=sample_interval_s, clock=clock)
+        return cls(nvml, gpus, sample_interval_s=sample_interval_s, clock=clock, unusable=unusable)
 
     @staticmethod
     def _select(nvml: ModuleType, count: int, wanted: Sequence[int | str] | None) -> list[tuple[int, Any]]:
@@ -191,6 +207,17 @@ class NvmlSource:
 
     @staticmethod
     def _describe(nvml: ModuleType, idx: int, handle: Any) -> _Gpu:
+        """Name, memory, MIG instances and energy method of one GPU; SourceUnavailable if the
+        GPU cannot be used (lost, or no way to measure it)."""
+        try:
+            return NvmlSource._describe_unchecked(nvml, idx, handle)
+        except SourceUnavailable:
+            raise
+        except Exception as err:
+            raise SourceUnavailable(f"GPU {idx}: {err}") from err
+
+    @staticmethod
+    def _describe_unchecked(nvml: ModuleType, idx: int, handle: Any) -> _Gpu:
         uuid = _text(nvml.nvmlDeviceGetUUID(handle))
         name = _text(nvml.nvmlDeviceGetName(handle))
         mem = int(nvml.nvmlDeviceGetMemoryInfo(handle).total)
@@ -200,6 +227,14 @@ class NvmlSource:
             if _code(err) != NVML_ERROR_NOT_SUPPORTED:
                 raise SourceUnavailable(f"GPU {idx} ({uuid}): energy counter: {err}") from err
             energy = None
+            try:
+                nvml.nvmlDeviceGetPowerUsage(handle)
+            except Exception as perr:
+                # no counter and no power reading: reporting 0 J would be a silent lie
+                raise SourceUnavailable(
+                    f"GPU {idx} ({uuid}): neither the energy counter nor power readings are "
+                    f"supported ({perr}); its energy cannot be measured"
+                ) from perr
         method = Method.MEASURED if energy is not None else Method.SAMPLED
         device = GpuDevice(idx, uuid, name, mem, method=method)
         gpu = _Gpu(device, handle, _list_migs(nvml, idx, handle, uuid))
@@ -241,6 +276,9 @@ class NvmlSource:
     def health(self) -> SourceHealth:
         with self._lock:
             bad = [g for g in self._gpus if g.error]
+            if not bad and self.unusable:
+                more = f" (and {len(self.unusable) - 1} more)" if len(self.unusable) > 1 else ""
+                return SourceHealth(False, f"{self.unusable[0]}; GPU skipped{more}")
             if not bad:
                 return SourceHealth(True, "")
             g = bad[0]

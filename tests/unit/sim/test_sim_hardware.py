@@ -102,7 +102,7 @@ def test_nvml_state_file_format():
     assert text.splitlines() == [
         "driver\tversion=1.2",
         "gpu\tuuid=GPU-1\tname=NVIDIA H100 80GB HBM3\tmem_total=85899345920\tmem_used=0"
-        "\tenergy_mj=5\tenergy_supported=1\tpower_mw=0\tutil_gpu=0\tutil_mem=0\tstate=ok"
+        "\tenergy_mj=5\tenergy_supported=1\tpower_supported=1\tpower_mw=0\tutil_gpu=0\tutil_mem=0\tstate=ok"
         "\tmig_mode=1\tprocs_error=0\tputil_error=0",
         "mig\tgpu=0\tuuid=MIG-1\tname=NVIDIA H100 80GB HBM3 MIG 3g.40gb\tmem_total=7\tgi=1\tci=0",
         "proc\tgpu=0\tmig=0\tpid=42\tused_mem=9\tsm=50\tmem=0\tts=3",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from carbontrack.core.errors import ConfigError, SourceUnavailable
-from carbontrack.core.types import Component, EnergySource, Method
+from carbontrack.core.types import Component, EnergySource, Method, SourceHealth
 from carbontrack.sim.fakenvml import STATE_ENV, FakeGpu, FakeGpuProcess, FakeMig, write_state
 from carbontrack.sources.nvml import GpuDevice, GpuProcess, NvmlSource
 
@@ -262,3 +262,28 @@ def test_subprocess_loads_fake_by_soname_via_ld_library_path(fake_nvml_dir: Path
     env = dict(os.environ, LD_LIBRARY_PATH=str(fake_nvml_dir), **{STATE_ENV: str(state)})
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[(0, 'GPU-child', 'NVIDIA H100 80GB HBM3')]"
+
+
+def test_broken_gpu_at_open_is_skipped_when_all_are_wanted(pynvml, nvml_state):
+    gpus = two_gpus(state="lost")
+    nvml_state(gpus)
+    src = NvmlSource.open(pynvml)
+    assert [d.uuid for d in src.devices()] == ["GPU-aaaa-0000"]
+    assert src.health() == SourceHealth(False, "GPU 1: GPU is lost; GPU skipped")
+    gpus[0].energy_mj += 3_000
+    nvml_state(gpus)
+    assert joules(src) == {"GPU-aaaa-0000": 3.0}  # the healthy GPU is still measured
+    src.close()
+    # a GPU the user named must work
+    with pytest.raises(SourceUnavailable, match="GPU 1: GPU is lost"):
+        NvmlSource.open(pynvml, gpu_indices=[1])
+
+
+def test_gpu_without_counter_or_power_is_never_a_silent_zero(pynvml, nvml_state):
+    nvml_state([FakeGpu("GPU-vgpu", name="GRID T4-4Q", energy_supported=False, power_supported=False)])
+    with pytest.raises(SourceUnavailable) as err:
+        NvmlSource.open(pynvml)
+    assert str(err.value) == (
+        "no usable GPU: GPU 0 (GPU-vgpu): neither the energy counter nor power readings are "
+        "supported (Not Supported); its energy cannot be measured"
+    )
