@@ -78,7 +78,7 @@ def column_chart(title: str, items: Sequence[tuple[str, float]], unit: str) -> s
     w, h, pad = 640, 220, 40
     top = max((v for _, v in items), default=0.0) or 1.0
     n = max(1, len(items))
-    bw = (w - 2 * pad) / n
+    bw = min(60.0, (w - 2 * pad) / n)  # a few wide bars read as area, not as a series
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h + 40}" role="img" '
         f'aria-label="{escape(title)}"><title>{escape(title)}</title>',

@@ -38,7 +38,13 @@ def make_job(
         "pue": {"value": pue, "source": "setting --pue"},
         "zones": [zone],
         "intensity_sources": [
-            {"zone": zone, "g_per_kwh": intensity, "source": "Ember 2025 via OWID", "basis": "average/lifecycle/location-based", "year": 2024}
+            {
+                "zone": zone,
+                "g_per_kwh": intensity,
+                "source": "Ember 2025 via OWID",
+                "basis": "average/lifecycle/location-based",
+                "year": 2024,
+            }
         ],
         "window": {"start": start, "end": end},
         "uncertainty": 0.05,
@@ -68,9 +74,16 @@ def make_job(
             "parallelism": 1,
             "template": {
                 "spec": {
-                    "nodeSelector": node_selector if node_selector is not None else {"node.kubernetes.io/instance-type": "p4d.24xlarge"},
+                    "nodeSelector": (
+                        node_selector
+                        if node_selector is not None
+                        else {"node.kubernetes.io/instance-type": "p4d.24xlarge"}
+                    ),
                     "containers": [
-                        {"name": "train", "resources": {"requests": {"cpu": cpu}, "limits": {"nvidia.com/gpu": str(gpus)}}}
+                        {
+                            "name": "train",
+                            "resources": {"requests": {"cpu": cpu}, "limits": {"nvidia.com/gpu": str(gpus)}},
+                        }
                     ],
                 }
             },

@@ -80,7 +80,7 @@ def test_embodied_not_computed_is_explained_not_zero() -> None:
 
 
 def test_config_servers_and_lifespan_are_validated() -> None:
-    with pytest.raises(ConfigError, match="embodied.servers.dgx"):
+    with pytest.raises(ConfigError, match=r"embodied\.servers\.dgx"):
         EmbodiedSettings.from_dict({"servers": {"dgx": {"vcpus": 10}}})
     with pytest.raises(ConfigError, match="lifespan_years"):
         EmbodiedSettings.from_dict({"lifespan_years": 0})

@@ -70,7 +70,8 @@ def test_totals_in_csv_and_json_recompute_from_the_line_items(tmp_path: Path) ->
         assert {k for g, k in tot if g == group} == keys
         for k in keys:
             mine = [r for r in rows if (r[col] or "(none)") == k]
-            assert float(tot[(group, k)]["location_kgco2e"]) == pytest.approx(sum(float(r["location_kgco2e"]) for r in mine))
+            expect = sum(float(r["location_kgco2e"]) for r in mine)
+            assert float(tot[(group, k)]["location_kgco2e"]) == pytest.approx(expect)
             assert int(tot[(group, k)]["jobs"]) == len(mine)
         assert sum(int(tot[(group, k)]["jobs"]) for k in keys) == len(rows)
     # components add up to IT energy on every line, and IT x PUE = facility
