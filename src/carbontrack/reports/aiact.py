@@ -91,7 +91,8 @@ def model_energy(lines: Sequence[LineItem]) -> list[ModelEnergy]:
             counts[x.status if x.status in ("Complete", "Failed") else "other"] += 1
             if x.run_kind == "preliminary":
                 counts["preliminary"] += 1
-        methods = sorted({x.energy_method or "unknown" for x in ls})
+        # the operator joins a Job's methods with "+" ("measured+estimated")
+        methods = sorted({m for x in ls for m in (x.energy_method or "unknown").split("+")})
         if all(mm in MEASURED_METHODS for mm in methods):
             kind = "measured"
         elif any(mm in MEASURED_METHODS for mm in methods):

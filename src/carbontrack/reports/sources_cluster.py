@@ -108,51 +108,61 @@ def _report_json(ann: Mapping[str, str], where: str) -> dict[str, Any]:
 
 
 def _components_kwh(report: Mapping[str, Any]) -> dict[str, float]:
-    raw = report.get("energy_kwh_by_component")
-    if raw is None:
-        raw = report.get("energy_kwh")
+    raw = report.get("energyKwhByComponent")
     if not isinstance(raw, Mapping):
         return {}
     out: dict[str, float] = {}
     for comp, v in raw.items():
-        kwh = float(v["kwh"]) if isinstance(v, Mapping) else float(v)
         name = comp if comp in COMPONENTS else "other"
-        out[name] = out.get(name, 0.0) + kwh
+        out[name] = out.get(name, 0.0) + float(v)
     return out
 
 
-def _intensity_meta(report: Mapping[str, Any], zone: str) -> tuple[str, str, int | None]:
-    """(basis, source, year) of the factor for ``zone`` from the report's intensity list."""
-    items = report.get("intensity_sources") or report.get("intensity") or []
-    if isinstance(items, Mapping):
-        items = [dict(v, zone=k) if isinstance(v, Mapping) else {"zone": k} for k, v in items.items()]
-    sources, bases, years = [], [], []
-    for it in items if isinstance(items, list) else []:
-        if not isinstance(it, Mapping):
-            continue
-        if zone and it.get("zone") not in (None, "", zone):
-            continue
-        if it.get("source"):
-            sources.append(str(it["source"]))
-        if it.get("basis"):
-            bases.append(str(it["basis"]))
-        if it.get("year") is not None:
-            years.append(int(it["year"]))
-    year = years[0] if years and all(y == years[0] for y in years) else None
-    return "; ".join(dict.fromkeys(bases)), "; ".join(dict.fromkeys(sources)), year
+def _factor_meta(report: Mapping[str, Any]) -> tuple[str, str]:
+    """(basis, source) of the grid factors the operator recorded, each listed once."""
+    factors = report.get("intensityFactors")
+    items = [f for f in factors if isinstance(f, Mapping)] if isinstance(factors, list) else []
+    bases = dict.fromkeys(str(f["basis"]) for f in items if f.get("basis"))
+    sources = dict.fromkeys(str(f["source"]) for f in items if f.get("source"))
+    return "; ".join(bases), "; ".join(sources)
 
 
-def _pue(report: Mapping[str, Any]) -> tuple[float, str]:
-    p = report.get("pue")
-    if isinstance(p, Mapping):
-        return float(p.get("value", 1.0)), str(p.get("source", ""))
-    if p is None:
-        return 1.0, "not reported (1.0 assumed)"
-    return float(p), str(report.get("pue_source", ""))
+def _pue_and_facility(
+    report: Mapping[str, Any], it_kwh: float, grams: float, intensity: float | None
+) -> tuple[float, str, float]:
+    """(PUE, its source, facility kWh). The operator records PUE per node; with one value
+    facility = IT x PUE, with several the operator's energy-weighted intensity (per facility
+    kWh) gives facility = CO2e / intensity, and the line shows the effective PUE."""
+    raw = report.get("pue")
+    by_node = {str(k): float(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}
+    values = sorted(set(by_node.values()))
+    if len(values) == 1:
+        return values[0], f"carbontrack_pue gauge, node(s) {', '.join(sorted(by_node))}", it_kwh * values[0]
+    if len(values) > 1 and intensity and it_kwh > 0:
+        facility = grams / intensity
+        return facility / it_kwh, f"energy-weighted over nodes {by_node}", facility
+    if isinstance(raw, (int, float)):
+        return float(raw), "report", it_kwh * float(raw)
+    return 1.0, "not reported (1.0 assumed)", it_kwh
 
 
-def job_to_line(job: Mapping[str, Any], keys: IdentityKeys) -> LineItem | Skipped:
-    """One Job (API JSON dict) -> a validated line item, or Skipped if not accounted yet."""
+def _nested(report: Mapping[str, Any], key: str, inner: str) -> float | None:
+    v = report.get(key)
+    if isinstance(v, Mapping):
+        v = v.get(inner)
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def job_to_line(
+    job: Mapping[str, Any],
+    keys: IdentityKeys,
+    node_labels: Mapping[str, Mapping[str, str]] | None = None,
+) -> LineItem | Skipped:
+    """One Job (API JSON dict) -> a validated line item, or Skipped if not accounted (yet).
+
+    ``node_labels`` (node name -> labels) fills instance type, node pool and GPU model for
+    Jobs whose pod template does not pin them, from the nodes the operator recorded.
+    """
     meta = job.get("metadata") or {}
     ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
     where = f"Job {ns}/{name}"
@@ -160,36 +170,44 @@ def job_to_line(job: Mapping[str, Any], keys: IdentityKeys) -> LineItem | Skippe
     labels: Mapping[str, str] = meta.get("labels") or {}
     if ANN_ENERGY not in ann or ANN_CO2E not in ann:
         return Skipped(ns, name, "not accounted by the operator yet (no carbontrack.io/energy-kwh)")
+    report = _report_json(ann, where)
     energy_text = ann[ANN_ENERGY].strip().lower()
-    if energy_text in ("", "no-data", "nodata", "unknown"):
-        return Skipped(ns, name, f"operator recorded no energy data ({ANN_ENERGY}={energy_text!r})")
+    if energy_text == "no-data":
+        why = report.get("noData") or "no reason recorded"
+        return Skipped(ns, name, f"operator recorded no energy data: {why}")
     total_kwh = _num(ann[ANN_ENERGY], f"{where} annotation {ANN_ENERGY}")
     grams = _num(ann[ANN_CO2E], f"{where} annotation {ANN_CO2E}")
-    report = _report_json(ann, where)
     comps = _components_kwh(report)
     if not comps:
         # No breakdown: the whole energy stays visible as "other" rather than disappearing.
         comps = {"other": total_kwh}
-    elif abs(sum(comps.values()) - total_kwh) > 1e-6 * max(1.0, total_kwh):
-        # Annotation total is rounded text; the breakdown is authoritative when it disagrees
-        # by rounding only, otherwise the Job's data is inconsistent.
-        if abs(sum(comps.values()) - total_kwh) > 1e-3 * max(total_kwh, 1e-9) + 1e-6:
-            raise ConfigError(
-                f"{where}: {ANN_REPORT} components sum to {sum(comps.values()):.6g} kWh but "
-                f"{ANN_ENERGY} says {total_kwh:.6g} kWh"
-            )
+    elif abs(sum(comps.values()) - total_kwh) > 1e-3 * max(total_kwh, 1e-9) + 1e-6:
+        raise ConfigError(
+            f"{where}: {ANN_REPORT} components sum to {sum(comps.values()):.6g} kWh but "
+            f"{ANN_ENERGY} says {total_kwh:.6g} kWh"
+        )
+    else:
+        # Both are rounded to 6 significant figures; the breakdown is what the line items add.
         total_kwh = sum(comps.values())
     zone = ann.get(ANN_ZONE, "")
-    basis, source, year = _intensity_meta(report, zone)
-    pue, pue_source = _pue(report)
+    zone = "" if zone == "unknown" else zone
+    intensity_text = ann.get(ANN_INTENSITY, "unknown")
+    intensity = None if intensity_text == "unknown" else _num(intensity_text, f"{where} {ANN_INTENSITY}")
+    basis, source = _factor_meta(report)
+    pue, pue_source, facility = _pue_and_facility(report, total_kwh, grams, intensity)
     status = job.get("status") or {}
-    window = report.get("window") or report.get("time_window") or {}
+    window_raw = report.get("window")
+    window: Mapping[str, Any] = window_raw if isinstance(window_raw, Mapping) else {}
     start = _opt_time(window.get("start") or status.get("startTime"), f"{where} start")
     end = _opt_time(
         window.get("end") or status.get("completionTime") or _failed_time(status), f"{where} end"
     )
     pod = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
-    selector: Mapping[str, str] = pod.get("nodeSelector") or {}
+    selector: dict[str, str] = dict(pod.get("nodeSelector") or {})
+    nodes = report.get("nodes") if isinstance(report.get("nodes"), list) else []
+    for n in nodes or []:  # node labels fill what the template did not pin (first node wins)
+        for k, v in (node_labels or {}).get(str(n), {}).items():
+            selector.setdefault(k, v)
     parallelism = int((job.get("spec") or {}).get("parallelism") or 1)
     gpus, cores = 0.0, 0.0
     for c in pod.get("containers") or []:
@@ -197,12 +215,7 @@ def job_to_line(job: Mapping[str, Any], keys: IdentityKeys) -> LineItem | Skippe
         lim, req = res.get("limits") or {}, res.get("requests") or {}
         gpus += _quantity(lim.get("nvidia.com/gpu", req.get("nvidia.com/gpu", 0)))
         cores += _quantity(req.get("cpu", lim.get("cpu", 0)))
-    gpu_hours = report.get("gpu_hours")
-    unc = report.get("uncertainty")
-    if isinstance(unc, Mapping):
-        unc = unc.get("relative", unc.get("energy"))
-    idle_raw = report.get("idle")
-    idle: Mapping[str, Any] = idle_raw if isinstance(idle_raw, Mapping) else {}
+    outcome = (report.get("job") or {}).get("outcome") if isinstance(report.get("job"), Mapping) else None
     line = LineItem(
         source=SOURCE_CLUSTER,
         cluster=keys.cluster,
@@ -213,15 +226,15 @@ def job_to_line(job: Mapping[str, Any], keys: IdentityKeys) -> LineItem | Skippe
         model=str(labels.get(keys.model_label, "")),
         mlflow_run_id=ann.get(ANN_MLFLOW, ""),
         wandb_run_id=ann.get(ANN_WANDB, ""),
-        status=_job_status(job),
+        status=str(outcome or _job_status(job)),
         run_kind=labels.get(ANN_RUN_KIND, ann.get(ANN_RUN_KIND, "")),
         start=start,
         end=end,
-        node_pool=_first(selector, NODE_POOL_KEYS) or str(report.get("node_pool", "")),
-        instance_type=_first(selector, INSTANCE_TYPE_KEYS) or str(report.get("instance_type", "")),
-        gpu_model=_first(selector, GPU_MODEL_KEYS) or str(report.get("gpu_model", "")),
-        gpu_count=int(report.get("gpu_count", gpus * parallelism)),
-        gpu_hours=float(gpu_hours) if gpu_hours is not None else 0.0,
+        node_pool=_first(selector, NODE_POOL_KEYS),
+        instance_type=_first(selector, INSTANCE_TYPE_KEYS),
+        gpu_model=_first(selector, GPU_MODEL_KEYS),
+        gpu_count=int(gpus * parallelism),
+        gpu_hours=_nested(report, "gpuHours", "value") or 0.0,
         cpu_cores_reserved=cores * parallelism,
         cpu_kwh=comps.get("cpu", 0.0),
         dram_kwh=comps.get("dram", 0.0),
@@ -229,19 +242,18 @@ def job_to_line(job: Mapping[str, Any], keys: IdentityKeys) -> LineItem | Skippe
         other_kwh=comps.get("other", 0.0),
         it_energy_kwh=total_kwh,
         energy_method=ann.get(ANN_METHOD, ""),
-        idle_share=float(idle["share"]) if idle.get("share") is not None else None,
-        idle_rule=str(idle.get("rule", report.get("idle_rule", ""))),
+        idle_rule=str(report.get("idleRule", "")),
         pue=pue,
         pue_source=pue_source,
-        facility_energy_kwh=total_kwh * pue,
+        facility_energy_kwh=facility,
         grid_zone=zone,
-        intensity_g_per_kwh=_num(ann.get(ANN_INTENSITY, "0"), f"{where} {ANN_INTENSITY}"),
+        intensity_g_per_kwh=intensity or 0.0,
         intensity_basis=basis,
         intensity_source=source,
-        intensity_year=year,
+        intensity_year=None,  # the operator records factor source and basis, not year
         location_kgco2e=grams / 1000.0,
-        uncertainty=float(unc) if unc is not None else None,
-        tool_version=str(report.get("tool_version", "")),
+        uncertainty=_nested(report, "uncertainty", "relative"),
+        tool_version=str(report.get("toolVersion", "")),
         accounted_at=_opt_time(ann.get(ANN_ACCOUNTED), f"{where} {ANN_ACCOUNTED}"),
         functional_unit=ann.get(ANN_UNIT, "job"),
         functional_units=_num(ann.get(ANN_UNITS, "1"), f"{where} {ANN_UNITS}"),
@@ -312,6 +324,7 @@ class ClusterSource:
         self._batch = client.BatchV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
         self._serialize = api_client.sanitize_for_serialization
+        self._api_client = api_client
         self._keys = keys
         self._progress = progress or (lambda _msg: None)
 
@@ -344,14 +357,33 @@ class ClusterSource:
                 if not token:
                     break
 
+    def node_labels(self) -> dict[str, dict[str, str]]:
+        """Labels of every node (instance type, pool, GPU product); empty when not allowed."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            nodes = client.CoreV1Api(self._api_client).list_node().items
+        except ApiException as err:
+            if err.status in (401, 403):  # optional enrichment: the report still works without
+                self._progress("cluster: nodes not readable; instance types only from Job templates")
+                return {}
+            raise _api_error(err, "list Nodes") from None
+        return {str(n.metadata.name): dict(n.metadata.labels or {}) for n in nodes if n.metadata}
+
     def lines(
         self, namespaces: Sequence[str], selector: str
     ) -> tuple[list[LineItem], list[Skipped]]:
+        jobs = list(self.jobs(namespaces, selector))
+        labels = self.node_labels() if jobs else {}
         lines: list[LineItem] = []
         skipped: list[Skipped] = []
-        for job in self.jobs(namespaces, selector):
-            got = job_to_line(job, self._keys)
-            (lines if isinstance(got, LineItem) else skipped).append(got)  # type: ignore[arg-type]
+        for job in jobs:
+            got = job_to_line(job, self._keys, labels)
+            if isinstance(got, LineItem):
+                lines.append(got)
+            else:
+                skipped.append(got)
         return lines, skipped
 
     def budgets(self, namespaces: Sequence[str]) -> list[Budget]:

@@ -32,23 +32,31 @@ def make_job(
     node_selector: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     comps = components if components is not None else {"cpu": 0.5, "dram": 0.1, "gpu": 2.0}
+    # The shape carbontrack.operator.accounting.Accounting.report() writes (a contract test
+    # in test_sources_cluster.py builds one with the operator's own code).
     report = {
-        "energy_kwh": comps,
-        "gpu_hours": gpu_hours,
-        "pue": {"value": pue, "source": "setting --pue"},
+        "job": {"namespace": namespace, "name": name, "uid": uid or f"uid-{namespace}-{name}", "outcome": status},
+        "window": {"start": start, "end": end},
+        "toolVersion": "0.1.0",
+        "energyKwhByComponent": comps,
+        "co2eGramsByComponent": {"gpu": grams},
+        "methods": {c: [method] for c in comps},
+        "gpuHours": {"value": gpu_hours, "basis": "GPU limits x pods x wall time"},
+        "pods": 1,
+        "nodes": ["node-a"],
+        "pue": {"node-a": pue},
         "zones": [zone],
-        "intensity_sources": [
+        "intensityFactors": [
             {
+                "node": "node-a",
                 "zone": zone,
-                "g_per_kwh": intensity,
                 "source": "Ember 2025 via OWID",
                 "basis": "average/lifecycle/location-based",
-                "year": 2024,
             }
         ],
-        "window": {"start": start, "end": end},
-        "uncertainty": 0.05,
-        "tool_version": "0.1.0",
+        "intensityGPerKwh": intensity,
+        "intensityBasis": "energy-weighted over nodes and time, per facility kWh (IT x PUE)",
+        "uncertainty": {"relative": 0.05, "basis": "per-method assumption"},
     }
     ann = {
         "carbontrack.io/energy-kwh": f"{sum(comps.values()):.6f}",

@@ -30,9 +30,10 @@ def test_annotated_job_becomes_a_full_line() -> None:
         node_pool="gpu-pool", instance_type="p4d.24xlarge", gpu_model="NVIDIA-A100-SXM4-40GB",
         gpu_count=2, gpu_hours=4.0, cpu_cores_reserved=8.0,
         cpu_kwh=0.5, dram_kwh=0.1, gpu_kwh=2.0, other_kwh=0.0, it_energy_kwh=2.6,
-        energy_method="measured", pue=1.2, pue_source="setting --pue", facility_energy_kwh=2.6 * 1.2,
+        energy_method="measured", pue=1.2, pue_source="carbontrack_pue gauge, node(s) node-a",
+        facility_energy_kwh=2.6 * 1.2,
         grid_zone="DE", intensity_g_per_kwh=400.0, intensity_basis="average/lifecycle/location-based",
-        intensity_source="Ember 2025 via OWID", intensity_year=2024, location_kgco2e=0.1,
+        intensity_source="Ember 2025 via OWID", intensity_year=None, location_kgco2e=0.1,
         uncertainty=0.05, tool_version="0.1.0", accounted_at=datetime(2026, 11, 10, 12, tzinfo=UTC),
     )
 
@@ -46,7 +47,7 @@ def test_custom_team_and_model_label_keys() -> None:
 
 def test_failed_job_keeps_its_failure_time_as_end() -> None:
     job = make_job("f", status="Failed")
-    job["metadata"]["annotations"]["carbontrack.io/report"] = json.dumps({"energy_kwh": {"gpu": 2.6}})
+    job["metadata"]["annotations"]["carbontrack.io/report"] = json.dumps({"energyKwhByComponent": {"gpu": 2.6}})
     got = job_to_line(job, IdentityKeys())
     assert isinstance(got, LineItem)
     assert got.status == "Failed"
@@ -60,9 +61,12 @@ def test_unaccounted_and_no_data_jobs_are_skipped_with_a_reason() -> None:
     assert job_to_line(job, IdentityKeys()) == Skipped(
         "ml", "pending", "not accounted by the operator yet (no carbontrack.io/energy-kwh)"
     )
-    nodata = make_job("nodata", extra_annotations={"carbontrack.io/energy-kwh": "no-data"})
+    nodata = make_job("nodata", extra_annotations={
+        "carbontrack.io/energy-kwh": "no-data", "carbontrack.io/co2e-grams": "no-data",
+        "carbontrack.io/report": json.dumps({"noData": "no carbontrack_container_energy_joules_total series"})})
     got = job_to_line(nodata, IdentityKeys())
-    assert isinstance(got, Skipped) and "no energy data" in got.reason
+    assert got == Skipped("ml", "nodata", "operator recorded no energy data: "
+                          "no carbontrack_container_energy_joules_total series")
 
 
 def test_breakdown_that_contradicts_the_total_is_rejected() -> None:
@@ -108,3 +112,58 @@ def test_budget_status_is_read_as_the_operator_writes_it() -> None:
     }
     assert Budget.from_object(obj) == Budget("ml", "monthly", "50kg", 1234.5, 2.47, "2026-11", 3,
                                              ["Exceeded=False"])
+
+
+def test_node_labels_fill_instance_type_and_pool_when_the_template_does_not_pin_them() -> None:
+    job = make_job("n", node_selector={})
+    labels = {"node-a": {"node.kubernetes.io/instance-type": "g4dn.12xlarge", "karpenter.sh/nodepool": "gpu",
+                         "nvidia.com/gpu.product": "Tesla-T4"}}
+    got = job_to_line(job, IdentityKeys(), labels)
+    assert isinstance(got, LineItem)
+    assert (got.instance_type, got.node_pool, got.gpu_model) == ("g4dn.12xlarge", "gpu", "Tesla-T4")
+
+
+def test_several_node_pues_give_facility_energy_from_the_operators_intensity() -> None:
+    job = make_job("multi", grams=150.0, intensity=50.0)  # facility = 150 g / 50 g/kWh = 3 kWh
+    rep = json.loads(job["metadata"]["annotations"]["carbontrack.io/report"])
+    rep["pue"] = {"node-a": 1.1, "node-b": 1.3}
+    job["metadata"]["annotations"]["carbontrack.io/report"] = json.dumps(rep)
+    got = job_to_line(job, IdentityKeys())
+    assert isinstance(got, LineItem)
+    assert got.facility_energy_kwh == pytest.approx(3.0)
+    assert got.pue == pytest.approx(3.0 / 2.6) and "node-b" in got.pue_source
+
+
+def test_contract_with_the_operators_accounting_annotations() -> None:
+    """Annotations produced by carbontrack.operator.accounting parse into the same numbers."""
+    accounting = pytest.importorskip("carbontrack.operator.accounting")
+    from carbontrack.operator.jobs import JobFacts
+
+    t0, t1 = datetime(2026, 11, 12, 8, tzinfo=UTC), datetime(2026, 11, 12, 10, tzinfo=UTC)
+    facts = JobFacts(uid="u-1", namespace="ml", name="op", labels={}, annotations={}, created_at=t0,
+                     started_at=t0, finished_at=t1, outcome="Failed", deleting=False, finalizers=(),
+                     suspended=False, completions=1, parallelism=1, succeeded=0, active=0, gpus_per_pod=2)
+    acc = accounting.Accounting(
+        job=facts, window_start=t0, window_end=t1, evaluated_at=t1,
+        energy_j={"cpu": 1.8e6, "gpu": 7.2e6}, co2e_g={"cpu": 120.0, "gpu": 480.0},
+        methods={"cpu": ["estimated"], "gpu": ["measured"]}, nodes=["n1"], pue={"n1": 1.25},
+        factors=[{"node": "n1", "zone": "DE", "source": "owid-ember-2025",
+                  "basis": "average/lifecycle/location-based"}],
+        intensity_g_per_kwh=600.0 / (2.5 * 1.25), gpu_hours=4.0, pods=1, uncertainty=0.125,
+    )
+    job = make_job("op", uid="u-1", status="Failed")
+    job["metadata"]["annotations"] = acc.annotations(t1)
+    got = job_to_line(job, IdentityKeys())
+    assert isinstance(got, LineItem)
+    assert (got.cpu_kwh, got.gpu_kwh, got.it_energy_kwh) == (pytest.approx(0.5), pytest.approx(2.0), pytest.approx(2.5))
+    assert got.location_kgco2e == pytest.approx(0.6)
+    assert (got.pue, got.facility_energy_kwh) == (1.25, pytest.approx(3.125))
+    assert (got.grid_zone, got.intensity_source, got.intensity_basis) == (
+        "DE", "owid-ember-2025", "average/lifecycle/location-based")
+    assert (got.status, got.energy_method, got.gpu_hours, got.uncertainty) == (
+        "Failed", "estimated+measured", 4.0, 0.125)
+    assert (got.start, got.end) == (t0, t1)
+    acc_none = accounting.Accounting(job=facts, window_start=t0, window_end=t1, evaluated_at=t1,
+                                     no_data_reason="no series")
+    job["metadata"]["annotations"] = acc_none.annotations(t1)
+    assert job_to_line(job, IdentityKeys()) == Skipped("ml", "op", "operator recorded no energy data: no series")
