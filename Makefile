@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` (the main job) and `make test`.
-.PHONY: setup demo demo-down test unit lint bench clean
+.PHONY: setup demo demo-down test unit lint bench clean catalogue source-data
 
 setup:
 	scripts/setup.sh
@@ -26,3 +26,10 @@ bench:
 
 clean:
 	rm -rf .setup-stamp build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Rebuild packaged data from ../shared/data/raw (tests check the packaged files are reproduced byte for byte).
+catalogue:
+	python3 scripts/build_catalogue.py
+
+source-data:
+	python3 scripts/build_source_data.py

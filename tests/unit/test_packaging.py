@@ -58,3 +58,31 @@ def test_cli_lists_commands() -> None:
     assert result.returncode == 0
     for name in ("run", "zones", "intensity", "exporter", "operator", "report"):
         assert f"  {name} " in result.stdout
+
+
+def test_wheel_ships_data_files(tmp_path: Path) -> None:
+    # package-data globs only apply to listed packages: a data folder left out of the wheel
+    # would only show up on a user's machine. Build the real wheel and look inside.
+    import zipfile
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    (wheel,) = tmp_path.glob("carbontrack-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for required in (
+        "carbontrack/intensity/data/catalogue.json",
+        "carbontrack/intensity/data/electricitymaps.json",
+        "carbontrack/intensity/data/NOTICE-ElectricityMaps-ODbL.txt",
+        "carbontrack/sources/data/PROVENANCE.md",
+        "carbontrack/sources/data/cpu_tdp.csv",
+        "carbontrack/sim/fakenvml.c",
+        "carbontrack/reports/data/PROVENANCE.md",
+        "carbontrack/exporter/cli.py",
+        "carbontrack/operator/cli.py",
+        "carbontrack/exporter/podresources/api.proto",
+    ):
+        assert required in names, f"{required} missing from {wheel.name}"
+    assert not any(name.startswith("operator/") for name in names), "a bare top-level operator package shipped"
