@@ -1,0 +1,444 @@
+"""The Helm chart on the real local control plane (tests/e2e harness):
+
+- `helm install` succeeds and the DaemonSet/Deployment get scheduled on the kwok nodes;
+- every ci/ scenario passes a server-side dry run (the API server's own validation);
+- Pod Security admission: the operator pod is admitted under `restricted`, the exporter
+  pod is refused under `baseline`/`restricted` (hostPath) and admitted under `privileged`;
+- the operator, run with a TokenRequest token of the chart's ServiceAccount, accounts a Job
+  end to end, and that account (and the exporter's) cannot read Secrets or change
+  Deployments (SelfSubjectAccessReview and real requests);
+- every dashboard query, recording rule and alert expression returns series from a
+  Prometheus that loads the chart's rules and scrapes the simulated nodes' exporters.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+
+from carbontrack.devcluster.kube import api_client
+from carbontrack.devcluster.ports import free_port
+from carbontrack.devcluster.prometheus import find_prometheus
+from carbontrack.devcluster.wait import wait_for
+from carbontrack.devcluster.workloads import sim_job
+
+pytestmark = pytest.mark.e2e
+
+_spec = importlib.util.spec_from_file_location(
+    "chart_tools", Path(__file__).resolve().parents[1] / "unit" / "test_chart_tools.py")
+assert _spec and _spec.loader
+tools = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tools)
+
+RELEASE = "ct-e2e"
+RELEASE_NS = "carbontrack-e2e"
+OPERATOR_SA = f"{RELEASE}-carbontrack-operator"
+EXPORTER_SA = f"{RELEASE}-carbontrack-exporter"
+NON_CORE = set(tools.NON_CORE_KINDS)
+
+
+# ------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def admin(devstack: Any) -> Iterator[client.ApiClient]:
+    with api_client(devstack.cluster.kubeconfig) as api:
+        yield api
+
+
+def ensure_namespace(core: client.CoreV1Api, name: str, labels: dict[str, str] | None = None) -> None:
+    try:
+        core.create_namespace({"metadata": {"name": name, "labels": labels or {}}})
+    except ApiException as err:
+        if err.status != 409:
+            raise
+        core.patch_namespace(name, {"metadata": {"labels": labels or {}}})
+    # The ServiceAccount controller adds "default" shortly after; pods need it.
+    wait_for(f"ServiceAccount default in {name}",
+             lambda: core.read_namespaced_service_account("default", name), 30)
+
+
+def helm(devstack: Any, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    binary = tools.require_tool("helm")
+    env = {**os.environ, "KUBECONFIG": str(devstack.cluster.kubeconfig),
+           "HELM_CACHE_HOME": str(Path(devstack.cluster.kubeconfig).parent / "helm-cache"),
+           "HELM_CONFIG_HOME": str(Path(devstack.cluster.kubeconfig).parent / "helm-config"),
+           "HELM_DATA_HOME": str(Path(devstack.cluster.kubeconfig).parent / "helm-data")}
+    return tools.run([binary, *args], check=check, env=env)
+
+
+@pytest.fixture(scope="module")
+def release(devstack: Any, admin: client.ApiClient) -> Iterator[subprocess.CompletedProcess[str]]:
+    core = client.CoreV1Api(admin)
+    ensure_namespace(core, RELEASE_NS, {"pod-security.kubernetes.io/enforce": "privileged"})
+    helm(devstack, "uninstall", RELEASE, "-n", RELEASE_NS, "--ignore-not-found", check=False)
+    out = helm(devstack, "install", RELEASE, str(tools.CHART), "-n", RELEASE_NS,
+               "--set", f"operator.prometheusUrl={devstack.prometheus.url}",
+               "--set", "operator.scrapeIntervalSeconds=1",
+               "--wait", "--timeout", "180s")
+    try:
+        yield out
+    finally:
+        helm(devstack, "uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout", "60s", check=False)
+
+
+def sa_kubeconfig(devstack: Any, admin: client.ApiClient, namespace: str, sa: str, path: Path) -> Path:
+    """A kubeconfig for the ServiceAccount: a TokenRequest token, the cluster's server and CA."""
+    core = client.CoreV1Api(admin)
+    token = core.create_namespaced_service_account_token(
+        sa, namespace, {"spec": {"expirationSeconds": 3600}}).status.token
+    cfg = yaml.safe_load(Path(devstack.cluster.kubeconfig).read_text())
+    cluster = cfg["clusters"][0]["cluster"]
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": sa,
+        "clusters": [{"name": "c", "cluster": cluster}],
+        "users": [{"name": sa, "user": {"token": token}}],
+        "contexts": [{"name": sa, "context": {"cluster": "c", "user": sa}}],
+    }))
+    return path
+
+
+def as_sa(path: Path) -> client.ApiClient:
+    from kubernetes import config
+
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(path), client_configuration=cfg)
+    return client.ApiClient(cfg)
+
+
+def rendered(values: list[Path], namespace: str, release: str = "dry") -> list[dict[str, Any]]:
+    text = tools.helm_template_text(values=values, namespace=namespace, release=release)
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+# ------------------------------------------------------------------ install
+def test_helm_install_succeeds_and_schedules_everything(
+    devstack: Any, admin: client.ApiClient, release: subprocess.CompletedProcess[str]
+) -> None:
+    assert "STATUS: deployed" in release.stdout
+    assert "CarbonTrack" in release.stdout  # NOTES.txt rendered
+    status = json.loads(helm(devstack, "status", RELEASE, "-n", RELEASE_NS, "-o", "json").stdout)
+    assert status["info"]["status"] == "deployed"
+    apps = client.AppsV1Api(admin)
+    nodes = [n.metadata.name for n in client.CoreV1Api(admin).list_node().items]
+    ds = apps.read_namespaced_daemon_set(f"{RELEASE}-carbontrack-exporter-default", RELEASE_NS)
+    assert ds.status.desired_number_scheduled == len(nodes)
+    assert ds.status.number_ready == len(nodes)
+    pods = client.CoreV1Api(admin).list_namespaced_pod(
+        RELEASE_NS, label_selector="app.kubernetes.io/component=exporter").items
+    assert sorted(p.spec.node_name for p in pods) == sorted(nodes)
+    assert all(p.spec.priority == 1000000 for p in pods)  # the chart's PriorityClass
+    dep = apps.read_namespaced_deployment(f"{RELEASE}-carbontrack-operator", RELEASE_NS)
+    assert dep.status.available_replicas == 1
+    ext = client.ApiextensionsV1Api(admin)
+    assert ext.read_custom_resource_definition("carbonbudgets.carbontrack.io").spec.group == "carbontrack.io"
+
+
+@pytest.mark.parametrize("values", tools.SCENARIOS, ids=lambda p: p.stem)
+def test_server_side_dry_run(devstack: Any, admin: client.ApiClient, values: Path) -> None:
+    core = client.CoreV1Api(admin)
+    ns = "chart-dry-run"
+    ensure_namespace(core, ns, {"pod-security.kubernetes.io/enforce": "privileged"})
+    for extra in ("team-a", "team-b", "monitoring"):  # namespaces the scenarios name
+        ensure_namespace(core, extra)
+    dyn = DynamicClient(admin)
+    checked, skipped = [], []
+    for doc in rendered([values], ns):
+        if doc["kind"] in NON_CORE:
+            skipped.append(doc["kind"])
+            continue
+        res = dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+        namespace = doc["metadata"].get("namespace", ns) if res.namespaced else None
+        try:
+            res.server_side_apply(body=doc, name=doc["metadata"]["name"], namespace=namespace,
+                                  field_manager="chart-e2e", force_conflicts=True, dry_run="All")
+        except ApiException as err:
+            raise AssertionError(f"{doc['kind']}/{doc['metadata']['name']}: {err.status} {err.body}") from err
+        checked.append(doc["kind"])
+    assert "DaemonSet" in checked and "ClusterRole" in checked
+    assert set(skipped) <= NON_CORE
+
+
+def test_pod_security_admission(devstack: Any, admin: client.ApiClient,
+                                release: subprocess.CompletedProcess[str]) -> None:
+    core = client.CoreV1Api(admin)
+    levels = {"restricted": "chart-pss-restricted", "baseline": "chart-pss-baseline"}
+    for level, ns in levels.items():
+        ensure_namespace(core, ns, {"pod-security.kubernetes.io/enforce": level})
+    docs = rendered([], RELEASE_NS, release=RELEASE)
+
+    def pod_from(kind: str, name_part: str) -> dict[str, Any]:
+        doc = next(d for d in docs if d["kind"] == kind and name_part in d["metadata"]["name"])
+        spec = dict(doc["spec"]["template"]["spec"])
+        spec.pop("serviceAccountName")  # the namespace's default SA: admission is about the pod
+        return {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": f"pss-{name_part}"}, "spec": spec}
+
+    operator, exporter = pod_from("Deployment", "operator"), pod_from("DaemonSet", "exporter")
+    created = core.create_namespaced_pod(levels["restricted"], operator, dry_run="All")
+    assert created.metadata.name == "pss-operator"
+    for ns in levels.values():
+        with pytest.raises(ApiException) as refused:
+            core.create_namespaced_pod(ns, exporter, dry_run="All")
+        assert refused.value.status == 403
+        assert "hostPath" in refused.value.body
+    # The release namespace is labelled privileged: the exporter pod is admitted there.
+    ok = core.create_namespaced_pod(RELEASE_NS, exporter, dry_run="All")
+    assert ok.spec.security_context.seccomp_profile.type == "RuntimeDefault"
+
+
+# ------------------------------------------------------------------ RBAC
+def access(api: client.ApiClient, verb: str, resource: str, group: str = "", namespace: str | None = None,
+           subresource: str | None = None) -> bool:
+    review = client.AuthorizationV1Api(api).create_self_subject_access_review({
+        "spec": {"resourceAttributes": {"verb": verb, "resource": resource, "group": group,
+                                        "namespace": namespace, "subresource": subresource}}})
+    return bool(review.status.allowed)
+
+
+def test_service_accounts_are_least_privilege(
+    devstack: Any, admin: client.ApiClient, release: subprocess.CompletedProcess[str],
+    namespace: str, tmp_path: Path,
+) -> None:
+    apps_admin = client.AppsV1Api(admin)
+    client.CoreV1Api(admin).create_namespaced_secret(namespace, {"metadata": {"name": "s"}, "stringData": {"k": "v"}})
+    apps_admin.create_namespaced_deployment(namespace, {
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"a": "b"}},
+                 "template": {"metadata": {"labels": {"a": "b"}},
+                              "spec": {"containers": [{"name": "c", "image": "registry.invalid/x:1"}]}}}})
+
+    op = as_sa(sa_kubeconfig(devstack, admin, RELEASE_NS, OPERATOR_SA, tmp_path / "op.kubeconfig"))
+    ex = as_sa(sa_kubeconfig(devstack, admin, RELEASE_NS, EXPORTER_SA, tmp_path / "ex.kubeconfig"))
+    allowed_op = [("watch", "jobs", "batch"), ("patch", "jobs", "batch"), ("patch", "carbonbudgets", "carbontrack.io"),
+                  ("create", "events", ""), ("list", "customresourcedefinitions", "apiextensions.k8s.io"),
+                  ("watch", "namespaces", "")]
+    denied_op = [("get", "secrets", ""), ("list", "secrets", ""), ("create", "deployments", "apps"),
+                 ("patch", "deployments", "apps"), ("update", "deployments", "apps"), ("delete", "deployments", "apps"),
+                 ("create", "jobs", "batch"), ("delete", "jobs", "batch"), ("list", "pods", ""),
+                 ("delete", "carbonbudgets", "carbontrack.io"), ("list", "configmaps", ""), ("list", "nodes", "")]
+    for verb, res, group in allowed_op:
+        assert access(op, verb, res, group, namespace), f"operator cannot {verb} {res}"
+    for verb, res, group in denied_op:
+        assert not access(op, verb, res, group, namespace), f"operator may {verb} {res}"
+    assert access(op, "patch", "carbonbudgets", "carbontrack.io", namespace, "status")
+    assert access(ex, "list", "pods", "", namespace) and access(ex, "watch", "pods", "", None)
+    for verb, res, group in [("delete", "pods", ""), ("list", "secrets", ""), ("get", "nodes", ""),
+                             ("list", "jobs", "batch"), ("patch", "deployments", "apps")]:
+        assert not access(ex, verb, res, group, namespace), f"exporter may {verb} {res}"
+
+    # Real requests, not only reviews.
+    for api in (op, ex):
+        with pytest.raises(ApiException) as err:
+            client.CoreV1Api(api).read_namespaced_secret("s", namespace)
+        assert err.value.status == 403
+        with pytest.raises(ApiException) as err:
+            client.AppsV1Api(api).patch_namespaced_deployment("web", namespace, {"spec": {"replicas": 3}})
+        assert err.value.status == 403
+    assert apps_admin.read_namespaced_deployment("web", namespace).spec.replicas == 0
+    assert client.CoreV1Api(ex).list_namespaced_pod(namespace).items == []
+
+
+# ------------------------------------------------------------------ operator
+def operator_argv(kubeconfig: Path, prometheus_url: str, namespace: str, port: int,
+                  admin: client.ApiClient) -> list[str]:
+    """The args the chart gives the operator Deployment, pointed at the local stack."""
+    dep = client.AppsV1Api(admin).read_namespaced_deployment(f"{RELEASE}-carbontrack-operator", RELEASE_NS)
+    args = list(dep.spec.template.spec.containers[0].args)
+    assert args[0] == "operator"
+    out = []
+    for a in args:
+        if a.startswith("--prometheus-url="):
+            a = f"--prometheus-url={prometheus_url}"
+        elif a.startswith("--listen="):
+            a = f"--listen=127.0.0.1:{port}"
+        elif a == "--all-namespaces":
+            a = f"--namespace={namespace}"  # same RBAC, but only this test's Jobs
+        out.append(a)
+    return [sys.executable, "-m", "carbontrack", *out, f"--kubeconfig={kubeconfig}",
+            "--accounting-delay=1", "--budget-interval=1", "--no-data-after=30"]
+
+
+def start_operator(devstack: Any, admin: client.ApiClient, start_process: Any, namespace: str,
+                   prometheus_url: str, tmp_path: Path) -> tuple[Any, int]:
+    kc = sa_kubeconfig(devstack, admin, RELEASE_NS, OPERATOR_SA, tmp_path / "operator.kubeconfig")
+    port = free_port()
+    proc = start_process("chart-operator", operator_argv(kc, prometheus_url, namespace, port, admin))
+
+    def healthy() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return r.status == 200
+    wait_for("the operator's /healthz", healthy, 60)
+    return proc, port
+
+
+def accounted(batch: client.BatchV1Api, name: str, namespace: str) -> dict[str, str] | None:
+    ann = batch.read_namespaced_job(name, namespace).metadata.annotations or {}
+    return ann if "carbontrack.io/co2e-grams" in ann else None
+
+
+def test_operator_with_chart_serviceaccount_accounts_a_job(
+    devstack: Any, admin: client.ApiClient, release: subprocess.CompletedProcess[str],
+    namespace: str, start_process: Any, batch_v1: Any, core_v1: Any, tmp_path: Path,
+) -> None:
+    proc, _ = start_operator(devstack, admin, start_process, namespace, devstack.prometheus.url, tmp_path)
+    batch_v1.create_namespaced_job(namespace, sim_job("acct", run_seconds=4, cpu_cores=2, node="sim-small-0"))
+    pod = wait_for("the Job's pod", lambda: next(iter(core_v1.list_namespaced_pod(
+        namespace, label_selector="job-name=acct").items), None), 30)
+    ann = wait_for("the operator to annotate the Job", lambda: accounted(batch_v1, "acct", namespace), 120)
+    record = wait_for("the simulator's record", lambda: devstack.simulator.record(pod.metadata.uid), 10)
+    simulated_kwh = sum(record.joules.values()) / 3.6e6
+    assert float(ann["carbontrack.io/energy-kwh"]) == pytest.approx(simulated_kwh, rel=0.1)
+    assert float(ann["carbontrack.io/co2e-grams"]) > 0
+    log = Path(proc.log_path).read_text(errors="replace")
+    assert "Forbidden" not in log and " 403" not in log, log[-2000:]
+    # Events are created with the ServiceAccount's token too.
+    wait_for("the CarbonAccounted Event", lambda: [
+        e for e in core_v1.list_namespaced_event(namespace).items
+        if e.involved_object.name == "acct" and e.reason == "CarbonAccounted"], 30)
+
+
+# ------------------------------------------------------------------ PromQL
+def rule_exprs() -> list[tuple[str, str]]:
+    out = []
+    for path in sorted((tools.CHART / "rules").glob("*.yaml")):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                out.append((rule.get("record") or rule["alert"], rule["expr"]))
+    return out
+
+
+def dashboard_exprs(namespace: str, job: str) -> list[tuple[str, str]]:
+    out = []
+    for path in sorted((tools.CHART / "dashboards").glob("*.json")):
+        dash = json.loads(path.read_text())
+        queries = [(f"{dash['uid']}: {p['title']}", t["expr"]) for p in dash["panels"] for t in p.get("targets", [])]
+        queries += [(f"{dash['uid']}: variable {v['name']}", v["query"]["query"])
+                    for v in dash["templating"]["list"] if v["type"] == "query"]
+        for name, expr in queries:
+            m = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", expr.strip())
+            if m:
+                expr = f"count by ({m.group(2)}) ({m.group(1)})"
+            expr = (expr.replace("$__rate_interval", "1m").replace("$__range", "10m").replace("$node", ".*")
+                    .replace("$namespace", namespace).replace("$job", job))
+            out.append((name, expr))
+    return out
+
+
+BUDGET_METRICS = ("carbontrack_budget_used_grams", "carbontrack_budget_limit_grams")
+
+
+def query(url: str, expr: str) -> list[dict[str, Any]]:
+    q = urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(f"{url}/api/v1/query?{q}", timeout=10) as r:
+        body = json.load(r)
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+def test_every_dashboard_rule_and_alert_query_returns_series(
+    devstack: Any, admin: client.ApiClient, release: subprocess.CompletedProcess[str], namespace: str,
+    start_process: Any, batch_v1: Any, custom_objects: Any, tmp_path: Path,
+) -> None:
+    from carbontrack.sim.procfs import FakeProcStat, write_cpuinfo, write_meminfo
+
+    # An extra exporter on a "VM": no powercap, no cgroups, no zone. Its sources are down,
+    # it has no grid intensity, and it is killed later (exporter down).
+    extra = tmp_path / "extra"
+    for d in ("sys", "proc", "state"):
+        (extra / d).mkdir(parents=True)
+    FakeProcStat(extra / "proc", 4).advance(10, 1)
+    write_cpuinfo(extra / "proc", model_name="Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", n_cpus=4)
+    write_meminfo(extra / "proc", 16 << 30)
+    extra_port = free_port()
+    extra_proc = start_process("chart-extra-exporter", [
+        sys.executable, "-m", "carbontrack", "exporter", "--node-name=chart-vm-0",
+        f"--sysfs={extra / 'sys'}", f"--procfs={extra / 'proc'}", f"--state-dir={extra / 'state'}",
+        f"--listen=127.0.0.1:{extra_port}", "--interval=0.5", "--no-kube", "--no-nvml"])
+
+    # The operator (chart ServiceAccount) with its /metrics scraped too.
+    prom_port = free_port()
+    prom_url = f"http://127.0.0.1:{prom_port}"
+    _, op_port = start_operator(devstack, admin, start_process, namespace, prom_url, tmp_path)
+
+    exporters = [e.url.removeprefix("http://") for e in devstack.exporters.values()]
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(p) for p in sorted((tools.CHART / "rules").glob("*.yaml"))],
+        "scrape_configs": [
+            {"job_name": "carbontrack-exporter", "honor_labels": True, "scrape_timeout": "1s",
+             "static_configs": [{"targets": [*exporters, f"127.0.0.1:{extra_port}"]}]},
+            {"job_name": "carbontrack-operator", "honor_labels": True, "scrape_timeout": "1s",
+             "static_configs": [{"targets": [f"127.0.0.1:{op_port}"]}]},
+        ],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    start_process("chart-prometheus", [
+        str(find_prometheus()), f"--config.file={tmp_path / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}",
+        "--log.level=warn"])
+    wait_for("the chart's Prometheus to have samples",
+             lambda: query(prom_url, "carbontrack_build_info"), 60)
+
+    # Workloads: a CPU Job and a GPU Job, and budgets around what they used.
+    batch_v1.create_namespaced_job(namespace, sim_job("cpu-train", run_seconds=4, cpu_cores=4, node="sim-cpu-0"))
+    batch_v1.create_namespaced_job(namespace, sim_job("gpu-train", run_seconds=4, cpu_cores=2, gpus=1,
+                                                      node="sim-gpu-0"))
+    for name in ("cpu-train", "gpu-train"):
+        wait_for(f"{name} accounted", lambda name=name: accounted(batch_v1, name, namespace), 120)
+    used_g = sum(float(accounted(batch_v1, n, namespace)["carbontrack.io/co2e-grams"])  # type: ignore[index]
+                 for n in ("cpu-train", "gpu-train"))
+    for budget, limit_g in (("over", used_g / 2), ("near", used_g / 0.9)):
+        custom_objects.create_namespaced_custom_object("carbontrack.io", "v1alpha1", namespace, "carbonbudgets", {
+            "apiVersion": "carbontrack.io/v1alpha1", "kind": "CarbonBudget", "metadata": {"name": budget},
+            "spec": {"limit": f"{limit_g:.3f}g", "period": {"type": "Rolling", "window": "1d"},
+                     "selector": {}, "action": "Warn"}})
+    wait_for("budget status", lambda: (custom_objects.get_namespaced_custom_object(
+        "carbontrack.io", "v1alpha1", namespace, "carbonbudgets", "near").get("status") or {}).get("used"), 60)
+    time.sleep(3)  # a few rule evaluations and scrapes after the last change
+
+    rules = dict(rule_exprs())
+    results: dict[str, int] = {}
+    exprs = dashboard_exprs(namespace, "gpu-train") + [(n, e) for n, e in rule_exprs()
+                                                       if n != "CarbonTrackExporterDown"]
+    exprs += [(f"recorded {n}", n) for n in rules if ":" in n]
+    for name, expr in exprs:
+        results[name + " :: " + expr] = len(query(prom_url, expr))
+    unknown_zone = query(prom_url, rules["CarbonTrackUnknownGridZone"])
+    assert {r["metric"]["node"] for r in unknown_zone} == {"chart-vm-0"}
+    unhealthy = {(r["metric"]["node"], r["metric"]["source"])
+                 for r in query(prom_url, rules["CarbonTrackSourceUnhealthy"])}
+    assert ("chart-vm-0", "cgroups") in unhealthy and ("chart-vm-0", "rapl") not in unhealthy  # estimate covers RAPL
+
+    # Now the exporter goes away.
+    devstack.supervisor.stop_one(extra_proc)
+    down = wait_for("CarbonTrackExporterDown's expression",
+                    lambda: query(prom_url, rules["CarbonTrackExporterDown"]), 30)
+    assert [r["metric"]["instance"] for r in down] == [f"127.0.0.1:{extra_port}"]
+    results["CarbonTrackExporterDown"] = len(down)
+
+    def needs_budget_gauges(key: str) -> bool:
+        return any(m in key for m in BUDGET_METRICS) or "CarbonTrackBudget" in key
+
+    empty = sorted(k for k, n in results.items() if n == 0 and not needs_budget_gauges(k))
+    assert not empty, "queries with no series:\n" + "\n".join(empty)
+    op_metrics = urllib.request.urlopen(f"http://127.0.0.1:{op_port}/metrics", timeout=5).read().decode()
+    if not all(m in op_metrics for m in BUDGET_METRICS):
+        pytest.xfail("the operator does not export carbontrack_budget_used_grams / _limit_grams yet "
+                     "(requested in docs/helm.md); budget panels and alerts stay empty until it does")
+    budget_empty = sorted(k for k, n in results.items() if n == 0 and needs_budget_gauges(k))
+    assert not budget_empty, "budget queries with no series:\n" + "\n".join(budget_empty)
