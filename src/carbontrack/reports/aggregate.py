@@ -35,7 +35,13 @@ def deduplicate(lines: Iterable[LineItem]) -> tuple[list[LineItem], list[str]]:
 
 
 def in_period(line: LineItem, since: datetime | None, until: datetime | None) -> bool:
-    """A workload belongs to the period in which it finished (or was accounted, or started)."""
+    """A workload belongs to the period in which it finished (or was accounted, or started).
+
+    Prometheus lines are already cut to the queried window [start, end], so they belong to
+    the period when that window lies inside it.
+    """
+    if line.source == SOURCE_PROMETHEUS and line.start is not None and line.end is not None:
+        return (since is None or line.start >= since) and (until is None or line.end <= until)
     t = line.end or line.accounted_at or line.start
     if t is None:
         return since is None and until is None

@@ -12,6 +12,7 @@ wins (aggregate.deduplicate), so nothing is counted twice.
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,6 +33,8 @@ INTENSITY = "carbontrack_grid_carbon_intensity_grams_per_kwh"
 PUE = "carbontrack_pue"
 
 Series = tuple[tuple[str, str], ...]
+# Namespace names are DNS labels, so they need no regex escaping in the PromQL matcher.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 class PrometheusSource:
@@ -90,7 +93,10 @@ class PrometheusSource:
     def lines(self, since: datetime, until: datetime, namespaces: Sequence[str]) -> list[LineItem]:
         sel = 'owner_kind="Job"'
         if namespaces:
-            sel += ',namespace=~"' + "|".join(_re_escape(n) for n in namespaces) + '"'
+            bad = [n for n in namespaces if not _DNS_LABEL.fullmatch(n)]
+            if bad:
+                raise ConfigError(f"--namespace {bad[0]!r} is not a valid namespace name (DNS label)")
+            sel += ',namespace=~"' + "|".join(namespaces) + '"'
         energy = self._window_delta(ENERGY, sel, since, until)
         co2e = self._window_delta(CO2E, sel, since, until)
         zones = {
@@ -171,6 +177,3 @@ def _key(metric: Mapping[str, str]) -> Series:
     return tuple(sorted((k, v) for k, v in metric.items() if k != "__name__"))
 
 
-def _re_escape(s: str) -> str:
-    # Namespace names are DNS labels; escape anyway so a typo cannot widen the match.
-    return "".join(c if c.isalnum() or c == "-" else "\\\\" + c for c in s)
