@@ -274,9 +274,9 @@ def operator_argv(kubeconfig: Path, prometheus_url: str, namespace: str, port: i
 
 
 def start_operator(devstack: Any, admin: client.ApiClient, start_process: Any, namespace: str,
-                   prometheus_url: str, tmp_path: Path) -> tuple[Any, int]:
+                   prometheus_url: str, tmp_path: Path, port: int | None = None) -> tuple[Any, int]:
     kc = sa_kubeconfig(devstack, admin, RELEASE_NS, OPERATOR_SA, tmp_path / "operator.kubeconfig")
-    port = free_port()
+    port = port or free_port()
     proc = start_process("chart-operator", operator_argv(kc, prometheus_url, namespace, port, admin))
 
     def healthy() -> bool:
@@ -300,7 +300,8 @@ def test_operator_with_chart_serviceaccount_accounts_a_job(
     pod = wait_for("the Job's pod", lambda: next(iter(core_v1.list_namespaced_pod(
         namespace, label_selector="job-name=acct").items), None), 30)
     ann = wait_for("the operator to annotate the Job", lambda: accounted(batch_v1, "acct", namespace), 120)
-    record = wait_for("the simulator's record", lambda: devstack.simulator.record(pod.metadata.uid), 10)
+    record = wait_for("the simulator's final record", lambda: (
+        (r := devstack.simulator.record(pod.metadata.uid)) is not None and r.ended is not None and r), 20)
     simulated_kwh = sum(record.joules.values()) / 3.6e6
     assert float(ann["carbontrack.io/energy-kwh"]) == pytest.approx(simulated_kwh, rel=0.1)
     assert float(ann["carbontrack.io/co2e-grams"]) > 0
@@ -370,10 +371,10 @@ def test_every_dashboard_rule_and_alert_query_returns_series(
         f"--sysfs={extra / 'sys'}", f"--procfs={extra / 'proc'}", f"--state-dir={extra / 'state'}",
         f"--listen=127.0.0.1:{extra_port}", "--interval=0.5", "--no-kube", "--no-nvml"])
 
-    # The operator (chart ServiceAccount) with its /metrics scraped too.
-    prom_port = free_port()
+    # This test's Prometheus loads the chart's rules and scrapes the exporters, the extra
+    # exporter and the operator (started below, with the chart's ServiceAccount).
+    prom_port, op_port = free_port(), free_port()
     prom_url = f"http://127.0.0.1:{prom_port}"
-    _, op_port = start_operator(devstack, admin, start_process, namespace, prom_url, tmp_path)
 
     exporters = [e.url.removeprefix("http://") for e in devstack.exporters.values()]
     config = {
@@ -393,6 +394,7 @@ def test_every_dashboard_rule_and_alert_query_returns_series(
         "--log.level=warn"])
     wait_for("the chart's Prometheus to have samples",
              lambda: query(prom_url, "carbontrack_build_info"), 60)
+    start_operator(devstack, admin, start_process, namespace, prom_url, tmp_path, port=op_port)
 
     # Workloads: a CPU Job and a GPU Job, and budgets around what they used.
     batch_v1.create_namespaced_job(namespace, sim_job("cpu-train", run_seconds=4, cpu_cores=4, node="sim-cpu-0"))
