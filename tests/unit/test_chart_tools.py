@@ -169,6 +169,8 @@ def _rewrite(node: Any, strict: bool, seen: set[str]) -> Any:
     return out
 
 
+CONVERTER_REVISION = 1
+
 # Quantities are strings in the OpenAPI document but YAML users write 1 or 0.5.
 _LENIENT = {
     "io.k8s.apimachinery.pkg.api.resource.Quantity": {"oneOf": [{"type": "string"}, {"type": "number"}]},
@@ -224,14 +226,15 @@ def swagger_from_module(version: str) -> Path:
 def schema_root(version: str | None = None, swagger: Path | None = None) -> Path:
     """Directory for kubeconform -schema-location (cached, built once per version)."""
     version = version or kube_version()
-    root = cache_dir() / "kubeconform-schemas"
+    # Keyed by converter revision too, so a converter change never reuses stale files.
+    root = cache_dir() / "kubeconform-schemas" / f"r{CONVERTER_REVISION}"
     target = root / f"v{version}-standalone-strict"
     if not (target / "deployment-apps-v1.json").exists():
         source = swagger or swagger_from_module(version)
-        tmp = Path(tempfile.mkdtemp(dir=root.parent if root.exists() else None))
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root))
         count = convert_swagger(json.loads(source.read_text()), tmp / "schemas")
         assert count > 50, f"only {count} kinds in {source}"
-        root.mkdir(parents=True, exist_ok=True)
         if target.exists():
             shutil.rmtree(target)
         (tmp / "schemas").rename(target)
