@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,7 @@ def test_signals_sent_to_carbontrack_reach_the_child(tmp_path: Path, sig: signal
     try:
         while not (tmp_path / "ready").exists():
             assert proc.poll() is None, proc.communicate()
+            time.sleep(0.01)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:

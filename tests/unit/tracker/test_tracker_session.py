@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from tracker_helpers import KWH, FixedShareScope, ScheduleLookup, ScriptedSource
 
@@ -147,7 +149,7 @@ def test_background_thread_books_every_joule_once() -> None:
     s = Session([src], ScheduleLookup([1.0]), "XX", 1.0, MachineScope(), SystemClock())
     s.start(interval_s=0.001)
     while src.reads < 5:
-        pass
+        time.sleep(0.001)
     t = s.stop()
     assert t.intervals == src.reads - 1
     assert t.energy_j["cpu"] == 5.0 * (src.reads - 1)
