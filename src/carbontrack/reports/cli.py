@@ -48,6 +48,8 @@ def parse_period(text: str) -> tuple[datetime, datetime]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="carbontrack report",
+        epilog="Also: `carbontrack report sync-trackers --help` logs accounted Jobs to the "
+        "MLflow / W&B runs they name.",
         description="Energy and CO2e report per Job with totals, GHG (Scope 2/3, location- and "
         "market-based), EU AI Act training energy, SCI and a paper compute statement.",
     )
@@ -129,6 +131,10 @@ def gather(
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["sync-trackers"]:
+        from .sync import main as sync_main
+
+        return sync_main(argv[1:], _kube_api_client)
     args = _parser().parse_args(argv)
     formats = {f.strip() for f in args.format.split(",") if f.strip()}
     bad = formats - set(FORMATS)

@@ -106,3 +106,4 @@ def test_accounted_job_is_logged_to_the_run_its_pod_names(client: Any, tracking_
     with pytest.raises(ConfigError, match="not accounted by the operator yet"):
         log_accounted_job(unaccounted, tracking_uri=tracking_uri)
     assert json.dumps(job)  # the Job object itself is untouched JSON
+
