@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from .. import __version__
 from ..core.types import EnergySource, IntensityLookup
+from ..sources.procstat import read_proc_stat
 from .clock import Clock, SystemClock
 from .host import host_facts
 from .output import append_csv, check_output_dir, write_json
@@ -66,6 +67,7 @@ class Tracker:
     ) -> None:
         self.settings = settings
         self._sources = list(sources) if sources is not None else None
+        self._own_sources = sources is None  # close only what this tracker opened
         self._lookup = lookup
         self._scope = scope
         self._clock = clock or SystemClock()
@@ -92,6 +94,8 @@ class Tracker:
         s = self.settings.resolved()
         if s.output_dir is not None and s.formats:
             check_output_dir(s.output_dir)
+        if s.scope == "process" and self._scope is None:
+            read_proc_stat(s.procfs_root)  # the process share needs /proc/stat: fail now if absent
         if self._lookup is None:
             self._lookup = build_lookup()
         self.zone_choice = resolve_zone(s, self._lookup, os.environ)
@@ -183,8 +187,9 @@ class Tracker:
             command=self._command,
             exit_code=self.exit_code,
         )
-        for src in self._sources or ():
-            src.close()
+        if self._own_sources:
+            for src in self._sources or ():
+                src.close()
         self.result = result
         self.files = self._write(result, s)
         for logger in self._loggers:

@@ -50,15 +50,24 @@ def run_command(argv: Sequence[str], tracker: Tracker) -> tuple[int, RunResult]:
         # The child gets the mask we had before blocking; the sampler thread started below
         # inherits the blocked mask, so every signal comes to sigwaitinfo here.
         # Python ignores SIGPIPE and SIGXFSZ; exec would pass that on, so reset them.
-        pid = os.posix_spawn(
-            exe,
-            list(argv),
-            os.environ,
-            setsigmask=old_mask,
-            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
-        )
+        try:
+            pid = os.posix_spawn(
+                exe,
+                list(argv),
+                os.environ,
+                setsigmask=old_mask,
+                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+            )
+        except OSError as err:
+            raise ConfigError(f"cannot run {argv[0]!r}: {err.strerror or err}") from None
         tracker.set_command(argv, pid)
-        tracker.start()
+        try:
+            tracker.start()
+        except BaseException:
+            # Validated already, so this is rare: never leave the command running untracked.
+            os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+            raise
         status, cpu_s = _wait(pid, waited)
         scope = tracker.scope
         if isinstance(scope, ProcessTreeScope):

@@ -159,6 +159,7 @@ MARKER_CMD = [sys.executable, "-c", "import pathlib, sys; pathlib.Path(sys.argv[
         (["--zone", "DE", "--output", "{tmp}/missing"], "does not exist"),
         (["--zone", "DE", "--output", "{tmp}/afile"], "is not a directory"),
         (["--zone", "DE", "--interval", "0"], "invalid interval"),
+        (["--zone", "DE", "--procfs", "{tmp}/missing"], "cannot read"),
         ([], "--zone"),
     ],
 )
