@@ -117,8 +117,10 @@ class Tracker:
             if s.scope == "machine":
                 self._scope = MachineScope()
             else:
-                pid = self._root_pid if self._root_pid is not None else os.getpid()
-                self._scope = ProcessTreeScope(s.procfs_root, pid)
+                if self._root_pid is not None:  # `carbontrack run`: a command spawned just now
+                    self._scope = ProcessTreeScope(s.procfs_root, self._root_pid, fresh=True)
+                else:
+                    self._scope = ProcessTreeScope(s.procfs_root, os.getpid())
         assert s is not None and s.zone is not None and s.pue is not None
         assert self._sources is not None and self._lookup is not None and self._scope is not None
         self._session = Session(

@@ -46,11 +46,14 @@ class ProcessTreeScope:
 
     name = "process"
 
-    def __init__(self, procfs_root: Path, root_pid: int, clk_tck: int = CLK_TCK) -> None:
+    def __init__(self, procfs_root: Path, root_pid: int, clk_tck: int = CLK_TCK, *, fresh: bool = False) -> None:
+        """``fresh``: the root was just spawned (`carbontrack run`), so its tree has used no
+        CPU yet and the first call need not scan /proc for it."""
         self._procfs = procfs_root
         self._clk_tck = clk_tck
         self._meter = ProcessTreeCpuMeter(procfs_root, root_pid, clk_tck)
         self._lock = threading.Lock()
+        self._fresh = fresh
         self._tree: float | None = None
         self._busy: float | None = None
         self._final: float | None = None
@@ -64,9 +67,14 @@ class ProcessTreeScope:
     def share(self) -> float:
         with self._lock:
             busy = read_proc_stat(self._procfs).cpu.busy / self._clk_tck
-            tree = self._meter.read()
             if self._final is not None:
-                tree = max(tree, self._final)
+                # The root is reaped: its rusage is the tree's exact total, no scan needed
+                # (descendants it left behind were reparented out of the tree anyway).
+                tree = self._final
+            elif self._fresh and self._tree is None:
+                tree = 0.0
+            else:
+                tree = self._meter.read()
             tree = max(tree, self._tree or 0.0)
             prev_tree, prev_busy = self._tree, self._busy
             self._tree, self._busy = tree, busy

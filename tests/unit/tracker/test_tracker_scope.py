@@ -85,3 +85,13 @@ def test_real_proc_tree_of_a_busy_child_gets_a_share() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_fresh_root_starts_at_zero_and_the_final_rusage_closes_the_run(tmp_path: Path) -> None:
+    # `carbontrack run`: the command was just spawned; after it is reaped only rusage is left
+    _machine(tmp_path, busy=1000, idle=0)
+    scope = ProcessTreeScope(tmp_path, 4242, clk_tck=100, fresh=True)  # pid 4242 never in procfs
+    assert scope.share() == 0.0
+    _machine(tmp_path, busy=1400, idle=0)
+    scope.set_final_cpu_seconds(3.0)
+    assert scope.share() == pytest.approx(3.0 / 4.0)
