@@ -219,6 +219,16 @@ def render(report: Report) -> str:
               _n(x.uncertainty)] for x in lines],
         )
     )
+    if report.budgets:
+        out.append("<h2>CarbonBudgets (operator ledgers)</h2>")
+        out.append(
+            _table(
+                ["namespace/budget", "limit", "period", "used (gCO2e)", "percent", "jobs counted", "conditions"],
+                [[f"{b.namespace}/{b.name}", b.limit, b.period, b.used_grams if b.used_grams is not None else "",
+                  b.percent if b.percent is not None else "", b.jobs_counted if b.jobs_counted is not None else "",
+                  ", ".join(b.conditions)] for b in report.budgets],
+            )
+        )
     if report.skipped or report.notes:
         out.append("<h2>Data gaps and notes</h2><ul>")
         out += [f"<li>{escape(s.namespace)}/{escape(s.job)}: {escape(s.reason)}</li>" for s in report.skipped]

@@ -86,3 +86,15 @@ def test_html_loads_in_headless_chromium_without_console_errors(tmp_path: Path) 
     bad.write_text(render(_report()).replace("</body>", "<script>throw new Error('boom')</script></body>"))
     _, console_bad = _chromium(bad)
     assert any("boom" in ln for ln in console_bad)
+
+
+def test_budgets_and_data_gaps_are_shown() -> None:
+    from carbontrack.reports.sources_cluster import Budget, Skipped
+
+    r = _report()
+    r.budgets = [Budget("ml", "monthly", "5kg", 1234.5, 24.69, "2026-11", 2, ["Exceeded=False"])]
+    r.skipped = [Skipped("ml", "pending-job", "not accounted by the operator yet")]
+    html = render(r)
+    assert "<td>ml/monthly</td><td>5kg</td><td>2026-11</td>" in html
+    assert '<td class="n">1234.5</td>' in html
+    assert "<li>ml/pending-job: not accounted by the operator yet</li>" in html
