@@ -92,7 +92,9 @@ def build_report(
     skipped: Sequence[Skipped] = (),
     budgets: Sequence[Budget] = (),
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    fill: Callable[[LineItem], LineItem] = lambda x: x,
 ) -> Report:
+    """``fill`` completes a line's provenance (e.g. ``CatalogueYears.fill``) before use."""
     kept, notes = aggregate.deduplicate(lines)
     selected = [
         x
@@ -101,6 +103,6 @@ def build_report(
         and (not scope.team or team_of(x) == scope.team)
         and (not scope.namespaces or x.namespace in scope.namespaces or not x.namespace)
     ]
-    out = [embodied.apply(ghg.classify(x, ghg_settings)) for x in selected]
+    out = [embodied.apply(ghg.classify(fill(x), ghg_settings)) for x in selected]
     out.sort(key=lambda x: (x.end or x.accounted_at or scope.until or clock()).timestamp())
     return Report(clock(), scope, out, list(budgets), list(skipped), notes)

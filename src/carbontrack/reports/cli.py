@@ -166,7 +166,12 @@ def main(argv: list[str]) -> int:
 
     lines, skipped, budgets = gather(args, progress, since, until)
     scope = Scope(args.cluster_name, tuple(args.namespace), args.team, args.selector, since, until)
-    report = build_report(lines, scope, ghg_settings, embodied, skipped=skipped, budgets=budgets)
+    from carbontrack.intensity.catalogue import Catalogue
+
+    from .provenance import CatalogueYears
+
+    years = CatalogueYears(Catalogue.load())
+    report = build_report(lines, scope, ghg_settings, embodied, skipped=skipped, budgets=budgets, fill=years.fill)
     for s in skipped:
         progress(f"warning: Job {s.namespace}/{s.job} left out: {s.reason}")
     if not report.lines:

@@ -7,8 +7,9 @@ Which applies is set per node pool or grid zone (node pool first), with a defaul
 
 Market-based figures need contractual instruments (PPAs, certificates, supplier-specific
 or residual-mix factors) that only the reporting company knows; they are configured per
-zone. Without one, the GHG Protocol Scope 2 Guidance falls back to the grid-average
-factor, and the line says so in ``market_source``.
+zone in the same form as the tracker's (``carbontrack.intensity.market.MarketInstrument``)
+and combined by the same ``market_factor`` rule. Without one, the GHG Protocol Scope 2
+Guidance falls back to the grid-average factor, and the line says so in ``market_source``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from carbontrack.core.errors import ConfigError
+from carbontrack.core.types import IntensityFactor
+from carbontrack.intensity.market import MarketFactors, market_factor
 
 from .model import LineItem
 
@@ -38,19 +41,13 @@ NO_INSTRUMENT = (
 
 
 @dataclass(frozen=True)
-class MarketFactor:
-    g_per_kwh: float
-    source: str  # e.g. "PPA with X, 2026", "RE-DISS residual mix DE 2024"
-
-
-@dataclass(frozen=True)
 class GhgSettings:
     """Per-report GHG settings; loaded from the ``ghg`` block of the report config file."""
 
     default: str = CLOUD
     by_node_pool: Mapping[str, str] = field(default_factory=dict)
     by_zone: Mapping[str, str] = field(default_factory=dict)
-    market: Mapping[str, MarketFactor] = field(default_factory=dict)
+    market: MarketFactors = field(default_factory=lambda: MarketFactors(()))
 
     @staticmethod
     def from_dict(doc: Mapping[str, Any]) -> GhgSettings:
@@ -59,16 +56,10 @@ class GhgSettings:
                 raise ConfigError(f"ghg.{where}: {v!r} must be {OWN!r} or {CLOUD!r}")
             return str(v)
 
-        market: dict[str, MarketFactor] = {}
-        for zone, m in (doc.get("market_factors") or {}).items():
-            if not isinstance(m, Mapping) or "g_per_kwh" not in m or not m.get("source"):
-                raise ConfigError(
-                    f"ghg.market_factors.{zone}: give {{\"g_per_kwh\": N, \"source\": \"...\"}}"
-                )
-            g = float(m["g_per_kwh"])
-            if g < 0:
-                raise ConfigError(f"ghg.market_factors.{zone}: g_per_kwh must be >= 0")
-            market[str(zone)] = MarketFactor(g, str(m["source"]))
+        instruments = doc.get("market_instruments") or []
+        if not isinstance(instruments, list):
+            raise ConfigError("ghg.market_instruments must be a list of {\"zone\": ..., ...} objects")
+        market = MarketFactors.from_mapping(instruments)
         return GhgSettings(
             default=owner(doc.get("default", CLOUD), "default"),
             by_node_pool={k: owner(v, f"node_pools.{k}") for k, v in (doc.get("node_pools") or {}).items()},
@@ -94,8 +85,13 @@ class GhgSettings:
 
 def classify(line: LineItem, settings: GhgSettings) -> LineItem:
     """Set the GHG scope and the market-based figure of one line."""
-    m = settings.market.get(line.grid_zone)
-    if m is not None:
+    location = IntensityFactor(
+        zone=line.grid_zone, g_per_kwh=line.intensity_g_per_kwh, source=line.intensity_source,
+        year=line.intensity_year,
+    )
+    inst = settings.market.instrument(line.grid_zone, location) if line.grid_zone else None
+    if inst is not None:
+        m = market_factor(inst, location)
         market_g, market_source = m.g_per_kwh, m.source
         market_kg = line.facility_energy_kwh * m.g_per_kwh / 1000.0
     else:

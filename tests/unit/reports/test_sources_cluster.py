@@ -167,3 +167,19 @@ def test_contract_with_the_operators_accounting_annotations() -> None:
                                      no_data_reason="no series")
     job["metadata"]["annotations"] = acc_none.annotations(t1)
     assert job_to_line(job, IdentityKeys()) == Skipped("ml", "op", "operator recorded no energy data: no series")
+
+
+def test_factor_year_comes_from_the_catalogue_only_on_an_exact_match() -> None:
+    from carbontrack.intensity.catalogue import Catalogue
+    from carbontrack.reports.provenance import CatalogueYears
+
+    cat = Catalogue.load()
+    de = cat.get("DE")
+    years = CatalogueYears(cat)
+    line = job_to_line(make_job("y"), IdentityKeys())
+    assert isinstance(line, LineItem)
+    exact = years.fill(line.with_(intensity_source=de.source))
+    assert exact.intensity_year == de.year is not None
+    assert years.fill(line.with_(intensity_source="electricitymaps live")).intensity_year is None
+    assert years.fill(line.with_(grid_zone="NOT-A-ZONE", intensity_source=de.source)).intensity_year is None
+    assert years.fill(line.with_(grid_zone="DE,FR", intensity_source=de.source)).intensity_year is None

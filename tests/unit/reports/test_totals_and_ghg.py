@@ -49,7 +49,8 @@ def _lines() -> list[LineItem]:
 
 
 def test_totals_in_csv_and_json_recompute_from_the_line_items(tmp_path: Path) -> None:
-    report = _report(_lines(), GhgSettings.from_dict({"market_factors": {"DE": {"g_per_kwh": 20, "source": "PPA"}}}))
+    report = _report(_lines(), GhgSettings.from_dict(
+        {"market_instruments": [{"zone": "DE", "supplier_g_per_kwh": 20, "source": "supplier disclosure"}]}))
     export.write(report, tmp_path, {"csv", "json"})
     with (tmp_path / "report-lines.csv").open() as fh:
         rows = list(csv.DictReader(fh))
@@ -118,10 +119,13 @@ def test_scope_by_node_pool_then_zone_then_default() -> None:
 
 
 def test_market_based_uses_instruments_or_says_it_fell_back() -> None:
-    s = GhgSettings.from_dict({"market_factors": {"DE": {"g_per_kwh": 25.0, "source": "PPA wind 2026"}}})
+    s = GhgSettings.from_dict({"market_instruments": [
+        {"zone": "DE", "covered_fraction": 0.75, "covered_g_per_kwh": 0.0, "residual_mix_g_per_kwh": 100.0,
+         "source": "PPA wind 2026 + RE-DISS residual mix", "year": 2026}]})
     de = classify(_line("a"), s)
+    assert de.market_g_per_kwh == pytest.approx(25.0)  # 75 % at 0 g, 25 % at the residual mix 100 g
     assert de.market_kgco2e == pytest.approx(2.6 * 1.2 * 25.0 / 1000.0)
-    assert (de.market_g_per_kwh, de.market_source) == (25.0, "PPA wind 2026")
+    assert "75% contractual instruments" in de.market_source and "residual mix" in de.market_source
     assert de.location_kgco2e == pytest.approx(0.1)  # location-based unchanged, side by side
     fr = classify(_line("b", zone="FR"), s)
     assert fr.market_kgco2e == fr.location_kgco2e
@@ -132,8 +136,9 @@ def test_market_based_uses_instruments_or_says_it_fell_back() -> None:
     ("doc", "message"),
     [
         ({"default": "colo"}, "ghg.default: 'colo' must be 'own' or 'cloud'"),
-        ({"market_factors": {"DE": {"g_per_kwh": 20}}}, "ghg.market_factors.DE: give"),
-        ({"market_factors": {"DE": {"g_per_kwh": -1, "source": "x"}}}, "must be >= 0"),
+        ({"market_instruments": [{"zone": "DE", "g_per_kwh": 20}]}, "unknown market-based field"),
+        ({"market_instruments": [{"zone": "DE", "supplier_g_per_kwh": -1}]}, "supplier_g_per_kwh for DE must be"),
+        ({"market_instruments": {"DE": 1}}, "ghg.market_instruments must be a list"),
     ],
 )
 def test_bad_ghg_settings_are_rejected(doc: dict[str, object], message: str) -> None:
