@@ -214,8 +214,9 @@ In-process, wall, best / median: `import carbontrack; from carbontrack.tracker i
 
 Start-up target (< 100 ms of CPU added, best of {f["n"]}): **{"met" if ok_start else "NOT met"}**.
 The added time includes the Python interpreter itself (`python -c pass` above); what remains
-is importing the tracker, loading the catalogue and the estimate tables, two scans of /proc for
-the process tree, and writing the files.
+is importing the tracker, loading the catalogue and the estimate tables, and writing the
+files (`carbontrack run` does not scan /proc for a command it has just spawned or has reaped;
+the kernel's rusage of the reaped command closes the last interval).
 
 ## CPU overhead while tracking
 
