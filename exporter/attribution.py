@@ -64,11 +64,14 @@ def split_energy(
     idle = energy - active
     out: dict[K, float] = dict.fromkeys(usage_s, 0.0)
 
-    total_use = sum(_nonneg(u) for u in usage_s.values())
+    # hot loops (one pass per container): the clamp to >= 0 is inlined; NaN fails "u > 0"
+    total_use = sum([u for u in usage_s.values() if u > 0])
     denom = max(_nonneg(node_busy_s), total_use)
     if denom > 0 and active > 0:
+        scale = active / denom
         for k, u in usage_s.items():
-            out[k] += active * (_nonneg(u) / denom)
+            if u > 0:
+                out[k] = u * scale
 
     if idle > 0 and out:
         if policy is IdlePolicy.EVEN:
@@ -76,10 +79,11 @@ def split_energy(
             for k in out:
                 out[k] += each
         elif policy is IdlePolicy.RESERVED and capacity is not None and capacity > 0:
-            res = {k: _nonneg(reserved.get(k, 0.0)) for k in out}
-            scale = max(capacity, sum(res.values()))
-            for k, r in res.items():
-                out[k] += idle * (r / scale)
+            get = reserved.get
+            res = [(k, r) for k in out if (r := get(k, 0.0)) > 0]
+            per = idle / max(capacity, sum([r for _, r in res]))
+            for k, r in res:
+                out[k] += r * per
 
     allocated = sum(out.values())
     if allocated > energy:  # float rounding only (shares sum to <= 1): trim the largest

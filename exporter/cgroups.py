@@ -39,9 +39,13 @@ _KUBE_ROOTS = ("kubepods.slice", "kubepods")
 _V1_CPU = ("cpu,cpuacct", "cpuacct,cpu", "cpuacct")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ContainerCgroup:
-    """One container cgroup. ``conmon`` marks a CRI-O monitor cgroup of container ``id``."""
+    """One container cgroup. ``conmon`` marks a CRI-O monitor cgroup of container ``id``.
+
+    Compared and hashed by identity (eq=False): the reader returns the same object for a
+    directory for as long as it exists, and identity hashing keeps the per-cycle dict work
+    cheap; a re-created directory is a new container."""
 
     pod_uid: str
     qos: str  # guaranteed | burstable | besteffort
@@ -68,7 +72,7 @@ class CgroupReader:
     has ``cgroup.controllers``, else v1 (the ``cpu,cpuacct`` and ``memory`` hierarchies).
     """
 
-    def __init__(self, cgroup_root: Path) -> None:
+    def __init__(self, cgroup_root: Path, rescan_cycles: int = 4) -> None:
         self.root = Path(cgroup_root)
         if (self.root / "cgroup.controllers").exists():
             self.version = 2
@@ -82,54 +86,70 @@ class CgroupReader:
         self._cpu_name = b"cpu.stat" if self.version == 2 else b"cpuacct.usage"
         self._mem_name = b"memory.current" if self.version == 2 else b"memory.usage_in_bytes"
         self._root_file = os.fsencode(self._cpu_root) + b"/" + self._cpu_name
-        # name -> parsed entry (None: not ours); names are immutable, so this never goes stale
-        self._pod_cache: dict[str, tuple[str, str | None] | None] = {}
-        self._ctr_cache: dict[tuple[bytes, str], ContainerCgroup | None] = {}
-        self._old_pods = self._pod_cache
-        self._old_ctrs = self._ctr_cache
+        # pod dir -> (uid, its container cgroups, by dir name); None: not a pod directory
+        self._pods: dict[bytes, tuple[str, list[ContainerCgroup],
+                                      dict[bytes, ContainerCgroup]] | None] = {}
+        self._cycle = 0
+        self.rescan_cycles = max(1, rescan_cycles)
 
     def exists(self) -> bool:
         return self._cpu_root.is_dir()
 
     # -- discovery ------------------------------------------------------------
     def discover(self) -> list[ContainerCgroup]:
-        """All container cgroups under the kubelet's subtree now. Missing trees give []."""
+        """Container cgroups under the kubelet's subtree. Missing trees give [].
+
+        Pod directories are listed every call; a known pod's container directories are
+        re-listed every ``rescan_cycles`` calls (staggered across pods), a new pod's at once.
+        A container added to a running pod (a restart) can so be found up to that many
+        cycles late; its CPU counter starts at zero, so none of its usage is lost, only
+        attributed in a later interval. Removed cgroups simply fail to read.
+        """
         kube = next((self._cpu_root / n for n in _KUBE_ROOTS if (self._cpu_root / n).is_dir()),
                      None)
         if kube is None:
             return []
+        self._cycle += 1
         out: list[ContainerCgroup] = []
         # rebuilt every cycle from what still exists: memory stays bounded under pod churn
-        self._old_pods, self._pod_cache = self._pod_cache, {}
-        self._old_ctrs, self._ctr_cache = self._ctr_cache, {}
+        old, self._pods = self._pods, {}
         for entry in _scandir_dirs(os.fsencode(kube)):
-            name = os.fsdecode(entry.name)
-            qos = _QOS_DIRS.get(name)
+            qos = _QOS_DIRS.get(os.fsdecode(entry.name))
             if qos is not None:
                 for pod_entry in _scandir_dirs(entry.path):
-                    self._pod(pod_entry, qos, out)
+                    self._pod(pod_entry, qos, old, out)
             else:
-                self._pod(entry, "guaranteed", out)
+                self._pod(entry, "guaranteed", old, out)
         return out
 
-    def _pod(self, entry: os.DirEntry[bytes], qos: str, out: list[ContainerCgroup]) -> None:
-        name = os.fsdecode(entry.name)
-        parsed = self._old_pods.get(name, ("", None))
-        if parsed == ("", None):
-            m = _POD_RE.match(name)
-            parsed = (m.group(2).replace("_", "-").lower(), m.group(1)) if m else None
-        self._pod_cache[name] = parsed
-        if parsed is None:
-            return
-        uid = parsed[0]
-        for ctr_entry in _scandir_dirs(entry.path):
-            key = (entry.path, os.fsdecode(ctr_entry.name))
-            c = self._old_ctrs.get(key, _MISSING)
-            if c is _MISSING:
-                c = self._parse_container(uid, qos, ctr_entry)
-            self._ctr_cache[key] = c
-            if c is not None:
-                out.append(c)
+    def _pod(self, entry: os.DirEntry[bytes], qos: str,
+             old: dict[bytes, tuple[str, list[ContainerCgroup], dict[bytes, ContainerCgroup]]
+                       | None],
+             out: list[ContainerCgroup]) -> None:
+        path = entry.path
+        known = old.get(path, _NOT_SEEN)
+        if known is _NOT_SEEN:
+            m = _POD_RE.match(os.fsdecode(entry.name))
+            known = (m.group(2).replace("_", "-").lower(), [], {}) if m else None
+            rescan = True
+        else:
+            rescan = (self._cycle + hash(path)) % self.rescan_cycles == 0
+        self._pods[path] = known
+        if known is None:
+            return  # not a pod directory (remembered, so the regex runs once)
+        uid, ctrs, by_name = known
+        if rescan:
+            seen: dict[bytes, ContainerCgroup] = {}
+            for ctr_entry in _scandir_dirs(path):
+                c = by_name.get(ctr_entry.name)
+                if c is None:
+                    c = self._parse_container(uid, qos, ctr_entry)
+                if c is not None:
+                    seen[ctr_entry.name] = c
+            by_name.clear()
+            by_name.update(seen)
+            ctrs[:] = seen.values()
+        out.extend(ctrs)
 
     def _parse_container(
         self, uid: str, qos: str, entry: os.DirEntry[bytes]
@@ -156,17 +176,41 @@ class CgroupReader:
 
     # -- reading --------------------------------------------------------------
     def read(self, cgroups: list[ContainerCgroup]) -> Usage:
-        """Cumulative CPU seconds of each cgroup that still exists, and of the root."""
-        parse = _parse_v2_usage if self.version == 2 else _parse_v1_usage
+        """Cumulative CPU seconds of each cgroup that still exists, and of the root.
+
+        The hot loop of a cycle (one small file per container): inlined open/read/close and
+        parse, no per-file function calls."""
         out: dict[ContainerCgroup, float] = {}
+        open_, read_, close_, flags = os.open, os.read, os.close, os.O_RDONLY
+        v2 = self.version == 2
         for c in cgroups:
-            raw = _read_small(c.cpu_file)
-            if raw is not None:
-                v = parse(raw)
-                if v is not None:
-                    out[c] = v
-        raw = _read_small(self._root_file)
-        root = parse(raw) if raw is not None else None
+            try:
+                fd = open_(c.cpu_file, flags)
+            except OSError:
+                continue  # removed since discovery: the container finished
+            try:
+                raw = read_(fd, 512)
+            except OSError:
+                continue
+            finally:
+                close_(fd)
+            if v2:
+                i = raw.find(b"usage_usec ")
+                if i < 0:
+                    continue
+                j = raw.find(b"\n", i)
+                try:
+                    out[c] = int(raw[i + 11 : j if j >= 0 else None]) / 1e6
+                except ValueError:
+                    continue
+            else:
+                try:
+                    out[c] = int(raw) / 1e9
+                except ValueError:
+                    continue
+        raw_root = _read_small(self._root_file)
+        parse = _parse_v2_usage if v2 else _parse_v1_usage
+        root = parse(raw_root) if raw_root is not None else None
         return Usage(root, out)
 
     def memory_bytes(self, c: ContainerCgroup) -> int | None:
@@ -205,7 +249,8 @@ class CgroupReader:
             return None
 
 
-_MISSING: ContainerCgroup | None = ContainerCgroup("", "", "", "", False, b"", b"", b"")
+_NOT_SEEN: tuple[str, list[ContainerCgroup], dict[bytes, ContainerCgroup]] | None = (
+    "", [], {})
 
 
 def _scandir_dirs(path: bytes) -> list[os.DirEntry[bytes]]:

@@ -24,11 +24,25 @@ from .cgroups import CgroupReader, ContainerCgroup
 from .emissions import EmissionsRates
 from .gpu_attribution import GpuUnit, GpuUse, mig_units, split_unit
 from .pods import PodCache, PodMeta
-from .state import ContainerKey, Ledger, Owner, StateStore
+from .state import ContainerKey, ContainerTotals, Ledger, Owner, StateStore
 
 log = logging.getLogger("carbontrack.exporter")
 
 POD_SANDBOX = "POD"  # kubelet's name for the pause/sandbox container
+MEMORY_REFRESH_CYCLES = 12
+SANDBOX_READ_CYCLES = 12
+
+
+@dataclass(slots=True)
+class _Track:
+    """Per container cgroup: its ledger key, whether the label is final, its last CPU
+    counter, and a stagger so rare refreshes spread over cycles."""
+
+    key: ContainerKey
+    final: bool
+    sandbox: bool
+    prev: float | None
+    stagger: int
 _METHOD_RANK = {Method.MEASURED.value: 0, Method.SAMPLED.value: 1, Method.ESTIMATED.value: 2}
 
 
@@ -94,6 +108,7 @@ class EngineConfig:
     cpu_count: int | None = None
     memory_capacity_bytes: int | None = None
     kube: bool = False
+    sandbox_read_cycles: int = SANDBOX_READ_CYCLES  # pause sandboxes are read this rarely
 
 
 class Engine:
@@ -124,12 +139,16 @@ class Engine:
         self.wall = wall_clock
         self.perf = cpu_clock
         self._prev_energy: dict[tuple[str, str], float] = {}
-        self._prev_cpu: dict[ContainerCgroup, float] = {}
+        self._tracks: dict[ContainerCgroup, _Track] = {}
         self._prev_root: float | None = None
         self._prev_wall: float | None = None
-        self._labels: dict[ContainerCgroup, str] = {}
         self._pid_keys: dict[int, ContainerKey | None] = {}
         self._requests: dict[ContainerCgroup, float | None] = {}
+        self._mem: dict[ContainerCgroup, int] = {}
+        self._res_cache: tuple[set[ContainerKey], dict[ContainerKey, float],
+                               dict[ContainerKey, float], list[ContainerKey],
+                               dict[str, tuple[dict[ContainerKey, float], float | None]]
+                               ] | None = None
         self._status: dict[str, SourceStatus] = {}
         self._down_logged: set[str] = set()
         self._seq = 0
@@ -142,7 +161,7 @@ class Engine:
         readings = self._read_sources()
         t0 = self.perf()
         cgs = self.cgroups.discover()
-        usage = self.cgroups.read(cgs)
+        usage = self.cgroups.read(self._to_read(cgs))
         self._set_status("cgroups", self.cgroups.exists(),
                          "" if self.cgroups.exists() else
                          f"no cgroup tree at {self.cgroups.root}: mount the host's /sys",
@@ -151,7 +170,7 @@ class Engine:
 
         first = self._prev_wall is None
         deltas = self._energy_deltas(readings)
-        cpu_d, present = self._usage_deltas(usage.containers, first)
+        cpu_d, present = self._usage_deltas(cgs, usage.containers, first)
         root_d = (None if usage.root_cpu_s is None or self._prev_root is None
                   else max(0.0, usage.root_cpu_s - self._prev_root))
         self._prev_root = usage.root_cpu_s
@@ -226,40 +245,69 @@ class Engine:
         self._prev_energy = seen
         return out
 
-    def _usage_deltas(self, cur: Mapping[ContainerCgroup, float], first: bool
+    def _to_read(self, cgs: list[ContainerCgroup]) -> list[ContainerCgroup]:
+        """Cgroups to read this cycle: all but the pause sandboxes, which are read every
+        SANDBOX_READ_CYCLES cycles (staggered). A pause process uses next to no CPU; its
+        counter keeps what it used, so the skipped time is attributed when next read."""
+        tracks = self._tracks
+        n = self._seq
+        out = []
+        for cg in cgs:
+            tr = tracks.get(cg)
+            if (tr is None or not tr.sandbox or tr.prev is None
+                    or (n + tr.stagger) % self.cfg.sandbox_read_cycles == 0):
+                out.append(cg)
+        return out
+
+    def _usage_deltas(self, cgs: list[ContainerCgroup], cur: Mapping[ContainerCgroup, float],
+                      first: bool
                       ) -> tuple[dict[ContainerKey, float], dict[ContainerKey, ContainerCgroup]]:
         """CPU seconds per container this interval. A container first seen after the baseline
         started at zero inside the interval, so all of its usage is this interval's."""
-        prev = self._prev_cpu
+        old = self._tracks
+        tracks: dict[ContainerCgroup, _Track] = {}
         deltas: dict[ContainerKey, float] = {}
         present: dict[ContainerKey, ContainerCgroup] = {}
-        labels: dict[ContainerCgroup, str] = {}
-        for cg, v in cur.items():
-            label = self._labels.get(cg) or self._label(cg)
-            labels[cg] = label
-            key = (cg.pod_uid, label)
-            p = prev.get(cg)
+        for cg in cgs:
+            tr = old.get(cg)
+            v = cur.get(cg)
+            if v is None:
+                if tr is None or not tr.sandbox or tr.prev is None:
+                    continue  # vanished between listing and reading
+                v = tr.prev  # a sandbox not read this cycle: no new usage yet
+            if tr is None or not tr.final:
+                label, final = self._label(cg)
+                prev = tr.prev if tr is not None else None
+                tr = _Track((cg.pod_uid, label), final, label == POD_SANDBOX, prev,
+                            hash(cg.id) % SANDBOX_READ_CYCLES)
+            p = tr.prev
             d = (v - p if v >= p else v) if p is not None else (0.0 if first else v)
+            tr.prev = v
+            tracks[cg] = tr
+            key = tr.key
             deltas[key] = deltas.get(key, 0.0) + d
             if not cg.conmon or key not in present:
                 present[key] = cg
-        self._prev_cpu = dict(cur)
-        # keep only labels that are final (kube name known, or no kube): bounded by live cgroups
-        self._labels = {cg: lab for cg, lab in labels.items()
-                        if not self.cfg.kube or self.pods.get(cg.pod_uid) is not None}
-        self._requests = {cg: r for cg, r in self._requests.items() if cg in cur}
+        self._tracks = tracks  # bounded by live cgroups
+        if len(self._requests) > len(tracks):
+            self._requests = {cg: r for cg, r in self._requests.items() if cg in tracks}
+        if len(self._mem) > len(tracks):
+            self._mem = {cg: m for cg, m in self._mem.items() if cg in tracks}
         return deltas, present
 
-    def _label(self, cg: ContainerCgroup) -> str:
-        """Container label: POD for the pause sandbox; the kube name; else the short id."""
+    def _label(self, cg: ContainerCgroup) -> tuple[str, bool]:
+        """Container label and whether it is final: POD for the pause sandbox, the kube name,
+        else (no API, or the pod not yet in the watch cache) the short runtime id."""
         meta = self.pods.get(cg.pod_uid)
         if meta is not None and cg.id in meta.container_ids:
-            return meta.container_ids[cg.id]
+            return meta.container_ids[cg.id], True
         if self._is_pause(cg):
-            return POD_SANDBOX
+            return POD_SANDBOX, True
         if meta is not None and self.cfg.kube:
-            return POD_SANDBOX  # a known pod's unknown id is its sandbox (statuses list the rest)
-        return cg.id[:12]
+            # a known pod's id missing from its statuses is its sandbox (or a container
+            # whose status has not been posted yet: look again next cycle)
+            return POD_SANDBOX, False
+        return cg.id[:12], not self.cfg.kube
 
     def _is_pause(self, cg: ContainerCgroup) -> bool:
         pid = self.cgroups.first_pid(cg)
@@ -295,15 +343,26 @@ class Engine:
         node_tot: dict[str, float] = {}
         ctr_tot: dict[ContainerKey, dict[str, float]] = {}
         unalloc_tot: dict[str, float] = {}
-        owners = {k: self._owner(k[0]) for k in present}
+        owners: dict[str, Owner] = {}
+
+        totals: dict[ContainerKey, ContainerTotals] = {}
 
         def give(key: ContainerKey, comp: str, method: str, j: float) -> None:
             if j <= 0:
                 return
-            led.add_container(key, owners.get(key) or self._owner(key[0]), comp, method, j,
-                              None if g is None else j * g)
-            per = ctr_tot.setdefault(key, {})
-            per[comp] = per.get(comp, 0.0) + j
+            t = totals.get(key)
+            if t is None:
+                uid = key[0]
+                o = owners.get(uid)
+                if o is None:
+                    o = owners[uid] = self._owner(uid)
+                t = totals[key] = led.totals(key, o)
+            led.add(t, comp, method, j, None if g is None else j * g)
+            per = ctr_tot.get(key)
+            if per is None:
+                ctr_tot[key] = {comp: j}
+            else:
+                per[comp] = per.get(comp, 0.0) + j
 
         def unalloc(comp: str, j: float) -> None:
             led.add_unallocated(comp, j)
@@ -318,13 +377,16 @@ class Engine:
         dt = max(1e-9, end - start)
         busy = root_d if root_d is not None else sum(cpu_d.values())
         frac = 1.0 if not self.cfg.cpu_count else busy / (dt * self.cfg.cpu_count)
+        reservations: dict[str, tuple[dict[ContainerKey, float], float | None]] | None = None
         for comp in (Component.CPU.value, Component.DRAM.value, Component.OTHER.value):
             items = by_comp.get(comp)
             if not items:
                 continue
             energy = sum(d for _, d in items)
             method = max((r.method.value for r, _ in items), key=_METHOD_RANK.__getitem__)
-            reserved, capacity = self._reservations(comp, present)
+            if reservations is None:
+                reservations = self._reservations(present)
+            reserved, capacity = reservations.get(comp, ({}, None))
             split = split_energy(
                 energy, active_fraction=frac, node_busy_s=busy, usage_s=cpu_d,
                 reserved=reserved, capacity=capacity, policy=self.cfg.idle_policy,
@@ -379,8 +441,8 @@ class Engine:
             found = _key_from_cgroup_path(path)
             if found is not None:
                 uid, cid = found
-                label = next((lab for cg, lab in self._labels.items() if cg.id == cid), None)
-                key = (uid, label if label is not None else cid[:12])
+                key = next((tr.key for cg, tr in self._tracks.items() if cg.id == cid),
+                           (uid, cid[:12]))
                 break
         self._pid_keys[pid] = key
         return key
@@ -389,31 +451,64 @@ class Engine:
         meta = self.pods.get(uid)
         return meta.owner if meta is not None else Owner()
 
-    def _reservations(self, comp: str, present: Mapping[ContainerKey, ContainerCgroup]
-                      ) -> tuple[dict[ContainerKey, float], float | None]:
+    def _reservations(self, present: Mapping[ContainerKey, ContainerCgroup]
+                      ) -> dict[str, tuple[dict[ContainerKey, float], float | None]]:
+        """Requests per container for the idle split, per component, with node capacity.
+
+        CPU cores and memory bytes from the pod spec; without the API, CPU from the cgroup's
+        weight/shares (read once per cgroup) and memory from memory.current (refreshed now
+        and then) as the reservation proxy."""
         if self.cfg.idle_policy is not IdlePolicy.RESERVED:
-            return {}, None
-        res: dict[ContainerKey, float] = {}
-        if comp == Component.DRAM.value:
-            for key, cg in present.items():
-                meta = self.pods.get(cg.pod_uid)
-                req = _meta_request(meta, key[1])
-                if req is not None:
-                    res[key] = float(req[1])
-                else:  # no API: resident memory stands in for the request
-                    res[key] = float(self.cgroups.memory_bytes(cg) or 0)
-            return res, (float(self.cfg.memory_capacity_bytes)
-                         if self.cfg.memory_capacity_bytes else None)
+            return {}
+        cached = self._res_cache
+        if cached is not None and present.keys() == cached[0]:
+            # same containers as last cycle: requests are unchanged; refresh a rolling
+            # twelfth of the memory proxies (containers without API requests)
+            cpu, mem = cached[1], cached[2]
+            for key in cached[3][self._seq % MEMORY_REFRESH_CYCLES::MEMORY_REFRESH_CYCLES]:
+                mem[key] = float(self.cgroups.memory_bytes(present[key]) or 0)
+            return cached[4]
+        cpu = {}
+        mem: dict[ContainerKey, float] = {}
+        proxied: list[ContainerKey] = []
+        metas: dict[str, PodMeta | None] = {}
+        requests = self._requests
         for key, cg in present.items():
-            meta = self.pods.get(cg.pod_uid)
-            req = _meta_request(meta, key[1])
+            uid = key[0]
+            meta = metas[uid] if uid in metas else metas.setdefault(uid, self.pods.get(uid))
+            req = meta.requests.get(key[1]) if meta is not None else None
             if req is not None:
-                res[key] = req[0]
-            else:
-                if cg not in self._requests:
-                    self._requests[cg] = self.cgroups.cpu_request_cores(cg)
-                res[key] = self._requests[cg] or 0.0
-        return res, float(self.cfg.cpu_count) if self.cfg.cpu_count else None
+                cpu[key] = req[0]
+                mem[key] = float(req[1])
+                continue
+            r = requests.get(cg, -1.0)
+            if r == -1.0:
+                r = requests[cg] = self.cgroups.cpu_request_cores(cg)
+            cpu[key] = r or 0.0
+            mem[key] = float(self._memory(cg))
+            proxied.append(key)
+        cpu_cap = float(self.cfg.cpu_count) if self.cfg.cpu_count else None
+        mem_cap = (float(self.cfg.memory_capacity_bytes)
+                   if self.cfg.memory_capacity_bytes else None)
+        out = {Component.CPU.value: (cpu, cpu_cap), Component.DRAM.value: (mem, mem_cap),
+               Component.OTHER.value: (cpu, cpu_cap)}
+        # reusable while the container set stays the same and the pod cache does not change
+        # (kube metadata can arrive late): only cache when every pod's metadata is settled
+        if not self.cfg.kube or all(m is not None for m in metas.values()):
+            self._res_cache = (set(present.keys()), cpu, mem, proxied, out)
+        else:
+            self._res_cache = None
+        return out
+
+    def _memory(self, cg: ContainerCgroup) -> int:
+        """memory.current, refreshed for about one container in MEMORY_REFRESH_CYCLES per
+        cycle: a reservation proxy changes slowly, and one read per container per cycle
+        would double the cycle's file reads."""
+        cached = self._mem.get(cg)
+        if cached is None or (self._seq + hash(cg.id)) % MEMORY_REFRESH_CYCLES == 0:
+            cached = self.cgroups.memory_bytes(cg) or 0
+            self._mem[cg] = cached
+        return cached
 
     # -- snapshot -------------------------------------------------------------
     def _build_snapshot(self, rate: tuple[str, str, str, float] | None) -> Snapshot:

@@ -12,10 +12,10 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.registry import CollectorRegistry
 
-from .collector import ExporterCollector
+from .collector import ExporterCollector, TextRenderer
 from .engine import Engine, Snapshot
 
 log = logging.getLogger("carbontrack.exporter")
@@ -26,25 +26,26 @@ class ExpositionCache:
 
     def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
         self._snapshot = snapshot
-        self.registry = CollectorRegistry(auto_describe=False)
-        self._current: Snapshot | None = None
-        self.registry.register(ExporterCollector(self._pinned))
+        self._renderer = TextRenderer()
         self._lock = threading.Lock()
         self._seq = -1
         self._body = b""
-
-    def _pinned(self) -> Snapshot:
-        assert self._current is not None
-        return self._current
 
     def render(self) -> bytes:
         snap = self._snapshot()
         with self._lock:
             if snap.seq != self._seq:
-                self._current = snap
-                self._body = generate_latest(self.registry)
+                self._body = self._renderer.render(snap)
                 self._seq = snap.seq
             return self._body
+
+
+def registry_for(snapshot: Callable[[], Snapshot]) -> CollectorRegistry:
+    """A fresh registry holding the exporter's Collector (for client_python integrations and
+    for checking TextRenderer against ``generate_latest``)."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(ExporterCollector(snapshot))
+    return reg
 
 
 class CollectionLoop:

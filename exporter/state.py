@@ -3,8 +3,8 @@
 Prometheus counters must not go backwards when the exporter restarts (a DaemonSet rollout,
 an OOM kill), or the operator's final per-Job sums would lose energy. The ledger holds every
 exported total — node, unallocated, per container — and is written after each collection
-cycle to ``<state-dir>/ledger.json`` via a temporary file, fsync and rename, so a crash leaves
-the previous or the new file, never half of one. Energy drawn while the exporter was down is
+cycle to ``<state-dir>/ledger.json`` via a temporary file and rename, so a crash of the
+process leaves the previous or the new file, never half of one. Energy drawn while the exporter was down is
 not attributable and is not invented.
 
 Finished containers stay in the ledger (and exported) for the retention window so Prometheus
@@ -13,16 +13,21 @@ scrapes their final value, then are dropped: memory is bounded by live + recentl
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import os
+import sys
+from array import array
+from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("carbontrack.exporter.state")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FILE_NAME = "ledger.json"
 
 ContainerKey = tuple[str, str]  # (pod_uid, container name)
@@ -52,76 +57,129 @@ class Ledger:
     containers: dict[ContainerKey, ContainerTotals] = field(default_factory=dict)
     node: dict[tuple[str, str, str], float] = field(default_factory=dict)  # component, dev, meth
     unallocated: dict[str, float] = field(default_factory=dict)  # component
+    # bumped on every change of *which* counters exist (not of their values): the saved
+    # file's structure part is re-serialised only when it moves
+    structure_version: int = field(default=0, compare=False)
 
     def add_node(self, component: str, device: str, method: str, joules: float) -> None:
         k = (component, device, method)
-        self.node[k] = self.node.get(k, 0.0) + joules
+        if k not in self.node:
+            self.structure_version += 1
+            self.node[k] = 0.0
+        self.node[k] += joules
 
     def add_unallocated(self, component: str, joules: float) -> None:
-        self.unallocated[component] = self.unallocated.get(component, 0.0) + joules
+        if component not in self.unallocated:
+            self.structure_version += 1
+            self.unallocated[component] = 0.0
+        self.unallocated[component] += joules
 
-    def add_container(
-        self,
-        key: ContainerKey,
-        owner: Owner,
-        component: str,
-        method: str,
-        joules: float,
-        grams: float | None,
-    ) -> None:
+    def totals(self, key: ContainerKey, owner: Owner) -> ContainerTotals:
+        """The container's totals, created on first use; a richer owner replaces an empty one
+        (pod metadata can arrive after the first cycle)."""
         t = self.containers.get(key)
         if t is None:
             t = self.containers[key] = ContainerTotals(owner)
-        elif owner != t.owner and owner != Owner():
-            t.owner = owner  # metadata arrived later than the first cycle; keep the richest
-        ck = (component, method)
-        t.joules[ck] = t.joules.get(ck, 0.0) + joules
-        if grams is not None:
-            t.grams[ck] = t.grams.get(ck, 0.0) + grams
+            self.structure_version += 1
+        elif owner is not t.owner and owner != t.owner and owner != _NO_OWNER:
+            t.owner = owner
+            self.structure_version += 1
+        return t
 
-    def update_liveness(self, present: set[ContainerKey], now: float, retention_s: float) -> int:
+    def add(self, t: ContainerTotals, component: str, method: str, joules: float,
+            grams: float | None) -> None:
+        ck = (component, method)
+        j = t.joules
+        if ck in j:
+            j[ck] += joules
+        else:
+            j[ck] = joules
+            self.structure_version += 1
+        if grams is not None:
+            g = t.grams
+            if ck in g:
+                g[ck] += grams
+            else:
+                g[ck] = grams
+                self.structure_version += 1
+
+    def add_container(self, key: ContainerKey, owner: Owner, component: str, method: str,
+                      joules: float, grams: float | None) -> None:
+        self.add(self.totals(key, owner), component, method, joules, grams)
+
+    def update_liveness(self, present: Container[ContainerKey], now: float,
+                        retention_s: float) -> int:
         """Mark absent containers finished, revive present ones, drop those finished longer
         than ``retention_s`` ago. Returns how many were dropped."""
         dropped = []
         for key, t in self.containers.items():
             if key in present:
-                t.finished_at = None
+                if t.finished_at is not None:
+                    t.finished_at = None
+                    self.structure_version += 1
             elif t.finished_at is None:
                 t.finished_at = now
+                self.structure_version += 1
             elif now - t.finished_at > retention_s:
                 dropped.append(key)
         for key in dropped:
             del self.containers[key]
+        if dropped:
+            self.structure_version += 1
         return len(dropped)
 
     # -- serialisation --------------------------------------------------------
-    def to_dict(self, node_name: str) -> dict[str, Any]:
+    # The file is two lines: the structure (JSON: which counters exist, their labels) and
+    # the values (base64 of little-endian float64s, in the structure's order). Values
+    # change every cycle and cost one array conversion; the structure is re-encoded only
+    # when containers come, go or change labels.
+    def structure(self, node_name: str) -> dict[str, Any]:
         return {
             "version": FORMAT_VERSION,
             "node": node_name,
-            "node_energy": [[c, d, m, j] for (c, d, m), j in self.node.items()],
-            "unallocated": self.unallocated,
+            "node_energy": [list(k) for k in self.node],
+            "unallocated": list(self.unallocated),
             "containers": [
                 [uid, name, list(_owner_tuple(t.owner)), t.finished_at,
-                 [[c, m, j] for (c, m), j in t.joules.items()],
-                 [[c, m, g] for (c, m), g in t.grams.items()]]
+                 [list(k) for k in t.joules], [list(k) for k in t.grams]]
                 for (uid, name), t in self.containers.items()
             ],
         }
 
+    def values(self) -> array[float]:
+        out = array("d", self.node.values())
+        out.extend(self.unallocated.values())
+        for t in self.containers.values():
+            out.extend(t.joules.values())
+            out.extend(t.grams.values())
+        if sys.byteorder != "little":
+            out.byteswap()
+        return out
+
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Ledger:
+    def from_saved(cls, data: dict[str, Any], raw_values: bytes) -> Ledger:
+        vals = array("d")
+        vals.frombytes(raw_values)
+        if sys.byteorder != "little":
+            vals.byteswap()
+        it = iter(vals)
         led = cls()
-        for c, d, m, j in data["node_energy"]:
-            led.node[(str(c), str(d), str(m))] = float(j)
-        led.unallocated = {str(k): float(v) for k, v in data["unallocated"].items()}
+        for c, d, m in data["node_energy"]:
+            led.node[(str(c), str(d), str(m))] = next(it)
+        for c in data["unallocated"]:
+            led.unallocated[str(c)] = next(it)
         for uid, name, owner, finished, joules, grams in data["containers"]:
             t = ContainerTotals(Owner(*map(str, owner)))
             t.finished_at = None if finished is None else float(finished)
-            t.joules = {(str(c), str(m)): float(j) for c, m, j in joules}
-            t.grams = {(str(c), str(m)): float(g) for c, m, g in grams}
+            t.joules = {(str(c), str(m)): next(it) for c, m in joules}
+            t.grams = {(str(c), str(m)): next(it) for c, m in grams}
             led.containers[(str(uid), str(name))] = t
+        if next(it, None) is not None:
+            raise ValueError("more values than counters")
         return led
+
+
+_NO_OWNER = Owner()
 
 
 def _owner_tuple(o: Owner) -> tuple[str, str, str, str, str]:
@@ -135,6 +193,8 @@ class StateStore:
         self.dir = Path(directory)
         self.node_name = node_name
         self.path = self.dir / FILE_NAME
+        self._head: bytes | None = None
+        self._saved_version = -1
 
     def load(self) -> Ledger:
         """The saved ledger; empty if none. A corrupt or foreign file is set aside (renamed
@@ -144,13 +204,15 @@ class StateStore:
         except FileNotFoundError:
             return Ledger()
         try:
-            data = json.loads(raw)
+            head, _, body = raw.partition("\n")
+            data = json.loads(head)
             if data.get("version") != FORMAT_VERSION:
-                raise ValueError(f"format version {data.get('version')!r}, expected 1")
+                raise ValueError(f"format version {data.get('version')!r}, "
+                                 f"expected {FORMAT_VERSION}")
             if data.get("node") != self.node_name:
                 raise ValueError(f"it belongs to node {data.get('node')!r}, not {self.node_name!r}")
-            return Ledger.from_dict(data)
-        except (ValueError, KeyError, TypeError) as err:
+            return Ledger.from_saved(data, base64.b64decode(body.strip(), validate=True))
+        except (ValueError, KeyError, TypeError, StopIteration, binascii.Error) as err:
             aside = self.path.with_suffix(".json.corrupt")
             os.replace(self.path, aside)
             log.error("state file %s unusable (%s); moved to %s, starting from zero",
@@ -159,12 +221,19 @@ class StateStore:
 
     def save(self, ledger: Ledger) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        data = json.dumps(ledger.to_dict(self.node_name), separators=(",", ":"))
+        if ledger.structure_version != self._saved_version or self._head is None:
+            self._head = json.dumps(ledger.structure(self.node_name),
+                                    separators=(",", ":")).encode()
+            self._saved_version = ledger.structure_version
+        data = self._head + b"\n" + base64.b64encode(ledger.values().tobytes()) + b"\n"
         tmp = self.path.with_name(f".{FILE_NAME}.tmp")
+        # write + rename, no fsync: a killed or crashed exporter (the case that matters)
+        # leaves the old or the new file, as the page cache outlives the process. Only a
+        # host crash could leave a torn file, and then the node's counters restart anyway;
+        # load() sets such a file aside. fsync every cycle would cost more than the cycle.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, data.encode())
-            os.fsync(fd)
+            os.write(fd, data)
         finally:
             os.close(fd)
         os.replace(tmp, self.path)

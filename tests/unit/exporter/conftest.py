@@ -54,9 +54,11 @@ class FakeNode:
     def engine(self, *, policy: IdlePolicy = IdlePolicy.RESERVED, kube: bool = True,
                state_dir: Path | None = None, retention_s: float = 600.0, zone: str = "DE",
                pue: float = 1.0, gpu: GpuTopologyProvider | None = None,
-               extra_sources: list[object] | None = None) -> Engine:
+               extra_sources: list[object] | None = None,
+               sandbox_read_cycles: int = 12) -> Engine:
         cfg = EngineConfig("node-1", idle_policy=policy, retention_s=retention_s,
-                           cpu_count=N_CPUS, memory_capacity_bytes=MEMORY, kube=kube)
+                           cpu_count=N_CPUS, memory_capacity_bytes=MEMORY, kube=kube,
+                           sandbox_read_cycles=sandbox_read_cycles)
         return Engine(
             cfg,
             cgroups=CgroupReader(self.sysfs / "fs" / "cgroup"),

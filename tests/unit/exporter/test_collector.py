@@ -92,3 +92,25 @@ def test_scrapes_between_cycles_reuse_one_render(make_node: Any) -> None:
     assert cache.render() is first  # same bytes object: nothing recomputed per scrape
     eng.collect()
     assert cache.render() is not first
+
+
+def test_fast_renderer_matches_generate_latest_byte_for_byte(make_node: Any) -> None:
+    from prometheus_client import generate_latest
+
+    from carbontrack.exporter.collector import TextRenderer
+    from carbontrack.exporter.server import registry_for
+
+    node = make_node(version=1, driver="cgroupfs", runtime="crio")
+    node.add_pod(A, "burstable", {"train": (1.0, GIB)}, namespace='we"ird\\ns', name="p\nq",
+                 owner=("Job", "j", "u"))
+    node.add_pod(B, "besteffort", {"x": (0.0, 0)}, kube=False)
+    eng = node.engine(pue=1.1)
+    renderer = TextRenderer()
+    for i in range(3):
+        node.now += 7
+        node.rapl(1234.5678 * (i + 1), 1e7, 0.1, 3.0)  # large and small values
+        node.tree.advance_cpu(A, "train", 3.3)
+        node.tree.advance_cpu(B, "x", 1.7)
+        eng.collect()
+        snap = eng.snapshot
+        assert renderer.render(snap) == generate_latest(registry_for(lambda s=snap: s))

@@ -79,7 +79,7 @@ def test_without_kube_pods_are_uid_only_and_pause_is_pod(make_node: Any, version
                                                           driver: str, runtime: str) -> None:
     node = make_node(version=version, driver=driver, runtime=runtime)
     node.add_pod(A, "guaranteed", {"train": (2.0, 8 * GIB)}, kube=False)
-    eng = node.engine(kube=False, policy=IdlePolicy.NONE)
+    eng = node.engine(kube=False, policy=IdlePolicy.NONE, sandbox_read_cycles=1)
     eng.collect()
     node.now += 5
     node.rapl(400.0, 0.0, 0.0, 0.0)
@@ -92,6 +92,24 @@ def test_without_kube_pods_are_uid_only_and_pause_is_pod(make_node: Any, version
     assert r.containers == {(A, short): {"cpu": 200 * 8 / 20}, (A, POD_SANDBOX): {"cpu": 5.0}}
     assert eng.ledger.containers[(A, short)].owner.namespace == ""
     assert_conserved(r)
+
+
+def test_sandbox_usage_read_rarely_is_attributed_later_not_lost(make_node: Any) -> None:
+    node = make_node()
+    node.add_pod(A, "guaranteed", {"train": (0.0, 0)})
+    eng = node.engine(policy=IdlePolicy.NONE, sandbox_read_cycles=3)
+    eng.collect()
+    pause_j = 0.0
+    for _ in range(3):  # one of three cycles reads the sandbox
+        node.now += 10
+        node.rapl(80.0, 0.0, 0.0, 0.0)
+        node.tree.advance_cpu(A, "POD", 1.0)
+        node.tree.advance_cpu(A, "train", 7.0)
+        r = eng.collect()
+        assert r is not None
+        assert_conserved(r)
+        pause_j += r.containers.get((A, POD_SANDBOX), {}).get("cpu", 0.0)
+    assert pause_j > 0.0  # its 3 s were charged when read
 
 
 def test_no_kube_reads_cpu_requests_from_v1_shares(make_node: Any) -> None:

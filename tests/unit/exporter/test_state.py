@@ -58,3 +58,25 @@ def test_retention_marks_then_drops(tmp_path: Path) -> None:
     assert led.update_liveness(set(), now=260.5, retention_s=60.0) == 1
     assert led.containers == {}
     assert led.node == {("cpu", "package-0", "measured"): 1234.5}  # node totals never drop
+
+
+def test_structure_changes_between_saves_round_trip(tmp_path: Path) -> None:
+    store = StateStore(tmp_path, "node-1")
+    led = filled()
+    store.save(led)
+    led.add_container(("uid-b", "web"), Owner("apps", "web-1"), "dram", "measured", 5.5, None)
+    led.add_node("gpu", "GPU-1", "sampled", 9.0)
+    store.save(led)  # the cached structure line must be rebuilt
+    assert store.load() == led
+    led.add_node("gpu", "GPU-1", "sampled", 1.0)  # values only
+    store.save(led)
+    back = store.load()
+    assert back.node[("gpu", "GPU-1", "sampled")] == 10.0 and back == led
+
+
+def test_truncated_values_are_detected(tmp_path: Path) -> None:
+    store = StateStore(tmp_path, "node-1")
+    store.save(filled())
+    head, body, _ = store.path.read_bytes().split(b"\n")
+    store.path.write_bytes(head + b"\n" + body[:8] + b"\n")
+    assert store.load() == Ledger()
