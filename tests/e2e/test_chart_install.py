@@ -51,6 +51,9 @@ RELEASE_NS = "carbontrack-e2e"
 OPERATOR_SA = f"{RELEASE}-carbontrack-operator"
 EXPORTER_SA = f"{RELEASE}-carbontrack-exporter"
 NON_CORE = set(tools.NON_CORE_KINDS)
+# Namespaces the dry-run and Pod Security tests create (deleted with the release).
+SCRATCH_NAMESPACES = ("chart-dry-run", "team-a", "team-b", "monitoring", "chart-pss-restricted",
+                      "chart-pss-baseline")
 
 
 # ------------------------------------------------------------------ fixtures
@@ -94,6 +97,12 @@ def release(devstack: Any, admin: client.ApiClient) -> Iterator[subprocess.Compl
         yield out
     finally:
         helm(devstack, "uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout", "60s", check=False)
+        for ns in (RELEASE_NS, *SCRATCH_NAMESPACES):
+            try:
+                core.delete_namespace(ns)
+            except ApiException as err:
+                if err.status != 404:
+                    raise
 
 
 def sa_kubeconfig(devstack: Any, admin: client.ApiClient, namespace: str, sa: str, path: Path) -> Path:
@@ -149,7 +158,8 @@ def test_helm_install_succeeds_and_schedules_everything(
 
 
 @pytest.mark.parametrize("values", tools.SCENARIOS, ids=lambda p: p.stem)
-def test_server_side_dry_run(devstack: Any, admin: client.ApiClient, values: Path) -> None:
+def test_server_side_dry_run(devstack: Any, admin: client.ApiClient, values: Path,
+                            release: subprocess.CompletedProcess[str]) -> None:
     core = client.CoreV1Api(admin)
     ns = "chart-dry-run"
     ensure_namespace(core, ns, {"pod-security.kubernetes.io/enforce": "privileged"})
@@ -296,7 +306,9 @@ def test_operator_with_chart_serviceaccount_accounts_a_job(
     namespace: str, start_process: Any, batch_v1: Any, core_v1: Any, tmp_path: Path,
 ) -> None:
     proc, _ = start_operator(devstack, admin, start_process, namespace, devstack.prometheus.url, tmp_path)
-    batch_v1.create_namespaced_job(namespace, sim_job("acct", run_seconds=4, cpu_cores=2, node="sim-small-0"))
+    # sim-small-0 has no idle power, so the Job's pod gets exactly the energy it caused; one of
+    # its two cores stays free for the chart's own (simulated) exporter pod there.
+    batch_v1.create_namespaced_job(namespace, sim_job("acct", run_seconds=4, cpu_cores=1, node="sim-small-0"))
     pod = wait_for("the Job's pod", lambda: next(iter(core_v1.list_namespaced_pod(
         namespace, label_selector="job-name=acct").items), None), 30)
     ann = wait_for("the operator to annotate the Job", lambda: accounted(batch_v1, "acct", namespace), 120)

@@ -104,6 +104,15 @@ def test_accounted_jobs_appear_in_csv_json_html_with_correct_totals(
     nlp_g = sum(float(ann[n]["carbontrack.io/co2e-grams"]) for n in ("llm-pretrain", "llm-try"))
     assert doc["totals"]["by_team"]["nlp"]["location_kgco2e"] * 1000 == pytest.approx(nlp_g, rel=1e-5)
     assert by_job["vit-train"]["gpu_kwh"] > 0 and by_job["vit-train"]["functional_unit"] == "epoch"
+    for x in by_job.values():
+        # instance type from the simulated nodes' labels -> CCF embodied share -> SCI
+        assert x["instance_type"] in ("p4d.24xlarge", "c5.large", "m5.4xlarge"), x
+        assert x["embodied_kgco2e"] > 0, x["embodied_assumptions"]
+        assert x["sci_g_per_unit"] == pytest.approx(
+            (x["location_kgco2e"] + x["embodied_kgco2e"]) * 1000 / x["functional_units"])
+        assert x["ghg_scope"].startswith("Scope 3 Category 1") and x["market_kgco2e"] == x["location_kgco2e"]
+        assert x["intensity_source"] and x["intensity_basis"] and x["pue"] >= 1.0
+    assert by_job["vit-train"]["functional_units"] == 4
     assert by_job["llm-try"]["status"] == "Failed"
     llm = next(e for e in doc["eu_ai_act"] if e["model"] == "llm")
     assert (llm["jobs"], llm["failed"], llm["preliminary"]) == (2, 1, 1)

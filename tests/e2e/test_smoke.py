@@ -12,26 +12,33 @@ from carbontrack.devcluster.workloads import sim_job
 
 pytestmark = pytest.mark.e2e
 
-NODE = "sim-small-0"  # 2 cores, no idle power: the pod's energy is the node's energy
 RUN_S = 10.0
-CORES = 2.0
-WATTS_PER_CORE = 10.0
+
+# (component, node, Job): CPU on sim-small-0 (2 cores at 10 W, no idle power, so a pod that
+# keeps both busy gets exactly the energy it causes); GPU on sim-gpu-0 (an exclusively
+# allocated GPU's whole energy is its pod's, read through the real pynvml bindings).
+CASES = {
+    "cpu": ("sim-small-0", sim_job("smoke", run_seconds=RUN_S, cpu_cores=2, node="sim-small-0")),
+    "gpu": ("sim-gpu-0", sim_job("smoke", run_seconds=RUN_S, cpu_cores=1, gpus=1, gpu_watts=300,
+                                 node="sim-gpu-0")),
+}
 
 
+@pytest.mark.parametrize("component", sorted(CASES))
 def test_job_completes_on_kwok_node_and_prometheus_returns_its_energy(
-    namespace: str, batch_v1: Any, core_v1: Any, simulator: Any, prometheus: Any,
-    exporters: Any, wait_for: Any,
+    component: str, namespace: str, batch_v1: Any, core_v1: Any, simulator: Any,
+    prometheus: Any, exporters: Any, wait_for: Any,
 ) -> None:
-    batch_v1.create_namespaced_job(
-        namespace, sim_job("smoke", run_seconds=RUN_S, cpu_cores=CORES, node=NODE)
-    )
+    node, job = CASES[component]
+    watts = 2 * 10.0 if component == "cpu" else 300.0
+    batch_v1.create_namespaced_job(namespace, job)
 
     def job_pod() -> Any:
         pods = core_v1.list_namespaced_pod(namespace, label_selector="job-name=smoke").items
         return pods[0] if pods and pods[0].spec.node_name else None
 
     pod = wait_for("the Job's pod to be scheduled", job_pod, 30)
-    assert pod.spec.node_name == NODE
+    assert pod.spec.node_name == node
     uid = pod.metadata.uid
     wait_for("the pod to run", lambda: core_v1.read_namespaced_pod(
         pod.metadata.name, namespace).status.phase == "Running", 30)
@@ -48,14 +55,14 @@ def test_job_completes_on_kwok_node_and_prometheus_returns_its_energy(
 
     record = wait_for("the simulator to see the pod end", lambda: (
         (r := simulator.record(uid)) is not None and r.ended is not None and r), 20)
-    expected = record.joules["cpu"]
+    expected = record.joules[component]
     ran_s = record.ended - record.started
-    # the simulator's own bookkeeping: 2 busy cores at 10 W each for as long as it ran
-    assert expected == pytest.approx(CORES * WATTS_PER_CORE * ran_s, rel=0.1)
+    # the simulator's own bookkeeping: its power for as long as the pod ran
+    assert expected == pytest.approx(watts * ran_s, rel=0.1)
     assert ran_s == pytest.approx(RUN_S, abs=3.0)
 
     promql = (f'sum(carbontrack_container_energy_joules_total{{pod_uid="{uid}",'
-              f'component="cpu"}})')
+              f'component="{component}"}})')
 
     def settled() -> float | None:
         result = prometheus.query(promql)
@@ -68,9 +75,9 @@ def test_job_completes_on_kwok_node_and_prometheus_returns_its_energy(
     assert value == pytest.approx(expected, rel=0.2)
 
     series = prometheus.query(
-        f'carbontrack_container_energy_joules_total{{pod_uid="{uid}",component="cpu"}}')
+        f'carbontrack_container_energy_joules_total{{pod_uid="{uid}",component="{component}"}}')
     labels = series[0]["metric"]
-    assert labels["node"] == NODE
+    assert labels["node"] == node
     assert labels["namespace"] == namespace
     assert labels["owner_kind"] == "Job" and labels["owner_name"] == "smoke"
-    assert labels["instance"] == exporters[NODE].url.removeprefix("http://")
+    assert labels["instance"] == exporters[node].url.removeprefix("http://")

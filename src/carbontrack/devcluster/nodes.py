@@ -106,11 +106,5 @@ def node_manifest(node: FakeNode) -> dict[str, Any]:
         "status": {
             "allocatable": dict(resources),
             "capacity": dict(resources),
-            "nodeInfo": {
-                "architecture": "amd64",
-                "operatingSystem": "linux",
-                "kubeletVersion": "fake",
-                "containerRuntimeVersion": "fake://simulated",
-            },
         },
     }

@@ -174,9 +174,10 @@ class NodeSim:
         self._write_gpus()
 
     # -- pods ---------------------------------------------------------------
-    def start_pod(self, load: PodLoad, now: float) -> None:
+    def start_pod(self, load: PodLoad, now: float) -> dict[str, str] | None:
+        """Create the pod's cgroups; return container name -> runtime id (None if known)."""
         if load.uid in self.pods or load.uid in self.finished:
-            return
+            return None
         free = [g for g in self.gpus if g.pod is None]
         take = free[: load.gpus]
         if len(take) < load.gpus:
@@ -194,6 +195,7 @@ class NodeSim:
             rel = "/" + str(c.dirs[0].relative_to(self.cgroups.root))
             write_pid_cgroup(self.procfs, c.pid, rel)
         self._write_gpus()
+        return {n: c.id for n, c in self.cgroups.pods[load.uid].containers.items() if n != "POD"}
 
     def end_pod(self, uid: str, now: float) -> None:
         rec = self.pods.pop(uid, None)
@@ -316,21 +318,23 @@ class NodeSimulator:
         return dict(rec.joules) if rec else {}
 
     # -- driving ----------------------------------------------------------------
-    def observe(self, pod: Mapping[str, Any]) -> None:
-        """Apply one pod state (from the watch, or a test)."""
+    def observe(self, pod: Mapping[str, Any]) -> dict[str, str] | None:
+        """Apply one pod state (from the watch, or a test). Returns container name -> runtime
+        id when the pod just started running here (the caller posts them, like a kubelet)."""
         node = (pod.get("spec") or {}).get("nodeName")
         sim = self.nodes.get(node or "")
         if sim is None:
-            return
+            return None
         phase = (pod.get("status") or {}).get("phase")
         uid = pod["metadata"]["uid"]
         deleted = pod["metadata"].get("deletionTimestamp") is not None
         with self._lock:
             now = self.clock()
             if phase == "Running" and not deleted:
-                sim.start_pod(pod_load(pod), now)
-            elif phase in ("Succeeded", "Failed") or deleted:
+                return sim.start_pod(pod_load(pod), now)
+            if phase in ("Succeeded", "Failed") or deleted:
                 sim.end_pod(uid, now)
+        return None
 
     def forget(self, uid: str) -> None:
         """The pod object is gone: end it wherever it ran."""
@@ -377,7 +381,8 @@ class NodeSimulator:
                     core = client.CoreV1Api(api)
                     pods = core.list_pod_for_all_namespaces()
                     for p in pods.items:
-                        self.observe(api.sanitize_for_serialization(p))
+                        obj = api.sanitize_for_serialization(p)
+                        post_container_ids(core, obj, self.observe(obj))
                     rv = pods.metadata.resource_version if pods.metadata else None
                     w = watch.Watch()  # type: ignore[no-untyped-call]
                     for ev in w.stream(  # type: ignore[no-untyped-call]
@@ -391,9 +396,36 @@ class NodeSimulator:
                         if ev["type"] == "DELETED":
                             self.forget(obj["metadata"]["uid"])
                         else:
-                            self.observe(obj)
+                            post_container_ids(core, obj, self.observe(obj))
             except Exception as err:  # the apiserver may be restarting
                 if self._stop.is_set():
                     return
                 log.warning("pod watch failed (%s); retrying", err)
                 self._stop.wait(0.5)
+
+
+def container_statuses_with_ids(
+    pod: Mapping[str, Any], ids: Mapping[str, str], runtime: str = "containerd"
+) -> list[dict[str, Any]]:
+    """The pod's containerStatuses with ``containerID`` set from the fake cgroup tree's ids."""
+    out = []
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        cs = dict(cs)
+        if cs.get("name") in ids:
+            cs["containerID"] = f"{runtime}://{ids[cs['name']]}"
+        out.append(cs)
+    return out
+
+
+def post_container_ids(core: Any, pod: Mapping[str, Any], ids: Mapping[str, str] | None) -> None:
+    """Post a started pod's container ids to its status, as the kubelet does: the exporter
+    names a cgroup's container through them. containerStatuses has no merge key, so the
+    whole list is sent back with the ids filled in."""
+    if not ids:
+        return
+    meta = pod["metadata"]
+    body = {"status": {"containerStatuses": container_statuses_with_ids(pod, ids)}}
+    try:
+        core.patch_namespaced_pod_status(meta["name"], meta["namespace"], body)
+    except Exception as err:  # the pod may be gone already; the exporter then says "POD"
+        log.warning("cannot post container ids of %s/%s: %s", meta["namespace"], meta["name"], err)

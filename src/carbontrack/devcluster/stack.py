@@ -138,7 +138,8 @@ def start_exporters(
         )
     prometheus.set_targets(
         "carbontrack-exporter",
-        {e.url.removeprefix("http://"): {"node": e.node} for e in exporters.values()},
+        # no target labels: the exporter's own `node` label must not become `exported_node`
+        {e.url.removeprefix("http://"): {} for e in exporters.values()},
     )
     return exporters
 
