@@ -4,7 +4,7 @@ Fits a logistic-regression classifier with plain stochastic gradient descent on 
 synthetic, seeded data set and prints the loss per epoch. About 10-20 s on one core.
 
     carbontrack run --zone DE -- python examples/train_example.py
-    python examples/train_example.py --epochs 2      # shorter
+    python examples/train_example.py --epochs 2 --samples 5000      # shorter
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def make_data(n: int, dim: int, rng: random.Random) -> tuple[list[list[float]], 
     xs, ys = [], []
     for _ in range(n):
         x = [rng.gauss(0.0, 1.0) for _ in range(dim)]
-        z = sum(w * v for w, v in zip(true_w, x))
+        z = sum(w * v for w, v in zip(true_w, x, strict=True))
         xs.append(x)
         ys.append(1 if rng.random() < 1.0 / (1.0 + math.exp(-z)) else 0)
     return xs, ys
@@ -38,11 +38,11 @@ def train(epochs: int, n: int = 50_000, dim: int = 32, lr: float = 0.05, seed: i
         rng.shuffle(order)
         for i in order:
             x, y = xs[i], ys[i]
-            z = sum(wj * xj for wj, xj in zip(w, x))
+            z = sum(wj * xj for wj, xj in zip(w, x, strict=True))
             p = 1.0 / (1.0 + math.exp(-max(min(z, 30.0), -30.0)))
             total -= math.log(p if y else 1.0 - p)
             g = p - y
-            w = [wj - lr * g * xj for wj, xj in zip(w, x)]
+            w = [wj - lr * g * xj for wj, xj in zip(w, x, strict=True)]
         loss = total / n
         print(f"epoch {epoch}/{epochs}  loss {loss:.4f}  {time.perf_counter() - t0:.1f} s", flush=True)
     return loss
@@ -51,8 +51,9 @@ def train(epochs: int, n: int = 50_000, dim: int = 32, lr: float = 0.05, seed: i
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=20, help="passes over the data (default 20)")
+    ap.add_argument("--samples", type=int, default=50_000, help="training examples (default 50000)")
     args = ap.parse_args()
-    train(args.epochs)
+    train(args.epochs, n=args.samples)
 
 
 if __name__ == "__main__":

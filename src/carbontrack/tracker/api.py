@@ -19,12 +19,13 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from .. import __version__
+from ..core.errors import ConfigError
 from ..core.types import EnergySource, IntensityLookup
 from ..sources.procstat import read_proc_stat
 from .clock import Clock, SystemClock
@@ -223,6 +224,12 @@ class Tracker:
             files.append(write_json(s.output_dir / f"carbontrack-{result.run_id}.json", result))
         return tuple(files)
 
+    def summary(self) -> str:
+        """The end-of-run table (what `carbontrack run` prints), e.g. for a notebook cell."""
+        if self.result is None:
+            raise RuntimeError("no result yet: stop() the tracker first")
+        return render(self.result, tuple(map(str, self.files)))
+
     # -- context manager -------------------------------------------------------------------
     def __enter__(self) -> Tracker:
         return self.start()
@@ -242,6 +249,24 @@ class Tracker:
         return f"<Tracker {self.run_id} {r.energy_kwh:.6g} kWh {r.co2e_grams:.6g} gCO2e {r.zone}>"
 
 
+@overload
+def track(func: F, /) -> F: ...
+
+
+@overload
+def track(
+    func: None = None,
+    *,
+    loggers: Sequence[ResultLogger] = (),
+    sources: Sequence[EnergySource] | None = None,
+    lookup: IntensityLookup | None = None,
+    scope: str | Scope = "process",
+    clock: Clock | None = None,
+    registry: Registry | None = None,
+    **settings: Any,
+) -> DecoratingTracker: ...
+
+
 def track(
     func: Callable[..., Any] | None = None,
     *,
@@ -259,6 +284,9 @@ def track(
     interval_s, cpu_watts, gpus, market_factor_g_per_kwh, project_name, ...).
     ``loggers`` get ``on_result(result)`` after each run (MLflow / W&B from carbontrack.reports).
     """
+    unknown = sorted(set(settings) - _SETTING_NAMES)
+    if unknown:
+        raise ConfigError(f"unknown track() setting {unknown[0]!r}: use one of {', '.join(sorted(_SETTING_NAMES))}")
     if settings.get("output_dir") is not None:
         settings["output_dir"] = Path(settings["output_dir"])
     # `scope` is the setting ("process" | "machine") or, injected, a Scope implementation.
@@ -275,6 +303,9 @@ def track(
     if func is not None:
         return _decorate(func, lambda: Tracker(cfg, **deps))
     return DecoratingTracker(cfg, **deps)
+
+
+_SETTING_NAMES = {f.name for f in fields(TrackerSettings)} - {"scope"}
 
 
 class DecoratingTracker(Tracker):

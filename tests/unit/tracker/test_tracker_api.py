@@ -207,3 +207,35 @@ def test_no_warning_for_a_single_tracker() -> None:
         with track(zone="DE", output_dir=None, **_deps(clock)):
             clock.advance(1)
     assert KWH == 3.6e6
+
+
+def test_bare_decorator_uses_env_zone_and_real_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARBONTRACK_ZONE", "FR")
+    monkeypatch.chdir(tmp_path)
+
+    @track
+    def work() -> str:
+        return "done"
+
+    assert work() == "done"
+    r = work.last_result  # type: ignore[attr-defined]
+    assert r.zone == "FR" and r.scope == "process" and r.method in ("measured", "estimated")
+    (row,) = _rows(tmp_path / "emissions.csv")  # default output directory: the current one
+    assert row["run_id"] == r.run_id
+
+
+def test_unknown_setting_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="unknown track\\(\\) setting 'zonee'"):
+        track(zonee="DE")
+
+
+def test_summary_table_for_notebooks() -> None:
+    clock = ManualClock()
+    t = track(zone="DE", pue=1.1, output_dir=None, **_deps(clock))
+    with pytest.raises(RuntimeError, match="stop\\(\\) the tracker first"):
+        t.summary()
+    with t:
+        clock.advance(3600)
+    table = t.summary()
+    assert "energy cpu" in table and "0.4 kWh" in table and "PUE              1.1" in table
+    assert f"{t.result.co2e_grams:.6g} gCO2e" in table  # type: ignore[union-attr]

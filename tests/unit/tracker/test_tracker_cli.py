@@ -226,3 +226,13 @@ def test_unknown_cloud_region_and_no_zone_is_an_error(tmp_path: Path) -> None:
         "carbontrack run: error: no grid zone for this machine (cloud region aws:mars-1 from the environment "
         "is unknown): pass --zone KEY or set CARBONTRACK_ZONE; find keys with `carbontrack zones --search TEXT`\n"
     )
+
+
+def test_example_workload_under_carbontrack_run(tmp_path: Path) -> None:
+    example = Path(__file__).parents[3] / "examples" / "train_example.py"
+    p = ct(["--zone", "DE", "--output", str(tmp_path), "--", sys.executable, str(example),
+            "--epochs", "2", "--samples", "2000"], tmp_path)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("epoch ") == 2
+    (row,) = _rows(tmp_path / "emissions.csv")
+    assert float(row["duration"]) > 0 and float(row["energy_consumed"]) > 0
