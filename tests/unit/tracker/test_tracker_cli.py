@@ -236,3 +236,38 @@ def test_example_workload_under_carbontrack_run(tmp_path: Path) -> None:
     assert p.stdout.count("epoch ") == 2
     (row,) = _rows(tmp_path / "emissions.csv")
     assert float(row["duration"]) > 0 and float(row["energy_consumed"]) > 0
+
+
+COUNT_SIGINT = (
+    "import signal, sys, time, pathlib\n"
+    "d = pathlib.Path(sys.argv[1])\n"
+    "got = []\n"
+    "signal.signal(signal.SIGINT, lambda *_: got.append(1))\n"
+    "(d / 'ready').write_text('1')\n"
+    "while not got:\n"
+    "    time.sleep(0.01)\n"
+    "time.sleep(0.5)  # a duplicate SIGINT would arrive within this\n"
+    "(d / 'count').write_text(str(len(got)))\n"
+)
+
+
+def test_terminal_ctrl_c_reaches_the_child_once(tmp_path: Path) -> None:
+    # Ctrl-C on a real (pseudo) terminal: the tty sends SIGINT to the foreground process
+    # group, which holds both carbontrack and the command; carbontrack must not send it again.
+    import pty
+
+    (tmp_path / "nosys").mkdir()
+    argv = [sys.executable, "-m", "carbontrack", "run", "--zone", "DE", "--sysfs", str(tmp_path / "nosys"),
+            "--output", str(tmp_path), "--quiet", "--", sys.executable, "-c", COUNT_SIGINT, str(tmp_path)]  # fmt: skip
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: session leader with the pty as its controlling terminal
+        os.execve(argv[0], argv, _env())
+    try:
+        while not (tmp_path / "ready").exists():
+            time.sleep(0.01)
+        os.write(fd, b"\x03")  # Ctrl-C (VINTR)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (tmp_path / "count").read_text() == "1"
