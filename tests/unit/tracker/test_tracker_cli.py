@@ -83,7 +83,7 @@ def test_rapl_path_books_exactly_the_counter_delta(tmp_path: Path) -> None:
     )
     out = tmp_path / "out"
     out.mkdir()
-    p = ct(["--zone", "DE", "--pue", "1.5", "--scope", "machine", "--sysfs", str(sysfs),
+    p = ct(["--zone", "DE", "--pue", "1.5", "--scope", "machine", "--sysfs", str(sysfs), "--market-factor", "50",
             "--output", str(out), "--", sys.executable, "-c", child], tmp_path)  # fmt: skip
     assert p.returncode == 0, p.stderr
     doc = _json(out)
@@ -93,6 +93,8 @@ def test_rapl_path_books_exactly_the_counter_delta(tmp_path: Path) -> None:
     (row,) = _rows(out / "emissions.csv")
     assert float(row["cpu_energy"]) == pytest.approx(5.0 / KWH * 1.5)
     assert float(row["ram_energy"]) == pytest.approx(2.0 / KWH * 1.5)
+    assert doc["market_based_co2e_grams"] == pytest.approx(7.0 / KWH * 1.5 * 50)
+    assert float(row["market_based_emissions"]) == pytest.approx(7.0 / KWH * 1.5 * 50 / 1000)
 
 
 @pytest.mark.parametrize(
@@ -271,3 +273,12 @@ def test_terminal_ctrl_c_reaches_the_child_once(tmp_path: Path) -> None:
         os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 0
     assert (tmp_path / "count").read_text() == "1"
+
+
+def test_cpu_watts_overrides_the_model(tmp_path: Path) -> None:
+    p = ct(["--zone", "DE", "--cpu-watts", "65", "--output", str(tmp_path), "--quiet", "--", "true"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    doc = _json(tmp_path)
+    notes = doc["method_notes"]
+    assert isinstance(notes, list) and any("override: 65 W" in n for n in notes), notes
+    assert doc["method"] == "estimated"
