@@ -224,14 +224,18 @@ class CgroupReader:
         """The CPU request the kubelet encoded in cpu.weight (v2) / cpu.shares (v1).
 
         shares = request millicores * 1024 / 1000 (floor 2 = none); runc maps shares to
-        weight as 1 + (shares - 2) * 9999 / 262142. Inverting loses < 1 % to rounding.
+        weight as 1 + (shares - 2) * 9999 // 262142; inverting that on v2 is within ~2 % for
+        requests of 0.25 core and up (exact on v1, and from the API).
         """
         if self.version == 2:
             raw = _read_small(c.dir + b"/cpu.weight")
             if raw is None:
                 return None
             weight = int(raw)
-            shares = 2 + (weight - 1) * 262142 / 9999
+            if weight <= 1:
+                return 0.0  # the floor: besteffort pods and sandboxes request nothing
+            # runc floors, so a weight stands for a range of shares: take its middle
+            shares = 2 + (weight - 0.5) * 262142 / 9999
         else:
             raw = _read_small(c.dir + b"/cpu.shares")
             if raw is None:

@@ -95,10 +95,9 @@ def test_scrapes_between_cycles_reuse_one_render(make_node: Any) -> None:
 
 
 def test_fast_renderer_matches_generate_latest_byte_for_byte(make_node: Any) -> None:
-    from prometheus_client import generate_latest
-
     from carbontrack.exporter.collector import TextRenderer
     from carbontrack.exporter.server import registry_for
+    from prometheus_client import generate_latest
 
     node = make_node(version=1, driver="cgroupfs", runtime="crio")
     node.add_pod(A, "burstable", {"train": (1.0, GIB)}, namespace='we"ird\\ns', name="p\nq",
