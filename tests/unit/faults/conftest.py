@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from carbontrack.exporter.attribution import IdlePolicy
 from carbontrack.exporter.cgroups import CgroupReader
 from carbontrack.exporter.emissions import EmissionsRates
 from carbontrack.exporter.engine import Engine, EngineConfig, IntervalResult
 from carbontrack.exporter.pods import PodCache, PodMeta
 from carbontrack.exporter.state import Owner, StateStore
+from prometheus_client.parser import text_string_to_metric_families
+
 from carbontrack.intensity.catalogue import Catalogue
 from carbontrack.sim.cgroups import FakeCgroupTree
 from carbontrack.sim.powercap import FakePowercap

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from carbontrack.exporter.state import ContainerKey
 
 from .conftest import (

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from carbontrack.exporter.engine import Engine
+
 from carbontrack.sim.fakenvml import FakeGpu, build_fake_libnvml, load_in_process, write_state
 from carbontrack.sources.nvml import NvmlSource
 

@@ -8,7 +8,6 @@ import subprocess
 from collections.abc import Callable
 
 import pytest
-
 from carbontrack.exporter.pods import PodMeta
 from carbontrack.exporter.server import ExpositionCache
 from carbontrack.exporter.state import Owner

@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from prometheus_client import CollectorRegistry
-
-from carbontrack.core.errors import TemporaryError
 from carbontrack.operator.accounting import Accountant, Accounting, NotReady
 from carbontrack.operator.jobs import job_facts
 from carbontrack.operator.metrics import OperatorMetrics
 from carbontrack.operator.prometheus import PrometheusClient
 from carbontrack.operator.settings import OperatorSettings
+from prometheus_client import CollectorRegistry
+
+from carbontrack.core.errors import TemporaryError
 
 FINISHED = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 JOB_UID = "5f0c1b2a-0000-4000-8000-00000000f00d"
