@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -112,6 +113,7 @@ def test_accounted_jobs_appear_in_csv_json_html_with_correct_totals(
             (x["location_kgco2e"] + x["embodied_kgco2e"]) * 1000 / x["functional_units"])
         assert x["ghg_scope"].startswith("Scope 3 Category 1") and x["market_kgco2e"] == x["location_kgco2e"]
         assert x["intensity_source"] and x["intensity_basis"] and x["pue"] >= 1.0
+        assert x["intensity_year"] is not None  # catalogue entry matched exactly
     assert by_job["vit-train"]["functional_units"] == 4
     assert by_job["llm-try"]["status"] == "Failed"
     llm = next(e for e in doc["eu_ai_act"] if e["model"] == "llm")
@@ -124,6 +126,9 @@ def test_accounted_jobs_appear_in_csv_json_html_with_correct_totals(
     totals = {(r["group"], r["key"]): r for r in csv.DictReader((out / "report-totals.csv").open())}
     assert float(totals[("all", "all")]["it_energy_kwh"]) == pytest.approx(total_kwh, rel=1e-5)
 
+    keep = os.environ.get("CARBONTRACK_E2E_KEEP_REPORT")  # copy the report out for inspection
+    if keep:
+        shutil.copytree(out, Path(keep) / "report", dirs_exist_ok=True)
     dom, console = _chromium_console(out / "report.html")
     assert console == []
     for name in jobs:
