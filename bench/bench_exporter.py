@@ -135,6 +135,7 @@ def measure_in_process(containers: int, cycles: int, lib_dir: Path) -> dict[str,
             emissions=EmissionsRates(Catalogue.load(), "DE", 1.2),
             pods=pods, procfs_root=root / "proc", store=StateStore(root / "state", "bench"),
             gpu=NvmlTopology(src, pods), wall_clock=lambda: now[0],
+            monotonic_clock=lambda: now[0],
         )
         eng.collect()
         collect, nvml, scrape, size = [], [], [], 0

@@ -39,7 +39,8 @@ class EmissionsRates:
             return IntervalRate(
                 None, None, "no grid zone configured: pass --zone Z (or --provider P --region R)"
             )
-        start = datetime.fromtimestamp(start_unix, tz=timezone.utc)
+        # a wall clock stepped back by NTP gives end < start: look up the instant at end
+        start = datetime.fromtimestamp(min(start_unix, end_unix), tz=timezone.utc)
         end = datetime.fromtimestamp(end_unix, tz=timezone.utc)
         try:
             factor = self.lookup.intensity(self.zone, start, end)

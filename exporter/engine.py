@@ -126,6 +126,7 @@ class Engine:
         gpu: GpuTopologyProvider | None = None,
         wall_clock: Callable[[], float] = time.time,
         cpu_clock: Callable[[], float] = time.perf_counter,
+        monotonic_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cfg = config
         self.cgroups = cgroups
@@ -136,8 +137,12 @@ class Engine:
         self.store = store
         self.ledger = ledger if ledger is not None else (store.load() if store else Ledger())
         self.gpu = gpu
+        # wall time labels intervals for the intensity lookup and persists finish times;
+        # interval lengths and retention use the monotonic clock, which NTP cannot step
         self.wall = wall_clock
         self.perf = cpu_clock
+        self.mono = monotonic_clock
+        self._prev_mono: float | None = None
         self._prev_energy: dict[tuple[str, str], float] = {}
         self._tracks: dict[ContainerCgroup, _Track] = {}
         self._prev_root: float | None = None
@@ -158,6 +163,7 @@ class Engine:
     def collect(self) -> IntervalResult | None:
         """Run one cycle; returns what it attributed (None on the baseline cycle)."""
         now = self.wall()
+        mono = self.mono()
         readings = self._read_sources()
         t0 = self.perf()
         cgs = self.cgroups.discover()
@@ -175,10 +181,14 @@ class Engine:
                   else max(0.0, usage.root_cpu_s - self._prev_root))
         self._prev_root = usage.root_cpu_s
         start, self._prev_wall = self._prev_wall, now
+        prev_mono, self._prev_mono = self._prev_mono, mono
         result = None
         if not first and start is not None:
-            result = self._attribute(start, now, deltas, cpu_d, root_d, present, topo)
-        self.ledger.update_liveness(set(present), now, self.cfg.retention_s)
+            dt = mono - prev_mono if prev_mono is not None else now - start
+            # a wall clock stepped back makes end < start: label the interval by its end
+            result = self._attribute(min(start, now), now, dt, deltas, cpu_d, root_d, present,
+                                     topo)
+        self.ledger.update_liveness(present.keys(), now, mono, self.cfg.retention_s)
         if self.store is not None:
             try:
                 self.store.save(self.ledger)
@@ -325,6 +335,7 @@ class Engine:
         self,
         start: float,
         end: float,
+        interval_s: float,
         deltas: list[tuple[EnergyReading, float]],
         cpu_d: dict[ContainerKey, float],
         root_d: float | None,
@@ -374,7 +385,7 @@ class Engine:
             node_tot[r.component.value] = node_tot.get(r.component.value, 0.0) + d
             by_comp.setdefault(r.component.value, []).append((r, d))
 
-        dt = max(1e-9, end - start)
+        dt = max(1e-9, interval_s)
         busy = root_d if root_d is not None else sum(cpu_d.values())
         frac = 1.0 if not self.cfg.cpu_count else busy / (dt * self.cfg.cpu_count)
         reservations: dict[str, tuple[dict[ContainerKey, float], float | None]] | None = None

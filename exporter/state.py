@@ -50,6 +50,9 @@ class ContainerTotals:
     joules: dict[tuple[str, str], float] = field(default_factory=dict)  # (component, method)
     grams: dict[tuple[str, str], float] = field(default_factory=dict)
     finished_at: float | None = None  # unix seconds when its cgroup was last seen gone
+    # the same instant on this process's monotonic clock (retention is measured on it, so an
+    # NTP step cannot cut the window short); not saved: after a restart the window restarts
+    finished_mono: float | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -107,20 +110,23 @@ class Ledger:
                       joules: float, grams: float | None) -> None:
         self.add(self.totals(key, owner), component, method, joules, grams)
 
-    def update_liveness(self, present: Container[ContainerKey], now: float,
+    def update_liveness(self, present: Container[ContainerKey], now: float, mono: float,
                         retention_s: float) -> int:
-        """Mark absent containers finished, revive present ones, drop those finished longer
-        than ``retention_s`` ago. Returns how many were dropped."""
+        """Mark absent containers finished (at wall time ``now``), revive present ones, drop
+        those finished more than ``retention_s`` ago on the monotonic clock ``mono``.
+        Returns how many were dropped."""
         dropped = []
         for key, t in self.containers.items():
             if key in present:
                 if t.finished_at is not None:
-                    t.finished_at = None
+                    t.finished_at = t.finished_mono = None
                     self.structure_version += 1
             elif t.finished_at is None:
-                t.finished_at = now
+                t.finished_at, t.finished_mono = now, mono
                 self.structure_version += 1
-            elif now - t.finished_at > retention_s:
+            elif t.finished_mono is None:
+                t.finished_mono = mono  # finished before a restart: the window starts again
+            elif mono - t.finished_mono > retention_s:
                 dropped.append(key)
         for key in dropped:
             del self.containers[key]

@@ -69,6 +69,7 @@ class FakeNode:
             store=StateStore(state_dir, "node-1") if state_dir else None,
             gpu=gpu,
             wall_clock=lambda: self.now,
+            monotonic_clock=lambda: self.now,
         )
 
     def add_pod(self, uid: str, qos: str, containers: dict[str, tuple[float, int]],

@@ -107,7 +107,8 @@ def test_engine_on_a_copy_of_a_checked_in_tree(tmp_path: Path, catalogue: Any) -
     eng = Engine(cfg, cgroups=CgroupReader(root / "sys" / "fs" / "cgroup"),
                  sources=[RaplSource(root / "sys", clock=lambda: now[0])],
                  emissions=EmissionsRates(catalogue, "DE", 1.0), pods=PodCache(),
-                 procfs_root=root / "proc", wall_clock=lambda: now[0])
+                 procfs_root=root / "proc", wall_clock=lambda: now[0],
+                 monotonic_clock=lambda: now[0])
     eng.collect()
     cpu = root / "sys" / "fs" / "cgroup" / "cpu,cpuacct"
     busy = [p for p in cpu.glob(f"kubepods/pod{G}/*/cpuacct.usage")

@@ -49,15 +49,29 @@ def test_unusable_file_is_set_aside_not_fatal(tmp_path: Path, content: str,
 
 def test_retention_marks_then_drops(tmp_path: Path) -> None:
     led = filled()
-    assert led.update_liveness(set(), now=100.0, retention_s=60.0) == 0
-    assert led.containers[("uid-a", "train")].finished_at == 100.0
-    assert led.update_liveness(set(), now=160.0, retention_s=60.0) == 0  # exactly at the edge
-    assert led.update_liveness({("uid-a", "train")}, now=161.0, retention_s=60.0) == 0
-    assert led.containers[("uid-a", "train")].finished_at is None  # came back (restarted)
-    led.update_liveness(set(), now=200.0, retention_s=60.0)
-    assert led.update_liveness(set(), now=260.5, retention_s=60.0) == 1
+    key = ("uid-a", "train")
+    # wall time 5000 is what gets saved; retention runs on the monotonic clock (second number)
+    assert led.update_liveness(set(), now=5000.0, mono=100.0, retention_s=60.0) == 0
+    assert led.containers[key].finished_at == 5000.0
+    assert led.update_liveness(set(), now=9000.0, mono=160.0, retention_s=60.0) == 0  # edge
+    assert led.update_liveness({key}, now=9001.0, mono=161.0, retention_s=60.0) == 0
+    assert led.containers[key].finished_at is None  # came back (restarted)
+    led.update_liveness(set(), now=9100.0, mono=200.0, retention_s=60.0)
+    assert led.update_liveness(set(), now=1.0, mono=260.5, retention_s=60.0) == 1
     assert led.containers == {}
     assert led.node == {("cpu", "package-0", "measured"): 1234.5}  # node totals never drop
+
+
+def test_retention_window_restarts_after_a_restart(tmp_path: Path) -> None:
+    store = StateStore(tmp_path, "node-1")
+    led = filled()
+    led.update_liveness(set(), now=5000.0, mono=100.0, retention_s=60.0)
+    store.save(led)
+    back = store.load()  # a new process: its monotonic clock has another origin
+    assert back.containers[("uid-a", "train")].finished_at == 5000.0
+    assert back.update_liveness(set(), now=5001.0, mono=7.0, retention_s=60.0) == 0
+    assert back.update_liveness(set(), now=5060.0, mono=66.0, retention_s=60.0) == 0
+    assert back.update_liveness(set(), now=5062.0, mono=68.0, retention_s=60.0) == 1
 
 
 def test_structure_changes_between_saves_round_trip(tmp_path: Path) -> None:
