@@ -22,7 +22,7 @@ th,td{border:1px solid #ccd;padding:.25rem .5rem;text-align:left}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 .kpi{display:inline-block;margin:0 1.5rem 1rem 0}.kpi b{display:block;font-size:1.6rem}
 .note{color:#555;font-size:.85rem}.charts{display:flex;flex-wrap:wrap;gap:1.5rem}
-figure{margin:0}figcaption{font-weight:600;margin-bottom:.3rem}
+figure{margin:0}figcaption{font-weight:600;margin-bottom:.3rem}.wide{overflow-x:auto}
 """
 PALETTE = ["#2f7d5b", "#3a6ea5", "#c77d22", "#8a4f9e", "#b23b3b", "#5a8f29", "#2b8a99"]
 
@@ -33,7 +33,7 @@ def _n(v: float | None, digits: int = 4) -> str:
 
 def hbar_chart(title: str, items: Sequence[tuple[str, float]], unit: str) -> str:
     """Horizontal bars, one per item; value labels printed so the chart reads without a legend."""
-    w, row, left = 520, 26, 170
+    w, row, left, right = 560, 26, 170, 130  # right: room for the printed value and unit
     h = 30 + row * max(1, len(items))
     top = max((v for _, v in items), default=0.0) or 1.0
     parts = [
@@ -44,7 +44,7 @@ def hbar_chart(title: str, items: Sequence[tuple[str, float]], unit: str) -> str
         parts.append('<text x="10" y="20" font-size="12">no data</text>')
     for i, (label, v) in enumerate(items):
         y = 10 + i * row
-        bw = max(0.0, (w - left - 90) * v / top)
+        bw = max(0.0, (w - left - right) * v / top)
         parts.append(
             f'<text x="{left - 6}" y="{y + 15}" font-size="12" text-anchor="end">{escape(label[:26])}</text>'
             f'<rect x="{left}" y="{y + 3}" width="{bw:.1f}" height="{row - 8}" fill="{PALETTE[i % len(PALETTE)]}">'
@@ -202,7 +202,7 @@ def render(report: Report) -> str:
         )
     )
     out += [f'<p class="note"><b>{escape(e.model)}</b>: {escape(e.methodology)}</p>' for e in models]
-    out.append("<h2>Line items (one per Job)</h2>")
+    out.append('<h2>Line items (one per Job)</h2><div class="wide">')
     out.append(
         _table(
             ["namespace/job", "team", "model", "status", "end", "GPU-h", "cpu kWh", "dram kWh",
@@ -218,6 +218,7 @@ def render(report: Report) -> str:
               f"{_n(x.sci_g_per_unit)} per {x.functional_unit}", x.ghg_scope,
               _n(x.uncertainty)] for x in lines],
         )
+        + "</div>"
     )
     if report.budgets:
         out.append("<h2>CarbonBudgets (operator ledgers)</h2>")
