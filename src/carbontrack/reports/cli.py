@@ -101,11 +101,12 @@ def gather(
     since: datetime | None,
     until: datetime | None,
     api_client_factory: Callable[[str | None, str | None], Any] = _kube_api_client,
-) -> tuple[list[LineItem], list[Skipped], list[Budget]]:
+) -> tuple[list[LineItem], list[Skipped], list[Budget], list[str]]:
     keys = IdentityKeys(model_label=args.model_label, team_label=args.team_label, cluster=args.cluster_name)
     lines: list[LineItem] = []
     skipped: list[Skipped] = []
     budgets: list[Budget] = []
+    notes: list[str] = []
     if args.cluster:
         from .sources_cluster import ClusterSource
 
@@ -121,13 +122,18 @@ def gather(
             raise ConfigError("--prometheus-url needs a closed window: give --period or --since and --until")
         ps = PrometheusSource(args.prometheus_url, keys, progress=progress)
         lines += ps.lines(since, until, args.namespace)
-    for path in args.tracker_file:
-        from .sources_files import read_tracker_path
+    if args.tracker_file:
+        from .sources_files import Relations, read_tracker_path, without_shared_energy
 
-        got = read_tracker_path(path, cluster=args.cluster_name, team=args.tracker_team)
-        progress(f"files: {len(got)} runs read from {path}")
-        lines += got
-    return lines, skipped, budgets
+        relations: Relations = {}
+        runs: list[LineItem] = []
+        for path in args.tracker_file:
+            got = read_tracker_path(path, cluster=args.cluster_name, team=args.tracker_team, relations=relations)
+            progress(f"files: {len(got)} runs read from {path}")
+            runs += got
+        kept, notes = without_shared_energy(runs, relations)
+        lines += kept
+    return lines, skipped, budgets, notes
 
 
 def main(argv: list[str]) -> int:
@@ -164,7 +170,7 @@ def main(argv: list[str]) -> int:
         if not args.quiet:
             print(f"report: {msg}", file=sys.stderr, flush=True)
 
-    lines, skipped, budgets = gather(args, progress, since, until)
+    lines, skipped, budgets, notes = gather(args, progress, since, until)
     scope = Scope(args.cluster_name, tuple(args.namespace), args.team, args.selector, since, until)
     from carbontrack.intensity.catalogue import Catalogue
 
@@ -172,6 +178,7 @@ def main(argv: list[str]) -> int:
 
     years = CatalogueYears(Catalogue.load())
     report = build_report(lines, scope, ghg_settings, embodied, skipped=skipped, budgets=budgets, fill=years.fill)
+    report.notes[:0] = notes
     for s in skipped:
         progress(f"warning: Job {s.namespace}/{s.job} left out: {s.reason}")
     if not report.lines:

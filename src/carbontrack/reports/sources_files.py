@@ -160,17 +160,31 @@ def doc_to_line(doc: Mapping[str, Any], where: str, cluster: str = "", team: str
     return line.validate()
 
 
-def read_csv(path: Path, cluster: str = "", team: str = "") -> list[LineItem]:
+# run id -> (parent run id, run ids it overlaps with), as the tracker recorded them
+Relations = dict[str, tuple[str, tuple[str, ...]]]
+
+
+def _relations_of(rec: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+    ov = rec.get("overlaps_with") or ()
+    overlaps = tuple(x for x in ov.split(";") if x) if isinstance(ov, str) else tuple(str(x) for x in ov)
+    return str(rec.get("parent_run_id") or ""), overlaps
+
+
+def read_csv(path: Path, cluster: str = "", team: str = "", relations: Relations | None = None) -> list[LineItem]:
     try:
         with path.open(newline="", encoding="utf-8") as fh:
-            return [
-                row_to_line(r, f"{path}:{i + 2}", cluster, team) for i, r in enumerate(csv.DictReader(fh))
-            ]
+            rows = list(csv.DictReader(fh))
     except OSError as err:
         raise ConfigError(f"cannot read tracker file {path}: {err.strerror}") from None
+    out = []
+    for i, r in enumerate(rows):
+        out.append(row_to_line(r, f"{path}:{i + 2}", cluster, team))
+        if relations is not None:
+            relations[str(r["run_id"])] = _relations_of(r)
+    return out
 
 
-def read_json(path: Path, cluster: str = "", team: str = "") -> list[LineItem]:
+def read_json(path: Path, cluster: str = "", team: str = "", relations: Relations | None = None) -> list[LineItem]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as err:
@@ -178,11 +192,17 @@ def read_json(path: Path, cluster: str = "", team: str = "") -> list[LineItem]:
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path}: not valid JSON ({err})") from None
     docs = doc if isinstance(doc, list) else [doc]
-    return [doc_to_line(d, f"{path}" + (f"[{i}]" if len(docs) > 1 else ""), cluster, team)
-            for i, d in enumerate(docs)]
+    out = []
+    for i, d in enumerate(docs):
+        out.append(doc_to_line(d, f"{path}" + (f"[{i}]" if len(docs) > 1 else ""), cluster, team))
+        if relations is not None and isinstance(d, Mapping):
+            relations[str(d.get("run_id"))] = _relations_of(d)
+    return out
 
 
-def read_tracker_path(path: Path, cluster: str = "", team: str = "") -> list[LineItem]:
+def read_tracker_path(
+    path: Path, cluster: str = "", team: str = "", relations: Relations | None = None
+) -> list[LineItem]:
     """A .csv or .json file, or a directory of them (read in name order)."""
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in (".csv", ".json"))
@@ -190,12 +210,54 @@ def read_tracker_path(path: Path, cluster: str = "", team: str = "") -> list[Lin
             raise ConfigError(f"{path}: no tracker .csv or .json files in this directory")
         out: list[LineItem] = []
         for f in files:
-            out += read_tracker_path(f, cluster, team)
+            out += read_tracker_path(f, cluster, team, relations)
         return out
     if not path.exists():
         raise ConfigError(f"tracker file {path} does not exist; pass the CSV/JSON written by `carbontrack run`")
     if path.suffix == ".csv":
-        return read_csv(path, cluster, team)
+        return read_csv(path, cluster, team, relations)
     if path.suffix == ".json":
-        return read_json(path, cluster, team)
+        return read_json(path, cluster, team, relations)
     raise ConfigError(f"{path}: tracker files end in .csv or .json")
+
+
+def without_shared_energy(lines: list[LineItem], relations: Relations) -> tuple[list[LineItem], list[str]]:
+    """Keep each joule once, as the tracker's docs ask (docs/tracker.md "Nested and concurrent").
+
+    A nested run (``parent_run_id`` set) is inside its parent's window and energy: dropped when
+    the parent is among the runs read. Concurrent runs (``overlaps_with``) measured the same
+    energy: of each overlapping group only the run with the most energy is kept (it spans the
+    most of the shared window); the others are dropped with a note, so totals never add the
+    same energy twice (they may undercount the non-shared part, which the note says).
+    """
+    by_id = {x.job_uid.removeprefix("run:"): x for x in lines}
+    notes: list[str] = []
+    dropped: set[str] = set()
+    for rid in sorted(by_id):
+        parent = relations.get(rid, ("", ()))[0]
+        if parent and parent in by_id:
+            dropped.add(rid)
+            notes.append(f"tracker run {rid} is nested in run {parent}: its energy is in the parent's, counted once")
+    # overlap groups: connected components of the overlaps_with relation among runs read
+    seen: set[str] = set()
+    for rid in sorted(by_id):
+        if rid in seen or rid in dropped:
+            continue
+        group, todo = set(), [rid]
+        while todo:
+            r = todo.pop()
+            if r in group or r not in by_id or r in dropped:
+                continue
+            group.add(r)
+            todo += list(relations.get(r, ("", ()))[1])
+            todo += [o for o, (_, ov) in relations.items() if r in ov]
+        seen |= group
+        if len(group) > 1:
+            keep = max(sorted(group), key=lambda r: by_id[r].it_energy_kwh)
+            for r in sorted(group - {keep}):
+                dropped.add(r)
+                notes.append(
+                    f"tracker run {r} overlapped run {keep} (same energy measured twice): only {keep}, "
+                    "the larger, is counted; energy outside the shared window may be undercounted"
+                )
+    return [x for x in lines if x.job_uid.removeprefix("run:") not in dropped], notes

@@ -107,3 +107,49 @@ def test_cli_error_exit_code_and_message(tmp_path: Path, capsys: pytest.CaptureF
 )
 def test_periods(text: str, start: tuple[int, int], end: tuple[int, int]) -> None:
     assert parse_period(text) == (datetime(*start, 1, tzinfo=UTC), datetime(*end, 1, tzinfo=UTC))
+
+
+def test_nested_and_concurrent_tracker_runs_are_counted_once(tmp_path: Path) -> None:
+    import threading
+
+    from carbontrack.tracker.api import track
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    opts = dict(zone="DE", scope="machine", output_dir=runs, interval_s=0.05, project_name="nest")
+    with track(**opts) as outer, track(**opts) as inner:  # type: ignore[arg-type]  # inner nested in outer
+        sum(range(100_000))
+    assert outer.result is not None and inner.result is not None
+    assert inner.result.parent_run_id == outer.result.run_id
+
+    results: dict[str, object] = {}
+    gate = threading.Barrier(2)
+
+    def worker(name: str) -> None:
+        with track(**{**opts, "project_name": "conc"}) as t:  # type: ignore[arg-type]
+            gate.wait()
+            sum(range(100_000))
+            gate.wait()
+        results[name] = t.result
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracker's OverlapWarning is expected here
+        threads = [threading.Thread(target=worker, args=(n,)) for n in ("a", "b")]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    a, b = results["a"], results["b"]
+    assert b.run_id in a.overlaps_with or a.run_id in b.overlaps_with  # type: ignore[attr-defined]
+    out = tmp_path / "out"
+    assert main(["--tracker-file", str(runs), "-o", str(out), "--format", "json", "-q"]) == 0
+    doc = json.loads((out / "report.json").read_text())
+    ids = sorted(x["job_uid"] for x in doc["line_items"])
+    # the report keeps the run with more energy (ties: the smaller run id)
+    bigger = max(sorted((a, b), key=lambda r: r.run_id), key=lambda r: r.energy_kwh)  # type: ignore[attr-defined]
+    assert ids == sorted([f"run:{outer.result.run_id}", f"run:{bigger.run_id}"])  # type: ignore[attr-defined]
+    assert doc["totals"]["all"]["it_energy_kwh"] == pytest.approx(
+        outer.result.energy_kwh + bigger.energy_kwh)  # type: ignore[attr-defined]
+    assert any("nested in run" in n for n in doc["notes"]) and any("overlapped run" in n for n in doc["notes"])
