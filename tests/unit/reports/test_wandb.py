@@ -107,3 +107,20 @@ def test_accounted_job_goes_to_the_run_it_names(offline: Path) -> None:
     assert s["carbontrack/facility_energy_kwh"] == pytest.approx(4.8)
     assert s["carbontrack/job"] == "ml/train-9"
     assert log_accounted_job(make_job("no-run"), directory=str(offline)) is None
+
+
+def test_real_track_hook_updates_the_active_run(offline: Path) -> None:
+    from carbontrack.tracker.api import track
+
+    run = wandb.init(project="carbontrack-test", dir=str(offline))
+    try:
+        with track(zone="DE", pue=1.1, scope="machine", output_dir=offline, interval_s=0.05,
+                   loggers=[WandbLogger()]) as t:
+            sum(range(100_000))
+    finally:
+        run.finish()
+    assert t.result is not None
+    s = offline_summary(offline, run.id)
+    assert s["carbontrack/co2e_g"] == pytest.approx(t.result.co2e_grams)
+    assert s["carbontrack/energy_kwh"] == pytest.approx(t.result.energy_kwh) and s["carbontrack/energy_kwh"] > 0
+    assert s["carbontrack/run_id"] == t.result.run_id
