@@ -450,6 +450,7 @@ def test_every_dashboard_rule_and_alert_query_returns_series(
     def needs_budget_gauges(key: str) -> bool:
         return any(m in key for m in BUDGET_METRICS) or "CarbonTrackBudget" in key
 
+    assert len(results) == len(exprs) + 1 > 60  # every panel, variable, rule and recorded series
     empty = sorted(k for k, n in results.items() if n == 0 and not needs_budget_gauges(k))
     assert not empty, "queries with no series:\n" + "\n".join(empty)
     op_metrics = urllib.request.urlopen(f"http://127.0.0.1:{op_port}/metrics", timeout=5).read().decode()
