@@ -164,8 +164,7 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    t = threading.Thread(target=server.serve_forever, name="http", daemon=True)
-    t.start()
+    server.start()
     log.info("serving http://%s:%d/metrics every %.3g s (node %s, state %s)",
              s.host, server.server_address[1], s.interval_s, s.node_name, s.state_dir)
     stop.wait()
