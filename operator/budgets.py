@@ -120,7 +120,9 @@ def compute_status(
 
     exceeded_at = previous.get("exceededAt") if was_exceeded else None
     if exceeded and not was_exceeded:
-        exceeded_at = format_time(now)
+        # Whole seconds, like Jobs' creationTimestamp: a Job created in the same second as the
+        # budget went over counts as created after it (suspended rather than let through).
+        exceeded_at = format_time(now.replace(microsecond=0))
         action = (
             "new matching Jobs will be suspended"
             if spec.action == "Suspend"
@@ -147,9 +149,9 @@ def compute_status(
     prune = {e.uid: None for e in ledger.entries() if e.finished_at < window.start}
     status: dict[str, object] = {
         "used": format_mass(used),
-        "usedGrams": round(used, 6),
+        "usedGrams": used,  # full precision: mg-sized budgets exist
         "limitGrams": spec.limit_grams,
-        "remainingGrams": round(max(spec.limit_grams - used, 0.0), 6),
+        "remainingGrams": max(spec.limit_grams - used, 0.0),
         "percent": round(percent, 2) if math.isfinite(percent) else None,
         "exceeded": exceeded,
         "exceededAt": exceeded_at,

@@ -129,3 +129,14 @@ def test_exceeded_condition_keeps_its_transition_time() -> None:
     cond = {c["type"]: c for c in later.status["conditions"]}  # type: ignore[union-attr]
     assert cond["Exceeded"]["status"] == "True"
     assert cond["Exceeded"]["lastTransitionTime"] == "2026-03-15T12:00:00Z"
+
+
+def test_exceeded_at_has_whole_seconds_like_creation_timestamps() -> None:
+    update = compute_status(spec("1kg"), ledger(1200.0), {}, NOW + timedelta(microseconds=700_000))
+    assert update.status["exceededAt"] == "2026-03-15T12:00:00Z"
+
+
+def test_milligram_budgets_keep_full_precision() -> None:
+    st = compute_status(spec("1mg"), ledger(0.000340132), {}, NOW).status
+    assert st["usedGrams"] == 0.000340132
+    assert st["remainingGrams"] == pytest.approx(0.001 - 0.000340132, rel=1e-12)
