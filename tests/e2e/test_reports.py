@@ -193,3 +193,45 @@ def run_operator(crd: None, kubeconfig: Path, prometheus: Any, namespace: str) -
     for op in started:
         if op._thread.is_alive():
             op.stop()
+
+
+def test_rbac_refusals_are_one_line_errors_or_visible_gaps(
+    crd: None, namespace: str, core_v1: Any, api_client: Any, kubeconfig: Path, tmp_path: Path,
+    wait_for: Any,
+) -> None:
+    import yaml
+    from kubernetes import client
+
+    core_v1.create_namespaced_service_account(namespace, {"metadata": {"name": "reader"}})
+    token = core_v1.create_namespaced_service_account_token(
+        "reader", namespace, {"spec": {"expirationSeconds": 3600}}).status.token
+    admin = yaml.safe_load(kubeconfig.read_text())
+    admin["users"] = [{"name": "reader", "user": {"token": token}}]
+    admin["contexts"][0]["context"]["user"] = "reader"
+    restricted = tmp_path / "reader.kubeconfig"
+    restricted.write_text(yaml.safe_dump(admin))
+
+    # no permissions at all: one actionable line, exit 2
+    res = _cli("--cluster", "--kubeconfig", str(restricted), "-n", namespace, "-o", str(tmp_path / "a"))
+    assert res.returncode == 2
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("carbontrack report: error: Kubernetes API refused to list Jobs (HTTP 403)")
+    assert "get/list on jobs.batch" in last
+
+    # Jobs readable, budgets and nodes not: the report is written and says what it lacks
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    rbac.create_namespaced_role(namespace, {
+        "metadata": {"name": "jobs-reader"},
+        "rules": [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list"]}]})
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "jobs-reader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "jobs-reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}]})
+    out = tmp_path / "b"
+    # RBAC changes reach the authorizer through an informer: retry until the Role applies
+    res = wait_for("the Role to apply", lambda: (r := _cli(
+        "--cluster", "--kubeconfig", str(restricted), "-n", namespace, "--format", "json", "-o", str(out)
+    )).returncode == 0 and r, 30)
+    assert "CarbonBudgets not readable (HTTP 403)" in res.stderr
+    assert "no accounted Jobs or runs matched" in res.stderr  # empty namespace: said, not silent
+    assert json.loads((out / "report.json").read_text())["line_items"] == []

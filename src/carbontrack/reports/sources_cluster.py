@@ -402,6 +402,13 @@ class ClusterSource:
                 items = list(got["items"])
         except ApiException as err:
             if err.status == 404:  # CRD not installed: budgets are optional in a report
+                self._progress("cluster: no CarbonBudget CRD; the report has no budget ledgers")
+                return []
+            if err.status in (401, 403):  # optional too: say so, keep the Job lines
+                self._progress(
+                    f"warning: CarbonBudgets not readable (HTTP {err.status}); grant get/list on "
+                    "carbonbudgets.carbontrack.io to include budget ledgers"
+                )
                 return []
             raise _api_error(err, "list CarbonBudgets") from None
         self._progress(f"cluster: {len(items)} CarbonBudgets listed")
