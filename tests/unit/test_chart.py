@@ -209,7 +209,10 @@ def test_cluster_peering_adds_only_peering_rights_and_object() -> None:
     assert one(docs, "ClusterKopfPeering")["metadata"]["name"] == "carbontrack"
     dep = one(docs, "Deployment", "operator")
     assert "--peering=carbontrack" in container(dep)["args"] and "--standalone" not in container(dep)["args"]
-    assert dep["spec"]["replicas"] == 2 and "strategy" not in dep["spec"]
+    # RollingUpdate: kopf pauses the old and the new pod while both are up.
+    assert dep["spec"]["replicas"] == 1 and "strategy" not in dep["spec"]
+    err = helm_template_error(values=[CHART / "ci" / "podmonitor-values.yaml"], set_json=["operator.replicas=2"])
+    assert "/operator/replicas" in err
     assert not by_kind(docs, "Service")
 
 
@@ -273,7 +276,6 @@ def test_watch_namespaces_bind_roles_only_there() -> None:
     args = container(one(docs, "Deployment", "operator"))["args"]
     assert {"--namespace=team-a", "--namespace=team-b", "--no-enforcement"} <= set(args)
     assert "--all-namespaces" not in args
-    assert one(docs, "Deployment", "operator")["spec"]["replicas"] == 2
 
 
 # ------------------------------------------------------------------ monitoring
@@ -345,6 +347,7 @@ def test_dashboards_configmaps_for_grafana_sidecar(default: list[Doc]) -> None:
     ('operator.watchNamespaces=["Team_A"]', "/operator/watchNamespaces"),
     ('exporter.provider="aws"', "/exporter/region"),
     ('exporter.idlePolicy="sometimes"', "/exporter/idlePolicy"),
+    ('operator.replicas=3', "/operator/replicas"),
 ])
 def test_values_schema_rejects_bad_values_naming_the_key(set_json: str, message: str) -> None:
     err = helm_template_error(set_json=[set_json])
