@@ -42,13 +42,14 @@ def build_sources(s: Settings, down: dict[str, str]) -> list[EnergySource]:
         # model-based CPU/DRAM energy only where no counter exists, never both (no double count)
         from carbontrack.sources.estimate import CpuEstimateSource, MemoryEstimateSource
 
-        kw = {"provider": s.provider} if s.provider else {}
-        for name, make in (("cpu-estimate", lambda: CpuEstimateSource(s.procfs, **kw)),
-                           ("memory-estimate", lambda: MemoryEstimateSource(s.procfs))):
-            try:
-                out.append(make())
-            except CarbonTrackError as err:
-                down[name] = str(err)
+        try:
+            out.append(CpuEstimateSource(s.procfs, provider=s.provider or "aws"))
+        except CarbonTrackError as err:
+            down["cpu-estimate"] = str(err)
+        try:
+            out.append(MemoryEstimateSource(s.procfs))
+        except CarbonTrackError as err:
+            down["memory-estimate"] = str(err)
     return out
 
 
@@ -95,9 +96,9 @@ def build_kube(s: Settings, pods: PodCache) -> PodWatcher:
                           "pip install 'carbontrack[exporter]' or pass --no-kube") from err
     try:
         if s.kubeconfig is not None:
-            config.load_kube_config(config_file=str(s.kubeconfig))
+            config.load_kube_config(config_file=str(s.kubeconfig))  # type: ignore[no-untyped-call]
         else:
-            config.load_incluster_config()
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
     except Exception as err:
         raise ConfigError(f"cannot configure the Kubernetes client ({err}): pass --kubeconfig "
                           "FILE, run in a pod with a service account, or pass --no-kube") from err

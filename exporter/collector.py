@@ -7,6 +7,7 @@ scrape. Metric names and labels are the contract in docs/architecture.md.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import cast
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
@@ -115,6 +116,10 @@ class ExporterCollector(Collector):
 # checks byte equality with generate_latest) and caches each container's escaped label
 # fragments across renders.
 
+# client_python's value formatting (untyped there), so the bytes match generate_latest
+_FMT = cast(Callable[[float], str], floatToGoString)
+
+
 def _escape(v: str) -> str:
     return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
@@ -149,7 +154,7 @@ class TextRenderer:
         node = s.node_name
         out: list[str] = []
         w = out.append
-        fmt = floatToGoString
+        fmt = _FMT
         enode = _escape(node)
 
         w(self._head(s, "carbontrack_node_energy_joules"))

@@ -475,11 +475,11 @@ class Engine:
         if cached is not None and present.keys() == cached[0]:
             # same containers as last cycle: requests are unchanged; refresh a rolling
             # twelfth of the memory proxies (containers without API requests)
-            cpu, mem = cached[1], cached[2]
+            cached_mem = cached[2]
             for key in cached[3][self._seq % MEMORY_REFRESH_CYCLES::MEMORY_REFRESH_CYCLES]:
-                mem[key] = float(self.cgroups.memory_bytes(present[key]) or 0)
+                cached_mem[key] = float(self.cgroups.memory_bytes(present[key]) or 0)
             return cached[4]
-        cpu = {}
+        cpu: dict[ContainerKey, float] = {}
         mem: dict[ContainerKey, float] = {}
         proxied: list[ContainerKey] = []
         metas: dict[str, PodMeta | None] = {}

@@ -50,8 +50,8 @@ class PodResourcesClient:
             resp = self._list(messages.ListPodResourcesRequest(), timeout=self.timeout_s)
         except grpc.RpcError as err:
             raise PodResourcesError(
-                f"pod-resources List on {self.socket} failed: {err.code().name}: "  # type: ignore[attr-defined]
-                f"{err.details()}; is the kubelet's pod-resources directory mounted?"  # type: ignore[attr-defined]
+                f"pod-resources List on {self.socket} failed: {err.code().name}: "
+                f"{err.details()}; is the kubelet's pod-resources directory mounted?"
             ) from err
         out = []
         for pod in resp.pod_resources:
