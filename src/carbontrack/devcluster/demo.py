@@ -28,6 +28,7 @@ from typing import Any
 
 from ..core.errors import ConfigError
 from .binaries import cache_dir, ensure_all, repo_root
+from .ports import free_port
 from .process import kill_group
 from .wait import wait_for
 from .workloads import sim_job
@@ -66,11 +67,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def operator_argv(prometheus_url: str) -> list[str] | None:
+def operator_argv(prometheus_url: str, kubeconfig: Path, port: int) -> list[str] | None:
     """``carbontrack operator`` once the operator exists, else None (the demo says so)."""
     if importlib.util.find_spec("carbontrack.operator.cli") is None:
         return None
-    return [sys.executable, "-m", "carbontrack", "operator", "--prometheus-url", prometheus_url]
+    return [sys.executable, "-m", "carbontrack", "operator",
+            f"--prometheus-url={prometheus_url}", f"--kubeconfig={kubeconfig}", "--standalone",
+            f"--listen=127.0.0.1:{port}", "--scrape-interval=1", "--accounting-delay=2",
+            "--budget-interval=2"]
 
 
 # -- up -------------------------------------------------------------------------
@@ -84,11 +88,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     binaries = ensure_all(log=demo_dir() / "build.log")
     stack = start_stack(run_dir, binaries)
     install_cleanup(stack.stop)
-    op = operator_argv(stack.prometheus.url)
+    op_port = free_port()
+    op = operator_argv(stack.prometheus.url, stack.cluster.kubeconfig, op_port)
     operator_pid = None
     if op is not None:
-        env = dict(os.environ, KUBECONFIG=str(stack.cluster.kubeconfig))
-        operator_pid = stack.supervisor.start("operator", op, env=env).pid
+        operator_pid = stack.supervisor.start("operator", op).pid
+        stack.prometheus.set_targets("carbontrack-operator", {f"127.0.0.1:{op_port}": {}})
     state = {
         "pid": os.getpid(),
         "pgids": stack.supervisor.pgids(),
@@ -227,7 +232,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             with contextlib.suppress(ApiException):
                 custom.create_namespaced_custom_object(
                     "carbontrack.io", "v1alpha1", DEMO_NS, "carbonbudgets",
-                    budget_manifest("ml-research-monthly", "2kg", "ml-research"))
+                    budget_manifest("ml-research-monthly", "6g", "ml-research"))
         names = []
         for manifest in demo_jobs(args.run_seconds):
             name = manifest["metadata"]["name"]
