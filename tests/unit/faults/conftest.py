@@ -47,11 +47,13 @@ def catalogue() -> Catalogue:
 
 @dataclass
 class Node:
-    """A fake node and a clock the test moves (injected into RAPL and the engine)."""
+    """A fake node and the clocks the test moves: ``now`` is the wall clock (NTP may step
+    it), ``mono`` the monotonic clock (interval lengths, retention, RAPL plausibility)."""
 
     root: Path
     catalogue: Catalogue
     now: float = 1_750_000_000.0
+    mono: float = 1_000.0
     pods: PodCache = field(default_factory=PodCache)
 
     def __post_init__(self) -> None:
@@ -72,14 +74,20 @@ class Node:
         return Engine(
             cfg,
             cgroups=CgroupReader(self.sysfs / "fs" / "cgroup"),
-            sources=[RaplSource(self.sysfs, clock=lambda: self.now),
+            sources=[RaplSource(self.sysfs, clock=lambda: self.mono),
                      *(extra_sources or [])],  # type: ignore[list-item]
             emissions=EmissionsRates(self.catalogue, "DE", 1.0),
             pods=self.pods,
             procfs_root=self.procfs,
             store=StateStore(state_dir, "node-1") if state_dir else None,
             wall_clock=lambda: self.now,
+            monotonic_clock=lambda: self.mono,
         )
+
+    def tick(self, seconds: float) -> None:
+        """Time passes: both clocks move together."""
+        self.now += seconds
+        self.mono += seconds
 
     def add_pod(self, uid: str, containers: dict[str, tuple[float, int]], *,
                 namespace: str = "ml", name: str = "",

@@ -45,7 +45,7 @@ def test_churn_conserves_energy_and_bounds_memory(make_node: Callable[[], Node])
     unalloc = 0.0
     peak_ledger = 0
     for cycle in range(60):  # a simulated minute at one cycle per second
-        node.now += 1.0
+        node.tick(1.0)
         node.package_joules(150.0 + cycle % 7, 120.0 + cycle % 5)
         for n in live:
             node.tree.advance_cpu(uid(n), "main", 0.3)

@@ -29,7 +29,7 @@ def node_cpu(engine: Engine) -> float:
 
 def step(node: Node, engine: Engine, j0: float, j1: float, busy_s: float = 5.0,
          dt: float = 10.0) -> None:
-    node.now += dt
+    node.tick(dt)
     node.package_joules(j0, j1)
     node.tree.advance_cpu(A, "train", busy_s)
     r = engine.collect()
@@ -65,7 +65,7 @@ def test_rapl_reset_without_restart_counts_only_energy_since_reset(
     before = node_cpu(engine)
     # driver reload: the counter restarts near zero. A "wrap" would imply ~262 kJ in 10 s
     # (26 kW per package): implausible, so it is a reset and only the 40 J since counts
-    node.now += 10
+    node.tick(10)
     pc.set_energy_uj(pc.package_zone(0), 40_000_000)
     pc.advance(pc.package_zone(1), 100.0)
     node.tree.advance_cpu(A, "train", 5.0)

@@ -42,7 +42,7 @@ def test_hostile_pod_names_keep_exposition_valid(make_node: Callable[[], Node], 
                            if not c.pause}, {"main": (1.0, GIB)}))
     engine = node.engine()
     engine.collect()
-    node.now += 10
+    node.tick(10)
     node.package_joules(300.0, 100.0)
     node.tree.advance_cpu(uid, "main", 4.0)
     node.tree.advance_cpu(other, "main", 4.0)
