@@ -41,9 +41,10 @@ op_e2e = _load("carbontrack_e2e_operator_helpers", HERE / "test_operator.py")
 servers = _load("carbontrack_report_servers", REPO / "tests" / "unit" / "reports" / "servers.py")
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "carbontrack", "report", *args],
-                          capture_output=True, text=True, timeout=300, check=False)
+                          capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, **(env or {})})
 
 
 def _chromium_console(page: Path) -> tuple[str, list[str]]:
@@ -144,7 +145,7 @@ def test_accounted_jobs_appear_in_csv_json_html_with_correct_totals(
     assert [x["job"] for x in vdoc["line_items"]] == ["vit-train"]
 
 
-def test_sync_trackers_logs_accounted_jobs_to_a_real_mlflow_server(
+def test_sync_trackers_logs_accounted_jobs_to_mlflow_and_wandb(
     crd: None, run_operator: Any, namespace: str, batch_v1: Any, kubeconfig: Path, wait_for: Any,
     tmp_path: Path,
 ) -> None:
@@ -153,14 +154,21 @@ def test_sync_trackers_logs_accounted_jobs_to_a_real_mlflow_server(
     with servers.mlflow_server(tmp_path) as uri:
         client = mlflow.MlflowClient(tracking_uri=uri)
         run_id = client.create_run(client.create_experiment("e2e")).info.run_id
-        body = sim_job("tracked", run_seconds=3, cpu_cores=1.0, labels={"team": "nlp"})
+        body = sim_job("tracked", run_seconds=3, cpu_cores=1.0, labels={"team": "nlp"},
+                       annotations={"carbontrack.io/wandb-run-id": "e2ewandb1"})
         body["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "MLFLOW_RUN_ID", "value": run_id}]
         batch_v1.create_namespaced_job(namespace, body)
         ann = wait_for("tracked accounted", lambda: op_e2e.accounted(batch_v1, namespace, "tracked"), 120)
-        res = _cli("sync-trackers", "--kubeconfig", str(kubeconfig), "-n", namespace,
-                   "--mlflow-tracking-uri", uri)
+        wandb_env = {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true",
+                     "WANDB_CONSOLE": "off"}
+        res = _cli("sync-trackers", "--kubeconfig", str(kubeconfig), "-n", namespace, "--tracker", "mlflow",
+                   "--tracker", "wandb", "--wandb-project", "e2e", "--mlflow-tracking-uri", uri, env=wandb_env)
         assert res.returncode == 0, res.stderr
-        assert "sync: 1 run(s) logged" in res.stderr
+        assert "sync: 2 run(s) logged" in res.stderr
+        pytest.importorskip("wandb")
+        summary = servers.offline_summary(tmp_path, "e2ewandb1")
+        assert summary["carbontrack/co2e_g"] == pytest.approx(float(ann["carbontrack.io/co2e-grams"]), rel=1e-6)
+        assert "carbontrack.io/wandb-logged-at" in op_e2e.annotations(batch_v1, namespace, "tracked")
         data = client.get_run(run_id).data
         assert data.metrics["carbontrack.co2e_g"] == pytest.approx(float(ann["carbontrack.io/co2e-grams"]), rel=1e-6)
         assert data.metrics["carbontrack.energy_kwh"] == pytest.approx(float(ann["carbontrack.io/energy-kwh"]),
@@ -168,7 +176,8 @@ def test_sync_trackers_logs_accounted_jobs_to_a_real_mlflow_server(
         assert data.tags["carbontrack.job"] == f"{namespace}/tracked"
         marked = op_e2e.annotations(batch_v1, namespace, "tracked")
         assert "carbontrack.io/mlflow-logged-at" in marked
-        again = _cli("sync-trackers", "--kubeconfig", str(kubeconfig), "-n", namespace, "--mlflow-tracking-uri", uri)
+        again = _cli("sync-trackers", "--kubeconfig", str(kubeconfig), "-n", namespace, "--tracker", "mlflow",
+                     "--tracker", "wandb", "--mlflow-tracking-uri", uri, env=wandb_env)
         assert "sync: 0 run(s) logged" in again.stderr  # logged once
 
 

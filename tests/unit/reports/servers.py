@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -107,3 +110,50 @@ def prometheus_with_history(workdir: Path, openmetrics: str, start_timeout_s: fl
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+def offline_summary(root: Path, run_id: str) -> dict[str, Any]:
+    """Summary of a finished offline run; waits (bounded) for wandb-core to write the exit record."""
+    deadline = time.monotonic() + 60
+    while True:
+        summary, finished = _read_run_file(root, run_id)
+        if finished or time.monotonic() > deadline:
+            assert finished, f"offline run {run_id} has no exit record"
+            return summary
+        time.sleep(0.2)
+
+
+def _read_run_file(root: Path, run_id: str) -> tuple[dict[str, Any], bool]:
+    """Summary updates recorded in ``wandb/offline-run-*-<id>/run-<id>.wandb``.
+
+    The file is wandb's record log: a 7-byte ``:W&B`` header, then LevelDB-log framed chunks
+    (crc32 u32, length u16, type u8: 1 full, 2 first, 3 middle, 4 last) in 32 KiB blocks,
+    each holding a ``wandb_internal_pb2.Record``.
+    """
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    files = sorted(root.glob(f"wandb/offline-run-*-{run_id}/run-{run_id}.wandb"))
+    if not files:
+        return {}, False
+    data = files[-1].read_bytes()
+    assert data[:4] == b":W&B"
+    block, pos, buf, out, finished = 32768, 7, b"", {}, False
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:
+            pos += block - pos % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind in (1, 2):
+            buf = chunk
+        elif kind in (3, 4):
+            buf += chunk
+        else:
+            continue
+        if kind in (1, 4):
+            rec = pb.Record()
+            rec.ParseFromString(buf)
+            if rec.WhichOneof("record_type") == "summary":
+                out.update({u.key: json.loads(u.value_json) for u in rec.summary.update})
+            finished = finished or rec.WhichOneof("record_type") == "exit"
+    return out, finished

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import struct
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -14,56 +10,10 @@ from carbontrack.core.errors import ConfigError
 from carbontrack.reports.wandb_log import WandbLogger, log_accounted_job
 
 from .conftest import make_job
+from .servers import offline_summary
 from .test_files_and_cli import run_result
 
 wandb = pytest.importorskip("wandb", reason="needs the [wandb] extra: pip install 'carbontrack[wandb]'")
-
-
-def offline_summary(root: Path, run_id: str) -> dict[str, Any]:
-    """Summary of a finished offline run; waits (bounded) for wandb-core to write the exit record."""
-    deadline = time.monotonic() + 60
-    while True:
-        summary, finished = _read_run_file(root, run_id)
-        if finished or time.monotonic() > deadline:
-            assert finished, f"offline run {run_id} has no exit record"
-            return summary
-        time.sleep(0.2)
-
-
-def _read_run_file(root: Path, run_id: str) -> tuple[dict[str, Any], bool]:
-    """Summary updates recorded in ``wandb/offline-run-*-<id>/run-<id>.wandb``.
-
-    The file is wandb's record log: a 7-byte ``:W&B`` header, then LevelDB-log framed chunks
-    (crc32 u32, length u16, type u8: 1 full, 2 first, 3 middle, 4 last) in 32 KiB blocks,
-    each holding a ``wandb_internal_pb2.Record``.
-    """
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    files = sorted(root.glob(f"wandb/offline-run-*-{run_id}/run-{run_id}.wandb"))
-    if not files:
-        return {}, False
-    data = files[-1].read_bytes()
-    assert data[:4] == b":W&B"
-    block, pos, buf, out, finished = 32768, 7, b"", {}, False
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:
-            pos += block - pos % block
-            continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
-        if kind in (1, 2):
-            buf = chunk
-        elif kind in (3, 4):
-            buf += chunk
-        else:
-            continue
-        if kind in (1, 4):
-            rec = pb.Record()
-            rec.ParseFromString(buf)
-            if rec.WhichOneof("record_type") == "summary":
-                out.update({u.key: json.loads(u.value_json) for u in rec.summary.update})
-            finished = finished or rec.WhichOneof("record_type") == "exit"
-    return out, finished
 
 
 @pytest.fixture
