@@ -459,3 +459,58 @@ def test_every_dashboard_rule_and_alert_query_returns_series(
                      "(requested in docs/helm.md); budget panels and alerts stay empty until it does")
     budget_empty = sorted(k for k, n in results.items() if n == 0 and needs_budget_gauges(k))
     assert not budget_empty, "budget queries with no series:\n" + "\n".join(budget_empty)
+
+
+# ------------------------------------------------------------------ peering (runs last: upgrades the release)
+KOPF_PEERING_CRDS = [
+    {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+     "metadata": {"name": f"{plural}.kopf.dev"},
+     "spec": {"scope": scope, "group": "kopf.dev",
+              "names": {"kind": kind, "plural": plural, "singular": plural[:-1]},
+              "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                  "type": "object", "properties": {"status": {
+                      "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]}}
+    for kind, plural, scope in (("ClusterKopfPeering", "clusterkopfpeerings", "Cluster"),
+                                ("KopfPeering", "kopfpeerings", "Namespaced"))
+]  # as in kopf's peering.yaml (docs: "Peering")
+
+
+@pytest.fixture
+def kopf_peering_crds(admin: client.ApiClient) -> Iterator[None]:
+    ext = client.ApiextensionsV1Api(admin)
+    for crd in KOPF_PEERING_CRDS:
+        ext.create_custom_resource_definition(crd)
+    for crd in KOPF_PEERING_CRDS:
+        wait_for(f"{crd['metadata']['name']} Established", lambda crd=crd: any(
+            c.type == "Established" and c.status == "True"
+            for c in ext.read_custom_resource_definition(crd["metadata"]["name"]).status.conditions or []), 30)
+    yield
+    for crd in KOPF_PEERING_CRDS:
+        ext.delete_custom_resource_definition(crd["metadata"]["name"])
+
+
+def test_namespaced_peering_rbac_lets_the_operator_register_and_account(
+    devstack: Any, admin: client.ApiClient, release: subprocess.CompletedProcess[str], kopf_peering_crds: None,
+    namespace: str, start_process: Any, batch_v1: Any, custom_objects: Any, tmp_path: Path,
+) -> None:
+    """The chart scoped to this test's namespace with peering on: RoleBinding and KopfPeering
+    there, and the operator (chart args, chart ServiceAccount) registers as a peer and accounts."""
+    helm(devstack, "upgrade", RELEASE, str(tools.CHART), "-n", RELEASE_NS, "--reuse-values",
+         "--set", "operator.peering.enabled=true", "--set-json", f'operator.watchNamespaces=["{namespace}"]',
+         "--wait", "--timeout", "120s")
+    peering = custom_objects.get_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings", "carbontrack")
+    assert peering["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+    kc = sa_kubeconfig(devstack, admin, RELEASE_NS, OPERATOR_SA, tmp_path / "operator.kubeconfig")
+    argv = operator_argv(kc, devstack.prometheus.url, namespace, free_port(), admin)
+    assert {"--peering=carbontrack", f"--namespace={namespace}"} <= set(argv)
+    start_process("chart-operator-peering", argv, env={"POD_ID": "chart-e2e-operator"})
+    # kopf's keep-alive lands in the peering object: the chart's kopfpeerings rights suffice.
+    wait_for("the operator in the peering object", lambda: "chart-e2e-operator" in (
+        custom_objects.get_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings", "carbontrack")
+        .get("status") or {}), 60)
+    batch_v1.create_namespaced_job(namespace, sim_job("peered", run_seconds=3, cpu_cores=1, node="sim-cpu-0"))
+    wait_for("the peered operator to account the Job", lambda: accounted(batch_v1, "peered", namespace), 120)
+    # Workload rights are only in this namespace now.
+    op = as_sa(kc)
+    assert access(op, "patch", "jobs", "batch", namespace)
+    assert not access(op, "patch", "jobs", "batch", "default")
