@@ -55,6 +55,7 @@ class LineItem:
     gpu_count: int = 0
     gpu_hours: float = 0.0
     cpu_cores_reserved: float = 0.0
+    memory_gb_reserved: float = 0.0  # RAM requested (Jobs) or installed (tracker host), GB
     # energy (IT equipment, before PUE)
     cpu_kwh: float = 0.0
     dram_kwh: float = 0.0
@@ -157,6 +158,7 @@ UNITS: Mapping[str, str] = {
     "duration_h": "h",
     "gpu_hours": "GPU-h",
     "cpu_cores_reserved": "cores",
+    "memory_gb_reserved": "GB (10^9 bytes)",
     **{f"{c}_kwh": "kWh" for c in COMPONENTS},
     "it_energy_kwh": "kWh (IT equipment)",
     "facility_energy_kwh": "kWh (IT x PUE)",

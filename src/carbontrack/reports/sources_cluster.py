@@ -79,11 +79,16 @@ def _job_status(job: Mapping[str, Any]) -> str:
     return "Running" if (job.get("status") or {}).get("active") else ""
 
 
+_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+           "m": 1e-3}
+
+
 def _quantity(q: Any) -> float:
-    """Kubernetes quantity (``"500m"``, ``"2"``, ``4``) as a number of units."""
+    """Kubernetes quantity (``"500m"``, ``"2"``, ``"16Gi"``, ``4``) as a number of units."""
     s = str(q).strip()
-    if s.endswith("m"):
-        return float(s[:-1]) / 1000.0
+    for suffix in sorted(_SUFFIX, key=len, reverse=True):
+        if s.endswith(suffix):
+            return float(s[: -len(suffix)]) * _SUFFIX[suffix]
     return float(s)
 
 
@@ -209,12 +214,13 @@ def job_to_line(
         for k, v in (node_labels or {}).get(str(n), {}).items():
             selector.setdefault(k, v)
     parallelism = int((job.get("spec") or {}).get("parallelism") or 1)
-    gpus, cores = 0.0, 0.0
+    gpus, cores, memory = 0.0, 0.0, 0.0
     for c in pod.get("containers") or []:
         res = c.get("resources") or {}
         lim, req = res.get("limits") or {}, res.get("requests") or {}
         gpus += _quantity(lim.get("nvidia.com/gpu", req.get("nvidia.com/gpu", 0)))
         cores += _quantity(req.get("cpu", lim.get("cpu", 0)))
+        memory += _quantity(req.get("memory", lim.get("memory", 0)))
     outcome = (report.get("job") or {}).get("outcome") if isinstance(report.get("job"), Mapping) else None
     line = LineItem(
         source=SOURCE_CLUSTER,
@@ -236,6 +242,7 @@ def job_to_line(
         gpu_count=int(gpus * parallelism),
         gpu_hours=_nested(report, "gpuHours", "value") or 0.0,
         cpu_cores_reserved=cores * parallelism,
+        memory_gb_reserved=memory * parallelism / 1e9,
         cpu_kwh=comps.get("cpu", 0.0),
         dram_kwh=comps.get("dram", 0.0),
         gpu_kwh=comps.get("gpu", 0.0),

@@ -15,6 +15,8 @@ def _hardware(x: LineItem) -> str:
         parts.append(f"{x.gpu_count} x {x.gpu_model or 'GPU (model not recorded)'}")
     if x.cpu_cores_reserved:
         parts.append(f"{x.cpu_cores_reserved:g} CPU cores")
+    if x.memory_gb_reserved:
+        parts.append(f"{x.memory_gb_reserved:.3g} GB RAM")
     if x.instance_type:
         parts.append(f"on {x.instance_type}")
     return ", ".join(parts) or "hardware not recorded"
@@ -53,7 +55,8 @@ def compute_statement(lines: Sequence[LineItem], title: str = "") -> str:
     text = (
         f"Compute. {'For ' + title + ', we' if title else 'We'} ran {len(lines)} jobs "
         f"(including failed and preliminary runs) on "
-        f"{_hardware_summary(lines, gpu_models)}, totalling "
+        f"{_hardware_summary(lines, gpu_models)} (GPU memory as in the model names; "
+        f"{format_sig(sum(x.memory_gb_reserved for x in lines), 3)} GB RAM reserved in all), totalling "
         f"{format_sig(hours, 3)} wall-clock hours and {format_sig(gpuh, 3)} GPU-hours. "
         f"Measured energy was {format_sig(kwh, 3)} kWh including data-centre overhead (PUE), "
         f"corresponding to {format_sig(kg, 3)} kgCO2e location-based "

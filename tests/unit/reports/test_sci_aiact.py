@@ -122,3 +122,5 @@ def test_compute_statement_lists_every_run_and_the_totals() -> None:
     assert "ran 2 jobs (including failed and preliminary runs)" in text
     assert "10.0 GPU-hours" in text and "6.24 kWh" in text and "0.200 kgCO2e" in text
     assert text.count("| ml/") == 2 and "| Failed |" in text
+    mem = _line("m").with_(memory_gb_reserved=64.0)
+    assert "64 GB RAM" in compute_statement([mem]) and "64.0 GB RAM reserved in all" in compute_statement([mem])

@@ -183,3 +183,13 @@ def test_factor_year_comes_from_the_catalogue_only_on_an_exact_match() -> None:
     assert years.fill(line.with_(intensity_source="electricitymaps live")).intensity_year is None
     assert years.fill(line.with_(grid_zone="NOT-A-ZONE", intensity_source=de.source)).intensity_year is None
     assert years.fill(line.with_(grid_zone="DE,FR", intensity_source=de.source)).intensity_year is None
+
+
+def test_reserved_cpu_and_memory_scale_with_parallelism() -> None:
+    job = make_job("p", cpu="500m")
+    job["spec"]["parallelism"] = 4
+    job["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"] = "16Gi"
+    got = job_to_line(job, IdentityKeys())
+    assert isinstance(got, LineItem)
+    assert (got.cpu_cores_reserved, got.gpu_count) == (2.0, 8)
+    assert got.memory_gb_reserved == pytest.approx(4 * 16 * 2**30 / 1e9)
