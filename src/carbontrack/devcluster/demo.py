@@ -305,6 +305,31 @@ def _job_finished(batch: Any, name: str) -> bool:
                for c in job.status.conditions or [])
 
 
+def cmd_measure(args: argparse.Namespace) -> int:
+    """Warm start times (binaries cached): control plane alone, then the whole stack."""
+    import statistics
+    import tempfile
+
+    from .controlplane import start_local_cluster
+    from .stack import start_stack
+
+    binaries = ensure_all()
+    ready: list[float] = []
+    for _ in range(args.repeat):
+        with tempfile.TemporaryDirectory(prefix="ct-measure-") as tmp:
+            c = start_local_cluster(Path(tmp), binaries)
+            c.stop()
+            ready.append(c.timings["ready"])
+    with tempfile.TemporaryDirectory(prefix="ct-measure-") as tmp:
+        s = start_stack(Path(tmp), binaries)
+        s.stop()
+        stack_s = s.cluster.timings["stack"]
+    print(f"control plane warm start (PKI -> fake nodes Ready): "
+          f"median {statistics.median(ready):.1f} s, max {max(ready):.1f} s over {len(ready)} runs")
+    print(f"whole stack warm start (+ simulator, exporters, Prometheus): {stack_s:.1f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m carbontrack.devcluster",
                                 description="local Kubernetes control plane with simulated "
@@ -319,9 +344,12 @@ def main(argv: list[str] | None = None) -> int:
                       help="seconds to wait for the cluster (a cold build takes minutes)")
     sub.add_parser("down", help="stop the stack and remove its data")
     sub.add_parser("status", help="print the running stack's state")
+    measure = sub.add_parser("measure", help="measure warm start times (docs/e2e.md)")
+    measure.add_argument("--repeat", type=int, default=3)
     args = p.parse_args(argv)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "up": cmd_up, "demo": cmd_demo, "down": cmd_down, "status": cmd_status,
+        "measure": cmd_measure,
     }
     try:
         return commands[args.cmd](args)
