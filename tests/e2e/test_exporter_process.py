@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -208,3 +209,42 @@ def test_live_cycles_conserve_on_every_scrape(node: tuple[Path, FakePowercap,
         assert last_node > 0
     finally:
         assert ex.stop() == 0
+
+
+@pytest.mark.e2e
+def test_pod_watcher_against_a_real_apiserver(api_client: Any, core_v1: Any, namespace: str,
+                                              wait_for: Any) -> None:
+    """PodWatcher lists and watches only this node's pods (fieldSelector spec.nodeName) and
+    builds owner labels from a real API server's objects."""
+    from carbontrack.exporter.pods import PodCache, PodWatcher
+    from carbontrack.exporter.state import Owner
+    from kubernetes import client, watch
+
+    node = f"watch-{namespace[-8:]}"  # no such Node: the pods stay Pending, which is enough
+
+    def pod(name: str, node_name: str, **labels: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "labels": labels,
+                             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job",
+                                                  "name": "train", "uid": "job-uid-1",
+                                                  "controller": True}]},
+                "spec": {"nodeName": node_name, "containers": [
+                    {"name": "main", "image": "busybox",
+                     "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}}}]}}
+
+    mine = core_v1.create_namespaced_pod(namespace, pod("mine", node))
+    core_v1.create_namespaced_pod(namespace, pod("other", node + "-x"))
+    cache = PodCache()
+    watcher = PodWatcher(client.CoreV1Api(api_client), node, cache, watch.Watch, retry_s=0.5)
+    watcher.start()
+    try:
+        meta = wait_for("the watcher to list the pod", lambda: cache.get(mine.metadata.uid), 60)
+        assert meta.owner == Owner(namespace, "mine", "Job", "train", "job-uid-1")
+        assert meta.requests == {"main": (0.25, 64 << 20)}
+        assert cache.uid_for(namespace, "other") is None  # another node's pod is not listed
+        # a pod created after the list arrives through the watch
+        late = core_v1.create_namespaced_pod(namespace, pod("late", node))
+        wait_for("the watch to deliver the new pod", lambda: cache.get(late.metadata.uid), 60)
+        assert cache.uid_for(namespace, "late") == late.metadata.uid
+        assert watcher.healthy
+    finally:
+        watcher.stop()
