@@ -251,3 +251,35 @@ def test_cleanup_runs_on_sigterm(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert not _alive(child)
     assert harness.returncode == -15  # re-raised: the exit status still says SIGTERM
+
+
+def test_container_statuses_get_runtime_ids() -> None:
+    from carbontrack.devcluster.simulator import container_statuses_with_ids
+
+    pod = {"status": {"containerStatuses": [
+        {"name": "train", "ready": True, "state": {"running": {"startedAt": "t"}}},
+        {"name": "sidecar", "ready": True}]}}
+    assert container_statuses_with_ids(pod, {"train": "ab" * 32}) == [
+        {"name": "train", "ready": True, "state": {"running": {"startedAt": "t"}},
+         "containerID": "containerd://" + "ab" * 32},
+        {"name": "sidecar", "ready": True}]
+
+
+def test_demo_workloads_fit_the_simulated_nodes() -> None:
+    from carbontrack.devcluster.demo import budget_manifest, demo_jobs
+    from carbontrack.devcluster.nodes import DEFAULT_NODES
+
+    jobs = {j["metadata"]["name"]: j for j in demo_jobs(20)}
+    assert sorted(jobs) == ["data-prep", "train-llm"]
+    gpu_job = jobs["train-llm"]["spec"]
+    gpus_needed = gpu_job["parallelism"] * int(
+        gpu_job["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
+    assert gpus_needed == max(n.gpus for n in DEFAULT_NODES)  # all at once on sim-gpu-0
+    assert "nvidia.com/gpu" not in jobs["data-prep"]["spec"]["template"]["spec"]["containers"][0][
+        "resources"]["limits"]
+    for j in jobs.values():
+        assert j["metadata"]["labels"]["team"] == "ml-research"
+    b = budget_manifest("b", "6g", "ml-research")
+    assert b["spec"] == {"limit": "6g", "period": {"type": "Calendar", "calendar": "Month"},
+                         "selector": {"matchLabels": {"team": "ml-research"}},
+                         "thresholds": [50, 80], "action": "Warn"}
