@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -23,8 +24,6 @@ def _cell(v: Any) -> Any:
 
 
 def lines_csv(report: Report) -> str:
-    import io
-
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=line_columns(), lineterminator="\n")
     w.writeheader()
@@ -41,8 +40,6 @@ TOTAL_COLUMNS = [
 
 
 def totals_csv(report: Report) -> str:
-    import io
-
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=TOTAL_COLUMNS, lineterminator="\n")
     w.writeheader()
