@@ -148,6 +148,7 @@ class Engine:
         self._prev_root: float | None = None
         self._prev_wall: float | None = None
         self._pid_keys: dict[int, ContainerKey | None] = {}
+        self._keys_by_id: dict[str, ContainerKey] | None = None
         self._requests: dict[ContainerCgroup, float | None] = {}
         self._mem: dict[ContainerCgroup, int] = {}
         self._res_cache: tuple[set[ContainerKey], dict[ContainerKey, float],
@@ -358,22 +359,41 @@ class Engine:
 
         totals: dict[ContainerKey, ContainerTotals] = {}
 
+        def give_many(items: Iterable[tuple[ContainerKey, float]], comp: str,
+                      method: str) -> None:
+            # the per-container hot loop of a cycle: ledger updates inlined on purpose
+            ck = (comp, method)
+            for key, j in items:
+                if j <= 0:
+                    continue
+                t = totals.get(key)
+                if t is None:
+                    uid = key[0]
+                    o = owners.get(uid)
+                    if o is None:
+                        o = owners[uid] = self._owner(uid)
+                    t = totals[key] = led.totals(key, o)
+                tj = t.joules
+                if ck in tj:
+                    tj[ck] += j
+                else:
+                    tj[ck] = j
+                    led.structure_version += 1
+                if g is not None:
+                    tg = t.grams
+                    if ck in tg:
+                        tg[ck] += j * g
+                    else:
+                        tg[ck] = j * g
+                        led.structure_version += 1
+                per = ctr_tot.get(key)
+                if per is None:
+                    ctr_tot[key] = {comp: j}
+                else:
+                    per[comp] = per.get(comp, 0.0) + j
+
         def give(key: ContainerKey, comp: str, method: str, j: float) -> None:
-            if j <= 0:
-                return
-            t = totals.get(key)
-            if t is None:
-                uid = key[0]
-                o = owners.get(uid)
-                if o is None:
-                    o = owners[uid] = self._owner(uid)
-                t = totals[key] = led.totals(key, o)
-            led.add(t, comp, method, j, None if g is None else j * g)
-            per = ctr_tot.get(key)
-            if per is None:
-                ctr_tot[key] = {comp: j}
-            else:
-                per[comp] = per.get(comp, 0.0) + j
+            give_many(((key, j),), comp, method)
 
         def unalloc(comp: str, j: float) -> None:
             led.add_unallocated(comp, j)
@@ -402,8 +422,7 @@ class Engine:
                 energy, active_fraction=frac, node_busy_s=busy, usage_s=cpu_d,
                 reserved=reserved, capacity=capacity, policy=self.cfg.idle_policy,
             )
-            for k, j in split.containers.items():
-                give(k, comp, method, j)
+            give_many(split.containers.items(), comp, method)
             unalloc(comp, split.unallocated)
 
         gpu_items = by_comp.get(Component.GPU.value)
@@ -420,6 +439,7 @@ class Engine:
     ) -> None:
         comp = Component.GPU.value
         uses: dict[str, list[GpuUse[ContainerKey]]] = {}
+        self._keys_by_id = None
         live_pids = set()
         for unit_uuid, pid, sm in topo.processes:
             live_pids.add(pid)
@@ -452,8 +472,9 @@ class Engine:
             found = _key_from_cgroup_path(path)
             if found is not None:
                 uid, cid = found
-                key = next((tr.key for cg, tr in self._tracks.items() if cg.id == cid),
-                           (uid, cid[:12]))
+                if self._keys_by_id is None:  # built once per cycle, only if a PID is new
+                    self._keys_by_id = {cg.id: tr.key for cg, tr in self._tracks.items()}
+                key = self._keys_by_id.get(cid, (uid, cid[:12]))
                 break
         self._pid_keys[pid] = key
         return key
@@ -525,10 +546,10 @@ class Engine:
     def _build_snapshot(self, rate: tuple[str, str, str, float] | None) -> Snapshot:
         self._seq += 1
         led = self.ledger
-        ctrs = tuple(
-            (key, t.owner, tuple((c, m, j, t.grams.get((c, m))) for (c, m), j in t.joules.items()))
+        ctrs = tuple([
+            (key, t.owner, tuple([(ck[0], ck[1], j, t.grams.get(ck)) for ck, j in t.joules.items()]))
             for key, t in led.containers.items()
-        )
+        ])
         return Snapshot(
             seq=self._seq,
             node_name=self.cfg.node_name,

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .engine import GpuTopology
-from .podresources.client import PodResourcesClient, PodResourcesError
 from .pods import PodCache
 from .state import ContainerKey
 
 if TYPE_CHECKING:
     from carbontrack.sources.nvml import NvmlSource
 
+    from .podresources.client import PodResourcesClient
     from .settings import Settings
 
 log = logging.getLogger("carbontrack.exporter")
@@ -51,6 +51,8 @@ class NvmlTopology:
     def _allocations(self) -> dict[str, list[ContainerKey]]:
         if self.pod_resources is None:
             return {}
+        from .podresources.client import PodResourcesError
+
         try:
             allocs = self.pod_resources.list()
         except PodResourcesError as err:
@@ -76,6 +78,10 @@ def open_gpu(s: Settings, pods: PodCache) -> tuple[NvmlSource, NvmlTopology]:
     pr = None
     if s.pod_resources_dir is not None:
         if s.kube:
+            # grpc is imported only here: it costs ~10 MiB of RSS that nodes without the
+            # pod-resources mount should not pay
+            from .podresources.client import PodResourcesClient
+
             pr = PodResourcesClient(Path(s.pod_resources_dir))
         else:
             log.warning("--pod-resources-dir needs the Kubernetes API to name pods by UID; "
