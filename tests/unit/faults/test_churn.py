@@ -68,6 +68,8 @@ def test_churn_conserves_energy_and_bounds_memory(make_node: Callable[[], Node])
             node.add_pod(uid(born), {"main": (0.5, GIB)})
             live.append(born)
             born += 1
+    print(f"[figures] churn: {born} pods, peak ledger {peak_ledger} containers, "
+          f"final {len(engine.ledger.containers)}")
     assert born >= 300
     assert math.fsum(given.values()) + unalloc == pytest.approx(node_sum, rel=1e-9)
     assert math.fsum(engine.ledger.node.values()) == pytest.approx(node_sum, rel=1e-9)

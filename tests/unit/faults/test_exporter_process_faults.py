@@ -75,6 +75,8 @@ def test_exporter_sigkilled_mid_job_keeps_every_collected_joule_once(
             assert after in (pytest.approx(seen), pytest.approx(seen + extra))  # all or none
             ctr = totals(m, "carbontrack_container_energy_joules_total", "component")
             assert ctr.get("cpu", 0.0) <= after + 1e-6
+            print(f"[figures] kill: collected {seen:.1f} J, after restart {after:.1f} J, "
+                  f"drawn so far {advanced:.1f} J")
             seen = after
             time.sleep(0.3)  # the restarted process takes its baseline
     finally:
@@ -123,6 +125,8 @@ def test_concurrent_scrape_flood_is_served_and_collection_continues(
             time.sleep(0.02)
         stop.set()
         loader.join()
+        print(f"[figures] flood: {len(results)} scrapes from 32 clients, peak threads "
+              f"{peak_threads}")
         assert len(results) == 32 * 15
         assert all(status == 200 for status, _ in results), results[:3]
         for _, body in results:
@@ -153,6 +157,7 @@ def test_idle_connections_do_not_grow_threads_without_bound(exporter_node: NodeT
         time.sleep(1.0)
         status, _ = scrape_raw(ex.url)
         assert status == 200  # still serving
+        print(f"[figures] idle: 48 idle connections, threads {base} -> {ex.threads()}")
         assert ex.threads() <= base + 32
     finally:
         ex.kill()  # SIGKILL: this test is about threads, not shutdown

@@ -1,0 +1,118 @@
+"""Operator faults on the real local control plane: the operator SIGKILLed at random points
+while Jobs finish and are accounted (20+ kills), and the API server restarted mid-accounting.
+Afterwards every Job is accounted exactly once: one ledger entry per Job UID, the budget's
+used grams equal the sum of the Jobs' annotations, no Job left unaccounted."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_operator import (
+    accounted,
+    budget_body,
+    create_budget,
+    get_budget,
+    install_crd,
+    nlp_job,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def crd(devstack: Any) -> None:
+    from carbontrack.devcluster.kube import api_client
+
+    with api_client(Path(devstack.cluster.kubeconfig)) as api:
+        install_crd(api)  # idempotent: replaces the definition if test_operator installed it
+
+
+def operator_argv(prometheus_url: str, namespace: str, kubeconfig: Path) -> list[str]:
+    return [sys.executable, "-m", "carbontrack", "operator", f"--prometheus-url={prometheus_url}",
+            f"--namespace={namespace}", "--standalone", f"--kubeconfig={kubeconfig}",
+            "--listen=127.0.0.1:0", "--scrape-interval=1", "--accounting-delay=1",
+            "--budget-interval=1", "--projection-interval=0"]
+
+
+def assert_each_job_once(batch_v1: Any, custom_objects: Any, namespace: str,
+                         jobs: dict[str, str], wait_for: Any, timeout_s: float) -> dict[str, Any]:
+    """All Jobs annotated; ledger == {uid: entry} for exactly these Jobs; used == Σ annotations."""
+    def all_accounted() -> dict[str, dict[str, str]] | None:
+        anns = {name: accounted(batch_v1, namespace, name) for name in jobs}
+        return anns if all(a is not None for a in anns.values()) else None  # type: ignore[misc]
+
+    anns: dict[str, dict[str, str]] = wait_for("every Job accounted", all_accounted, timeout_s)
+
+    def settled() -> dict[str, Any] | None:
+        st = get_budget(custom_objects, namespace, "all").get("status") or {}
+        return st if st.get("jobsCounted") == len(jobs) else None
+
+    status = wait_for("the budget ledger", settled, 30)
+    assert set(status["ledger"]) == set(jobs.values())  # one entry per UID, none extra
+    total = 0.0
+    for name, uid in jobs.items():
+        grams = float(anns[name]["carbontrack.io/co2e-grams"])
+        assert grams > 0
+        # the annotation and the ledger entry come from the same final counters
+        assert status["ledger"][uid]["co2eGrams"] == pytest.approx(grams, rel=1e-5)
+        total += grams
+    assert status["usedGrams"] == pytest.approx(total, rel=1e-5)
+    return status
+
+
+def test_operator_sigkilled_at_random_points_accounts_every_job_once(
+    crd: None, namespace: str, kubeconfig: Path, prometheus: Any, batch_v1: Any,
+    custom_objects: Any, start_process: Any, wait_for: Any, devstack: Any,
+) -> None:
+    rng = random.Random(int(os.environ.get("CARBONTRACK_FAULT_SEED", "9")))
+    create_budget(custom_objects, namespace, budget_body("all", "10t", selector={}))
+    argv = operator_argv(prometheus.url, namespace, kubeconfig)
+    jobs: dict[str, str] = {}
+    kills = 0
+    for i in range(22):
+        if i < 12:  # Jobs keep finishing while operators come and go
+            name = f"job-{i:02d}"
+            body = nlp_job(name, run_seconds=rng.uniform(1.0, 4.0), cpu_cores=1.0)
+            jobs[name] = batch_v1.create_namespaced_job(namespace, body).metadata.uid
+        proc = start_process(f"operator-{i}", argv)
+        time.sleep(rng.uniform(0.5, 4.0))  # start-up, watching, querying, patching...
+        os.killpg(proc.pgid, signal.SIGKILL)
+        devstack.supervisor.stop_one(proc)
+        kills += 1
+    assert kills >= 20
+    start_process("operator-final", argv)
+    assert_each_job_once(batch_v1, custom_objects, namespace, jobs, wait_for, 180)
+
+
+def test_apiserver_restarted_mid_accounting_counts_every_job_once(
+    crd: None, namespace: str, kubeconfig: Path, prometheus: Any, batch_v1: Any,
+    custom_objects: Any, start_process: Any, wait_for: Any, devstack: Any,
+) -> None:
+    create_budget(custom_objects, namespace, budget_body("all", "10t", selector={}))
+    start_process("operator", operator_argv(prometheus.url, namespace, kubeconfig))
+    jobs = {f"api-{i}": batch_v1.create_namespaced_job(
+        namespace, nlp_job(f"api-{i}", run_seconds=1.5 + i, cpu_cores=1.0)).metadata.uid
+        for i in range(4)}
+    wait_for("the first Job accounted", lambda: accounted(batch_v1, namespace, "api-0"), 90)
+
+    sup = devstack.supervisor
+    api = sup.get("kube-apiserver")
+    sup.stop_one(api)  # the others are finishing or queued for accounting right now
+    time.sleep(3.0)
+    sup.start("kube-apiserver", api.argv)
+
+    def ready() -> bool:
+        try:
+            return bool(devstack.cluster.https_get("/readyz")[0] == 200)
+        except OSError:
+            return False
+
+    wait_for("kube-apiserver /readyz after the restart", ready, 90)
+    assert_each_job_once(batch_v1, custom_objects, namespace, jobs, wait_for, 180)
