@@ -1,0 +1,76 @@
+"""The local cluster behaves like a real one where our components depend on it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from carbontrack.devcluster.workloads import sim_job
+
+pytestmark = pytest.mark.e2e
+
+
+def test_version_and_nodes(cluster: Any, core_v1: Any) -> None:
+    status, body = cluster.https_get("/version")
+    assert status == 200 and json.loads(body)["gitVersion"] == "v1.36.3"
+    nodes = {n.metadata.name: n for n in core_v1.list_node().items}
+    gpu = nodes["sim-gpu-0"]
+    assert gpu.metadata.labels["topology.kubernetes.io/region"] == "eu-west-1"
+    assert gpu.metadata.labels["node.kubernetes.io/instance-type"] == "p4d.24xlarge"
+    assert gpu.spec.provider_id == "aws:///eu-west-1a/i-0c0ffee000000001"
+    assert gpu.status.allocatable["nvidia.com/gpu"] == "8"
+    assert all(any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)
+               for n in nodes.values())
+
+
+def test_failing_job_pod_fails_and_its_cgroup_comes_and_goes(
+    namespace: str, batch_v1: Any, core_v1: Any, simulator: Any, wait_for: Any,
+) -> None:
+    batch_v1.create_namespaced_job(
+        namespace, sim_job("boom", run_seconds=4, cpu_cores=1, fail=True, node="sim-cpu-0"))
+
+    def running_pod() -> Any:
+        pods = core_v1.list_namespaced_pod(namespace, label_selector="job-name=boom").items
+        return pods[0] if pods and pods[0].status.phase == "Running" else None
+
+    pod = wait_for("the pod to run", running_pod, 30)
+    uid = pod.metadata.uid
+    tree = simulator.nodes["sim-cpu-0"].cgroups
+    # record() takes the simulator's lock: the tree is complete once the pod is recorded
+    wait_for("the pod's cgroup to appear", lambda: simulator.record(uid), 10)
+    cgroup_dir = tree.container_dir(uid, "train")
+    assert cgroup_dir.is_dir()
+    # the kubelet's part: the container's runtime id is posted to the pod status
+    cid = wait_for("the containerID in the pod status", lambda: core_v1.read_namespaced_pod(
+        pod.metadata.name, namespace).status.container_statuses[0].container_id, 10)
+    assert cid == f"containerd://{tree.pods[uid].containers['train'].id}"
+    # ServiceAccount admission ran: the pod has its projected token volume
+    assert any(v.projected is not None for v in pod.spec.volumes or [])
+
+    def failed() -> bool:
+        job = batch_v1.read_namespaced_job("boom", namespace)
+        return any(c.type == "Failed" and c.status == "True" for c in job.status.conditions or [])
+
+    wait_for("the Job controller to mark the Job Failed", failed, 40)
+    done = core_v1.read_namespaced_pod(pod.metadata.name, namespace)
+    assert done.status.phase == "Failed"
+    term = done.status.container_statuses[0].state.terminated
+    assert (term.exit_code, term.reason) == (1, "Error")
+    assert done.status.container_statuses[0].container_id == cid  # kept through the stage
+    wait_for("the pod's cgroup to go", lambda: not cgroup_dir.exists(), 10)
+    rec = simulator.record(uid)
+    assert rec.ended - rec.started == pytest.approx(4.0, abs=2.5)
+    assert rec.joules["cpu"] == pytest.approx(8.0 * 1 * (rec.ended - rec.started), rel=0.05)
+
+
+def test_prometheus_scrapes_every_exporter(prometheus: Any, exporters: Any, wait_for: Any) -> None:
+    def all_up() -> dict[str, str] | None:
+        health = prometheus.targets_health()
+        want = {f"{e.url}/metrics" for e in exporters.values()}
+        return health if want <= set(health) and all(health[t] == "up" for t in want) else None
+
+    wait_for("every exporter target up", all_up, 30)
+    result = prometheus.query('carbontrack_source_up{source="rapl"}')
+    assert {r["metric"]["node"]: r["value"][1] for r in result} == {n: "1" for n in exporters}
