@@ -34,11 +34,13 @@ def bin_dir(env: Mapping[str, str] | None = None) -> Path:
     return cache_dir(env) / "bin"
 
 
-def repo_root() -> Path | None:
-    """The checkout holding ``scripts/build-control-plane.sh`` (an editable install), or None
-    for an installed wheel, which cannot build and must find the binaries cached."""
+def repo_root(cwd: Path | None = None) -> Path | None:
+    """The checkout holding ``scripts/build-control-plane.sh``: the one this module lives in
+    (editable install), else the current directory or one above it (an installed wheel run
+    from a checkout, as CI and ``make demo`` do). None: no way to build, use the cache."""
     here = Path(__file__).resolve()
-    for parent in here.parents:
+    start = (cwd or Path.cwd()).resolve()
+    for parent in [*here.parents, start, *start.parents]:
         if (parent / "scripts" / "build-control-plane.sh").is_file() and (
             parent / "tools"
         ).is_dir():
