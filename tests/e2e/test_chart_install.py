@@ -92,7 +92,8 @@ def release(devstack: Any, admin: client.ApiClient) -> Iterator[subprocess.Compl
     out = helm(devstack, "install", RELEASE, str(tools.CHART), "-n", RELEASE_NS,
                "--set", f"operator.prometheusUrl={devstack.prometheus.url}",
                "--set", "operator.scrapeIntervalSeconds=1",
-               "--wait", "--timeout", "180s")
+               "--wait", "--timeout", "300s", check=False)
+    assert out.returncode == 0, out.stderr + release_state(admin)
     try:
         yield out
     finally:
@@ -105,6 +106,19 @@ def release(devstack: Any, admin: client.ApiClient) -> Iterator[subprocess.Compl
             except ApiException as err:
                 if err.status != 404:
                     raise
+
+
+def release_state(admin: client.ApiClient) -> str:
+    """Pods of the release and node taints, for a failed `helm --wait`."""
+    core = client.CoreV1Api(admin)
+    lines = ["", "pods:"]
+    for p in core.list_namespaced_pod(RELEASE_NS).items:
+        conds = {c.type: c.status for c in p.status.conditions or []}
+        lines.append(f"  {p.metadata.name} node={p.spec.node_name} phase={p.status.phase} {conds}")
+    lines.append("nodes:")
+    for n in core.list_node().items:
+        lines.append(f"  {n.metadata.name} taints={[t.key for t in n.spec.taints or []]}")
+    return "\n".join(lines)
 
 
 def sa_kubeconfig(devstack: Any, admin: client.ApiClient, namespace: str, sa: str, path: Path) -> Path:
@@ -497,9 +511,11 @@ def test_namespaced_peering_rbac_lets_the_operator_register_and_account(
 ) -> None:
     """The chart scoped to this test's namespace with peering on: RoleBinding and KopfPeering
     there, and the operator (chart args, chart ServiceAccount) registers as a peer and accounts."""
-    helm(devstack, "upgrade", RELEASE, str(tools.CHART), "-n", RELEASE_NS, "--reuse-values",
-         "--set", "operator.peering.enabled=true", "--set-json", f'operator.watchNamespaces=["{namespace}"]',
-         "--wait", "--timeout", "120s")
+    upgrade = helm(devstack, "upgrade", RELEASE, str(tools.CHART), "-n", RELEASE_NS, "--reuse-values",
+                   "--set", "operator.peering.enabled=true",
+                   "--set-json", f'operator.watchNamespaces=["{namespace}"]',
+                   "--wait", "--timeout", "300s", check=False)
+    assert upgrade.returncode == 0, upgrade.stderr + release_state(admin)
     peering = custom_objects.get_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings", "carbontrack")
     assert peering["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
     kc = sa_kubeconfig(devstack, admin, RELEASE_NS, OPERATOR_SA, tmp_path / "operator.kubeconfig")
