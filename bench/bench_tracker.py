@@ -56,14 +56,14 @@ def summarise(runs: list[tuple[float, float]]) -> tuple[float, float, float, flo
 
 TRACK_SNIPPET = """
 import time
-t0 = time.perf_counter()
+t0 = time.process_time()
 import carbontrack
 from carbontrack.tracker import track
-t1 = time.perf_counter()
+t1 = time.process_time()
 t = track(zone="DE", output_dir=None).start()
-t2 = time.perf_counter()
+t2 = time.process_time()
 t.stop()
-t3 = time.perf_counter()
+t3 = time.process_time()
 print(t1 - t0, t2 - t1, t3 - t2)
 """
 
@@ -218,7 +218,7 @@ Targets (issue 2): start-up < 100 ms; overhead < 0.5 % of one core.
 |---|---|---|---|---|
 {startup_rows}
 
-In-process, wall, best / median: `import carbontrack; from carbontrack.tracker import track`
+In-process, CPU (all threads), best / median: `import carbontrack; from carbontrack.tracker import track`
 {ms("api_import_min")} / {ms("api_import")}; `track(zone="DE").start()` {ms("api_start_min")} /
 {ms("api_start")}; `.stop()` {ms("api_stop_min")} / {ms("api_stop")}.
 
