@@ -87,8 +87,12 @@ def test_operator_sigkilled_at_random_points_accounts_every_job_once(
         devstack.supervisor.stop_one(proc)
         kills += 1
     assert kills >= 20
+    before_final = sum(1 for name in jobs if accounted(batch_v1, namespace, name) is not None)
     start_process("operator-final", argv)
-    assert_each_job_once(batch_v1, custom_objects, namespace, jobs, wait_for, 180)
+    status = assert_each_job_once(batch_v1, custom_objects, namespace, jobs, wait_for, 180)
+    print(f"[figures] {kills} SIGKILLs; {before_final}/{len(jobs)} Jobs accounted by operators "
+          f"that were later killed; ledger {len(status['ledger'])} entries, "
+          f"{status['usedGrams']} g")
 
 
 def test_apiserver_restarted_mid_accounting_counts_every_job_once(
@@ -115,4 +119,6 @@ def test_apiserver_restarted_mid_accounting_counts_every_job_once(
             return False
 
     wait_for("kube-apiserver /readyz after the restart", ready, 90)
-    assert_each_job_once(batch_v1, custom_objects, namespace, jobs, wait_for, 180)
+    status = assert_each_job_once(batch_v1, custom_objects, namespace, jobs, wait_for, 180)
+    print(f"[figures] apiserver restart: {len(status['ledger'])} ledger entries for "
+          f"{len(jobs)} Jobs, {status['usedGrams']} g")
