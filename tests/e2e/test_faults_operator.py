@@ -67,18 +67,17 @@ def assert_each_job_once(batch_v1: Any, custom_objects: Any, namespace: str,
     return status
 
 
-def test_operator_sigkilled_at_random_points_accounts_every_job_once(
-    crd: None, namespace: str, kubeconfig: Path, prometheus: Any, batch_v1: Any,
-    custom_objects: Any, start_process: Any, wait_for: Any, devstack: Any,
-) -> None:
+def kill_operators(n_kills: int, n_jobs: int, namespace: str, kubeconfig: Path,
+                   prometheus: Any, batch_v1: Any, custom_objects: Any, start_process: Any,
+                   wait_for: Any, devstack: Any) -> None:
     rng = random.Random(int(os.environ.get("CARBONTRACK_FAULT_SEED", "9")))
     create_budget(custom_objects, namespace, budget_body("all", "10t", selector={}))
     argv = operator_argv(prometheus.url, namespace, kubeconfig)
     jobs: dict[str, str] = {}
     kills = 0
-    for i in range(22):
-        if i < 12:  # Jobs keep finishing while operators come and go
-            name = f"job-{i:02d}"
+    for i in range(n_kills):
+        if i < n_jobs:  # Jobs keep finishing while operators come and go
+            name = f"job-{i:03d}"
             body = nlp_job(name, run_seconds=rng.uniform(1.0, 4.0), cpu_cores=1.0)
             jobs[name] = batch_v1.create_namespaced_job(namespace, body).metadata.uid
         proc = start_process(f"operator-{i}", argv)
@@ -86,13 +85,29 @@ def test_operator_sigkilled_at_random_points_accounts_every_job_once(
         os.killpg(proc.pgid, signal.SIGKILL)
         devstack.supervisor.stop_one(proc)
         kills += 1
-    assert kills >= 20
     before_final = sum(1 for name in jobs if accounted(batch_v1, namespace, name) is not None)
     start_process("operator-final", argv)
-    status = assert_each_job_once(batch_v1, custom_objects, namespace, jobs, wait_for, 180)
+    status = assert_each_job_once(batch_v1, custom_objects, namespace, jobs, wait_for, 300)
     print(f"[figures] {kills} SIGKILLs; {before_final}/{len(jobs)} Jobs accounted by operators "
           f"that were later killed; ledger {len(status['ledger'])} entries, "
           f"{status['usedGrams']} g")
+
+
+def test_operator_sigkilled_at_random_points_accounts_every_job_once(
+    crd: None, namespace: str, kubeconfig: Path, prometheus: Any, batch_v1: Any,
+    custom_objects: Any, start_process: Any, wait_for: Any, devstack: Any,
+) -> None:
+    kill_operators(22, 12, namespace, kubeconfig, prometheus, batch_v1, custom_objects,
+                   start_process, wait_for, devstack)
+
+
+@pytest.mark.slow
+def test_soak_operator_sigkilled_100_times_accounts_every_job_once(
+    crd: None, namespace: str, kubeconfig: Path, prometheus: Any, batch_v1: Any,
+    custom_objects: Any, start_process: Any, wait_for: Any, devstack: Any,
+) -> None:
+    kill_operators(100, 60, namespace, kubeconfig, prometheus, batch_v1, custom_objects,
+                   start_process, wait_for, devstack)
 
 
 def test_apiserver_restarted_mid_accounting_counts_every_job_once(
