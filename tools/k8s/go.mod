@@ -1,6 +1,6 @@
 module carbontrack.dev/tools/k8s
 
-go 1.26.8
+go 1.26.0
 
 // Staging modules of k8s.io/kubernetes v1.36.3, pinned to v0.36.3.
 replace (

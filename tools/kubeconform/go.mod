@@ -1,6 +1,6 @@
 module carbontrack.dev/tools/kubeconform
 
-go 1.26.8
+go 1.24.0
 
 tool github.com/yannh/kubeconform/cmd/kubeconform
 
