@@ -193,8 +193,8 @@ PEER_ROWS = [
 PEERS = """\
 ## Beside Kepler and DCGM exporter
 
-Neither project publishes a benchmark of its own exporter's overhead against pod count; the
-figures users report in the projects' issue trackers are the best public evidence. They
+We found no benchmark of either exporter's overhead against pod count in the projects'
+documentation; the figures users report in the projects' issue trackers are what is public. They
 are field reports on real hardware (different machines, versions and settings), quoted as
 reported, not measured here:
 
