@@ -283,3 +283,18 @@ def test_demo_workloads_fit_the_simulated_nodes() -> None:
     assert b["spec"] == {"limit": "6g", "period": {"type": "Calendar", "calendar": "Month"},
                          "selector": {"matchLabels": {"team": "ml-research"}},
                          "thresholds": [50, 80], "action": "Warn"}
+
+
+def test_budget_summary_reads_like_kubectl() -> None:
+    from carbontrack.devcluster.demo import budget_summary
+
+    b = {"metadata": {"name": "b"}, "spec": {"limit": "6g"},
+         "status": {"used": "1.1g", "percent": 18.1, "periodName": "2026-11", "exceeded": False,
+                    "jobsCounted": 2, "conditions": [
+                        {"type": "Exceeded", "status": "False", "reason": "WithinLimit",
+                         "message": "1.1g of 6g used in 2026-11"}]}}
+    assert budget_summary(b) == (
+        "CarbonBudget b: limit 6g, used 1.1g (18.1%), period 2026-11, exceeded False, "
+        "Jobs counted 2\n    Exceeded=False WithinLimit: 1.1g of 6g used in 2026-11")
+    assert budget_summary({"metadata": {"name": "b"}, "spec": {"limit": "6g"}}).endswith(
+        "(no status yet: the operator is not running)")

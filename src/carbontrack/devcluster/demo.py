@@ -193,6 +193,21 @@ def budget_manifest(name: str, limit: str, team: str) -> dict[str, Any]:
     }
 
 
+def budget_summary(budget: dict[str, Any]) -> str:
+    """What `kubectl get carbonbudget -o wide` and `describe` would tell a user."""
+    st = budget.get("status") or {}
+    name, spec = budget["metadata"]["name"], budget["spec"]
+    lines = [f"CarbonBudget {name}: limit {spec['limit']}, used {st.get('used', '-')} "
+             f"({st.get('percent', '-')}%), period {st.get('periodName', '-')}, "
+             f"exceeded {st.get('exceeded', '-')}, Jobs counted {st.get('jobsCounted', '-')}"]
+    for c in st.get("conditions") or []:
+        lines.append(f"    {c.get('type')}={c.get('status')} {c.get('reason', '')}: "
+                     f"{c.get('message', '')}")
+    if not st:
+        lines.append("    (no status yet: the operator is not running)")
+    return "\n".join(lines)
+
+
 def demo_jobs(run_seconds: float) -> list[dict[str, Any]]:
     labels = {"team": "ml-research", "app.kubernetes.io/part-of": "carbontrack-demo"}
     return [
@@ -268,8 +283,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if crds:
             b = custom.get_namespaced_custom_object("carbontrack.io", "v1alpha1", DEMO_NS,
                                                     "carbonbudgets", "ml-research-monthly")
-            print(f"\nCarbonBudget ml-research-monthly: limit {b['spec']['limit']}, status:")
-            print(json.dumps(b.get("status", {}), indent=2))
+            print("\n" + budget_summary(b))
         print("\nEvents:")
         for e in core.list_namespaced_event(DEMO_NS).items[-15:]:
             print(f"  {e.type} {e.involved_object.kind}/{e.involved_object.name} "
