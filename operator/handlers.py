@@ -189,15 +189,14 @@ class Operator:
         for budget in list(self.budgets.values()):
             if budget.selects(job):
                 await self._commit_entry(budget, entry, job)
-        gone = False
-        try:
-            await self.kube.patch_job(job.namespace, job.name, job.uid,
-                                      {"metadata": {"annotations": acc.annotations(now)}})
-        except Gone:
-            gone = True  # deleted without our finalizer: the ledger and Event keep the record
+        patched: dict[str, Any] | None = None
+        # Gone: deleted without our finalizer; the ledger and the Event keep the record.
+        with contextlib.suppress(Gone):
+            patched = await self.kube.patch_job(job.namespace, job.name, job.uid,
+                                                {"metadata": {"annotations": acc.annotations(now)}})
         await self._post_job_event(job, acc)
-        if not gone:
-            await self._remove_finalizer(job)
+        if patched is not None:
+            await self._remove_finalizer(job, patched)  # the patch answer has the resourceVersion
         self.jobs.pop(job.uid, None)
         self.metrics.jobs_accounted.labels(result="no_data" if acc.no_data else "ok").inc()
         self.metrics.accounting_latency.observe(max((now - job.finished_at).total_seconds(), 0.0))
@@ -266,21 +265,28 @@ class Operator:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(budget.key, []).append((entry, job, done))
         with contextlib.suppress(Exception):  # the outcome for *this* entry is in `done`
-            await self.refresh_budget(budget.namespace, budget.name)
+            await self.refresh_budget(budget.namespace, budget.name, only_if_pending=True)
         if not done.done():
             raise TemporaryError(f"ledger entry for {job.name} not written to {budget.key}")
         await done
 
-    async def refresh_budget(self, namespace: str, name: str) -> None:
+    async def refresh_budget(self, namespace: str, name: str, only_if_pending: bool = False) -> None:
         """Re-read the budget, add queued ledger entries that are new, recompute and write the
-        status in one conditional patch, then post Events for what changed."""
+        status in one conditional patch, then post Events for what changed. With
+        ``only_if_pending``, return at once when an earlier holder already wrote the queue."""
         key = f"{namespace}/{name}"
         lock = self._budget_locks.setdefault(key, asyncio.Lock())
         async with lock:
             batch = self._pending.pop(key, [])
+            if only_if_pending and not batch:
+                return
             try:
                 update = await self._write_budget(namespace, name, batch)
-            except BaseException as err:
+            except asyncio.CancelledError:
+                for _, _, done in batch:
+                    done.cancel()
+                raise
+            except Exception as err:
                 for _, _, done in batch:
                     if not done.done():
                         done.set_exception(err)
@@ -532,5 +538,6 @@ def build_registry(op: Operator, login: Callable[..., Any] | None = None) -> kop
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
         await op.close()
+        op.kube.close()
 
     return registry

@@ -6,8 +6,10 @@ against a real API server.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -15,8 +17,6 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from carbontrack.core.errors import TemporaryError
-
-from .timeutil import format_time
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,20 @@ def _translate(err: ApiException, what: str) -> Exception:
 
 
 class KubeApi:
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(self, api_client: client.ApiClient, workers: int = 32) -> None:
+        # Own thread pool: the default one has cpu+4 threads, which caps the operator at a
+        # handful of API calls in flight when a thousand Jobs finish together.
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+        api_client.configuration.connection_pool_maxsize = max(
+            workers, api_client.configuration.connection_pool_maxsize or 0)
         self._batch = client.BatchV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
 
     async def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, functools.partial(fn, *args, **kwargs))
         except ApiException as err:
             raise _translate(err, what) from err
         except OSError as err:  # connection refused / reset: the API server is restarting
@@ -138,6 +144,5 @@ class KubeApi:
             log.warning("could not post Event %s on %s/%s: %s", reason, namespace,
                         involved["name"], err)
 
-    @staticmethod
-    def stamp(now: datetime) -> str:
-        return format_time(now)
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
