@@ -88,7 +88,7 @@ def body(payload: bytes, status: int = 200) -> web.Response:
 
 
 async def _slow(_k: str, good: dict[str, Any]) -> web.StreamResponse:
-    await asyncio.sleep(2.0)
+    await asyncio.sleep(1.0)  # twice the client's 0.5 s timeout
     return body(json.dumps(good).encode())
 
 
