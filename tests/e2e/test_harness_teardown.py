@@ -101,3 +101,39 @@ time.sleep(600)
     finally:
         if harness.poll() is None:
             os.killpg(harness.pid, 9)
+
+
+def test_port_taken_between_choice_and_bind_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Other clusters start on the same machine: a chosen free port can be gone by the time
+    etcd binds it. The start is retried with fresh ports instead of failing the session."""
+    import socket
+
+    from carbontrack.devcluster import controlplane
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    real = controlplane.Ports.allocate
+    calls: list[controlplane.Ports] = []
+
+    def allocate() -> controlplane.Ports:
+        p = real()
+        if not calls:  # first attempt: etcd's client port is already taken
+            p = controlplane.Ports(taken, *list(vars(p).values())[1:])
+        calls.append(p)
+        return p
+
+    monkeypatch.setattr(controlplane.Ports, "allocate", staticmethod(allocate))
+    try:
+        cluster = start_local_cluster(tmp_path, ensure_all(root=REPO_ROOT), nodes=DEFAULT_NODES[:1])
+        try:
+            assert len(calls) == 2 and calls[0].etcd_client == taken
+            assert cluster.ports == calls[1]
+            assert cluster.https_get("/readyz")[0] == 200
+        finally:
+            cluster.stop()
+    finally:
+        squatter.close()

@@ -8,6 +8,7 @@ lives under ``state_dir``, so several clusters can run side by side.
 
 from __future__ import annotations
 
+import shutil
 import ssl
 import time
 import urllib.error
@@ -215,6 +216,10 @@ def start_kwok_and_nodes(
     return kwok
 
 
+PORT_CLASH = "address already in use"
+START_ATTEMPTS = 3
+
+
 def start_local_cluster(
     state_dir: Path,
     binaries: Binaries,
@@ -225,7 +230,26 @@ def start_local_cluster(
 ) -> LocalCluster:
     """Start everything and return once the API serves, the default ServiceAccount exists
     (pods can be admitted) and every fake Node is Ready. On failure the processes already
-    started are stopped before the error propagates."""
+    started are stopped before the error propagates. A free port taken by another process
+    between choosing and binding it (other clusters start on the same machine) is retried
+    with fresh ports and a fresh data dir."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            return _start_local_cluster(state_dir, binaries, supervisor, nodes, timeout_s)
+        except TemporaryError as err:
+            if PORT_CLASH not in str(err) or attempt == START_ATTEMPTS:
+                raise
+            shutil.rmtree(state_dir / "etcd", ignore_errors=True)
+    raise AssertionError("unreachable")
+
+
+def _start_local_cluster(
+    state_dir: Path,
+    binaries: Binaries,
+    supervisor: Supervisor | None,
+    nodes: Sequence[FakeNode],
+    timeout_s: float,
+) -> LocalCluster:
     t0 = time.monotonic()
     state_dir.mkdir(parents=True, exist_ok=True)
     sup = supervisor or Supervisor(state_dir / "logs")
