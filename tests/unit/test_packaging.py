@@ -66,7 +66,8 @@ def test_wheel_ships_data_files(tmp_path: Path) -> None:
     import zipfile
 
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(REPO)],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
