@@ -1,8 +1,8 @@
 """One collection cycle: read sources and cgroups, attribute the interval, update the ledger.
 
 The engine owns every piece of mutable accounting state and is driven by one thread (the
-collection loop). Each cycle ends by publishing an immutable ``Snapshot`` that scrapes read,
-so a scrape never recomputes anything and never waits for hardware.
+collection loop). Scrapes read an immutable ``Snapshot`` of the ledger, built once per cycle
+on first use (under the engine's lock, so never mid-cycle); a scrape never reads hardware.
 
 Per interval and component (cpu, dram, gpu) the conservation invariant holds by construction:
 ``sum(containers) + unallocated == node energy`` (see attribution.py, gpu_attribution.py).
@@ -11,6 +11,7 @@ Per interval and component (cpu, dram, gpu) the conservation invariant holds by 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -158,11 +159,28 @@ class Engine:
         self._status: dict[str, SourceStatus] = {}
         self._down_logged: set[str] = set()
         self._seq = 0
-        self.snapshot = self._build_snapshot(None)
+        self._lock = threading.RLock()
+        self._snap: Snapshot | None = None
 
     # -- the cycle ------------------------------------------------------------
     def collect(self) -> IntervalResult | None:
         """Run one cycle; returns what it attributed (None on the baseline cycle)."""
+        with self._lock:  # a scrape building its snapshot waits for the cycle to finish
+            result = self._collect()
+            self._seq += 1
+            return result
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The latest cycle's snapshot, built on first use after that cycle (scrapes are
+        rarer than cycles: 5 s cycles, 30 s scrapes build one snapshot in six)."""
+        with self._lock:
+            snap = self._snap
+            if snap is None or snap.seq != self._seq:
+                snap = self._snap = self._build_snapshot(self._rate_info)
+            return snap
+
+    def _collect(self) -> IntervalResult | None:
         now = self.wall()
         mono = self.mono()
         readings = self._read_sources()
@@ -196,7 +214,6 @@ class Engine:
                 self._set_status("state", True, "", 0.0)
             except OSError as err:
                 self._set_status("state", False, f"cannot write state: {err}", 0.0)
-        self.snapshot = self._build_snapshot(self._rate_info)
         return result
 
     _rate_info: tuple[str, str, str, float] | None = None
@@ -231,8 +248,9 @@ class Engine:
 
     def mark_source(self, name: str, up: bool, message: str) -> None:
         """Record a source's health from outside a cycle (one that failed to open)."""
-        self._set_status(name, up, message, 0.0)
-        self.snapshot = self._build_snapshot(self._rate_info)
+        with self._lock:
+            self._set_status(name, up, message, 0.0)
+            self._seq += 1
 
     def _set_status(self, name: str, up: bool, msg: str, dur: float) -> None:
         self._status[name] = SourceStatus(up, msg, dur)
@@ -544,7 +562,6 @@ class Engine:
 
     # -- snapshot -------------------------------------------------------------
     def _build_snapshot(self, rate: tuple[str, str, str, float] | None) -> Snapshot:
-        self._seq += 1
         led = self.ledger
         ctrs = tuple([
             (key, t.owner, tuple([(ck[0], ck[1], j, t.grams.get(ck)) for ck, j in t.joules.items()]))
