@@ -513,8 +513,9 @@ def test_namespaced_peering_rbac_lets_the_operator_register_and_account(
     there, and the operator (chart args, chart ServiceAccount) registers as a peer and accounts."""
     upgrade = helm(devstack, "upgrade", RELEASE, str(tools.CHART), "-n", RELEASE_NS, "--reuse-values",
                    "--set", "operator.peering.enabled=true",
-                   "--set-json", f'operator.watchNamespaces=["{namespace}"]',
-                   "--wait", "--timeout", "300s", check=False)
+                   "--set-json", f'operator.watchNamespaces=["{namespace}"]', check=False)
+    # No --wait: the operator under test is the local process below, and under heavy load the
+    # node controller can mark the kwok pods NotReady, which kwok never reverts.
     assert upgrade.returncode == 0, upgrade.stderr + release_state(admin)
     peering = custom_objects.get_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings", "carbontrack")
     assert peering["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
