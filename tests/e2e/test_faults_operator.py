@@ -10,6 +10,7 @@ import random
 import signal
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from test_operator import (
     create_budget,
     get_budget,
     install_crd,
+    job_pod_uids,
     nlp_job,
 )
 
@@ -74,23 +76,27 @@ def kill_operators(n_kills: int, n_jobs: int, namespace: str, kubeconfig: Path,
     create_budget(custom_objects, namespace, budget_body("all", "10t", selector={}))
     argv = operator_argv(prometheus.url, namespace, kubeconfig)
     jobs: dict[str, str] = {}
-    kills = 0
+    kills = mid_accounting = 0
     for i in range(n_kills):
         if i < n_jobs:  # Jobs keep finishing while operators come and go
             name = f"job-{i:03d}"
             body = nlp_job(name, run_seconds=rng.uniform(1.0, 4.0), cpu_cores=1.0)
             jobs[name] = batch_v1.create_namespaced_job(namespace, body).metadata.uid
         proc = start_process(f"operator-{i}", argv)
-        time.sleep(rng.uniform(0.5, 4.0))  # start-up, watching, querying, patching...
+        # an operator needs a few seconds to start and reach its queue: kill anywhere from
+        # start-up through watching, querying Prometheus, committing ledgers and patching
+        time.sleep(rng.uniform(2.0, 12.0))
         os.killpg(proc.pgid, signal.SIGKILL)
         devstack.supervisor.stop_one(proc)
         kills += 1
+        log = Path(proc.log_path).read_text(errors="replace")
+        mid_accounting += "accounted Job" in log
     before_final = sum(1 for name in jobs if accounted(batch_v1, namespace, name) is not None)
     start_process("operator-final", argv)
     status = assert_each_job_once(batch_v1, custom_objects, namespace, jobs, wait_for, 300)
-    print(f"[figures] {kills} SIGKILLs; {before_final}/{len(jobs)} Jobs accounted by operators "
-          f"that were later killed; ledger {len(status['ledger'])} entries, "
-          f"{status['usedGrams']} g")
+    print(f"[figures] {kills} SIGKILLs, {mid_accounting} of them after that operator had "
+          f"accounted a Job; {before_final}/{len(jobs)} Jobs accounted by operators that were "
+          f"later killed; ledger {len(status['ledger'])} entries, {status['usedGrams']} g")
 
 
 def test_operator_sigkilled_at_random_points_accounts_every_job_once(
@@ -137,3 +143,64 @@ def test_apiserver_restarted_mid_accounting_counts_every_job_once(
     status = assert_each_job_once(batch_v1, custom_objects, namespace, jobs, wait_for, 180)
     print(f"[figures] apiserver restart: {len(status['ledger'])} ledger entries for "
           f"{len(jobs)} Jobs, {status['usedGrams']} g")
+
+
+def test_exporter_restarted_mid_job_continues_counters_without_double_count(
+    crd: None, namespace: str, kubeconfig: Path, prometheus: Any, batch_v1: Any, core_v1: Any,
+    custom_objects: Any, start_process: Any, wait_for: Any, devstack: Any, simulator: Any,
+) -> None:
+    """The node's exporter is SIGKILLed mid-Job and restarted from its state directory.
+    Prometheus sees no counter reset (totals continue), the Job's accounted energy never
+    exceeds what the simulated hardware gave its pod, and it misses at most the energy of
+    the downtime plus one collection interval."""
+    node = "sim-small-0"  # no idle power: the pod gets exactly the energy it drew
+    create_budget(custom_objects, namespace, budget_body("all", "10t", selector={}))
+    start_process("operator", operator_argv(prometheus.url, namespace, kubeconfig))
+    run_s = 24.0  # long enough that the loss bound below is well under the total
+    uid = batch_v1.create_namespaced_job(namespace, nlp_job(
+        "restart", run_seconds=run_s, cpu_cores=2.0, node=node)).metadata.uid
+    pods = wait_for("the Job's pod", lambda: job_pod_uids(core_v1, namespace, uid), 30)
+    wait_for("energy for the pod", lambda: sum(
+        sum(simulator.joules(p).values()) for p in pods) > 0, 30)
+    time.sleep(3.0)
+
+    sup = devstack.supervisor
+    old = devstack.exporters[node].process
+    t_kill = time.monotonic()
+    os.killpg(old.pgid, signal.SIGKILL)
+    sup.stop_one(old)
+    time.sleep(1.0)
+    env = dict(os.environ)
+    sim = simulator.nodes[node]
+    if sim.gpu_backend is not None:  # the same fake NVML as at stack start
+        env["LD_LIBRARY_PATH"] = str(sim.gpu_backend.lib_dir)
+        env["CARBONTRACK_FAKE_NVML_STATE"] = str(sim.nvml_state)
+    new = sup.start(old.name, old.argv, env=env)
+    devstack.exporters[node].process = new
+    url = devstack.exporters[node].url + "/metrics"
+
+    def serving() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    wait_for("the restarted exporter", serving, 60)
+    down_s = time.monotonic() - t_kill
+
+    ann = wait_for("accounting", lambda: accounted(batch_v1, namespace, "restart"), 120)
+    simulated = sum(sum(simulator.joules(p).values()) for p in pods)
+    accounted_j = float(ann["carbontrack.io/energy-kwh"]) * 3.6e6
+    watts = simulated / run_s
+    lost_bound = watts * (down_s + 2 * 0.5 + 1.0)  # downtime, a cycle each side, start-up
+    print(f"[figures] exporter restart: simulated {simulated:.1f} J, accounted "
+          f"{accounted_j:.1f} J, down {down_s:.1f} s, loss bound {lost_bound:.1f} J")
+    assert accounted_j <= simulated * (1 + 1e-5)  # nothing invented, nothing twice
+    assert accounted_j >= simulated - lost_bound
+    resets = prometheus.query(
+        f'resets(carbontrack_container_energy_joules_total{{owner_uid="{uid}"}}[10m])')
+    assert resets and all(float(r["value"][1]) == 0 for r in resets)  # totals continued
+    status = assert_each_job_once(batch_v1, custom_objects, namespace, {"restart": uid},
+                                  wait_for, 30)
+    assert status["jobsCounted"] == 1
