@@ -99,7 +99,7 @@ def release(devstack: Any, admin: client.ApiClient) -> Iterator[subprocess.Compl
     finally:
         helm(devstack, "uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout", "60s", check=False)
         # The chart's (simulated) pods request CPU on the kwok nodes: later tests need it back.
-        wait_for("the chart's pods to be gone", lambda: not core.list_namespaced_pod(RELEASE_NS).items, 60)
+        wait_for("the chart's pods to be gone", lambda: not core.list_namespaced_pod(RELEASE_NS).items, 120)
         for ns in (RELEASE_NS, *SCRATCH_NAMESPACES):
             try:
                 core.delete_namespace(ns)
