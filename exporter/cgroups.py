@@ -253,6 +253,24 @@ class CgroupReader:
             return None
 
 
+def container_from_cgroup_path(path: str) -> tuple[str, str] | None:
+    """(pod uid, container id) from a cgroup path as ``/proc/<pid>/cgroup`` gives it (same
+    grammar as the tree walk), or None for a process outside Kubernetes' pods."""
+    uid = None
+    for part in path.split("/"):
+        if not part:
+            continue
+        m = _POD_RE.match(part)
+        if m:
+            uid = m.group(2).replace("_", "-").lower()
+            continue
+        if uid is not None:
+            c = _CTR_RE.match(part)
+            if c:
+                return uid, c.group(2)
+    return None
+
+
 _NOT_SEEN: tuple[str, list[ContainerCgroup], dict[bytes, ContainerCgroup]] | None = (
     "", [], {})
 

@@ -21,7 +21,7 @@ from typing import Protocol
 from carbontrack.core.types import Component, EnergyReading, EnergySource, Method
 
 from .attribution import IdlePolicy, split_energy
-from .cgroups import CgroupReader, ContainerCgroup
+from .cgroups import CgroupReader, ContainerCgroup, container_from_cgroup_path
 from .emissions import EmissionsRates
 from .gpu_attribution import GpuUnit, GpuUse, mig_units, split_unit
 from .pods import PodCache, PodMeta
@@ -469,7 +469,7 @@ class Engine:
                 units, rest = mig_units(d, instances, topo.total_slices.get(r.device, 7.0))
                 unalloc(comp, rest)
             else:
-                units = [GpuUnit(_uuid_of(r.device), d, False)]
+                units = [GpuUnit(r.device, d, False)]  # NVML readings: device = GPU UUID
             for u in units:
                 method = Method.ESTIMATED.value if u.estimated else r.method.value
                 s = split_unit(u, topo.allocations.get(u.uuid, ()), uses.get(u.uuid, ()))
@@ -487,7 +487,7 @@ class Engine:
             text = ""  # vanished between NVML's list and our read: unknown owner
         for line in text.splitlines():
             path = line.split(":", 2)[-1]
-            found = _key_from_cgroup_path(path)
+            found = container_from_cgroup_path(path)
             if found is not None:
                 uid, cid = found
                 if self._keys_by_id is None:  # built once per cycle, only if a PID is new
@@ -578,31 +578,3 @@ class Engine:
             pue=self.emissions.pue,
             idle_policy=self.cfg.idle_policy.value,
         )
-
-
-def _meta_request(meta: PodMeta | None, container: str) -> tuple[float, int] | None:
-    if meta is None:
-        return None
-    return meta.requests.get(container)
-
-
-def _uuid_of(device: str) -> str:
-    return device
-
-
-def _key_from_cgroup_path(path: str) -> tuple[str, str] | None:
-    """(pod uid, container id) from a /proc/<pid>/cgroup path, or None if not a pod's."""
-    from .cgroups import _CTR_RE, _POD_RE  # the same grammar as the tree walk
-
-    parts = [p for p in path.split("/") if p]
-    uid = None
-    for p in parts:
-        m = _POD_RE.match(p)
-        if m:
-            uid = m.group(2).replace("_", "-").lower()
-            continue
-        if uid is not None:
-            c = _CTR_RE.match(p)
-            if c:
-                return uid, c.group(2)
-    return None
