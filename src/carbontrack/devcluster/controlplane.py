@@ -109,6 +109,12 @@ def controller_manager_args(b: Binaries, pki: Pki, kubeconfig: Path, p: Ports) -
         f"--root-ca-file={pki.ca_cert}",
         f"--cluster-signing-cert-file={pki.ca_cert}",
         f"--cluster-signing-key-file={pki.ca_key}",
+        # Everything a cluster runs by default except what needs real kubelets, volumes, a
+        # cloud or a metrics API here (those only poll and log errors on kwok nodes).
+        "--controllers=*,-horizontal-pod-autoscaler-controller,"
+        "-persistentvolume-attach-detach-controller,-persistentvolume-binder-controller,"
+        "-persistentvolume-expander-controller,-node-route-controller,-service-lb-controller,"
+        "-cloud-node-lifecycle-controller",
         "--v=1",
     ]
 
