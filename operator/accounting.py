@@ -30,11 +30,14 @@ UNKNOWN_METHOD_UNCERTAINTY = 0.5
 
 
 class NotReady(TemporaryError):
-    """Prometheus has not yet scraped past the Job's completion; retry after ``delay_s``."""
+    """Prometheus has not yet scraped past the Job's completion; retry after ``delay_s``.
+    ``exact``: the delay is known (time until the final scrape); otherwise it is a poll and
+    the queue backs off so that hundreds of waiting Jobs do not flood Prometheus."""
 
-    def __init__(self, message: str, delay_s: float) -> None:
+    def __init__(self, message: str, delay_s: float, exact: bool = False) -> None:
         super().__init__(message)
         self.delay_s = delay_s
+        self.exact = exact
 
 
 @dataclass(frozen=True)
@@ -239,7 +242,7 @@ class Accountant:
         now = self._clock()
         ready = self.ready_at(job)
         if now < ready:
-            raise NotReady("waiting for the final scrape", (ready - now).total_seconds())
+            raise NotReady("waiting for the final scrape", (ready - now).total_seconds(), exact=True)
         # One scrape interval of margin before the start: the first sample of a pod may
         # predate the Job's recorded startTime by up to a scrape.
         start = job.lifetime_start - timedelta(seconds=self._settings.scrape_interval_s)

@@ -142,6 +142,7 @@ class Operator:
 
     async def _account_until_done(self, uid: str) -> None:
         delay = self.settings.retry_initial_s
+        poll = self.settings.scrape_interval_s  # grows while Prometheus is not ready for the Job
         try:
             while not self._stopping:
                 facts = self.jobs.get(uid)
@@ -153,7 +154,11 @@ class Operator:
                         await self._apply(accounting)
                     return
                 except NotReady as wait:
-                    await self.sleep(max(wait.delay_s, 0.2))
+                    if wait.exact:
+                        await self.sleep(max(wait.delay_s, 0.05))
+                    else:
+                        await self.sleep(max(poll, 0.05))
+                        poll = min(poll * 2, self.settings.retry_max_s)
                 except TemporaryError as err:
                     self.metrics.accounting_failures.labels(reason="temporary").inc()
                     log.warning("accounting Job %s/%s postponed %.0fs: %s",

@@ -378,8 +378,12 @@ def test_operator_killed_mid_accounting_and_restarted_counts_once(
     create_budget(custom_objects, namespace, budget_body("nlp", "1kg"))
     # A long accounting delay keeps the first operator waiting on the finished Job.
     first = start_process("operator-1", argv(delay=30))
+    # A cold `python -m carbontrack operator` on a busy machine takes a while to start: the
+    # budget's status appearing is the sign that it watches.
+    wait_for("the first operator to watch", lambda: first.running() and (
+        get_budget(custom_objects, namespace, "nlp").get("status") or {}).get("periodName"), 90)
     uid = batch_v1.create_namespaced_job(namespace, nlp_job("resilient", run_seconds=2.0)).metadata.uid
-    wait_for("the finalizer", lambda: "carbontrack.io/accounting" in (
+    wait_for("the first operator's finalizer", lambda: "carbontrack.io/accounting" in (
         batch_v1.read_namespaced_job("resilient", namespace).metadata.finalizers or []), 30)
     wait_job_finished(batch_v1, namespace, "resilient", wait_for)
     time.sleep(2)  # the finished Job is now in the first operator's queue
@@ -397,7 +401,8 @@ def test_operator_killed_mid_accounting_and_restarted_counts_once(
         _content_type="application/merge-patch+json")
 
     start_process("operator-2", argv(delay=1))
-    ann = wait_for("accounting by the restarted operator", lambda: accounted(batch_v1, namespace, "resilient"), 60)
+    ann = wait_for("accounting by the restarted operator",
+                   lambda: accounted(batch_v1, namespace, "resilient"), 90)
     assert float(ann["carbontrack.io/co2e-grams"]) > 0
     status = wait_for("the budget status", lambda: (
         st := get_budget(custom_objects, namespace, "nlp").get("status") or {}).get("jobsCounted") == 1 and st, 10)
