@@ -104,6 +104,9 @@ class PodCache:
         self._by_uid: dict[str, PodMeta] = {}
         self._by_name: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
+        # bumped on every change: readers that derive labels from the cache (the engine's
+        # per-container totals) rebuild only when it moves
+        self.generation = 0
 
     def get(self, uid: str) -> PodMeta | None:
         return self._by_uid.get(uid)
@@ -115,17 +118,20 @@ class PodCache:
         with self._lock:
             self._by_uid[meta.uid] = meta
             self._by_name[(meta.owner.namespace, meta.owner.pod)] = meta.uid
+            self.generation += 1
 
     def delete(self, uid: str) -> None:
         with self._lock:
             meta = self._by_uid.pop(uid, None)
             if meta is not None:
                 self._by_name.pop((meta.owner.namespace, meta.owner.pod), None)
+                self.generation += 1
 
     def replace_all(self, metas: list[PodMeta]) -> None:
         with self._lock:
             self._by_uid = {m.uid: m for m in metas}
             self._by_name = {(m.owner.namespace, m.owner.pod): m.uid for m in metas}
+            self.generation += 1
 
 
 class PodWatcher:
