@@ -55,6 +55,9 @@ class ContainerCgroup:
     cpu_file: bytes  # path of cpu.stat (v2) or cpuacct.usage (v1)
     memory_file: bytes  # memory.current (v2) or memory.usage_in_bytes (v1)
     dir: bytes
+    # cpu_file relative to the CPU hierarchy's root: read() opens it relative to a directory
+    # descriptor, so the kernel walks 3-4 path components instead of 8-10 per file
+    cpu_rel: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class CgroupReader:
         self._cpu_name = b"cpu.stat" if self.version == 2 else b"cpuacct.usage"
         self._mem_name = b"memory.current" if self.version == 2 else b"memory.usage_in_bytes"
         self._root_file = os.fsencode(self._cpu_root) + b"/" + self._cpu_name
+        self._cpu_root_b = os.fsencode(self._cpu_root)
         # pod dir -> (uid, its container cgroups, by dir name); None: not a pod directory
         self._pods: dict[bytes, tuple[str, list[ContainerCgroup],
                                       dict[bytes, ContainerCgroup]] | None] = {}
@@ -161,7 +165,7 @@ class CgroupReader:
         runtime = {"cri-containerd": "containerd", "crio-conmon": "crio", "cri-o": "crio"}.get(
             prefix, prefix
         )
-        rel = os.path.relpath(entry.path, os.fsencode(self._cpu_root))
+        rel = os.path.relpath(entry.path, self._cpu_root_b)
         mem_dir = os.fsencode(self._mem_root) + b"/" + rel
         return ContainerCgroup(
             pod_uid=uid,
@@ -172,6 +176,7 @@ class CgroupReader:
             cpu_file=entry.path + b"/" + self._cpu_name,
             memory_file=mem_dir + b"/" + self._mem_name,
             dir=entry.path,
+            cpu_rel=rel + b"/" + self._cpu_name,
         )
 
     # -- reading --------------------------------------------------------------
@@ -179,13 +184,30 @@ class CgroupReader:
         """Cumulative CPU seconds of each cgroup that still exists, and of the root.
 
         The hot loop of a cycle (one small file per container): inlined open/read/close and
-        parse, no per-file function calls."""
+        parse, no per-file function calls. Files are opened relative to a descriptor of the
+        CPU hierarchy's root (opened once per call): the path walk is most of open()'s cost."""
         out: dict[ContainerCgroup, float] = {}
+        try:
+            root_fd = os.open(self._cpu_root_b, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            root_fd = -1  # no hierarchy: nothing to read (as every open would fail)
+        if root_fd >= 0:
+            try:
+                self._read_cpu_files(cgroups, root_fd, out)
+            finally:
+                os.close(root_fd)
+        raw_root = _read_small(self._root_file)
+        parse = _parse_v2_usage if self.version == 2 else _parse_v1_usage
+        root = parse(raw_root) if raw_root is not None else None
+        return Usage(root, out)
+
+    def _read_cpu_files(self, cgroups: list[ContainerCgroup], root_fd: int,
+                        out: dict[ContainerCgroup, float]) -> None:
         open_, read_, close_, flags = os.open, os.read, os.close, os.O_RDONLY
         v2 = self.version == 2
         for c in cgroups:
             try:
-                fd = open_(c.cpu_file, flags)
+                fd = open_(c.cpu_rel, flags, dir_fd=root_fd)
             except OSError:
                 continue  # removed since discovery: the container finished
             try:
@@ -208,10 +230,6 @@ class CgroupReader:
                     out[c] = int(raw) / 1e9
                 except ValueError:
                     continue
-        raw_root = _read_small(self._root_file)
-        parse = _parse_v2_usage if v2 else _parse_v1_usage
-        root = parse(raw_root) if raw_root is not None else None
-        return Usage(root, out)
 
     def memory_bytes(self, c: ContainerCgroup) -> int | None:
         raw = _read_small(c.memory_file)
