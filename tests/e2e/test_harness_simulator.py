@@ -70,9 +70,10 @@ def test_pod_cgroup_follows_phase_and_energy_is_conserved(sim: tuple[NodeSimulat
         clock.t += 0.5
         s.tick()
     s.observe(pod("a", "Succeeded"))
-    assert not pod_dir.exists()  # the pod's cgroup goes when it ends
     clock.t += 1.0
     s.tick()
+    # the pod's cgroup stays a little (kubelet cleanup lag) with no new CPU time, then goes
+    assert pod_dir.is_dir() and ns.cgroups.pods["a"].containers["train"].cpu_usec == 10_000_000
     a, b = s.joules("a"), s.joules("b")
     assert a["cpu"] == pytest.approx(5.0 * 2 * 5.0)
     assert b["cpu"] == pytest.approx(5.0 * 3 * 6.0)
@@ -84,6 +85,10 @@ def test_pod_cgroup_follows_phase_and_energy_is_conserved(sim: tuple[NodeSimulat
     assert stat.online_cpus == 8
     rec = s.record("a")
     assert rec is not None and rec.ended is not None and rec.ended - rec.started == pytest.approx(5.0)
+    clock.t += 1.5
+    s.tick()
+    assert not pod_dir.exists()
+    assert s.joules("a")["cpu"] == pytest.approx(5.0 * 2 * 5.0)  # nothing charged while lingering
 
 
 def test_busy_cores_are_capped_at_the_node(sim: tuple[NodeSimulator, Clock]) -> None:
@@ -123,6 +128,7 @@ def test_gpu_energy_of_allocated_gpu_goes_to_its_pod_via_real_pynvml(
         s.tick()
     assert s.joules("g")["gpu"] == pytest.approx(300.0 * 2.0)
     assert ns.idle_joules["gpu"] == pytest.approx(50.0 * 2.0)
+    ran = s.joules("g")["gpu"]
     # what an exporter on this node sees through the real bindings
     script = (
         "import json, pynvml\n"
@@ -144,3 +150,13 @@ def test_gpu_energy_of_allocated_gpu_goes_to_its_pod_via_real_pynvml(
     assert p0 == [main.pid] and p1 == []
     cgroup_line = (ns.procfs / str(main.pid) / "cgroup").read_text().strip()
     assert cgroup_line.startswith("0::/kubepods.slice/") and cgroup_line.endswith(".scope")
+    # after the pod ends its GPU stays allocated (idle power, still the pod's) until cleanup
+    s.observe(pod("g", "Succeeded", gpus=1))
+    clock.t += 1.0
+    s.tick()
+    assert s.joules("g")["gpu"] == pytest.approx(ran + 50.0 * 1.0)
+    assert ns.gpus[0].pod == "g"
+    clock.t += 1.5
+    s.tick()
+    assert ns.gpus[0].pod is None and "g" not in ns.cgroups.pods
+    assert not (ns.procfs / str(main.pid)).exists()

@@ -17,6 +17,10 @@ Power model (simulated hardware, stated so tests can reason about it):
 ``joules(pod_uid)`` returns exactly what the simulator added on the pod's behalf:
 ``cpu`` = its busy cores' share (``watts_per_busy_core * cores * seconds``), ``gpu`` =
 the whole energy of its GPUs while allocated. Node idle energy is kept separately.
+
+When a pod ends its CPU use stops at once, but its cgroup, its GPU processes and its GPUs'
+allocation stay ``linger_s`` (2 s) longer, like the kubelet's cleanup lag, so exporters
+read the final counters before they disappear.
 """
 
 from __future__ import annotations
@@ -151,8 +155,11 @@ def _gpu_uuid(node: str, index: int) -> str:
 class NodeSim:
     """One node's fake tree. Not thread-safe on its own: NodeSimulator serialises calls."""
 
-    def __init__(self, node: FakeNode, root: Path, gpu_backend: GpuBackend | None) -> None:
+    def __init__(self, node: FakeNode, root: Path, gpu_backend: GpuBackend | None,
+                 linger_s: float = 2.0) -> None:
         self.node = node
+        self.linger_s = linger_s
+        self.lingering: dict[str, float] = {}  # uid -> when its cgroup goes
         self.root = root
         self.sysfs = root / "sys"
         self.procfs = root / "proc"
@@ -198,17 +205,27 @@ class NodeSim:
         return {n: c.id for n, c in self.cgroups.pods[load.uid].containers.items() if n != "POD"}
 
     def end_pod(self, uid: str, now: float) -> None:
+        """The pod stopped: no more CPU use from now on. Its cgroup (and its GPUs' allocation)
+        stays for ``linger_s`` like a kubelet's cleanup lag, so an exporter reads the final
+        counters before they vanish; then :meth:`_reap` removes them."""
         rec = self.pods.pop(uid, None)
         if rec is None:
             return
         rec.ended = now
         self.finished[uid] = rec
-        pid = self.cgroups.pods[uid].containers[self._main_container(uid)].pid
-        self.cgroups.remove_pod(uid)
-        remove_pid(self.procfs, pid)
-        for g in self.gpus:
-            if g.pod == uid:
-                g.pod = None
+        self.lingering[uid] = now + self.linger_s
+
+    def _reap(self, now: float) -> None:
+        for uid, remove_at in list(self.lingering.items()):
+            if remove_at > now:
+                continue
+            del self.lingering[uid]
+            pid = self.cgroups.pods[uid].containers[self._main_container(uid)].pid
+            self.cgroups.remove_pod(uid)
+            remove_pid(self.procfs, pid)
+            for g in self.gpus:
+                if g.pod == uid:
+                    g.pod = None
         self._write_gpus()
 
     def _main_container(self, uid: str) -> str:
@@ -216,7 +233,7 @@ class NodeSim:
         return names[0] if names else "POD"
 
     # -- time -----------------------------------------------------------------
-    def tick(self, dt: float) -> None:
+    def tick(self, dt: float, now: float) -> None:
         n = self.node
         busy = 0.0
         for uid, rec in self.pods.items():
@@ -234,20 +251,24 @@ class NodeSim:
             if owner is not None:
                 g.power_w, g.util = owner.load.gpu_watts, owner.load.gpu_util
                 owner.joules["gpu"] += g.power_w * dt
+            elif g.pod is not None:
+                # still allocated to a pod that ended (cleanup lag): idle power, and an
+                # exclusively allocated GPU's energy is still its pod's
+                g.power_w, g.util = n.idle_gpu_watts, 0.0
+                self.finished[g.pod].joules["gpu"] += g.power_w * dt
             else:
                 g.power_w, g.util = n.idle_gpu_watts, 0.0
                 self.idle_joules["gpu"] += g.power_w * dt
             g.energy_mj += g.power_w * dt * 1000
-        self._write_gpus()
+        self._reap(now)
 
     def _write_gpus(self) -> None:
         if self.gpu_backend is None:
             return
         procs = []
         for g in self.gpus:
-            rec = self.pods.get(g.pod) if g.pod else None
-            if rec is not None:
-                c = self.cgroups.pods[rec.load.uid].containers[self._main_container(rec.load.uid)]
+            if g.pod is not None and g.pod in self.cgroups.pods:
+                c = self.cgroups.pods[g.pod].containers[self._main_container(g.pod)]
                 procs.append((g.index, c.pid))
         self.gpu_backend.write(self.nvml_state, self.node, self.gpus, procs)
 
@@ -291,12 +312,13 @@ class NodeSimulator:
         *,
         tick_s: float = 0.5,
         gpu_backend: GpuBackend | None = None,
+        linger_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.tick_s = tick_s
         self.clock = clock
-        self.nodes = {n.name: NodeSim(n, root / n.name, gpu_backend) for n in nodes}
+        self.nodes = {n.name: NodeSim(n, root / n.name, gpu_backend, linger_s) for n in nodes}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -348,7 +370,7 @@ class NodeSimulator:
             now = self.clock()
             dt, self._last = now - self._last, now
             for sim in self.nodes.values():
-                sim.tick(dt)
+                sim.tick(dt, now)
 
     def start(self) -> None:
         self._last = self.clock()
