@@ -210,4 +210,11 @@ def _dump(stack: Any, item: pytest.Item) -> str:
     for path in logs:
         out.append(f"== {path.name} ({path})")
         out.append(_tail(path))
+    # the control plane rarely is the culprit: a few lines each, full logs beside them
+    log_dir = stack.supervisor.log_dir
+    for name in ("kwok", "kube-controller-manager", "kube-scheduler"):
+        path = log_dir / f"{name}.log"
+        if path.exists():
+            out.append(f"== {path.name} ({path})")
+            out.append(_tail(path, 10))
     return "\n".join(out)
