@@ -32,6 +32,12 @@ export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 export GOFLAGS="$GOFLAGS -mod=readonly"
 
 die() { echo "build-control-plane: $*" >&2; exit 1; }
+
+# Half-built output never lands under a final name (builds write to a temp dir
+# and rename); an interrupted build must not leave its temp dir behind either.
+tmp_dirs=()
+cleanup() { if ((${#tmp_dirs[@]})); then rm -rf "${tmp_dirs[@]}"; fi; }
+trap cleanup EXIT
 command -v go >/dev/null || die "go is not on PATH; install Go >= 1.24 (https://go.dev/dl) and retry"
 
 log() {
@@ -60,12 +66,11 @@ build_one() {
         log "$name $version cached"
         return
     fi
-    local tmp; tmp="$(mktemp -d "$bin_dir/.build-$name.XXXXXX")"
+    local tmp; tmp="$(mktemp -d "$bin_dir/.build-$name.XXXXXX")"; tmp_dirs+=("$tmp")
     local start=$SECONDS
     log "$name $version building (cold)..."
     (cd "$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/$name" "$pkg")
     mv "$tmp/$name" "$target"
-    rmdir "$tmp"
     link "$name" "$version"
     log "$name $version built in $((SECONDS - start)) s"
 }
@@ -112,7 +117,7 @@ build_k8s() {
     for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
         for var in $vars; do ldflags="$ldflags -X $p.$var"; done
     done
-    local tmp; tmp="$(mktemp -d "$bin_dir/.build-k8s.XXXXXX")"
+    local tmp; tmp="$(mktemp -d "$bin_dir/.build-k8s.XXXXXX")"; tmp_dirs+=("$tmp")
     local start=$SECONDS
     log "kubernetes $version building (cold, the long one)..."
     (cd "$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/" \
@@ -120,7 +125,6 @@ build_k8s() {
         k8s.io/kubernetes/cmd/kube-controller-manager \
         k8s.io/kubernetes/cmd/kube-scheduler)
     for n in "${names[@]}"; do mv "$tmp/$n" "$bin_dir/$n-$version"; done
-    rmdir "$tmp"
     for n in "${names[@]}"; do link "$n" "$version"; done
     log "kubernetes $version built in $((SECONDS - start)) s"
 }
