@@ -72,7 +72,9 @@ def test_job_completes_on_kwok_node_and_prometheus_returns_its_energy(
         return value if value >= 0.8 * expected else None
 
     value = wait_for(f"Prometheus to return {promql}", settled, 60)
-    assert value == pytest.approx(expected, rel=0.2)
+    # exact up to float rounding when every exporter cycle ran; 5% leaves room for a cycle
+    # delayed on a loaded machine
+    assert value == pytest.approx(expected, rel=0.05)
 
     series = prometheus.query(
         f'carbontrack_container_energy_joules_total{{pod_uid="{uid}",component="{component}"}}')
