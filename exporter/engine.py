@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -81,8 +82,27 @@ class IntervalResult:
     start: float
     end: float
     node: dict[str, float]
-    containers: dict[ContainerKey, dict[str, float]]
     unallocated: dict[str, float]
+    # (component, (container, joules) pairs) as the cycle gave them to the ledger. The
+    # collection loop never reads ``containers``, so it is built from these on first use
+    # rather than in the per-container hot loop.
+    given: Sequence[tuple[str, Collection[tuple[ContainerKey, float]]]] = field(
+        default=(), compare=False, repr=False)
+
+    @cached_property
+    def containers(self) -> dict[ContainerKey, dict[str, float]]:
+        """Joules per container and component this interval (only those that got some)."""
+        out: dict[ContainerKey, dict[str, float]] = {}
+        for comp, items in self.given:
+            for key, j in items:
+                if j <= 0:
+                    continue  # as give_many: nothing given
+                per = out.get(key)
+                if per is None:
+                    out[key] = {comp: j}
+                else:
+                    per[comp] = per.get(comp, 0.0) + j
+        return out
 
 
 @dataclass(frozen=True)
@@ -374,15 +394,16 @@ class Engine:
         g = rate.g_per_joule
         led = self.ledger
         node_tot: dict[str, float] = {}
-        ctr_tot: dict[ContainerKey, dict[str, float]] = {}
+        given: list[tuple[str, Collection[tuple[ContainerKey, float]]]] = []
         unalloc_tot: dict[str, float] = {}
         pods_generation = self.pods.generation  # before any lookup: a later change rebuilds
         totals = self._container_totals(pods_generation)
 
-        def give_many(items: Iterable[tuple[ContainerKey, float]], comp: str,
+        def give_many(items: Collection[tuple[ContainerKey, float]], comp: str,
                       method: str) -> None:
             # the per-container hot loop of a cycle: ledger updates inlined on purpose
             ck = (comp, method)
+            given.append((comp, items))  # IntervalResult.containers iterates them again
             for key, j in items:
                 if j <= 0:
                     continue
@@ -402,11 +423,6 @@ class Engine:
                     else:
                         tg[ck] = j * g
                         led.structure_version += 1
-                per = ctr_tot.get(key)
-                if per is None:
-                    ctr_tot[key] = {comp: j}
-                else:
-                    per[comp] = per.get(comp, 0.0) + j
 
         def give(key: ContainerKey, comp: str, method: str, j: float) -> None:
             give_many(((key, j),), comp, method)
@@ -445,7 +461,7 @@ class Engine:
         if gpu_items:
             self._attribute_gpu(gpu_items, topo, give, unalloc)
         self._totals_stamp = (led, led.structure_version, pods_generation)
-        return IntervalResult(start, end, node_tot, ctr_tot, unalloc_tot)
+        return IntervalResult(start, end, node_tot, unalloc_tot, given)
 
     def _container_totals(self, pods_generation: int) -> dict[ContainerKey, ContainerTotals]:
         """The ledger's ContainerTotals by key, kept from the last cycle while still valid.
