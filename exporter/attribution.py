@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from itertools import repeat
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -62,16 +63,15 @@ def split_energy(
     frac = min(1.0, _nonneg(active_fraction))
     active = energy * frac
     idle = energy - active
-    out: dict[K, float] = dict.fromkeys(usage_s, 0.0)
-
     # hot loops (one pass per container): the clamp to >= 0 is inlined; NaN fails "u > 0"
     total_use = sum([u for u in usage_s.values() if u > 0])
     denom = max(_nonneg(node_busy_s), total_use)
+    out: dict[K, float]
     if denom > 0 and active > 0:
         scale = active / denom
-        for k, u in usage_s.items():
-            if u > 0:
-                out[k] = u * scale
+        out = {k: u * scale if u > 0 else 0.0 for k, u in usage_s.items()}
+    else:
+        out = dict.fromkeys(usage_s, 0.0)
 
     if idle > 0 and out:
         if policy is IdlePolicy.EVEN:
@@ -79,11 +79,13 @@ def split_energy(
             for k in out:
                 out[k] += each
         elif policy is IdlePolicy.RESERVED and capacity is not None and capacity > 0:
-            get = reserved.get
-            res = [(k, r) for k in out if (r := get(k, 0.0)) > 0]
-            per = idle / max(capacity, sum([r for _, r in res]))
-            for k, r in res:
-                out[k] += r * per
+            # requests in container order, looked up at C speed (map) rather than one
+            # Python-level get per container
+            res = list(map(reserved.get, out, repeat(0.0)))
+            per = idle / max(capacity, sum([r for r in res if r > 0]))
+            for k, r in zip(out, res, strict=True):
+                if r > 0:
+                    out[k] += r * per
 
     allocated = sum(out.values())
     if allocated > energy:  # float rounding only (shares sum to <= 1): trim the largest
