@@ -204,7 +204,8 @@ def write_page(args: argparse.Namespace, created_s: float, total_s: float, last_
         f"| operator RSS peak | {peak:.0f} MiB | < 150 MiB |",
         f"| whole run | {total_s:.0f} s | |",
         "",
-        f"All annotated within 60 s of their final scrape: **{'met' if all_in_60 else 'NOT met'}**; "
+        f"All Jobs annotated; those with data within 60 s of their final scrape: "
+        f"**{'met' if all_in_60 else 'NOT met'}**; "
         f"p99 target: **{'met' if p99 < SCRAPE_S + 5 else 'NOT met'}**; "
         f"RSS target: **{'met' if peak < 150 else 'NOT met'}**.",
         "",

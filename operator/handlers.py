@@ -158,7 +158,10 @@ class Operator:
                         await self.sleep(max(wait.delay_s, 0.05))
                     else:
                         await self.sleep(max(poll, 0.05))
-                        poll = min(poll * 2, self.settings.retry_max_s)
+                        # Grow gently up to a few scrape intervals: a late series is usually
+                        # one or two scrapes late, and waiting Jobs must not flood Prometheus.
+                        poll = min(poll * 1.5, 5 * self.settings.scrape_interval_s,
+                                   self.settings.retry_max_s)
                 except TemporaryError as err:
                     self.metrics.accounting_failures.labels(reason="temporary").inc()
                     log.warning("accounting Job %s/%s postponed %.0fs: %s",

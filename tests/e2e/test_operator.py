@@ -494,7 +494,8 @@ def test_suspend_enforced_and_released_at_period_reset(
     job = wait_for("the Job resumed", lambda: not (
         j := batch_v1.read_namespaced_job("blocked", namespace)).spec.suspend and j, 20)
     assert "carbontrack.io/suspended-by" not in (job.metadata.annotations or {})
-    assert events(core_v1, namespace, reason="ResumedByCarbonBudget", name="blocked")
+    wait_for("the resume Event", lambda: events(
+        core_v1, namespace, reason="ResumedByCarbonBudget", name="blocked"), 10)
     status = get_budget(custom_objects, namespace, "nlp")["status"]
     assert status["exceeded"] is False and status["usedGrams"] == 0
 
