@@ -534,3 +534,20 @@ def test_running_job_gets_emissions_so_far_and_a_projection(
     assert 0 < so_far <= float(ann["carbontrack.io/projected-co2e-grams"])
     assert ann["carbontrack.io/projection-basis"] == "expected-duration 12s"
     assert "carbontrack.io/accounted-at" not in ann
+
+
+def test_without_finalizer_a_deleted_job_is_counted_from_the_last_watch_event(
+    run_operator: Any, namespace: str, batch_v1: Any, core_v1: Any, custom_objects: Any,
+    wait_for: Any,
+) -> None:
+    run_operator(finalizer=False)
+    create_budget(custom_objects, namespace, budget_body("nlp", "1kg"))
+    body = nlp_job("fleeting", run_seconds=2.0)
+    body["spec"]["ttlSecondsAfterFinished"] = 0
+    uid = batch_v1.create_namespaced_job(namespace, body).metadata.uid
+    status = wait_for("the ledger entry of the deleted Job", lambda: (
+        st := get_budget(custom_objects, namespace, "nlp").get("status") or {}).get("ledger", {}).get(uid) and st, 60)
+    assert status["ledger"][uid]["co2eGrams"] > 0
+    assert not [j for j in batch_v1.list_namespaced_job(namespace).items if j.metadata.uid == uid]
+    assert wait_for("the Event on the deleted Job", lambda: events(
+        core_v1, namespace, reason="CarbonAccounted", name="fleeting"), 10)
