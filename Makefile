@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` (the main job) and `make test`.
-.PHONY: setup demo demo-down test unit lint bench clean catalogue source-data
+.PHONY: setup demo demo-down test unit lint bench clean catalogue source-data faults faults-e2e chart-test
 
 setup:
 	scripts/setup.sh
@@ -33,3 +33,12 @@ catalogue:
 
 source-data:
 	python3 scripts/build_source_data.py
+
+faults:
+	pytest tests/unit/faults
+
+faults-e2e:
+	pytest --e2e tests/e2e/test_faults_operator.py
+
+chart-test:
+	pytest tests/unit/test_chart.py tests/unit/test_chart_rules.py tests/unit/test_chart_images.py
