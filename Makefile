@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` (the main job) and `make test`.
-.PHONY: setup demo demo-down test unit lint bench clean catalogue source-data faults faults-e2e chart-test
+.PHONY: setup demo demo-down test unit lint bench clean catalogue source-data faults faults-e2e chart-test e2e-operator
 
 setup:
 	scripts/setup.sh
@@ -42,3 +42,6 @@ faults-e2e:
 
 chart-test:
 	pytest tests/unit/test_chart.py tests/unit/test_chart_rules.py tests/unit/test_chart_images.py
+
+e2e-operator:
+	pytest --e2e tests/e2e/test_operator.py
