@@ -403,6 +403,24 @@ def main(argv: list[str]) -> int:
         "scrape column); further scrapes of the same cycle return the cached bytes. Cycles "
         "that no scrape reads build no snapshot.",
         "",
+        "Caveats. The fake library keeps at most 256 GPU processes (`MAX_PROCS` in "
+        "`sim/fakenvml.c`), so at 1,000 containers 256 of them (32 per GPU) have a GPU "
+        "process. The machine's other jobs make single cycles vary by about +-20 %; "
+        "compare runs by their spread and minimums, and measure CPU time, not wall time. "
+        "The file opens are on ext4 under /tmp here (a deeper path than /sys/fs/cgroup; "
+        "cgroupfs costs differ).",
+        "",
+        "What keeps a cycle cheap (exporter/): a CPU counter file is opened relative to a "
+        "descriptor of the hierarchy's root (shorter path walk) with os.open/os.read and "
+        "parsed as bytes; parsed cgroup paths are cached per directory and a known pod's "
+        "container list is re-read every 4 cycles (staggered); pause sandboxes are read "
+        "every 12 cycles and the no-API memory proxies refreshed a twelfth per cycle; each "
+        "container's ledger totals are kept from cycle to cycle (looked up again only when "
+        "the ledger's structure or the pod cache changes); the per-interval result per "
+        "container (`IntervalResult.containers`) is built only when read; reservations are "
+        "reused while the container set is unchanged; the ledger file's structure line is "
+        "re-encoded only on churn.",
+        "",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
