@@ -18,7 +18,7 @@ from carbontrack.core.errors import TemporaryError
 from carbontrack.core.types import JOULES_PER_KWH
 
 from . import promql
-from .jobs import ACCOUNTED_AT, JobFacts
+from .jobs import ACCOUNTED_AT, ACCOUNTED_UID, JobFacts
 from .prometheus import PrometheusClient, Sample
 from .settings import OperatorSettings
 from .timeutil import format_time
@@ -118,6 +118,7 @@ class Accounting:
                 "carbontrack.io/co2e-grams": "no-data",
                 "carbontrack.io/method": "none",
                 ACCOUNTED_AT: format_time(now),
+                ACCOUNTED_UID: self.job.uid,
                 "carbontrack.io/report": report,
             }
         kwh, grams = self.energy_kwh, self.co2e_grams
@@ -131,6 +132,7 @@ class Accounting:
             ),
             "carbontrack.io/method": self.method,
             ACCOUNTED_AT: format_time(now),
+            ACCOUNTED_UID: self.job.uid,
             "carbontrack.io/report": report,
         }
 
@@ -175,6 +177,13 @@ def build_accounting(
         co2e_g[s.labels.get("component", "other")] += s.value
     if energy and not co2e and math.fsum(energy_j.values()) > 0:
         raise TemporaryError(f"Job {job.uid} has energy but no CO2e series yet")
+    # A component with energy but no CO2e series (a partial answer, a scrape that carried
+    # the energy counter but not yet the CO2e one) would under-count the Job's CO2e if summed
+    # as-is: wait for it like for an empty CO2e answer, never write a smaller number.
+    lacking = sorted(c for c, j in energy_j.items() if j > 0 and c not in co2e_g)
+    if lacking:
+        raise TemporaryError(
+            f"Job {job.uid} has energy but no CO2e series for component(s) {', '.join(lacking)} yet")
     nodes = sorted(node_energy)
     pue_by_node = {s.labels.get("node", ""): s.value for s in pue}
     missing = [n for n in nodes if n not in pue_by_node]

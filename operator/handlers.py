@@ -72,6 +72,7 @@ class Operator:
         self._pending: dict[str, list[tuple[LedgerEntry, JobFacts, asyncio.Future[None]]]] = {}
         self._semaphore = asyncio.Semaphore(settings.max_concurrent_accountings)
         self._stopping = False
+        self._malformed_reported: dict[str, tuple[str, ...]] = {}  # budget key -> messages
 
     # ---------------------------------------------------------------- Job events
     async def on_job_event(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -324,7 +325,8 @@ class Operator:
                 await self.kube.patch_budget_status(namespace, name,
                                                     invalid_status(status, str(err), now), rv)
                 return None
-            before = Ledger.from_status(status.get("ledger"))
+            before, malformed = Ledger.from_status_lenient(status.get("ledger"))
+            await self._report_malformed(namespace, name, obj, malformed, now)
             new = [(e, j) for e, j, _ in batch if e.uid not in before]
             ledger = before.merge(e for e, _ in new)
             added = {e.uid: e.to_dict() for e, _ in new}
@@ -362,6 +364,23 @@ class Operator:
                         f"CarbonBudget {name} over its limit: {note.message}", True, now,
                     )
         return update
+
+    async def _report_malformed(self, namespace: str, name: str, obj: dict[str, Any],
+                                errors: list[ConfigError], now: datetime) -> None:
+        """A malformed ledger entry cannot be fixed by retrying: count the valid ones, and
+        say once per budget (until the set of bad entries changes) which entry to fix."""
+        key = f"{namespace}/{name}"
+        messages = tuple(sorted(str(e) for e in errors))
+        if self._malformed_reported.get(key, ()) == messages:
+            return
+        self._malformed_reported[key] = messages
+        for message in messages:
+            self.metrics.accounting_failures.labels(reason="malformed_ledger").inc()
+            log.error("CarbonBudget %s: %s", key, message)
+            ref = {**BUDGET_REF, "name": name, "namespace": namespace,
+                   "uid": str(obj["metadata"]["uid"])}
+            await self.kube.post_event(ref, "MalformedLedgerEntry",
+                                       f"{message}; it is not counted in used", True, now)
 
     # ---------------------------------------------------------------- enforcement
     async def _enforce(self, facts: JobFacts) -> None:

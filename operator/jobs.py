@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +12,11 @@ from .timeutil import parse_time
 
 ANNOTATION_PREFIX = "carbontrack.io/"
 ACCOUNTED_AT = "carbontrack.io/accounted-at"
+# The UID the accounting annotations belong to. Annotations travel with a manifest
+# (`kubectl get -o yaml | kubectl apply`, templating from an old Job), so accounted-at alone
+# would let a re-created Job (new UID) escape accounting and its budget.
+ACCOUNTED_UID = "carbontrack.io/accounted-uid"
+REPORT = "carbontrack.io/report"
 SUSPENDED_BY = "carbontrack.io/suspended-by"
 EXPECTED_DURATION = "carbontrack.io/expected-duration"
 FINALIZER = "carbontrack.io/accounting"
@@ -39,7 +45,10 @@ class JobFacts:
 
     @property
     def accounted(self) -> bool:
-        return ACCOUNTED_AT in self.annotations
+        """Accounting annotations present AND written for this Job's UID."""
+        if ACCOUNTED_AT not in self.annotations:
+            return False
+        return accounted_uid(self.annotations) == self.uid
 
     @property
     def finished(self) -> bool:
@@ -48,6 +57,21 @@ class JobFacts:
     @property
     def lifetime_start(self) -> datetime:
         return self.started_at or self.created_at
+
+
+def accounted_uid(annotations: Mapping[str, str]) -> str | None:
+    """The UID the accounting annotations were written for: ``carbontrack.io/accounted-uid``,
+    or for Jobs accounted before that annotation existed, the report JSON's ``job.uid``."""
+    uid = annotations.get(ACCOUNTED_UID)
+    if uid is not None:
+        return uid
+    try:
+        report = json.loads(annotations.get(REPORT, ""))
+    except ValueError:
+        return None
+    job = report.get("job") if isinstance(report, dict) else None
+    value = job.get("uid") if isinstance(job, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def job_facts(job: Mapping[str, Any]) -> JobFacts:

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from carbontrack.core.errors import ConfigError
+
 from .period import Window
 from .timeutil import format_time, parse_time
 
@@ -45,18 +47,42 @@ class LedgerEntry:
 
     @classmethod
     def from_dict(cls, uid: str, data: Mapping[str, object]) -> LedgerEntry:
+        """Raises ConfigError naming the entry's UID and the field: a ledger is written by
+        the operator, so a bad entry was hand-edited (or written by a broken client) and
+        retrying cannot fix it."""
+
         def amount(key: str) -> float | None:
             value = data.get(key)
-            return None if value is None else float(value)  # type: ignore[arg-type]
+            if value is None:
+                return None
+            # bool is an int; strings like "NaN" or "12" are not what the operator writes
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{key} {value!r} is not a number")
+            return float(value)
 
-        return cls(
-            uid=uid,
-            name=str(data.get("name", "")),
-            finished_at=parse_time(str(data["finishedAt"])),
-            accounted_at=parse_time(str(data["accountedAt"])),
-            co2e_grams=amount("co2eGrams"),
-            energy_kwh=amount("energyKwh"),
-        )
+        def time(key: str) -> datetime:
+            value = data.get(key)
+            if not isinstance(value, str):
+                raise ConfigError(f"{key} is missing")
+            try:
+                return parse_time(value)
+            except ValueError as err:
+                raise ConfigError(f"{key} {value!r} is not an RFC 3339 time") from err
+
+        try:
+            return cls(
+                uid=uid,
+                name=str(data.get("name", "")),
+                finished_at=time("finishedAt"),
+                accounted_at=time("accountedAt"),
+                co2e_grams=amount("co2eGrams"),
+                energy_kwh=amount("energyKwh"),
+            )
+        except (ConfigError, ValueError) as err:
+            raise ConfigError(
+                f"malformed CarbonBudget status.ledger entry {uid!r}: {str(err)[:200]}; "
+                "fix or delete that entry (it is written by the operator, not by hand)"
+            ) from err
 
 
 @dataclass(frozen=True)
@@ -76,10 +102,29 @@ class Ledger:
 
     @classmethod
     def from_status(cls, raw: object) -> Ledger:
+        """Strict: ConfigError naming the first malformed entry."""
+        ledger, errors = cls.from_status_lenient(raw)
+        if errors:
+            raise errors[0]
+        return ledger
+
+    @classmethod
+    def from_status_lenient(cls, raw: object) -> tuple[Ledger, list[ConfigError]]:
+        """Every well-formed entry, plus one ConfigError per malformed one. The operator uses
+        this so that one bad entry neither blocks the budget (a retry cannot fix it) nor
+        drops the valid entries; the errors are reported as Events on the budget."""
         if not isinstance(raw, Mapping):
-            return cls()
-        return cls(LedgerEntry.from_dict(str(uid), data) for uid, data in raw.items()
-                   if isinstance(data, Mapping))
+            return cls(), []
+        entries: list[LedgerEntry] = []
+        errors: list[ConfigError] = []
+        for uid, data in raw.items():
+            if not isinstance(data, Mapping):
+                continue  # not an entry at all (the schema forbids it): nothing to count
+            try:
+                entries.append(LedgerEntry.from_dict(str(uid), data))
+            except ConfigError as err:
+                errors.append(err)
+        return cls(entries), errors
 
     def to_status(self) -> dict[str, dict[str, object]]:
         return {uid: entry.to_dict() for uid, entry in sorted(self._entries.items())}

@@ -86,11 +86,14 @@ def parse_window(text: str) -> timedelta:
 
 
 def load_zone(name: str) -> ZoneInfo:
+    shown = name if len(name) <= 80 else name[:80] + "..."
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as err:
+    # OSError: ZoneInfo opens the name as a file path, so an over-long name fails with
+    # "File name too long" (and odd names with other OS errors) instead of not-found.
+    except (ZoneInfoNotFoundError, ValueError, OSError) as err:
         raise ConfigError(
-            f"unknown time zone {name!r}: use an IANA name such as 'UTC' or 'Europe/Berlin'"
+            f"unknown time zone {shown!r}: use an IANA name such as 'UTC' or 'Europe/Berlin'"
         ) from err
 
 

@@ -78,11 +78,6 @@ def test_random_hostile_budget_specs_give_one_line_config_errors() -> None:
     assert rejected > 2000 and accepted > 0  # the generator exercises both paths
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "operator/period.py load_zone: a timeZone longer than the file-name limit makes "
-    "ZoneInfo raise OSError (File name too long), which parse_spec lets through instead of a "
-    "ConfigError; handlers._view only catches ConfigError. The CRD's maxLength 64 stops it "
-    "at the API server, but the operator claims to reject everything the API server rejects"))
 def test_overlong_time_zone_is_a_config_error() -> None:
     spec = {**VALID, "period": {"type": "Calendar", "calendar": "Month", "timeZone": "9" * 400}}
     with pytest.raises(ConfigError):
@@ -93,11 +88,6 @@ LEDGER_OK = {"name": "j", "finishedAt": "2026-03-01T00:00:00Z",
              "accountedAt": "2026-03-01T00:01:00Z", "co2eGrams": 12.5, "energyKwh": 0.05}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "operator/ledger.py Ledger.from_status: a malformed entry in a CarbonBudget's "
-    "status.ledger raises a bare KeyError/ValueError; in handlers._write_budget that is an "
-    "'internal' crash retried forever, so every Job matching the budget stays unaccounted. "
-    "Raise ConfigError naming the entry (and mark the budget invalid) instead"))
 @pytest.mark.parametrize("bad", [
     {"name": "j"},
     {**LEDGER_OK, "co2eGrams": "lots"},
@@ -137,12 +127,6 @@ def test_hostile_accounting_annotations_do_not_crash_job_facts() -> None:
         assert facts.finished and not facts.accounted
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "operator/jobs.py JobFacts.accounted: any carbontrack.io/accounted-at annotation counts, "
-    "so a Job re-created from an accounted Job's manifest (kubectl get -o yaml | apply, which "
-    "keeps metadata.annotations) or created with the annotation on purpose is never accounted "
-    "and escapes its CarbonBudget; trust it only when the report annotation names this UID "
-    "(or the time is after the Job finished)"))
 def test_job_cloned_with_old_accounting_annotations_is_still_accounted() -> None:
     old = {"carbontrack.io/accounted-at": "2026-03-01T12:01:00Z",
            "carbontrack.io/energy-kwh": "3", "carbontrack.io/co2e-grams": "1440",

@@ -267,10 +267,6 @@ def test_operator_clock_skew_waits_or_is_exact(skew_s: float) -> None:
     asyncio.run(run())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "operator/accounting.py build_accounting: a CO2e answer that lacks a component the energy "
-    "answer has (gpu here) is summed as-is, so the Job's CO2e is under-counted; it should be a "
-    "TemporaryError like an empty CO2e answer"))
 def test_co2e_missing_a_component_is_not_accepted() -> None:
     async def run() -> None:
         now = FINISHED + timedelta(minutes=2)

@@ -137,3 +137,21 @@ def test_inconsistent_data_is_a_temporary_error(
 ) -> None:
     with pytest.raises(TemporaryError, match=fragment):
         build_accounting(finished_job(), T0, T0 + timedelta(hours=2), energy, co2e, pue, INTENSITY, PODS)
+
+
+def test_annotations_name_the_job_uid_so_a_cloned_manifest_is_not_accounted() -> None:
+    job = finished_job()
+    now = T0 + timedelta(hours=1, seconds=40)
+    ann = build_accounting(job, T0, now, ENERGY, CO2E, PUE, INTENSITY, PODS).annotations(now)
+    assert ann["carbontrack.io/accounted-uid"] == "u-1"
+    body = job_body(completionTime="2026-03-01T13:00:00Z", conditions=[
+        {"type": "Complete", "status": "True", "lastTransitionTime": "2026-03-01T13:00:00Z"}])
+    assert job_facts({**body, "metadata": {**body["metadata"], "annotations": ann}}).accounted
+    clone = {**body, "metadata": {**body["metadata"], "uid": "u-2", "annotations": ann}}
+    assert not job_facts(clone).accounted
+
+
+def test_co2e_lacking_a_component_with_energy_is_temporary() -> None:
+    co2e = [s for s in CO2E if s.labels.get("component") != "gpu"]
+    with pytest.raises(TemporaryError, match="gpu"):
+        build_accounting(finished_job(), T0, T0 + timedelta(hours=2), ENERGY, co2e, PUE, INTENSITY, PODS)

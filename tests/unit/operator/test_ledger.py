@@ -81,3 +81,13 @@ def test_from_status_tolerates_missing_ledger() -> None:
 def test_invalid_amounts_are_refused(bad: float) -> None:
     with pytest.raises(ValueError, match="invalid amount"):
         LedgerEntry("u", "n", T0, T0, bad, 1.0)
+
+
+def test_lenient_parse_keeps_valid_entries_and_names_the_malformed_one() -> None:
+    ok = entry("u-ok", 12.5).to_dict()
+    ledger, errors = Ledger.from_status_lenient(
+        {"u-ok": ok, "u-bad": {**ok, "co2eGrams": "lots"}, "u-late": {"name": "x"}})
+    assert [e.uid for e in ledger.entries()] == ["u-ok"]
+    assert ledger.totals(MARCH).co2e_grams == 12.5
+    assert sorted(str(e).split("'")[1] for e in errors) == ["u-bad", "u-late"]
+    assert all("\n" not in str(e) and "fix or delete" in str(e) for e in errors)
