@@ -229,6 +229,7 @@ class Operator:
         meta = body.get("metadata") or {}
         key = f"{meta.get('namespace')}/{meta.get('name')}"
         if event_type == "DELETED":
+            self.metrics.forget_budget(str(meta.get("namespace")), str(meta.get("name")))
             old = self.budgets.pop(key, None)
             if old is not None:
                 await self._release_jobs()
@@ -315,6 +316,7 @@ class Operator:
                 obj = await self.kube.get_budget(namespace, name)
             except Gone:
                 self.budgets.pop(key, None)
+                self.metrics.forget_budget(namespace, name)
                 return None  # deleted: nothing to count in
             now = self.clock()
             status = obj.get("status") or {}
@@ -322,6 +324,7 @@ class Operator:
             try:
                 spec = parse_spec(obj.get("spec") or {})
             except ConfigError as err:
+                self.metrics.forget_budget(namespace, name)
                 await self.kube.patch_budget_status(namespace, name,
                                                     invalid_status(status, str(err), now), rv)
                 return None
@@ -347,6 +350,9 @@ class Operator:
             raise TemporaryError(f"CarbonBudget {key} kept changing; will retry")
         meta = obj["metadata"]
         self.budgets[key] = self._view({**obj, "status": {**status, **update.status}})
+        # Also when nothing was written: after a restart the gauges must reappear.
+        self.metrics.set_budget(namespace, name, float(update.status["usedGrams"]),  # type: ignore[arg-type]
+                                spec.limit_grams)
         ref = {**BUDGET_REF, "name": name, "namespace": namespace, "uid": str(meta["uid"])}
         for note in update.notifications:
             reason = "BudgetExceeded" if note.reason == "Exceeded" else note.reason

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Completion -> annotation latency: accounting waits one scrape interval by design, so the
@@ -51,8 +53,34 @@ class OperatorMetrics:
             "Jobs resumed after their budget allowed it again",
             registry=registry,
         )
+        # Budget gauges for the chart's dashboards and alerts (charts/carbontrack/rules,
+        # dashboards): the status' usedGrams / limitGrams of each valid CarbonBudget, set
+        # whenever the operator computes a budget's status, removed when it is deleted or
+        # becomes invalid. Grams, so ratios need no unit handling.
+        self.budget_used_grams = Gauge(
+            "carbontrack_budget_used_grams",
+            "CO2e grams counted in the CarbonBudget's current period (status.usedGrams)",
+            ["namespace", "budget"],
+            registry=registry,
+        )
+        self.budget_limit_grams = Gauge(
+            "carbontrack_budget_limit_grams",
+            "The CarbonBudget's limit in grams CO2e (spec.limit)",
+            ["namespace", "budget"],
+            registry=registry,
+        )
         self.budget_updates = Counter(
             "carbontrack_operator_budget_status_updates_total",
             "CarbonBudget status writes",
             registry=registry,
         )
+
+    def set_budget(self, namespace: str, budget: str, used_grams: float, limit_grams: float) -> None:
+        self.budget_used_grams.labels(namespace=namespace, budget=budget).set(used_grams)
+        self.budget_limit_grams.labels(namespace=namespace, budget=budget).set(limit_grams)
+
+    def forget_budget(self, namespace: str, budget: str) -> None:
+        """Drop a deleted or invalid budget's series (a stale gauge would keep alerting)."""
+        for gauge in (self.budget_used_grams, self.budget_limit_grams):
+            with contextlib.suppress(KeyError):  # never set: nothing to drop
+                gauge.remove(namespace, budget)

@@ -299,6 +299,11 @@ def test_job_accounted_end_to_end_matches_simulated_energy(
         st := get_budget(custom_objects, namespace, "nlp").get("status") or {}).get("jobsCounted") == 1 and st, 10)
     assert status["ledger"][uid]["co2eGrams"] == pytest.approx(float(ann["carbontrack.io/co2e-grams"]), rel=1e-5)
     assert status["usedGrams"] == pytest.approx(float(ann["carbontrack.io/co2e-grams"]), rel=1e-5)
+    assert ann["carbontrack.io/accounted-uid"] == uid
+    # the budget gauges the chart's dashboards and alerts read equal the status
+    gauge = {"namespace": namespace, "budget": "nlp"}
+    assert op.metric("carbontrack_budget_used_grams", gauge) == pytest.approx(status["usedGrams"], rel=1e-9)
+    assert op.metric("carbontrack_budget_limit_grams", gauge) == pytest.approx(1000.0)
     assert op.metric("carbontrack_operator_jobs_accounted_total", {"result": "ok"}) == 1
     assert op.metric("carbontrack_operator_accounting_latency_seconds_count") == 1
     # ... and, end to end, the energy the simulated hardware gave the pod (2 cores x 10 W).
@@ -350,11 +355,20 @@ def test_two_jobs_with_the_same_name_are_two_entries(
     run_operator()
     create_budget(custom_objects, namespace, budget_body("nlp", "1kg"))
     grams = []
-    uids = []
+    uids: list[str] = []
+    carried: dict[str, str] = {}
     for _ in range(2):
-        uids.append(batch_v1.create_namespaced_job(namespace, nlp_job("nightly", run_seconds=2.0)).metadata.uid)
-        ann = wait_for("accounting", lambda: accounted(batch_v1, namespace, "nightly"), 60)
+        # The second one is re-created from the first's manifest, accounting annotations
+        # included (`kubectl get -o yaml | kubectl apply`): it must still be accounted.
+        body = nlp_job("nightly", run_seconds=2.0)
+        body["metadata"].setdefault("annotations", {}).update(carried)
+        uid = batch_v1.create_namespaced_job(namespace, body).metadata.uid
+        uids.append(uid)
+        ann = wait_for("accounting", lambda uid=uid: (
+            a := accounted(batch_v1, namespace, "nightly")) and a.get("carbontrack.io/accounted-uid") == uid and a, 60)
+        assert json.loads(ann["carbontrack.io/report"])["job"]["uid"] == uid
         grams.append(float(ann["carbontrack.io/co2e-grams"]))
+        carried = {k: v for k, v in ann.items() if k.startswith("carbontrack.io/")}
         batch_v1.delete_namespaced_job("nightly", namespace, propagation_policy="Background")
         wait_for("deletion", lambda: not [j for j in batch_v1.list_namespaced_job(namespace).items
                                           if j.metadata.name == "nightly"], 30)
