@@ -1,0 +1,1 @@
+"""Packaged embodied-emissions coefficients (see PROVENANCE.md)."""
