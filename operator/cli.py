@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -20,6 +21,7 @@ from .handlers import Operator, build_registry
 from .kube import KubeApi
 from .kubeconfig import load_configuration, login_handler
 from .metrics import OperatorMetrics
+from .mlflow_sync import MlflowJobLogger
 from .prometheus import PrometheusClient
 from .settings import OperatorSettings
 from .webserver import build_app, serve
@@ -52,6 +54,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-finalizer", action="store_true",
                    help="no accounting finalizer on Jobs (Jobs deleted at once are still counted "
                         "from the watch event, but not across an operator restart)")
+    p.add_argument("--mlflow-tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI") or None,
+                   help="log accounted Jobs that name an MLflow run to this tracking server "
+                        "(default: $MLFLOW_TRACKING_URI; unset: off)")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -68,6 +73,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         projection_interval_s=args.projection_interval,
         enforcement=not args.no_enforcement,
         finalizer=not args.no_finalizer,
+        mlflow_tracking_uri=args.mlflow_tracking_uri,
     )
 
 
@@ -97,7 +103,10 @@ async def run(
     prometheus = PrometheusClient(settings.prometheus_url, metrics,
                                   timeout_s=settings.prometheus_timeout_s,
                                   attempts=settings.query_attempts)
-    op = Operator(settings, KubeApi(client.ApiClient(kube_config)), prometheus, metrics, clock)
+    job_logger = (MlflowJobLogger(settings.mlflow_tracking_uri, metrics)
+                  if settings.mlflow_tracking_uri else None)
+    op = Operator(settings, KubeApi(client.ApiClient(kube_config)), prometheus, metrics, clock,
+                  job_logger=job_logger)
     kopf_registry = build_registry(op, login=login_handler(kube_config))
     runner = None
     if listen is not None:

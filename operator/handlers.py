@@ -35,6 +35,7 @@ from .kube import Conflict, Gone, KubeApi
 from .ledger import Ledger, LedgerEntry
 from .mass import format_mass
 from .metrics import OperatorMetrics
+from .mlflow_sync import MlflowJobLogger
 from .projection import parse_duration, project
 from .prometheus import PrometheusClient, QueryError
 from .settings import OperatorSettings
@@ -57,8 +58,10 @@ class Operator:
         metrics: OperatorMetrics,
         clock: Callable[[], datetime],
         sleep: Callable[[float], Any] = asyncio.sleep,
+        job_logger: MlflowJobLogger | None = None,
     ) -> None:
         self.settings = settings
+        self.job_logger = job_logger  # MLflow: accounted Jobs to the run they name; None = off
         self.kube = kube
         self.prometheus = prometheus
         self.metrics = metrics
@@ -205,6 +208,8 @@ class Operator:
                                                 {"metadata": {"annotations": acc.annotations(now)}})
         await self._post_job_event(job, acc)
         if patched is not None:
+            if self.job_logger is not None:  # after the annotations: it logs what they say
+                self.job_logger.submit(patched)
             await self._remove_finalizer(job, patched)  # the patch answer has the resourceVersion
         self.jobs.pop(job.uid, None)
         self.metrics.jobs_accounted.labels(result="no_data" if acc.no_data else "ok").inc()

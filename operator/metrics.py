@@ -69,6 +69,12 @@ class OperatorMetrics:
             ["namespace", "budget"],
             registry=registry,
         )
+        self.mlflow_logs = Counter(
+            "carbontrack_operator_mlflow_logs_total",
+            "Accounted Jobs logged to the MLflow run they name, by result (ok, failed)",
+            ["result"],
+            registry=registry,
+        )
         self.budget_updates = Counter(
             "carbontrack_operator_budget_status_updates_total",
             "CarbonBudget status writes",

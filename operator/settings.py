@@ -59,6 +59,11 @@ class OperatorSettings:
     """Put a finalizer on unaccounted Jobs so a Job deleted right after finishing
     (ttlSecondsAfterFinished: 0) stays readable until it is accounted."""
 
+    mlflow_tracking_uri: str | None = None
+    """MLflow tracking server; when set, an accounted Job that names an MLflow run (annotation
+    carbontrack.io/mlflow-run-id or MLFLOW_RUN_ID on its pod template) gets its energy and
+    CO2e logged to that run once. None: off (mlflow is not imported)."""
+
     def __post_init__(self) -> None:
         if not self.prometheus_url.startswith(("http://", "https://")):
             raise ConfigError(
@@ -71,5 +76,7 @@ class OperatorSettings:
         for name in ("accounting_delay_s", "no_data_after_s", "projection_interval_s"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"invalid setting {name}={getattr(self, name)!r}: must be >= 0")
+        if self.mlflow_tracking_uri is not None and not self.mlflow_tracking_uri.strip():
+            raise ConfigError("invalid --mlflow-tracking-uri '': give a URI or leave it unset")
         if self.query_attempts < 1 or self.max_concurrent_accountings < 1:
             raise ConfigError("query_attempts and max_concurrent_accountings must be >= 1")

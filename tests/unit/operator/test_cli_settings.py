@@ -77,3 +77,17 @@ def test_metrics_and_healthz_are_served_on_one_port() -> None:
     assert 'carbontrack_operator_jobs_accounted_total{result="ok"} 3.0' in body
     assert "# TYPE carbontrack_operator_accounting_latency_seconds histogram" in body
     assert (status, health) == (200, "ok 0.1.0\n")
+
+
+def test_mlflow_tracking_uri_from_flag_or_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    off = settings_from_args(parser().parse_args(["--prometheus-url=http://p:9090"]))
+    assert off.mlflow_tracking_uri is None
+    flag = settings_from_args(parser().parse_args(
+        ["--prometheus-url=http://p:9090", "--mlflow-tracking-uri=http://mlflow:5000"]))
+    assert flag.mlflow_tracking_uri == "http://mlflow:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env-mlflow:5000")
+    env = settings_from_args(parser().parse_args(["--prometheus-url=http://p:9090"]))
+    assert env.mlflow_tracking_uri == "http://env-mlflow:5000"
+    with pytest.raises(ConfigError, match="mlflow-tracking-uri"):
+        OperatorSettings(prometheus_url="http://p:9090", mlflow_tracking_uri=" ")
