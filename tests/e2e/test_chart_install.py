@@ -171,6 +171,8 @@ def test_helm_install_succeeds_and_schedules_everything(
     assert dep.status.available_replicas == 1
     ext = client.ApiextensionsV1Api(admin)
     assert ext.read_custom_resource_definition("carbonbudgets.carbontrack.io").spec.group == "carbontrack.io"
+    for name in ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"):  # kopf's, from crds/
+        assert ext.read_custom_resource_definition(name).spec.group == "kopf.dev"
 
 
 @pytest.mark.parametrize("values", tools.SCENARIOS, ids=lambda p: p.stem)
@@ -476,31 +478,17 @@ def test_every_dashboard_rule_and_alert_query_returns_series(
 
 
 # ------------------------------------------------------------------ peering (runs last: upgrades the release)
-KOPF_PEERING_CRDS = [
-    {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-     "metadata": {"name": f"{plural}.kopf.dev"},
-     "spec": {"scope": scope, "group": "kopf.dev",
-              "names": {"kind": kind, "plural": plural, "singular": plural[:-1]},
-              "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                  "type": "object", "properties": {"status": {
-                      "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]}}
-    for kind, plural, scope in (("ClusterKopfPeering", "clusterkopfpeerings", "Cluster"),
-                                ("KopfPeering", "kopfpeerings", "Namespaced"))
-]  # as in kopf's peering.yaml (docs: "Peering")
+KOPF_PEERING_CRDS = ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev")  # in the chart's crds/
 
 
 @pytest.fixture
-def kopf_peering_crds(admin: client.ApiClient) -> Iterator[None]:
+def kopf_peering_crds(admin: client.ApiClient, release: subprocess.CompletedProcess[str]) -> None:
+    """kopf's peering CRDs ship in the chart's crds/: `helm install` created them."""
     ext = client.ApiextensionsV1Api(admin)
-    for crd in KOPF_PEERING_CRDS:
-        ext.create_custom_resource_definition(crd)
-    for crd in KOPF_PEERING_CRDS:
-        wait_for(f"{crd['metadata']['name']} Established", lambda crd=crd: any(
+    for name in KOPF_PEERING_CRDS:
+        wait_for(f"{name} Established", lambda name=name: any(
             c.type == "Established" and c.status == "True"
-            for c in ext.read_custom_resource_definition(crd["metadata"]["name"]).status.conditions or []), 30)
-    yield
-    for crd in KOPF_PEERING_CRDS:
-        ext.delete_custom_resource_definition(crd["metadata"]["name"])
+            for c in ext.read_custom_resource_definition(name).status.conditions or []), 30)
 
 
 def test_namespaced_peering_rbac_lets_the_operator_register_and_account(

@@ -89,6 +89,38 @@ def test_crds_are_rendered_with_include_crds() -> None:
     assert "carbonbudgets.carbontrack.io" in names
 
 
+def test_kopf_peering_crds_ship_and_serve_the_peering_objects_the_chart_creates() -> None:
+    cluster = helm_template(values=[CHART / "ci" / "podmonitor-values.yaml"])
+    namespaced = helm_template(values=[CHART / "ci" / "namespaced-values.yaml"])
+    crds = {(d["spec"]["group"], v["name"], d["spec"]["names"]["kind"]): d["spec"]["scope"]
+            for d in by_kind(cluster, "CustomResourceDefinition") for v in d["spec"]["versions"]}
+    assert crds[("kopf.dev", "v1", "ClusterKopfPeering")] == "Cluster"
+    assert crds[("kopf.dev", "v1", "KopfPeering")] == "Namespaced"
+    peerings = by_kind(cluster, "ClusterKopfPeering") + by_kind(namespaced, "KopfPeering")
+    assert len(peerings) >= 2
+    for obj in peerings:  # every peering object the chart creates has its CRD in the chart
+        group, version = obj["apiVersion"].split("/")
+        assert (group, version, obj["kind"]) in crds
+
+
+@pytest.mark.parametrize(("monitor", "interval", "seconds", "ok"), [
+    ("serviceMonitor", "30s", 30, True), ("podMonitor", "1m", 60, True),
+    ("podMonitor", "500ms", 0.5, True), ("serviceMonitor", "1h", 3600, True),
+    ("serviceMonitor", "1m", 30, False), ("podMonitor", "15s", 30, False),
+])
+def test_monitor_interval_must_equal_the_operator_scrape_interval(
+    monitor: str, interval: str, seconds: float, ok: bool,
+) -> None:
+    set_json = [f"{monitor}.enabled=true", f'{monitor}.interval="{interval}"',
+                f"operator.scrapeIntervalSeconds={seconds}"]
+    if ok:
+        dep = one(helm_template(set_json=set_json), "Deployment", "operator")
+        assert f"--scrape-interval={seconds:g}" in container(dep)["args"]
+    else:
+        err = helm_template_error(set_json=set_json)
+        assert f"{monitor}.interval is {interval} but operator.scrapeIntervalSeconds is {seconds:g}" in err
+
+
 # ------------------------------------------------------------------ exporter
 def test_exporter_security_context_is_as_tight_as_rapl_allows(default: list[Doc]) -> None:
     ds = one(default, "DaemonSet", "exporter")
@@ -173,8 +205,10 @@ def test_pools_render_one_daemonset_each_with_their_zone_and_pue() -> None:
 def test_exporter_only_scenario_is_non_root_without_rapl() -> None:
     docs = helm_template(values=[CHART / "ci" / "exporter-only-values.yaml"])
     assert sorted(d["kind"] for d in docs) == [
-        "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "DaemonSet", "Service",
-        "ServiceAccount"]
+        "ClusterRole", "ClusterRoleBinding",
+        # crds/ is installed whatever the values: CarbonBudget and kopf's two peering CRDs
+        "CustomResourceDefinition", "CustomResourceDefinition", "CustomResourceDefinition",
+        "DaemonSet", "Service", "ServiceAccount"]
     ds = one(docs, "DaemonSet", "exporter")
     c = container(ds)
     assert c["securityContext"]["runAsUser"] == 65534 and c["securityContext"]["runAsNonRoot"] is True

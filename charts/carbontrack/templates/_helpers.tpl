@@ -113,3 +113,31 @@ app.kubernetes.io/component: {{ .component }}
 - {{ . | quote }}
 {{- end }}
 {{- end -}}
+
+{{/*
+The operator waits one Prometheus scrape interval (operator.scrapeIntervalSeconds, passed as
+--scrape-interval) past a Job's end for the final scrape. A ServiceMonitor/PodMonitor rendered
+here with a longer interval would let it account before that scrape, so a mismatch fails the
+render. Every form the values schema allows (<n>ms, s, m or h) is checked.
+*/}}
+{{- define "carbontrack.operator.checkScrapeInterval" -}}
+{{- $op := .Values.operator -}}
+{{- range $kind, $m := dict "serviceMonitor" .Values.serviceMonitor "podMonitor" .Values.podMonitor -}}
+{{- if $m.enabled -}}
+{{- $iv := toString $m.interval -}}
+{{- $secs := -1.0 -}}
+{{- if regexMatch "^[0-9]+ms$" $iv -}}
+{{- $secs = divf (trimSuffix "ms" $iv | float64) 1000 -}}
+{{- else if regexMatch "^[0-9]+s$" $iv -}}
+{{- $secs = trimSuffix "s" $iv | float64 -}}
+{{- else if regexMatch "^[0-9]+m$" $iv -}}
+{{- $secs = mulf (trimSuffix "m" $iv | float64) 60 -}}
+{{- else if regexMatch "^[0-9]+h$" $iv -}}
+{{- $secs = mulf (trimSuffix "h" $iv | float64) 3600 -}}
+{{- end -}}
+{{- if and (ge $secs 0.0) (ne $secs (float64 $op.scrapeIntervalSeconds)) -}}
+{{- fail (printf "%s.interval is %s but operator.scrapeIntervalSeconds is %v: set both to Prometheus' scrape interval of the exporters (the operator waits one interval past a Job's end for the final scrape)" $kind $iv $op.scrapeIntervalSeconds) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
