@@ -179,6 +179,8 @@ class Engine:
         # ContainerTotals by key, kept across cycles (see _container_totals)
         self._totals: dict[ContainerKey, ContainerTotals] = {}
         self._totals_stamp: tuple[Ledger, int, int] | None = None
+        # (ledger, its structure version, pod cache generation) at the last late-label pass
+        self._late_stamp: tuple[Ledger, int, int] | None = None
         self._status: dict[str, SourceStatus] = {}
         self._down_logged: set[str] = set()
         self._seq = 0
@@ -230,7 +232,11 @@ class Engine:
             # a wall clock stepped back makes end < start: label the interval by its end
             result = self._attribute(min(start, now), now, dt, deltas, cpu_d, root_d, present,
                                      topo)
-        self.ledger.update_liveness(present.keys(), now, mono, self.cfg.retention_s)
+        moved = self._label_late_pods()
+        live: Collection[ContainerKey] = present.keys()
+        if moved:
+            live = {moved.get(k, k) for k in live}
+        self.ledger.update_liveness(live, now, mono, self.cfg.retention_s)
         if self.store is not None:
             try:
                 self.store.save(self.ledger)
@@ -240,6 +246,53 @@ class Engine:
         return result
 
     _rate_info: tuple[str, str, str, float] | None = None
+
+    def _label_late_pods(self) -> dict[ContainerKey, ContainerKey]:
+        """Give owner labels to ledger entries whose pod the watch delivered late.
+
+        Under load the pod watch lags the cgroup tree: a short pod (a 2 s Job) can run, and
+        even finish, before its metadata arrives. Its energy was recorded under
+        ``(uid, <short runtime id>)`` (or ``(uid, POD)`` for its sandbox) with empty owner
+        labels, and with no further energy (its CPU use has stopped) no labelled series
+        would ever be created: the operator, which selects by ``owner_uid``, would find
+        nothing. So once the pod is known, such an entry — live or finished — is moved to
+        the key the container has now (its name from the pod's statuses, else ``POD``) with
+        the pod's owner, added to that entry if it exists. Only entries without owner labels
+        move: an owner-labelled series may already be summed by the operator, and moving it
+        would count it twice. Returns old key -> new key of what moved."""
+        if not self.cfg.kube:
+            return {}
+        led = self.ledger
+        stamp = (led, led.structure_version, self.pods.generation)
+        if stamp == self._late_stamp:
+            return {}  # no new entries and no new metadata since the last look
+        moves: dict[ContainerKey, tuple[ContainerKey, Owner]] = {}
+        for key, t in led.containers.items():
+            if t.owner.pod:
+                continue  # labelled (the pod's name is always set from the API)
+            meta = self.pods.get(key[0])
+            if meta is None:
+                continue  # still unknown: look again when the cache changes
+            moves[key] = ((key[0], self._name_for(key[1], meta)), meta.owner)
+        for old, (new, owner) in moves.items():
+            led.move(old, new, owner)
+        if moves:
+            self._pid_keys = {}  # GPU processes' keys may name a moved entry
+            log.debug("labelled %d container series whose pod metadata arrived late",
+                      len(moves))
+        self._late_stamp = (led, led.structure_version, self.pods.generation)
+        return {old: new for old, (new, _) in moves.items()}
+
+    @staticmethod
+    def _name_for(label: str, meta: PodMeta) -> str:
+        """The container name for a provisional label (a short runtime id): as ``_label``
+        would give it now that the pod is known."""
+        if label == POD_SANDBOX or label in meta.requests or label in meta.container_ids.values():
+            return label
+        for cid, name in meta.container_ids.items():
+            if cid.startswith(label):
+                return name
+        return POD_SANDBOX  # an id missing from the pod's statuses: its sandbox
 
     # -- reading --------------------------------------------------------------
     def _read_sources(self) -> list[tuple[str, EnergyReading]]:
@@ -330,7 +383,10 @@ class Engine:
             if tr is None or not tr.final:
                 label, final = self._label(cg)
                 prev = tr.prev if tr is not None else None
-                tr = _Track((cg.pod_uid, label), final, label == POD_SANDBOX, prev,
+                # read rarely only if surely a sandbox: a container counted as POD until its
+                # status is posted is read every cycle, or a short pod's CPU time would be
+                # read after its cgroup is gone (lost to unallocated)
+                tr = _Track((cg.pod_uid, label), final, final and label == POD_SANDBOX, prev,
                             hash(cg.id) % SANDBOX_READ_CYCLES)
             p = tr.prev
             d = (v - p if v >= p else v) if p is not None else (0.0 if first else v)

@@ -110,6 +110,29 @@ class Ledger:
                       joules: float, grams: float | None) -> None:
         self.add(self.totals(key, owner), component, method, joules, grams)
 
+    def move(self, old: ContainerKey, new: ContainerKey, owner: Owner) -> None:
+        """Move a container's totals to another key and owner (its pod's metadata arrived
+        after the container's first energy), adding them to the target's if it exists:
+        every joule stays in exactly one entry. The merged entry is finished only if both
+        were (then at the later time)."""
+        t = self.containers.pop(old)
+        dst = self.containers.get(new)
+        if dst is None:
+            t.owner = owner
+            self.containers[new] = t
+        else:
+            for ck, j in t.joules.items():
+                dst.joules[ck] = dst.joules.get(ck, 0.0) + j
+            for ck, g in t.grams.items():
+                dst.grams[ck] = dst.grams.get(ck, 0.0) + g
+            if owner != _NO_OWNER:
+                dst.owner = owner
+            if dst.finished_at is None or t.finished_at is None:
+                dst.finished_at = dst.finished_mono = None
+            elif t.finished_at > dst.finished_at:
+                dst.finished_at, dst.finished_mono = t.finished_at, t.finished_mono
+        self.structure_version += 1
+
     def update_liveness(self, present: Container[ContainerKey], now: float, mono: float,
                         retention_s: float) -> int:
         """Mark absent containers finished (at wall time ``now``), revive present ones, drop
