@@ -94,3 +94,27 @@ def test_truncated_values_are_detected(tmp_path: Path) -> None:
     head, body, _ = store.path.read_bytes().split(b"\n")
     store.path.write_bytes(head + b"\n" + body[:8] + b"\n")
     assert store.load() == Ledger()
+
+
+def test_move_merges_totals_and_keeps_the_later_finish() -> None:
+    """Ledger.move (late pod metadata): values add up into the target, each joule once;
+    the merged entry is live if either was, else finished at the later time."""
+    led = Ledger()
+    job = Owner("ns", "p", "Job", "j", "job-uid")
+    led.add_container(("u", "abcdef012345"), Owner(), "cpu", "measured", 3.0, 0.3)
+    led.add_container(("u", "main"), job, "cpu", "measured", 2.0, 0.2)
+    led.add_container(("u", "main"), job, "dram", "measured", 1.0, None)
+    led.containers[("u", "abcdef012345")].finished_at = 200.0
+    led.containers[("u", "main")].finished_at = 100.0
+    v = led.structure_version
+    led.move(("u", "abcdef012345"), ("u", "main"), job)
+    assert list(led.containers) == [("u", "main")]
+    t = led.containers[("u", "main")]
+    assert t.joules == {("cpu", "measured"): 5.0, ("dram", "measured"): 1.0}
+    assert t.grams == {("cpu", "measured"): pytest.approx(0.5, rel=1e-12)}
+    assert (t.owner, t.finished_at) == (job, 200.0)
+    assert led.structure_version > v
+    led.add_container(("u", "x"), Owner(), "cpu", "measured", 1.0, None)  # live
+    led.move(("u", "x"), ("u", "main"), job)
+    assert led.containers[("u", "main")].finished_at is None
+    assert led.containers[("u", "main")].joules[("cpu", "measured")] == 6.0
