@@ -104,7 +104,11 @@ def job_facts(job: Mapping[str, Any]) -> JobFacts:
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
         labels=dict(meta.get("labels") or {}),
-        annotations=dict(meta.get("annotations") or {}),
+        # Only ours: JobFacts of unfinished Jobs live as long as the Jobs run, and other
+        # annotations (kubectl's last-applied-configuration: the whole manifest) would be
+        # kept alive with them.
+        annotations={k: str(v) for k, v in (meta.get("annotations") or {}).items()
+                     if str(k).startswith(ANNOTATION_PREFIX)},
         created_at=parse_time(str(meta["creationTimestamp"])),
         started_at=parse_time(str(status["startTime"])) if status.get("startTime") else None,
         finished_at=finished_at,

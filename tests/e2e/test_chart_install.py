@@ -428,6 +428,17 @@ def test_every_dashboard_rule_and_alert_query_returns_series(
              lambda: query(prom_url, "carbontrack_build_info"), 60)
     start_operator(devstack, admin, start_process, namespace, prom_url, tmp_path, port=op_port)
 
+    # Budgets count Jobs accounted while they exist (the ledger is written at accounting), so
+    # they are created first, with room, and their limits set around what the Jobs used below.
+    for budget in ("over", "near"):
+        custom_objects.create_namespaced_custom_object("carbontrack.io", "v1alpha1", namespace, "carbonbudgets", {
+            "apiVersion": "carbontrack.io/v1alpha1", "kind": "CarbonBudget", "metadata": {"name": budget},
+            "spec": {"limit": "1t", "period": {"type": "Rolling", "window": "1d"},
+                     "selector": {}, "action": "Warn"}})
+        wait_for(f"budget {budget} seen by the operator", lambda budget=budget: (
+            custom_objects.get_namespaced_custom_object("carbontrack.io", "v1alpha1", namespace, "carbonbudgets",
+                                                        budget).get("status") or {}).get("periodName"), 60)
+
     # Workloads: a CPU Job and a GPU Job, and budgets around what they used.
     batch_v1.create_namespaced_job(namespace, sim_job("cpu-train", run_seconds=4, cpu_cores=4, node="sim-cpu-0"))
     batch_v1.create_namespaced_job(namespace, sim_job("gpu-train", run_seconds=4, cpu_cores=2, gpus=1,
@@ -437,12 +448,13 @@ def test_every_dashboard_rule_and_alert_query_returns_series(
     used_g = sum(float(accounted(batch_v1, n, namespace)["carbontrack.io/co2e-grams"])  # type: ignore[index]
                  for n in ("cpu-train", "gpu-train"))
     for budget, limit_g in (("over", used_g / 2), ("near", used_g / 0.9)):
-        custom_objects.create_namespaced_custom_object("carbontrack.io", "v1alpha1", namespace, "carbonbudgets", {
-            "apiVersion": "carbontrack.io/v1alpha1", "kind": "CarbonBudget", "metadata": {"name": budget},
-            "spec": {"limit": f"{limit_g:.3f}g", "period": {"type": "Rolling", "window": "1d"},
-                     "selector": {}, "action": "Warn"}})
-    wait_for("budget status", lambda: (custom_objects.get_namespaced_custom_object(
-        "carbontrack.io", "v1alpha1", namespace, "carbonbudgets", "near").get("status") or {}).get("used"), 60)
+        custom_objects.patch_namespaced_custom_object("carbontrack.io", "v1alpha1", namespace, "carbonbudgets",
+                                                      budget, {"spec": {"limit": f"{limit_g:.6f}g"}})
+        status = wait_for(f"budget {budget} status at the new limit", lambda budget=budget, limit_g=limit_g: (
+            st := custom_objects.get_namespaced_custom_object("carbontrack.io", "v1alpha1", namespace,
+                                                              "carbonbudgets", budget).get("status") or {}
+        ).get("jobsCounted") == 2 and abs(st.get("limitGrams", 0) - limit_g) < 1e-5 and st, 60)
+        assert status["usedGrams"] == pytest.approx(used_g, rel=1e-5)
     time.sleep(3)  # a few rule evaluations and scrapes after the last change
 
     rules = dict(rule_exprs())

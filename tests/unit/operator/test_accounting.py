@@ -155,3 +155,12 @@ def test_co2e_lacking_a_component_with_energy_is_temporary() -> None:
     co2e = [s for s in CO2E if s.labels.get("component") != "gpu"]
     with pytest.raises(TemporaryError, match="gpu"):
         build_accounting(finished_job(), T0, T0 + timedelta(hours=2), ENERGY, co2e, PUE, INTENSITY, PODS)
+
+
+def test_job_facts_keep_only_carbontrack_annotations() -> None:
+    body = job_body()
+    body["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": "{" + "x" * 10_000 + "}",
+        "carbontrack.io/expected-duration": "2h", "carbontrack.io/suspended-by": "ml/b"}
+    assert job_facts(body).annotations == {"carbontrack.io/expected-duration": "2h",
+                                           "carbontrack.io/suspended-by": "ml/b"}
