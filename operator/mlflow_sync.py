@@ -32,7 +32,8 @@ def _log_with_reports(job: Mapping[str, Any], tracking_uri: str) -> str | None:
     # Imported here: mlflow (and carbontrack.reports) are only needed when configured.
     from carbontrack.reports.mlflow_log import log_accounted_job
 
-    return log_accounted_job(job, tracking_uri=tracking_uri)
+    run_id: str | None = log_accounted_job(job, tracking_uri=tracking_uri)
+    return run_id
 
 
 def names_a_run(job: Mapping[str, Any]) -> bool:
