@@ -565,3 +565,30 @@ def test_without_finalizer_a_deleted_job_is_counted_from_the_last_watch_event(
     assert not [j for j in batch_v1.list_namespaced_job(namespace).items if j.metadata.uid == uid]
     assert wait_for("the Event on the deleted Job", lambda: events(
         core_v1, namespace, reason="CarbonAccounted", name="fleeting"), 10)
+
+
+def test_accounted_job_is_logged_to_the_mlflow_run_it_names(
+    run_operator: Any, namespace: str, batch_v1: Any, wait_for: Any, tmp_path: Path,
+) -> None:
+    """--mlflow-tracking-uri: the Job's annotation names a run on a real MLflow server; after
+    accounting, that run has the Job's CO2e and energy, equal to the annotations."""
+    mlflow = pytest.importorskip("mlflow", reason="needs the [mlflow] extra")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_ct_reports_servers", REPO_ROOT / "tests" / "unit" / "reports" / "servers.py")
+    assert spec is not None and spec.loader is not None
+    servers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(servers)
+    with servers.mlflow_server(tmp_path) as uri:
+        client_ = mlflow.MlflowClient(tracking_uri=uri)
+        run_id = client_.create_run(client_.create_experiment("operator-e2e")).info.run_id
+        op = run_operator(mlflow_tracking_uri=uri)
+        batch_v1.create_namespaced_job(namespace, nlp_job(
+            "tracked", run_seconds=2.0, annotations={"carbontrack.io/mlflow-run-id": run_id}))
+        ann = wait_for("accounting", lambda: accounted(batch_v1, namespace, "tracked"), 60)
+        metrics = wait_for("the MLflow run's metrics", lambda: (
+            m := client_.get_run(run_id).data.metrics).get("carbontrack.co2e_g") is not None and m, 30)
+        assert metrics["carbontrack.co2e_g"] == pytest.approx(float(ann["carbontrack.io/co2e-grams"]), rel=1e-5)
+        assert metrics["carbontrack.energy_kwh"] == pytest.approx(float(ann["carbontrack.io/energy-kwh"]), rel=1e-5)
+        assert op.metric("carbontrack_operator_mlflow_logs_total", {"result": "ok"}) == 1
