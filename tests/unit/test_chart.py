@@ -387,3 +387,10 @@ def test_values_schema_rejects_bad_values_naming_the_key(set_json: str, message:
     err = helm_template_error(set_json=[set_json])
     assert "values don't meet the specifications of the schema" in err
     assert message in err
+
+
+def test_operator_mlflow_tracking_uri_is_passed_only_when_set(default: list[Doc]) -> None:
+    assert not any(a.startswith("--mlflow") for a in container(one(default, "Deployment", "operator"))["args"])
+    docs = helm_template(set_=["operator.mlflowTrackingUri=http://mlflow.ml.svc:5000"])
+    assert "--mlflow-tracking-uri=http://mlflow.ml.svc:5000" in container(one(docs, "Deployment", "operator"))["args"]
+    assert "/operator/mlflowTrackingUri" in helm_template_error(set_=["operator.mlflowTrackingUri=mlflow"])

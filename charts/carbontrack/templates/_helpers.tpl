@@ -108,6 +108,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- if not $op.enforcement }}
 - --no-enforcement
 {{- end }}
+{{- with $op.mlflowTrackingUri }}
+- --mlflow-tracking-uri={{ . }}
+{{- end }}
 - --listen=0.0.0.0:{{ $op.port }}
 {{- range $op.extraArgs }}
 - {{ . | quote }}
