@@ -37,6 +37,9 @@ _QOS_DIRS = {
 }
 _KUBE_ROOTS = ("kubepods.slice", "kubepods")
 _V1_CPU = ("cpu,cpuacct", "cpuacct,cpu", "cpuacct")
+# a pod's container list is re-read every call for this many calls after the pod directory
+# appeared (its containers' directories follow the pod's; see CgroupReader.discover)
+YOUNG_POD_CYCLES = 8
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,6 +61,10 @@ class ContainerCgroup:
     # cpu_file relative to the CPU hierarchy's root: read() opens it relative to a directory
     # descriptor, so the kernel walks 3-4 path components instead of 8-10 per file
     cpu_rel: bytes = b""
+
+
+# a pod directory: (uid, its container cgroups, them by directory name, call first seen)
+_PodEntry = tuple[str, list["ContainerCgroup"], dict[bytes, "ContainerCgroup"], int]
 
 
 @dataclass(frozen=True)
@@ -90,9 +97,9 @@ class CgroupReader:
         self._mem_name = b"memory.current" if self.version == 2 else b"memory.usage_in_bytes"
         self._root_file = os.fsencode(self._cpu_root) + b"/" + self._cpu_name
         self._cpu_root_b = os.fsencode(self._cpu_root)
-        # pod dir -> (uid, its container cgroups, by dir name); None: not a pod directory
-        self._pods: dict[bytes, tuple[str, list[ContainerCgroup],
-                                      dict[bytes, ContainerCgroup]] | None] = {}
+        # pod dir -> (uid, its container cgroups, by dir name, cycle first seen); None: not
+        # a pod directory
+        self._pods: dict[bytes, _PodEntry | None] = {}
         self._cycle = 0
         self.rescan_cycles = max(1, rescan_cycles)
 
@@ -104,10 +111,13 @@ class CgroupReader:
         """Container cgroups under the kubelet's subtree. Missing trees give [].
 
         Pod directories are listed every call; a known pod's container directories are
-        re-listed every ``rescan_cycles`` calls (staggered across pods), a new pod's at once.
-        A container added to a running pod (a restart) can so be found up to that many
-        cycles late; its CPU counter starts at zero, so none of its usage is lost, only
-        attributed in a later interval. Removed cgroups simply fail to read.
+        re-listed every ``rescan_cycles`` calls (staggered across pods), a new pod's at once
+        and then every call for its first ``YOUNG_POD_CYCLES`` calls: the runtime creates
+        the pod's directory (and sandbox) before its containers', and a short pod (a 2-s
+        Job) can be gone before a staggered rescan would find them. A container added to a
+        running pod later (a restart) can so be found up to ``rescan_cycles`` calls late;
+        its CPU counter starts at zero, so none of its usage is lost, only attributed in a
+        later interval. Removed cgroups simply fail to read.
         """
         kube = next((self._cpu_root / n for n in _KUBE_ROOTS if (self._cpu_root / n).is_dir()),
                      None)
@@ -127,21 +137,21 @@ class CgroupReader:
         return out
 
     def _pod(self, entry: os.DirEntry[bytes], qos: str,
-             old: dict[bytes, tuple[str, list[ContainerCgroup], dict[bytes, ContainerCgroup]]
-                       | None],
+             old: dict[bytes, _PodEntry | None],
              out: list[ContainerCgroup]) -> None:
         path = entry.path
         known = old.get(path, _NOT_SEEN)
         if known is _NOT_SEEN:
             m = _POD_RE.match(os.fsdecode(entry.name))
-            known = (m.group(2).replace("_", "-").lower(), [], {}) if m else None
+            known = (m.group(2).replace("_", "-").lower(), [], {}, self._cycle) if m else None
             rescan = True
         else:
-            rescan = (self._cycle + hash(path)) % self.rescan_cycles == 0
+            rescan = ((known is not None and self._cycle - known[3] < YOUNG_POD_CYCLES)
+                      or (self._cycle + hash(path)) % self.rescan_cycles == 0)
         self._pods[path] = known
         if known is None:
             return  # not a pod directory (remembered, so the regex runs once)
-        uid, ctrs, by_name = known
+        uid, ctrs, by_name, _ = known
         if rescan:
             seen: dict[bytes, ContainerCgroup] = {}
             for ctr_entry in _scandir_dirs(path):
@@ -289,8 +299,7 @@ def container_from_cgroup_path(path: str) -> tuple[str, str] | None:
     return None
 
 
-_NOT_SEEN: tuple[str, list[ContainerCgroup], dict[bytes, ContainerCgroup]] | None = (
-    "", [], {})
+_NOT_SEEN: _PodEntry | None = ("", [], {}, 0)
 
 
 def _scandir_dirs(path: bytes) -> list[os.DirEntry[bytes]]:

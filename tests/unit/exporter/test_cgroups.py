@@ -42,3 +42,21 @@ def test_container_added_to_a_running_pod_is_found_within_rescan_cycles(tmp_path
     tree.remove_pod(UID)
     cgs = reader.discover()
     assert cgs == [] and reader.read(cgs).containers == {}
+
+
+def test_young_pods_container_list_is_reread_every_call(tmp_path: Path) -> None:
+    """The runtime makes the pod's directory (and sandbox) before its containers'; a short
+    pod (a 2-s Job) must not wait for a staggered rescan to have its container found."""
+    from carbontrack.exporter.cgroups import YOUNG_POD_CYCLES
+
+    tree = FakeCgroupTree(tmp_path / "sys")
+    tree.add_pod(UID, "burstable", {"x": (0.0, 0)})
+    tree.remove_container(UID, "x")  # the pod directory with only its sandbox, so far
+    reader = CgroupReader(tmp_path / "sys" / "fs" / "cgroup", rescan_cycles=1000)
+    assert len(reader.discover()) == 1
+    main = tree.add_container(UID, "main", 1.0, 0)
+    assert main in {c.id for c in reader.discover()}  # the very next call
+    for _ in range(YOUNG_POD_CYCLES):
+        reader.discover()
+    late = tree.add_container(UID, "late", 1.0, 0)  # the pod is no longer young
+    assert late not in {c.id for c in reader.discover()}  # staggered (1 in 1000 calls)
