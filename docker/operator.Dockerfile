@@ -7,6 +7,8 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---- build ----------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS build
+# Extras to install; add mlflow for --mlflow-tracking-uri (docker build --build-arg EXTRAS=operator,mlflow).
+ARG EXTRAS=operator
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
@@ -15,7 +17,7 @@ COPY exporter ./exporter
 COPY operator ./operator
 RUN python -m venv /opt/carbontrack \
  && /opt/carbontrack/bin/pip install --upgrade pip "setuptools>=68" wheel \
- && /opt/carbontrack/bin/pip install ".[operator]" \
+ && /opt/carbontrack/bin/pip install ".[${EXTRAS}]" \
  && /opt/carbontrack/bin/pip uninstall -y pip setuptools wheel \
  && find /opt/carbontrack -name '__pycache__' -prune -exec rm -rf {} +
 
