@@ -24,6 +24,7 @@ ANN_ZONE = ANN + "grid-zone"
 ANN_INTENSITY = ANN + "intensity-g-per-kwh"
 ANN_METHOD = ANN + "method"
 ANN_ACCOUNTED = ANN + "accounted-at"
+ANN_ACCOUNTED_UID = ANN + "accounted-uid"
 ANN_REPORT = ANN + "report"
 ANN_MLFLOW = ANN + "mlflow-run-id"
 ANN_WANDB = ANN + "wandb-run-id"
@@ -176,6 +177,15 @@ def job_to_line(
     if ANN_ENERGY not in ann or ANN_CO2E not in ann:
         return Skipped(ns, name, "not accounted by the operator yet (no carbontrack.io/energy-kwh)")
     report = _report_json(ann, where)
+    # A Job re-created from an accounted Job's manifest carries the old Job's annotations until
+    # the operator accounts the new one; counting them would report the old Job twice.
+    job_section = report.get("job")
+    written_for = ann.get(ANN_ACCOUNTED_UID) or (
+        job_section.get("uid") if isinstance(job_section, dict) else None
+    )
+    own_uid = meta.get("uid")
+    if written_for and own_uid and written_for != own_uid:
+        return Skipped(ns, name, f"annotations were written for another Job (uid {written_for}); not accounted yet")
     energy_text = ann[ANN_ENERGY].strip().lower()
     if energy_text == "no-data":
         why = report.get("noData") or "no reason recorded"

@@ -193,3 +193,15 @@ def test_reserved_cpu_and_memory_scale_with_parallelism() -> None:
     assert isinstance(got, LineItem)
     assert (got.cpu_cores_reserved, got.gpu_count) == (2.0, 8)
     assert got.memory_gb_reserved == pytest.approx(4 * 16 * 2**30 / 1e9)
+
+
+def test_job_recreated_with_another_jobs_annotations_is_not_reported_twice() -> None:
+    # kubectl get job -o yaml | kubectl create -f - copies the accounting annotations;
+    # until the operator accounts the new Job (new UID), its line must not appear.
+    job = make_job("nightly")
+    job["metadata"]["uid"] = "uid-of-the-new-job"
+    got = job_to_line(job, IdentityKeys())
+    assert isinstance(got, Skipped)
+    assert "uid-ml-nightly" in got.reason and "not accounted yet" in got.reason
+    job["metadata"]["annotations"]["carbontrack.io/accounted-uid"] = "uid-of-the-new-job"
+    assert isinstance(job_to_line(job, IdentityKeys()), LineItem)
