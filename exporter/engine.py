@@ -263,8 +263,9 @@ class Engine:
         if not self.cfg.kube:
             return {}
         led = self.ledger
-        stamp = (led, led.structure_version, self.pods.generation)
-        if stamp == self._late_stamp:
+        last = self._late_stamp
+        if (last is not None and last[0] is led and last[1] == led.structure_version
+                and last[2] == self.pods.generation):
             return {}  # no new entries and no new metadata since the last look
         moves: dict[ContainerKey, tuple[ContainerKey, Owner]] = {}
         for key, t in led.containers.items():
