@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` (the main job) and `make test`.
-.PHONY: setup demo demo-down test unit lint bench clean catalogue source-data faults faults-e2e chart-test e2e-operator
+.PHONY: setup demo demo-down test unit lint bench clean catalogue source-data faults faults-e2e chart-test e2e-operator e2e demo-status control-plane
 
 setup:
 	scripts/setup.sh
@@ -45,3 +45,12 @@ chart-test:
 
 e2e-operator:
 	pytest --e2e tests/e2e/test_operator.py
+
+e2e:
+	pytest --e2e tests/e2e
+
+demo-status:
+	python3 -m carbontrack.devcluster status
+
+control-plane:
+	scripts/build-control-plane.sh
