@@ -3,7 +3,7 @@
 
     python scripts/build_catalogue.py [RAW_DIR] [--out DIR]
 
-RAW_DIR defaults to ../shared/data/raw relative to the repository root; --out
+RAW_DIR defaults to data/raw in the repository (a copy of the shared raw datasets with their PROVENANCE.md); --out
 defaults to src/carbontrack/intensity/data. The output is deterministic (sorted
 keys, fixed gzip mtime), so running it again must reproduce the packaged files
 byte for byte; tests/unit/intensity/test_build.py checks exactly that.
@@ -442,7 +442,7 @@ def notice_md(version: str) -> str:
         "# CarbonTrack grid-intensity catalogue: sources and licences",
         "",
         f"Catalogue version {version}. Built by scripts/build_catalogue.py from the raw data",
-        "described in shared/data/raw/PROVENANCE.md. Every factor names its dataset below.",
+        "described in data/raw/PROVENANCE.md. Every factor names its dataset below.",
         "",
     ]
     for ds_id, ds in sorted(DATASETS.items()):
@@ -494,7 +494,7 @@ def build(raw: Path) -> dict[str, bytes]:
     for required in ("PROVENANCE.md", "owid", "epa-egrid", "co2js"):
         if not (raw / required).exists():
             raise SystemExit(f"build: {raw} is not the raw data directory (no {required}); "
-                             "pass the path to shared/data/raw")
+                             "pass the path to data/raw")
     rej = Rejects()
     a3 = alpha3_table(raw)
     zones = build_countries(raw, rej, a3)
@@ -549,8 +549,8 @@ def build(raw: Path) -> dict[str, bytes]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("raw", nargs="?", type=Path, default=REPO.parent / "shared/data/raw",
-                        help="raw data directory (default: ../shared/data/raw)")
+    parser.add_argument("raw", nargs="?", type=Path, default=REPO / "data/raw",
+                        help="raw data directory (default: data/raw)")
     parser.add_argument("--out", type=Path, default=REPO / "src/carbontrack/intensity/data",
                         help="output directory (default: the packaged data directory)")
     args = parser.parse_args(argv)

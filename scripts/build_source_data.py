@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Build the CPU coefficient tables packaged in ``src/carbontrack/sources/data`` from the raw
-reference data (``../shared/data/raw`` by default; see its PROVENANCE.md).
+reference data (``data/raw`` by default; see its PROVENANCE.md).
 
 Outputs (all CSV, UTF-8, one header line):
 
@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_RAW = REPO.parent / "shared" / "data" / "raw"
+DEFAULT_RAW = REPO / "data" / "raw"
 DEFAULT_OUT = REPO / "src" / "carbontrack" / "sources" / "data"
 
 # ccf-coefficients groups model lists by file stem; these are the CCF architecture names

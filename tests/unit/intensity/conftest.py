@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 def raw_dir() -> Path:
     """The raw reference data (read-only); CARBONTRACK_RAW_DATA overrides the default."""
-    return Path(os.environ.get("CARBONTRACK_RAW_DATA", REPO.parent / "shared/data/raw"))
+    return Path(os.environ.get("CARBONTRACK_RAW_DATA", REPO / "data/raw"))
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ from carbontrack.sources.rapl import RaplSource
 
 REPO = Path(__file__).parents[3]
 FIXTURES = REPO / "tests" / "fixtures"
-RAW = REPO.parent / "shared" / "data" / "raw"
+RAW = REPO / "data" / "raw"
 
 # CCF aws coefficients for Cascade Lake, as packaged (ccf-coefficients, 6 decimals)
 CASCADE_MIN, CASCADE_MAX = 0.690298, 4.063194
