@@ -11,8 +11,9 @@ Rules (design notes §4), for one component (cpu or dram) and one interval:
 3. Idle energy follows ``IdlePolicy``:
    ``reserved`` (default, the SCI "resources reserved" rule): ``idle * r_i / max(capacity,
    sum(r))`` with r_i the container's request (CPU cores, memory bytes) and capacity the
-   node's; unreserved capacity stays unallocated. ``even``: equal parts to every present
-   container. ``none``: all idle energy stays unallocated.
+   node's; unreserved capacity stays unallocated. A finished pod (Succeeded, Failed or
+   deleted) reserves nothing, though its cgroup may linger: the engine passes r_i = 0.
+   ``even``: equal parts to every present container. ``none``: all idle energy stays unallocated.
 4. Unallocated = E - sum(containers), so ``sum(containers) + unallocated == E`` exactly up to
    float rounding, and no container share is ever negative.
 """

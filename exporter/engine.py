@@ -176,6 +176,7 @@ class Engine:
                                dict[ContainerKey, float], list[ContainerKey],
                                dict[str, tuple[dict[ContainerKey, float], float | None]]
                                ] | None = None
+        self._res_generation = -1  # pod cache generation the reservations were built at
         # ContainerTotals by key, kept across cycles (see _container_totals)
         self._totals: dict[ContainerKey, ContainerTotals] = {}
         self._totals_stamp: tuple[Ledger, int, int] | None = None
@@ -598,7 +599,9 @@ class Engine:
         if self.cfg.idle_policy is not IdlePolicy.RESERVED:
             return {}
         cached = self._res_cache
-        if cached is not None and present.keys() == cached[0]:
+        generation = self.pods.generation  # before any lookup: a later change rebuilds
+        if (cached is not None and present.keys() == cached[0]
+                and self._res_generation == generation):
             # same containers as last cycle: requests are unchanged; refresh a rolling
             # twelfth of the memory proxies (containers without API requests)
             cached_mem = cached[2]
@@ -613,6 +616,11 @@ class Engine:
         for key, cg in present.items():
             uid = key[0]
             meta = metas[uid] if uid in metas else metas.setdefault(uid, self.pods.get(uid))
+            if meta is not None and meta.released:
+                # a finished pod's lingering cgroup: its requests are freed, so it takes no
+                # idle share (SCI "resources reserved": only while they are reserved)
+                cpu[key] = mem[key] = 0.0
+                continue
             req = meta.requests.get(key[1]) if meta is not None else None
             if req is not None:
                 cpu[key] = req[0]
@@ -633,6 +641,7 @@ class Engine:
         # (kube metadata can arrive late): only cache when every pod's metadata is settled
         if not self.cfg.kube or all(m is not None for m in metas.values()):
             self._res_cache = (set(present.keys()), cpu, mem, proxied, out)
+            self._res_generation = generation
         else:
             self._res_cache = None
         return out

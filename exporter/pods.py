@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .state import Owner
@@ -29,6 +29,9 @@ class PodMeta:
     owner: Owner
     container_ids: Mapping[str, str] = field(default_factory=dict)  # runtime id -> name
     requests: Mapping[str, tuple[float, int]] = field(default_factory=dict)  # cores, bytes
+    # Succeeded/Failed or deleted: the scheduler has freed its requests, so it reserves
+    # nothing on the node any more, though its cgroup may linger (kubelet cleanup lag)
+    released: bool = False
 
 
 def parse_cpu(q: str) -> float:
@@ -94,7 +97,8 @@ def pod_meta(pod: Mapping[str, Any]) -> PodMeta:
                             owner.namespace, owner.pod, req)
                 cpu, mem = 0.0, 0
             requests[c.get("name", "")] = (cpu, mem)
-    return PodMeta(md.get("uid", ""), owner, ids, requests)
+    released = status.get("phase") in ("Succeeded", "Failed")
+    return PodMeta(md.get("uid", ""), owner, ids, requests, released)
 
 
 class PodCache:
@@ -197,6 +201,10 @@ class PodWatcher:
                 return
             obj = client.sanitize_for_serialization(event["object"])
             if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
-                # DELETED keeps the entry: finished containers keep their labels
-                self.cache.put(pod_meta(obj))
+                # DELETED keeps the entry: finished containers keep their labels; a deleted
+                # pod's requests are freed whatever its last phase
+                meta = pod_meta(obj)
+                if event["type"] == "DELETED" and not meta.released:
+                    meta = replace(meta, released=True)
+                self.cache.put(meta)
         # the server closed the watch (timeout): return to relist, dropping deleted pods

@@ -334,7 +334,11 @@ def test_operator_with_chart_serviceaccount_accounts_a_job(
         (r := devstack.simulator.record(pod.metadata.uid)) is not None and r.ended is not None and r), 20)
     simulated_kwh = sum(record.joules.values()) / 3.6e6
     # Exactness is the operator's e2e suite's job (tests/e2e/test_operator.py); here the point is
-    # that the chart's RBAC lets it get that far. Seen: 0.82-1.0 x simulated across runs.
+    # that the chart's RBAC lets it get that far. Seen: 0.82-1.0 x simulated across runs. The
+    # upper bound is not slack: the Job shares the node with the busy exporter pod, so while
+    # its cgroup lingers after it Succeeded (kubelet cleanup lag) the half-busy node's "idle"
+    # half would go by reservation to it too if the exporter did not release a finished pod's
+    # requests (then 1.06-1.09 x; exporter/engine.py _reservations).
     assert 0.5 * simulated_kwh <= float(ann["carbontrack.io/energy-kwh"]) <= 1.05 * simulated_kwh
     assert float(ann["carbontrack.io/co2e-grams"]) > 0
     log = Path(proc.log_path).read_text(errors="replace")
