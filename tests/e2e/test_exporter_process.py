@@ -10,19 +10,14 @@ interval with churn and checks conservation on every scrape.
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from carbontrack.devcluster.exporter_process import ExporterProcess
 from carbontrack.intensity.catalogue import Catalogue
 from carbontrack.sim.cgroups import FakeCgroupTree
 from carbontrack.sim.powercap import FakePowercap
@@ -34,50 +29,8 @@ B = "0b0b0b0b-1111-2222-3333-444444444444"
 C = "0c0c0c0c-1111-2222-3333-444444444444"
 
 
-class Exporter:
-    def __init__(self, root: Path, *args: str) -> None:
-        self.log = (root / "exporter.log").open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "carbontrack", "exporter", "--node-name", "node-1",
-             "--sysfs", str(root / "sys"), "--procfs", str(root / "proc"),
-             "--state-dir", str(root / "state"), "--listen", "127.0.0.1:0", "--no-kube",
-             "--zone", "DE", "--pue", "1.25", *args],
-            stderr=subprocess.PIPE, stdout=self.log,
-        )
-        self.port = self._wait_for_port()
-
-    def _wait_for_port(self) -> int:
-        assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            self.log.write(raw)
-            m = re.search(rb"serving http://[\d.]+:(\d+)/metrics", raw)
-            if m:
-                # keep draining stderr into the log so the process never blocks on a full pipe
-                import threading
-
-                def drain() -> None:
-                    assert self.proc.stderr is not None
-                    for line in self.proc.stderr:
-                        self.log.write(line)
-
-                threading.Thread(target=drain, daemon=True).start()
-                return int(m.group(1))
-        raise AssertionError(f"exporter exited ({self.proc.wait()}) before serving")
-
-    def scrape(self) -> dict[str, list[tuple[dict[str, str], float]]]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as r:
-            text = r.read().decode()
-        out: dict[str, list[tuple[dict[str, str], float]]] = {}
-        for fam in text_string_to_metric_families(text):
-            for s in fam.samples:
-                out.setdefault(s.name, []).append((s.labels, s.value))
-        return out
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout=30)
-        self.log.close()
-        return rc
+def Exporter(root: Path, *args: str) -> ExporterProcess:
+    return ExporterProcess(root, *args, pue=1.25)
 
 
 @pytest.fixture

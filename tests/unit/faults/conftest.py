@@ -8,13 +8,7 @@ product's own code.
 
 from __future__ import annotations
 
-import re
 import shutil
-import signal
-import subprocess
-import sys
-import threading
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +20,8 @@ from carbontrack.exporter.emissions import EmissionsRates
 from carbontrack.exporter.engine import Engine, EngineConfig, IntervalResult
 from carbontrack.exporter.pods import PodCache, PodMeta
 from carbontrack.exporter.state import Owner, StateStore
-from prometheus_client.parser import text_string_to_metric_families
 
+from carbontrack.devcluster.exporter_process import Samples
 from carbontrack.intensity.catalogue import Catalogue
 from carbontrack.sim.cgroups import FakeCgroupTree
 from carbontrack.sim.powercap import FakePowercap
@@ -37,7 +31,6 @@ from carbontrack.sources.rapl import RaplSource
 GIB = 1 << 30
 N_CPUS = 8
 MEMORY = 64 * GIB
-Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
 @pytest.fixture(scope="session")
@@ -129,13 +122,6 @@ def assert_interval_conserved(r: IntervalResult) -> None:
 
 # -- a real exporter process -----------------------------------------------------------------
 
-def parse(text: str) -> Samples:
-    out: Samples = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            out.setdefault(s.name, []).append((s.labels, s.value))
-    return out
-
 
 def totals(m: Samples, name: str, by: str) -> dict[str, float]:
     out: dict[str, float] = {}
@@ -150,69 +136,6 @@ def assert_scrape_conserved(m: Samples) -> None:
     un = totals(m, "carbontrack_unallocated_energy_joules_total", "component")
     for comp, j in node.items():
         assert ctr.get(comp, 0.0) + un.get(comp, 0.0) == pytest.approx(j, rel=1e-9, abs=1e-6)
-
-
-class ExporterProcess:
-    """`python -m carbontrack exporter --no-kube` on a fake node tree, port chosen by the OS."""
-
-    def __init__(self, root: Path, *args: str) -> None:
-        self.log_path = root / "exporter.log"
-        self.log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "carbontrack", "exporter", "--node-name", "node-1",
-             "--sysfs", str(root / "sys"), "--procfs", str(root / "proc"),
-             "--state-dir", str(root / "state"), "--listen", "127.0.0.1:0", "--no-kube",
-             "--zone", "DE", "--pue", "1.0", *args],
-            stderr=subprocess.PIPE, stdout=self.log,
-        )
-        self.port = self._wait_for_port()
-
-    def _wait_for_port(self) -> int:
-        assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            self.log.write(raw)
-            m = re.search(rb"serving http://[\d.]+:(\d+)/metrics", raw)
-            if m:
-                threading.Thread(target=self._drain, daemon=True).start()
-                return int(m.group(1))
-        raise AssertionError(f"exporter exited ({self.proc.wait()}) before serving; "
-                             f"log: {self.log_path}")
-
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:  # a full pipe would block the exporter
-            self.log.write(line)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/metrics"
-
-    def text(self, timeout: float = 10.0) -> str:
-        with urllib.request.urlopen(self.url, timeout=timeout) as r:
-            return str(r.read().decode())
-
-    def scrape(self) -> Samples:
-        return parse(self.text())
-
-    def threads(self) -> int:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
-
-    def rss_bytes(self) -> int:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1)) * 1024  # type: ignore[union-attr]
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-        self.log.close()
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout=30)
-        self.log.close()
-        return rc
 
 
 @pytest.fixture

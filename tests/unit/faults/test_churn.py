@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from carbontrack.exporter.state import ContainerKey
 
+from carbontrack.devcluster.exporter_process import ExporterProcess
+
 from .conftest import (
     GIB,
-    ExporterProcess,
     Node,
     assert_interval_conserved,
     totals,

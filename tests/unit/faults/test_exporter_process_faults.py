@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from carbontrack.devcluster.exporter_process import ExporterProcess, Samples, parse
 from carbontrack.sim.cgroups import FakeCgroupTree
 from carbontrack.sim.powercap import FakePowercap
 
-from .conftest import ExporterProcess, Samples, assert_scrape_conserved, parse, totals
+from .conftest import assert_scrape_conserved, totals
 
 A = "0a0a0a0a-1111-2222-3333-444444444444"
 NodeTree = tuple[Path, FakePowercap, FakeCgroupTree]

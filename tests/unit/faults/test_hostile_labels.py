@@ -12,7 +12,9 @@ from carbontrack.exporter.pods import PodMeta
 from carbontrack.exporter.server import ExpositionCache
 from carbontrack.exporter.state import Owner
 
-from .conftest import GIB, Node, assert_scrape_conserved, parse, promtool
+from carbontrack.devcluster.exporter_process import parse
+
+from .conftest import GIB, Node, assert_scrape_conserved, promtool
 
 HOSTILE = [
     'quote"} carbontrack_node_energy_joules_total{node="forged"} 1e9 #',
