@@ -304,7 +304,9 @@ def test_job_accounted_end_to_end_matches_simulated_energy(
     gauge = {"namespace": namespace, "budget": "nlp"}
     assert op.metric("carbontrack_budget_used_grams", gauge) == pytest.approx(status["usedGrams"], rel=1e-9)
     assert op.metric("carbontrack_budget_limit_grams", gauge) == pytest.approx(1000.0)
-    assert op.metric("carbontrack_operator_jobs_accounted_total", {"result": "ok"}) == 1
+    # the counters move just after the finalizer removal the wait above saw
+    wait_for("the accounted counter", lambda: op.metric(
+        "carbontrack_operator_jobs_accounted_total", {"result": "ok"}) == 1, 10)
     assert op.metric("carbontrack_operator_accounting_latency_seconds_count") == 1
     # ... and, end to end, the energy the simulated hardware gave the pod (2 cores x 10 W).
     expected_j = simulated_joules(simulator, pods)
@@ -529,7 +531,10 @@ def test_job_without_energy_data_gets_no_data_not_zero(
     status = wait_for("the budget status", lambda: (
         st := get_budget(custom_objects, namespace, "nlp").get("status") or {}).get("jobsCounted") == 1 and st, 10)
     assert status["jobsWithoutData"] == 1 and status["usedGrams"] == 0
-    assert op.metric("carbontrack_operator_jobs_accounted_total", {"result": "no_data"}) == 1
+    # The counter moves after the Event and the finalizer removal, i.e. after the annotation
+    # and the budget status the waits above saw: wait for it rather than race it.
+    wait_for("the no_data counter", lambda: op.metric(
+        "carbontrack_operator_jobs_accounted_total", {"result": "no_data"}) == 1, 10)
 
 
 def test_running_job_gets_emissions_so_far_and_a_projection(
