@@ -393,6 +393,10 @@ class NodeSimulator:
                 log.exception("simulator tick failed")
 
     def _watch_loop(self) -> None:
+        """List once, then watch from the last resourceVersion seen, re-listing only when the
+        apiserver says it is too old (410) or the connection broke. Re-listing every time a
+        watch times out left a gap in which a short pod could start and end unseen, and such a
+        pod never got a simulated cgroup."""
         from kubernetes import client, watch
 
         from .kube import api_client
@@ -406,24 +410,32 @@ class NodeSimulator:
                         obj = api.sanitize_for_serialization(p)
                         post_container_ids(core, obj, self.observe(obj))
                     rv = pods.metadata.resource_version if pods.metadata else None
-                    w = watch.Watch()  # type: ignore[no-untyped-call]
-                    for ev in w.stream(  # type: ignore[no-untyped-call]
-                        core.list_pod_for_all_namespaces, resource_version=rv,
-                        timeout_seconds=30, _request_timeout=35,
-                    ):
-                        if self._stop.is_set():
-                            w.stop()  # type: ignore[no-untyped-call]
-                            break
-                        obj = api.sanitize_for_serialization(ev["object"])
-                        if ev["type"] == "DELETED":
-                            self.forget(obj["metadata"]["uid"])
-                        else:
-                            post_container_ids(core, obj, self.observe(obj))
-            except Exception as err:  # the apiserver may be restarting
+                    while not self._stop.is_set():
+                        rv = self._watch_from(core, watch.Watch(), rv)  # type: ignore[no-untyped-call]
+            except Exception as err:  # the apiserver may be restarting, or rv expired (410)
                 if self._stop.is_set():
                     return
-                log.warning("pod watch failed (%s); retrying", err)
+                log.warning("pod watch failed (%s); listing again", err)
                 self._stop.wait(0.5)
+
+    def _watch_from(self, core: Any, w: Any, rv: str | None) -> str | None:
+        """One watch request from ``rv``; returns the last resourceVersion it saw."""
+        for ev in w.stream(
+            core.list_pod_for_all_namespaces, resource_version=rv, allow_watch_bookmarks=True,
+            timeout_seconds=30, _request_timeout=35, deserialize=False,
+        ):
+            if self._stop.is_set():
+                w.stop()
+                break
+            obj = ev["object"]
+            rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+            if ev["type"] == "BOOKMARK":
+                continue
+            if ev["type"] == "DELETED":
+                self.forget(obj["metadata"]["uid"])
+            else:
+                post_container_ids(core, obj, self.observe(obj))
+        return rv
 
 
 def container_statuses_with_ids(

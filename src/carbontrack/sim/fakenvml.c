@@ -6,7 +6,9 @@
  * state comes from a text file named by the environment variable
  * CARBONTRACK_FAKE_NVML_STATE, re-read on every call, so a test (or the simulator) can
  * advance energy counters, lose a GPU or make PIDs vanish while a real process holds
- * the library open. Write the file atomically (temp + rename): carbontrack.sim.fakenvml
+ * the library open. A call reads the file's bytes and parses them only when they differ
+ * from the last call's (on the same thread): parsing a few hundred records per call would
+ * make the fake far costlier than a real driver's ioctl, and benchmarks count its time. Write the file atomically (temp + rename): carbontrack.sim.fakenvml
  * write_state() does.
  *
  * State file: one record per line, fields separated by TABs, "key=value" (values may
@@ -24,7 +26,9 @@
  * counted but every call on them answers GPU_IS_LOST (NVML's behaviour after an Xid 79).
  * gpu=<N> in mig/proc records is the index among *all* gpu lines, gone ones included.
  */
+#include <fcntl.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,11 +147,57 @@ static void str(char *rec, const char *key, char *out) {
 }
 
 /* Re-read the state file. Returns NVML_SUCCESS or the error NVML would give. */
+/* The state file's bytes as last parsed on this thread (S holds the parse), and a scratch
+ * buffer the next read goes to. Both are kept across calls: fresh heap pages per call
+ * (page faults) cost more than the read itself. */
+static __thread char *parsed_bytes, *scratch;
+static __thread size_t parsed_len, parsed_cap, scratch_cap;
+static __thread int parsed_valid;
+
+/* Read the whole file into scratch; -1 if it cannot be read. */
+static long read_all(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -1;
+    size_t n = 0;
+    for (;;) {
+        if (n == scratch_cap) {
+            size_t cap = scratch_cap ? scratch_cap * 2 : 65536;
+            char *bigger = realloc(scratch, cap);
+            if (!bigger) { close(fd); return -1; }
+            scratch = bigger;
+            scratch_cap = cap;
+        }
+        ssize_t r = read(fd, scratch + n, scratch_cap - n);
+        if (r < 0) { close(fd); return -1; }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    return (long)n;
+}
+
+static nvmlReturn_t parse(FILE *f);
+
 static nvmlReturn_t load(void) {
     const char *path = getenv("CARBONTRACK_FAKE_NVML_STATE");
     if (!path || !*path) return NVML_ERROR_DRIVER_NOT_LOADED;
-    FILE *f = fopen(path, "r");
-    if (!f) return NVML_ERROR_DRIVER_NOT_LOADED;
+    long got = read_all(path);
+    if (got < 0) { parsed_valid = 0; return NVML_ERROR_DRIVER_NOT_LOADED; }
+    size_t len = (size_t)got;
+    if (parsed_valid && len == parsed_len && memcmp(scratch, parsed_bytes, len) == 0)
+        return NVML_SUCCESS; /* unchanged since the last parse */
+    /* the new bytes become the parsed ones; the old buffer is the next scratch */
+    char *tmp = parsed_bytes; size_t tmp_cap = parsed_cap;
+    parsed_bytes = scratch; parsed_cap = scratch_cap; parsed_len = len;
+    scratch = tmp; scratch_cap = tmp_cap;
+    FILE *f = len ? fmemopen(parsed_bytes, len, "r") : fopen("/dev/null", "r");
+    if (!f) { parsed_valid = 0; return NVML_ERROR_DRIVER_NOT_LOADED; }
+    parsed_valid = 1;
+    return parse(f);
+}
+
+/* Parse state records into S. */
+static nvmlReturn_t parse(FILE *f) {
     memset(&S, 0, sizeof S);
     strcpy(S.driver, "550.54.15");
     char line[1024];

@@ -63,6 +63,23 @@ def test_energy_counter_path_is_measured_exactly(pynvml, nvml_state):
     src.close()
 
 
+def test_fake_library_sees_every_rewrite_of_its_state_even_of_the_same_size(pynvml, nvml_state):
+    """The fake library skips re-parsing unchanged state; a rewrite with the same length
+    (and, within a clock tick, the same mtime) must still be seen at once."""
+    gpus = [FakeGpu("GPU-aaaa-0000", energy_mj=1_000_000)]
+    nvml_state(gpus)
+    src = NvmlSource.open(pynvml)
+    try:
+        assert joules(src) == {"GPU-aaaa-0000": 0.0}
+        for step in range(1, 6):  # 1_00x_000: every file has the same size
+            gpus[0].energy_mj = 1_000_000 + step * 1_000
+            nvml_state(gpus)
+            assert joules(src) == {"GPU-aaaa-0000": float(step)}  # joules since open
+            assert joules(src) == {"GPU-aaaa-0000": float(step)}  # unchanged file: no more
+    finally:
+        src.close()
+
+
 def test_counter_going_backwards_is_a_driver_reload(pynvml, nvml_state):
     gpus = two_gpus()
     nvml_state(gpus)
