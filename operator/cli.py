@@ -50,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--projection-interval", type=float, default=60.0,
                    help="running-Job projection refresh, s; 0 disables")
     p.add_argument("--prometheus-timeout", type=float, default=10.0, help="per query, s")
+    p.add_argument("--list-chunk-size", type=int, default=500,
+                   help="page size of the start-up list of Jobs and budgets (0: one response)")
     p.add_argument("--no-enforcement", action="store_true", help="never suspend Jobs (Warn only)")
     p.add_argument("--no-finalizer", action="store_true",
                    help="no accounting finalizer on Jobs (Jobs deleted at once are still counted "
@@ -71,6 +73,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         prometheus_timeout_s=args.prometheus_timeout,
         budget_interval_s=args.budget_interval,
         projection_interval_s=args.projection_interval,
+        list_chunk_size=args.list_chunk_size,
         enforcement=not args.no_enforcement,
         finalizer=not args.no_finalizer,
         mlflow_tracking_uri=args.mlflow_tracking_uri,

@@ -542,6 +542,18 @@ def _summary(acc: Accounting) -> str:
             f"{acc.job.outcome}, {(acc.window_end - acc.window_start) / timedelta(seconds=1):.0f}s")
 
 
+def configure_kopf(kopf_settings: kopf.OperatorSettings, ours: OperatorSettings) -> None:
+    """kopf's settings for this operator (applied at start-up)."""
+    # Nothing of kopf's own bookkeeping on users' Jobs: no progress or diff-base
+    # annotations (only event handlers are used) and no kopf finalizers.
+    kopf_settings.persistence.finalizer = "carbontrack.io/kopf"
+    kopf_settings.posting.level = logging.WARNING
+    kopf_settings.watching.server_timeout = 300
+    kopf_settings.networking.request_timeout = 60
+    # paged start-up lists bound the peak memory with many Jobs present (None: one page)
+    kopf_settings.watching.chunk_size = ours.list_chunk_size or None
+
+
 def build_registry(op: Operator, login: Callable[..., Any] | None = None) -> kopf.OperatorRegistry:
     """A fresh kopf registry with the operator's handlers (no module-level globals)."""
     registry = kopf.OperatorRegistry()
@@ -550,12 +562,7 @@ def build_registry(op: Operator, login: Callable[..., Any] | None = None) -> kop
 
     @kopf.on.startup(registry=registry)
     async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-        # Nothing of kopf's own bookkeeping on users' Jobs: no progress or diff-base
-        # annotations (only event handlers are used) and no kopf finalizers.
-        settings.persistence.finalizer = "carbontrack.io/kopf"
-        settings.posting.level = logging.WARNING
-        settings.watching.server_timeout = 300
-        settings.networking.request_timeout = 60
+        configure_kopf(settings, op.settings)
         loops.append(asyncio.create_task(op.run_loops(stop)))
 
     if login is not None:

@@ -52,6 +52,12 @@ class OperatorSettings:
     max_concurrent_accountings: int = 32
     """Jobs accounted at the same time (Prometheus queries and API writes in flight)."""
 
+    list_chunk_size: int = 500
+    """Page size (objects) of the initial list of Jobs and budgets at start-up and after a
+    watch expires. kopf lists everything in one response by default; with 10,000 Jobs that
+    one response and the events it releases at once are most of the operator's peak memory
+    (docs/performance/operator-scale.md). 0: one response."""
+
     enforcement: bool = True
     """Suspend new Jobs matching an exceeded budget whose action is Suspend."""
 
@@ -78,5 +84,7 @@ class OperatorSettings:
                 raise ConfigError(f"invalid setting {name}={getattr(self, name)!r}: must be >= 0")
         if self.mlflow_tracking_uri is not None and not self.mlflow_tracking_uri.strip():
             raise ConfigError("invalid --mlflow-tracking-uri '': give a URI or leave it unset")
+        if self.list_chunk_size < 0:
+            raise ConfigError(f"invalid --list-chunk-size {self.list_chunk_size}: must be >= 0 (0: no paging)")
         if self.query_attempts < 1 or self.max_concurrent_accountings < 1:
             raise ConfigError("query_attempts and max_concurrent_accountings must be >= 1")

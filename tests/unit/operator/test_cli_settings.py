@@ -1,8 +1,10 @@
 import asyncio
 import urllib.request
 
+import kopf
 import pytest
 from carbontrack.operator.cli import parse_listen, parser, settings_from_args
+from carbontrack.operator.handlers import configure_kopf
 from carbontrack.operator.metrics import OperatorMetrics
 from carbontrack.operator.settings import OperatorSettings
 from carbontrack.operator.webserver import build_app, serve
@@ -40,6 +42,7 @@ def test_exclusive_flags(argv: list[str]) -> None:
         ({"scrape_interval_s": 0}, "scrape_interval_s=0: must be > 0"),
         ({"accounting_delay_s": -1}, "accounting_delay_s=-1: must be >= 0"),
         ({"query_attempts": 0}, "must be >= 1"),
+        ({"list_chunk_size": -1}, "--list-chunk-size -1: must be >= 0"),
     ],
 )
 def test_settings_reject_bad_values(kwargs: dict[str, object], fragment: str) -> None:
@@ -91,3 +94,14 @@ def test_mlflow_tracking_uri_from_flag_or_env(monkeypatch: pytest.MonkeyPatch) -
     assert env.mlflow_tracking_uri == "http://env-mlflow:5000"
     with pytest.raises(ConfigError, match="mlflow-tracking-uri"):
         OperatorSettings(prometheus_url="http://p:9090", mlflow_tracking_uri=" ")
+
+
+@pytest.mark.parametrize(("argv", "chunk"),
+                         [([], 500), (["--list-chunk-size=50"], 50), (["--list-chunk-size=0"], None)])
+def test_list_chunk_size_pages_kopfs_start_up_list(argv: list[str], chunk: int | None) -> None:
+    ours = settings_from_args(parser().parse_args(["--prometheus-url=http://p:9090", *argv]))
+    theirs = kopf.OperatorSettings()
+    configure_kopf(theirs, ours)
+    assert theirs.watching.chunk_size == chunk
+    assert theirs.persistence.finalizer == "carbontrack.io/kopf"  # never kopf's default name
+    assert theirs.watching.server_timeout == 300
