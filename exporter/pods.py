@@ -101,6 +101,18 @@ def pod_meta(pod: Mapping[str, Any]) -> PodMeta:
     return PodMeta(md.get("uid", ""), owner, ids, requests, released)
 
 
+def meta_from_event(event_type: str, pod: Mapping[str, Any]) -> PodMeta | None:
+    """The cache entry a watch event gives, or None for events that carry no pod state
+    (BOOKMARK, ERROR). DELETED keeps the entry (finished containers keep their labels) but
+    marks it released: a deleted pod's requests are freed whatever its last phase."""
+    if event_type not in ("ADDED", "MODIFIED", "DELETED"):
+        return None
+    meta = pod_meta(pod)
+    if event_type == "DELETED" and not meta.released:
+        meta = replace(meta, released=True)
+    return meta
+
+
 class PodCache:
     """This node's pods by UID, and (namespace, name) -> UID for the pod-resources join."""
 
@@ -199,12 +211,7 @@ class PodWatcher:
         ):
             if self._stop.is_set():
                 return
-            obj = client.sanitize_for_serialization(event["object"])
-            if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
-                # DELETED keeps the entry: finished containers keep their labels; a deleted
-                # pod's requests are freed whatever its last phase
-                meta = pod_meta(obj)
-                if event["type"] == "DELETED" and not meta.released:
-                    meta = replace(meta, released=True)
+            meta = meta_from_event(event["type"], client.sanitize_for_serialization(event["object"]))
+            if meta is not None:
                 self.cache.put(meta)
         # the server closed the watch (timeout): return to relist, dropping deleted pods

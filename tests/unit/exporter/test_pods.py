@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from carbontrack.exporter.pods import PodCache, PodMeta, parse_cpu, parse_memory, pod_meta
+from carbontrack.exporter.pods import PodCache, PodMeta, meta_from_event, parse_cpu, parse_memory, pod_meta
 from carbontrack.exporter.state import Owner
 
 
@@ -76,3 +76,42 @@ def test_cache_by_uid_and_name() -> None:
     assert c.get("pod-uid-1") == m and c.uid_for("ml", "train-abc12") == "pod-uid-1"
     c.delete("pod-uid-1")
     assert c.get("pod-uid-1") is None and c.uid_for("ml", "train-abc12") is None
+
+
+def running(pod: dict[str, Any]) -> dict[str, Any]:
+    pod["status"]["phase"] = "Running"
+    return pod
+
+
+@pytest.mark.parametrize("event_type", ["ADDED", "MODIFIED"])
+def test_live_pod_events_keep_its_reservation(event_type: str) -> None:
+    meta = meta_from_event(event_type, running(job_pod()))
+    assert meta == pod_meta(running(job_pod()))
+    assert meta is not None and not meta.released
+
+
+def test_deleted_running_pod_is_released_but_keeps_its_labels() -> None:
+    # a pod deleted while Running (eviction, kubectl delete) frees its requests at once; its
+    # containers keep their names and owner so the energy of their last interval is labelled
+    meta = meta_from_event("DELETED", running(job_pod()))
+    assert meta == PodMeta(
+        "pod-uid-1",
+        Owner("ml", "train-abc12", "Job", "train", "job-uid-9"),
+        {"abc": "main", "def": "log", "0f0": "fetch"},
+        {"main": (1.5, 2 << 30), "log": (0.0, 0), "fetch": (1.0, 0)},
+        released=True,
+    )
+
+
+@pytest.mark.parametrize("phase", ["Succeeded", "Failed"])
+def test_finished_pod_is_released_before_and_after_deletion(phase: str) -> None:
+    pod = job_pod()
+    pod["status"]["phase"] = phase
+    modified, deleted = meta_from_event("MODIFIED", pod), meta_from_event("DELETED", pod)
+    assert modified is not None and modified.released
+    assert deleted == modified
+
+
+@pytest.mark.parametrize("event_type", ["BOOKMARK", "ERROR"])
+def test_events_without_pod_state_change_nothing(event_type: str) -> None:
+    assert meta_from_event(event_type, {"metadata": {"resourceVersion": "42"}}) is None
