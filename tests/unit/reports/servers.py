@@ -25,6 +25,39 @@ def free_port() -> int:
 
 
 @contextmanager
+def serving(name: str, cmd: list[str], log_path: Path, health_url: str, start_timeout_s: float,
+            env: dict[str, str] | None = None) -> Iterator[None]:
+    """Run ``cmd`` in its own process group until ``health_url`` answers 200; stop the whole
+    group (SIGTERM, then SIGKILL) on exit. A server that exits or never gets healthy fails
+    with the tail of its log."""
+    log = log_path.open("wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(health_url, timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not healthy after {start_timeout_s} s: {log_path.read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@contextmanager
 def mlflow_server(workdir: Path, start_timeout_s: float = 180.0) -> Iterator[str]:
     """Start ``mlflow server`` on loopback; yield its URL; stop its whole process group."""
     port = free_port()
@@ -36,34 +69,10 @@ def mlflow_server(workdir: Path, start_timeout_s: float = 180.0) -> Iterator[str
         "--default-artifact-root", (workdir / "artifacts").as_uri(),
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]
-    log = (workdir / "mlflow-server.log").open("wb")
     env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + start_timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited with {proc.returncode}: "
-                                   f"{(workdir / 'mlflow-server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server not healthy after {start_timeout_s} s")
-            time.sleep(0.3)
+    with serving("mlflow server", cmd, workdir / "mlflow-server.log", url + "/health", start_timeout_s, env):
         yield url
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 @contextmanager
@@ -80,36 +89,11 @@ def prometheus_with_history(workdir: Path, openmetrics: str, start_timeout_s: fl
     cfg = workdir / "prometheus.yml"
     cfg.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
     port = free_port()
-    log = (workdir / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        ["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={data}",
-         "--storage.tsdb.retention.time=100y", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    cmd = ["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={data}",
+           "--storage.tsdb.retention.time=100y", f"--web.listen-address=127.0.0.1:{port}"]
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + start_timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited: {(workdir / 'prometheus.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(url + "/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"prometheus not ready after {start_timeout_s} s")
-            time.sleep(0.2)
+    with serving("prometheus", cmd, workdir / "prometheus.log", url + "/-/ready", start_timeout_s):
         yield url
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def offline_summary(root: Path, run_id: str) -> dict[str, Any]:
