@@ -147,6 +147,7 @@ def compute_status(
         exceeded_at = None
 
     prune = {e.uid: None for e in ledger.entries() if e.finished_at < window.start}
+    prune_folded = {format_time(b.start): None for b in ledger.folded() if b.start < window.start}
     status: dict[str, object] = {
         "used": format_mass(used),
         "usedGrams": used,  # full precision: mg-sized budgets exist
@@ -166,6 +167,8 @@ def compute_status(
     }
     if prune:
         status["ledger"] = prune
+    if prune_folded:
+        status["ledgerFolded"] = prune_folded
     return StatusUpdate(status, notes, exceeded, window)
 
 

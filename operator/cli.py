@@ -50,6 +50,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--projection-interval", type=float, default=60.0,
                    help="running-Job projection refresh, s; 0 disables")
     p.add_argument("--prometheus-timeout", type=float, default=10.0, help="per query, s")
+    p.add_argument("--ledger-fold-after", type=float, default=300.0,
+                   help="fold an accounted Job's budget ledger entry into a 15-minute total this "
+                        "long after its annotation is seen, s (Calendar budgets)")
     p.add_argument("--list-chunk-size", type=int, default=500,
                    help="page size of the start-up list of Jobs and budgets (0: one response)")
     p.add_argument("--no-enforcement", action="store_true", help="never suspend Jobs (Warn only)")
@@ -74,6 +77,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         budget_interval_s=args.budget_interval,
         projection_interval_s=args.projection_interval,
         list_chunk_size=args.list_chunk_size,
+        ledger_fold_after_s=args.ledger_fold_after,
         enforcement=not args.no_enforcement,
         finalizer=not args.no_finalizer,
         mlflow_tracking_uri=args.mlflow_tracking_uri,

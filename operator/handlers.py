@@ -32,10 +32,11 @@ from .budgets import compute_status, invalid_status, parse_spec
 from .enforcement import BudgetView, to_resume, to_suspend
 from .jobs import EXPECTED_DURATION, FINALIZER, SUSPENDED_BY, JobFacts, job_facts
 from .kube import Conflict, Gone, KubeApi
-from .ledger import Ledger, LedgerEntry
+from .ledger import Ledger, LedgerEntry, bucket_start
 from .mass import format_mass
 from .metrics import OperatorMetrics
 from .mlflow_sync import MlflowJobLogger
+from .period import CalendarPeriod
 from .projection import parse_duration, project
 from .prometheus import PrometheusClient, QueryError
 from .settings import OperatorSettings
@@ -76,6 +77,9 @@ class Operator:
         self._semaphore = asyncio.Semaphore(settings.max_concurrent_accountings)
         self._stopping = False
         self._malformed_reported: dict[str, tuple[str, ...]] = {}  # budget key -> messages
+        # Job UID -> monotonic time its accounting annotation was seen: from then on the Job
+        # is never accounted again, so its ledger entries may be folded (ledger.py)
+        self._sealed: dict[str, float] = {}
 
     # ---------------------------------------------------------------- Job events
     async def on_job_event(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -90,6 +94,7 @@ class Operator:
                 self._submit(facts)
             return
         if facts.accounted:
+            self._seal(facts.uid)
             self.jobs.pop(facts.uid, None)
             if FINALIZER in facts.finalizers:
                 await self._remove_finalizer(facts, body)
@@ -208,6 +213,7 @@ class Operator:
                                                 {"metadata": {"annotations": acc.annotations(now)}})
         await self._post_job_event(job, acc)
         if patched is not None:
+            self._seal(job.uid)
             if self.job_logger is not None:  # after the annotations: it logs what they say
                 self.job_logger.submit(patched)
             await self._remove_finalizer(job, patched)  # the patch answer has the resourceVersion
@@ -230,6 +236,25 @@ class Operator:
         return {**JOB_REF, "name": job.name, "namespace": job.namespace, "uid": job.uid}
 
     # ---------------------------------------------------------------- budgets
+    def _seal(self, uid: str) -> None:
+        self._sealed.setdefault(uid, time.monotonic())
+
+    def _foldable(self, spec: Any, window: Any, ledger: Ledger) -> list[str]:
+        """UIDs of entries to fold now: sealed long enough, inside a calendar window that
+        starts and ends on bucket boundaries (so totals stay exact)."""
+        if not isinstance(spec.period, CalendarPeriod) or not self._sealed:
+            return []
+        if bucket_start(window.start) != window.start or bucket_start(window.end) != window.end:
+            return []
+        now = time.monotonic()
+        # forget seals no ledger needed for long (Jobs matching no budget, folded elsewhere)
+        horizon = self.settings.ledger_fold_after_s + 3600.0
+        for uid in [u for u, at in self._sealed.items() if now - at > horizon]:
+            del self._sealed[uid]
+        after = self.settings.ledger_fold_after_s
+        return [e.uid for e in ledger.entries()
+                if window.contains(e.finished_at) and now - self._sealed.get(e.uid, now + 1) >= after]
+
     async def on_budget_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         meta = body.get("metadata") or {}
         key = f"{meta.get('namespace')}/{meta.get('name')}"
@@ -333,23 +358,34 @@ class Operator:
                 await self.kube.patch_budget_status(namespace, name,
                                                     invalid_status(status, str(err), now), rv)
                 return None
-            before, malformed = Ledger.from_status_lenient(status.get("ledger"))
+            before, malformed = Ledger.from_status_lenient(status.get("ledger"), status.get("ledgerFolded"))
             await self._report_malformed(namespace, name, obj, malformed, now)
             new = [(e, j) for e, j, _ in batch if e.uid not in before]
             ledger = before.merge(e for e, _ in new)
             added = {e.uid: e.to_dict() for e, _ in new}
             update = compute_status(spec, ledger, status, now)
+            # folding moves entries into buckets of the same window: totals do not change
+            fold = ledger.fold(self._foldable(spec, update.window, ledger)) if update.window else None
             body = dict(update.status)
-            if not added and "ledger" not in body and _unchanged(status, body):
+            folding = fold is not None and bool(fold.ledger_patch)
+            if not added and not folding and "ledger" not in body and "ledgerFolded" not in body \
+                    and _unchanged(status, body):
                 break  # nothing new: no write, no watch event, no Events
             pruned = body.get("ledger")
-            if added:
-                body["ledger"] = {**added, **(pruned if isinstance(pruned, dict) else {})}
+            if added or folding:
+                body["ledger"] = {**added, **(fold.ledger_patch if fold else {}),
+                                  **(pruned if isinstance(pruned, dict) else {})}
+            if folding and fold is not None:
+                pruned_folded = body.get("ledgerFolded")
+                body["ledgerFolded"] = {**fold.folded_patch,
+                                        **(pruned_folded if isinstance(pruned_folded, dict) else {})}
             try:
                 await self.kube.patch_budget_status(namespace, name, body, rv)
             except Conflict:
                 continue
             self.metrics.budget_updates.inc()
+            if folding and fold is not None:
+                self.metrics.ledger_entries_folded.inc(len(fold.ledger_patch))
             break
         else:
             raise TemporaryError(f"CarbonBudget {key} kept changing; will retry")

@@ -80,6 +80,11 @@ class OperatorMetrics:
             "CarbonBudget status writes",
             registry=registry,
         )
+        self.ledger_entries_folded = Counter(
+            "carbontrack_operator_ledger_entries_folded_total",
+            "Budget ledger entries folded into 15-minute totals (one per Job and budget)",
+            registry=registry,
+        )
 
     def set_budget(self, namespace: str, budget: str, used_grams: float, limit_grams: float) -> None:
         self.budget_used_grams.labels(namespace=namespace, budget=budget).set(used_grams)

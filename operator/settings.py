@@ -52,6 +52,13 @@ class OperatorSettings:
     max_concurrent_accountings: int = 32
     """Jobs accounted at the same time (Prometheus queries and API writes in flight)."""
 
+    ledger_fold_after_s: float = 300.0
+    """How long after the operator has seen a Job's accounting annotation its budget ledger
+    entry stays individual before it is folded into a 15-minute total (s). Folding keeps a
+    budget's status far below etcd's object size limit when a period sees thousands of Jobs
+    (an entry is ~195 bytes; a folded Job 12). Calendar periods only: a rolling window's
+    start moves through buckets, so rolling budgets keep every entry."""
+
     list_chunk_size: int = 500
     """Page size (objects) of the initial list of Jobs and budgets at start-up and after a
     watch expires. kopf lists everything in one response by default; with 10,000 Jobs that
@@ -79,7 +86,8 @@ class OperatorSettings:
                      "retry_max_s", "budget_interval_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"invalid setting {name}={getattr(self, name)!r}: must be > 0")
-        for name in ("accounting_delay_s", "no_data_after_s", "projection_interval_s"):
+        for name in ("accounting_delay_s", "no_data_after_s", "projection_interval_s",
+                     "ledger_fold_after_s"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"invalid setting {name}={getattr(self, name)!r}: must be >= 0")
         if self.mlflow_tracking_uri is not None and not self.mlflow_tracking_uri.strip():

@@ -36,16 +36,18 @@ def crd(devstack: Any) -> None:
         install_crd(api)  # idempotent: replaces the definition if test_operator installed it
 
 
-def operator_argv(prometheus_url: str, namespace: str, kubeconfig: Path) -> list[str]:
+def operator_argv(prometheus_url: str, namespace: str, kubeconfig: Path,
+                  fold_after_s: float = 300.0) -> list[str]:
     return [sys.executable, "-m", "carbontrack", "operator", f"--prometheus-url={prometheus_url}",
             f"--namespace={namespace}", "--standalone", f"--kubeconfig={kubeconfig}",
             "--listen=127.0.0.1:0", "--scrape-interval=1", "--accounting-delay=1",
-            "--budget-interval=1", "--projection-interval=0"]
+            "--budget-interval=1", "--projection-interval=0", f"--ledger-fold-after={fold_after_s}"]
 
 
 def assert_each_job_once(batch_v1: Any, custom_objects: Any, namespace: str,
                          jobs: dict[str, str], wait_for: Any, timeout_s: float) -> dict[str, Any]:
-    """All Jobs annotated; ledger == {uid: entry} for exactly these Jobs; used == Σ annotations."""
+    """All Jobs annotated; every Job in the ledger exactly once (as its own entry, or folded
+    into a 15-minute total under its UID tag); used == Σ annotations."""
     def all_accounted() -> dict[str, dict[str, str]] | None:
         anns = {name: accounted(batch_v1, namespace, name) for name in jobs}
         return anns if all(a is not None for a in anns.values()) else None  # type: ignore[misc]
@@ -57,14 +59,23 @@ def assert_each_job_once(batch_v1: Any, custom_objects: Any, namespace: str,
         return st if st.get("jobsCounted") == len(jobs) else None
 
     status = wait_for("the budget ledger", settled, 30)
-    assert set(status["ledger"]) == set(jobs.values())  # one entry per UID, none extra
-    total = 0.0
+    entries = status.get("ledger") or {}
+    buckets = status.get("ledgerFolded") or {}
+    tags = [b["uidTags"][i:i + 12] for b in buckets.values() for i in range(0, len(b["uidTags"]), 12)]
+    assert set(entries) <= set(jobs.values())  # no entry of another Job
+    folded = {uid.replace("-", "")[:12] for uid in jobs.values() if uid not in entries}
+    assert sorted(tags) == sorted(folded)  # every other Job folded exactly once
+    assert sum(b["jobs"] for b in buckets.values()) == len(folded)
+    total = folded_total = 0.0
     for name, uid in jobs.items():
         grams = float(anns[name]["carbontrack.io/co2e-grams"])
         assert grams > 0
-        # the annotation and the ledger entry come from the same final counters
-        assert status["ledger"][uid]["co2eGrams"] == pytest.approx(grams, rel=1e-5)
+        if uid in entries:  # the annotation and the entry come from the same final counters
+            assert entries[uid]["co2eGrams"] == pytest.approx(grams, rel=1e-5)
+        else:
+            folded_total += grams
         total += grams
+    assert sum(b["co2eGrams"] for b in buckets.values()) == pytest.approx(folded_total, rel=1e-5, abs=1e-9)
     assert status["usedGrams"] == pytest.approx(total, rel=1e-5)
     return status
 
@@ -74,7 +85,8 @@ def kill_operators(n_kills: int, n_jobs: int, namespace: str, kubeconfig: Path,
                    wait_for: Any, devstack: Any) -> None:
     rng = random.Random(int(os.environ.get("CARBONTRACK_FAULT_SEED", "9")))
     create_budget(custom_objects, namespace, budget_body("all", "10t", selector={}))
-    argv = operator_argv(prometheus.url, namespace, kubeconfig)
+    # entries fold as soon as a Job's annotation is seen: kills land during folding too
+    argv = operator_argv(prometheus.url, namespace, kubeconfig, fold_after_s=0)
     jobs: dict[str, str] = {}
     kills = mid_accounting = 0
     for i in range(n_kills):
@@ -94,9 +106,12 @@ def kill_operators(n_kills: int, n_jobs: int, namespace: str, kubeconfig: Path,
     before_final = sum(1 for name in jobs if accounted(batch_v1, namespace, name) is not None)
     start_process("operator-final", argv)
     status = assert_each_job_once(batch_v1, custom_objects, namespace, jobs, wait_for, 300)
+    folded = sum(b["jobs"] for b in (status.get("ledgerFolded") or {}).values())
     print(f"[figures] {kills} SIGKILLs, {mid_accounting} of them after that operator had "
           f"accounted a Job; {before_final}/{len(jobs)} Jobs accounted by operators that were "
-          f"later killed; ledger {len(status['ledger'])} entries, {status['usedGrams']} g")
+          f"later killed; ledger {len(status.get('ledger') or {})} entries + {folded} folded, "
+          f"{status['usedGrams']} g")
+    assert folded > 0  # folding ran (and was killed into) in this test
 
 
 def test_operator_sigkilled_at_random_points_accounts_every_job_once(

@@ -123,6 +123,18 @@ def test_new_period_resets_usage_thresholds_and_prunes_old_entries() -> None:
     assert [n.reason for n in update.notifications] == ["Recovered"]
 
 
+def test_folded_buckets_count_in_their_period_and_are_pruned_after_it() -> None:
+    march = ledger(300.0, 200.0, 100.0).fold(["uid-0", "uid-1"])
+    st = compute_status(spec("1kg"), march.ledger, {}, NOW).status
+    assert (st["usedGrams"], st["jobsCounted"]) == (600.0, 3)
+    assert "ledgerFolded" not in st
+    april = datetime(2026, 4, 1, 0, 0, 30, tzinfo=timezone.utc)
+    st = compute_status(spec("1kg"), march.ledger, st, april).status
+    assert (st["usedGrams"], st["jobsCounted"]) == (0.0, 0)
+    assert st["ledger"] == {"uid-2": None}
+    assert st["ledgerFolded"] == {"2026-03-15T12:00:00Z": None, "2026-03-15T11:45:00Z": None}
+
+
 def test_exceeded_condition_keeps_its_transition_time() -> None:
     first = compute_status(spec("1kg"), ledger(1200.0), {}, NOW)
     later = compute_status(spec("1kg"), ledger(1300.0, 1.0), first.status, NOW + timedelta(hours=1))
