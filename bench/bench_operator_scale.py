@@ -231,8 +231,10 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--sizes", type=lambda t: tuple(int(x) for x in t.split(",")), default=None,
+                    help="comma-separated Job counts for the throughput runs (default 1000,5000)")
     a = ap.parse_args(argv)
-    sizes = (200, 1000) if a.quick else (1000, 5000)
+    sizes = a.sizes or ((200, 1000) if a.quick else (1000, 5000))
     present = 2000 if a.quick else 10000
 
     import tempfile
