@@ -79,7 +79,9 @@ class Operator:
         self._malformed_reported: dict[str, tuple[str, ...]] = {}  # budget key -> messages
         # Job UID -> monotonic time its accounting annotation was seen: from then on the Job
         # is never accounted again, so its ledger entries may be folded (ledger.py)
+        # (forgotten an hour after folding was due: _seal keeps it bounded)
         self._sealed: dict[str, float] = {}
+        self._seal_check = 1024
 
     # ---------------------------------------------------------------- Job events
     async def on_job_event(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -237,7 +239,13 @@ class Operator:
 
     # ---------------------------------------------------------------- budgets
     def _seal(self, uid: str) -> None:
-        self._sealed.setdefault(uid, time.monotonic())
+        now = time.monotonic()
+        self._sealed.setdefault(uid, now)
+        if len(self._sealed) >= self._seal_check:  # bounded with or without budgets to fold
+            horizon = self.settings.ledger_fold_after_s + 3600.0
+            for old in [u for u, at in self._sealed.items() if now - at > horizon]:
+                del self._sealed[old]
+            self._seal_check = max(1024, 2 * len(self._sealed))
 
     def _foldable(self, spec: Any, window: Any, ledger: Ledger) -> list[str]:
         """UIDs of entries to fold now: sealed long enough, inside a calendar window that
@@ -247,10 +255,6 @@ class Operator:
         if bucket_start(window.start) != window.start or bucket_start(window.end) != window.end:
             return []
         now = time.monotonic()
-        # forget seals no ledger needed for long (Jobs matching no budget, folded elsewhere)
-        horizon = self.settings.ledger_fold_after_s + 3600.0
-        for uid in [u for u, at in self._sealed.items() if now - at > horizon]:
-            del self._sealed[uid]
         after = self.settings.ledger_fold_after_s
         return [e.uid for e in ledger.entries()
                 if window.contains(e.finished_at) and now - self._sealed.get(e.uid, now + 1) >= after]

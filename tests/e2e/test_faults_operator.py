@@ -123,6 +123,7 @@ def test_operator_sigkilled_at_random_points_accounts_every_job_once(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # 100 operator lives of 2-12 s each, then the final accounting
 def test_soak_operator_sigkilled_100_times_accounts_every_job_once(
     crd: None, namespace: str, kubeconfig: Path, prometheus: Any, batch_v1: Any,
     custom_objects: Any, start_process: Any, wait_for: Any, devstack: Any,
