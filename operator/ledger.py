@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from carbontrack.core.errors import ConfigError
 
@@ -94,7 +94,6 @@ class LedgerEntry:
             ) from err
 
 
-FOLD_BUCKET = timedelta(minutes=15)
 TAG_LEN = 12  # hex digits of a UID kept per folded Job: 48 bits, P(collision) ~ n^2 / 2^49
 
 
@@ -184,9 +183,11 @@ class Ledger:
     """Immutable map UID -> entry, plus folded 15-minute buckets."""
 
     def __init__(self, entries: Iterable[LedgerEntry] = (),
-                 folded: Iterable[FoldedBucket] = ()) -> None:
+                 folded: Iterable[FoldedBucket] = (), _tags: set[str] | None = None) -> None:
         self._folded: dict[datetime, FoldedBucket] = {b.start: b for b in folded}
-        self._tags: set[str] | None = None  # built on first membership test
+        # tags of every folded UID: built on first membership test, or handed on by merge()
+        # (same buckets) so a budget write does not rebuild a 100,000-tag set several times
+        self._tags: set[str] | None = _tags
         self._entries: dict[str, LedgerEntry] = {}
         for entry in entries:
             if self._folded and self._is_folded(entry.uid):
@@ -238,7 +239,9 @@ class Ledger:
         """Union keyed by UID; an entry already present, or folded, is kept (the first
         accounting wins)."""
         incoming = other.entries() if isinstance(other, Ledger) else other
-        return Ledger([*self._entries.values(), *incoming], self._folded.values())
+        if self._folded and self._tags is None:
+            self._is_folded("")  # build the tag set once, for this ledger and the merged one
+        return Ledger([*self._entries.values(), *incoming], self._folded.values(), self._tags)
 
     def fold(self, uids: Iterable[str]) -> Fold:
         """Fold these UIDs' entries into their buckets (unknown UIDs are ignored)."""
@@ -285,8 +288,8 @@ class Ledger:
                       (b for b in self._folded.values() if window.contains(b.start)))
 
     def totals(self, window: Window) -> Totals:
-        inside = self.within(window)
-        entries, buckets = inside.entries(), inside.folded()
+        entries = [e for e in self._entries.values() if window.contains(e.finished_at)]
+        buckets = [b for b in self._folded.values() if window.contains(b.start)]
         grams = math.fsum([*(e.co2e_grams for e in entries if e.co2e_grams is not None),
                            *(b.co2e_grams for b in buckets)])
         without = sum(1 for e in entries if e.co2e_grams is None) + sum(b.jobs_without_data for b in buckets)
