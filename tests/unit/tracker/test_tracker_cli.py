@@ -118,6 +118,9 @@ CHILD_WAITING = (
     "    sys.exit(3)\n"
     "signal.signal(signal.SIGTERM, on)\n"
     "signal.signal(signal.SIGHUP, on)\n"
+    # explicit: a shell that starts the test run in the background (`cmd &`) makes SIGINT
+    # ignored, which the child would inherit (correctly: exec keeps ignored signals)
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
     "(d / 'ready').write_text('1')\n"
     "while True:\n"
     "    time.sleep(0.05)\n"
