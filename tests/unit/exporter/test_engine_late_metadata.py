@@ -137,16 +137,22 @@ def test_pod_known_before_its_container_ids_keeps_owner_labels(make_node: Any) -
     ledger_conserved(eng)
 
 
-def test_late_label_survives_a_restart_from_the_state_file(make_node: Any, tmp_path: Any) -> None:
-    node = make_node()
-    eng = node.engine(policy=IdlePolicy.NONE, state_dir=tmp_path / "state")
+def unlabelled_pod_burns_80_joules(node: Any, eng: Any) -> str:
+    """After a baseline cycle: pod S's cgroup appears before the watch delivers the pod, and
+    its container uses all 8 CPUs for the 1 s in which RAPL counts 80 J. Returns its id."""
     eng.collect()
     node.add_pod(S, "burstable", {"main": (0.0, 0)}, kube=False)
     node.now += 1
     node.rapl(80.0, 0.0, 0.0, 0.0)
     node.tree.advance_cpu(S, "main", 8.0)
     eng.collect()
-    sid = node.tree.pods[S].containers["main"].id
+    return str(node.tree.pods[S].containers["main"].id)
+
+
+def test_late_label_survives_a_restart_from_the_state_file(make_node: Any, tmp_path: Any) -> None:
+    node = make_node()
+    eng = node.engine(policy=IdlePolicy.NONE, state_dir=tmp_path / "state")
+    sid = unlabelled_pod_burns_80_joules(node, eng)
     node.tree.remove_pod(S)
     # restart: a new engine from the saved ledger; the watch then delivers the pod
     eng2 = node.engine(policy=IdlePolicy.NONE, state_dir=tmp_path / "state")
@@ -161,13 +167,7 @@ def test_late_label_survives_a_restart_from_the_state_file(make_node: Any, tmp_p
 def test_no_kube_keeps_uid_only_series(make_node: Any) -> None:
     node = make_node()
     eng = node.engine(kube=False, policy=IdlePolicy.NONE)
-    eng.collect()
-    node.add_pod(S, "burstable", {"main": (0.0, 0)}, kube=False)
-    node.now += 1
-    node.rapl(80.0, 0.0, 0.0, 0.0)
-    node.tree.advance_cpu(S, "main", 8.0)
-    eng.collect()
-    sid = node.tree.pods[S].containers["main"].id
+    sid = unlabelled_pod_burns_80_joules(node, eng)
     assert snapshot_series(eng, S) == [((S, sid[:12]), Owner(), pytest.approx(80.0, rel=1e-12))]
 
 
