@@ -28,7 +28,7 @@ from carbontrack.core.errors import ConfigError, TemporaryError
 
 from . import promql
 from .accounting import Accountant, Accounting, NotReady
-from .budgets import compute_status, invalid_status, parse_spec
+from .budgets import BudgetSpec, compute_status, invalid_status, parse_spec
 from .enforcement import BudgetView, to_resume, to_suspend
 from .jobs import EXPECTED_DURATION, FINALIZER, SUSPENDED_BY, JobFacts, job_facts
 from .kube import Conflict, Gone, KubeApi
@@ -36,7 +36,7 @@ from .ledger import Ledger, LedgerEntry, bucket_start
 from .mass import format_mass
 from .metrics import OperatorMetrics
 from .mlflow_sync import MlflowJobLogger
-from .period import CalendarPeriod
+from .period import CalendarPeriod, Window
 from .projection import parse_duration, project
 from .prometheus import PrometheusClient, QueryError
 from .settings import OperatorSettings
@@ -247,7 +247,7 @@ class Operator:
                 del self._sealed[old]
             self._seal_check = max(1024, 2 * len(self._sealed))
 
-    def _foldable(self, spec: Any, window: Any, ledger: Ledger) -> list[str]:
+    def _foldable(self, spec: BudgetSpec, window: Window, ledger: Ledger) -> list[str]:
         """UIDs of entries to fold now: sealed long enough, inside a calendar window that
         starts and ends on bucket boundaries (so totals stay exact)."""
         if not isinstance(spec.period, CalendarPeriod) or not self._sealed:
