@@ -300,14 +300,16 @@ def test_job_accounted_end_to_end_matches_simulated_energy(
     assert status["ledger"][uid]["co2eGrams"] == pytest.approx(float(ann["carbontrack.io/co2e-grams"]), rel=1e-5)
     assert status["usedGrams"] == pytest.approx(float(ann["carbontrack.io/co2e-grams"]), rel=1e-5)
     assert ann["carbontrack.io/accounted-uid"] == uid
-    # the budget gauges the chart's dashboards and alerts read equal the status
+    # the budget gauges the chart's dashboards and alerts read equal the status (set just after
+    # the status write the wait above saw, so waited for too)
     gauge = {"namespace": namespace, "budget": "nlp"}
+    wait_for("the budget gauge", lambda: op.metric("carbontrack_budget_used_grams", gauge) > 0, 10)
     assert op.metric("carbontrack_budget_used_grams", gauge) == pytest.approx(status["usedGrams"], rel=1e-9)
     assert op.metric("carbontrack_budget_limit_grams", gauge) == pytest.approx(1000.0)
     # the counters move just after the finalizer removal the wait above saw
-    wait_for("the accounted counter", lambda: op.metric(
-        "carbontrack_operator_jobs_accounted_total", {"result": "ok"}) == 1, 10)
-    assert op.metric("carbontrack_operator_accounting_latency_seconds_count") == 1
+    wait_for("the accounted counter and latency histogram", lambda: op.metric(
+        "carbontrack_operator_jobs_accounted_total", {"result": "ok"}) == 1 and op.metric(
+        "carbontrack_operator_accounting_latency_seconds_count") == 1, 10)
     # ... and, end to end, the energy the simulated hardware gave the pod (2 cores x 10 W).
     expected_j = simulated_joules(simulator, pods)
     assert expected_j > 50
@@ -596,4 +598,9 @@ def test_accounted_job_is_logged_to_the_mlflow_run_it_names(
             m := client_.get_run(run_id).data.metrics).get("carbontrack.co2e_g") is not None and m, 30)
         assert metrics["carbontrack.co2e_g"] == pytest.approx(float(ann["carbontrack.io/co2e-grams"]), rel=1e-5)
         assert metrics["carbontrack.energy_kwh"] == pytest.approx(float(ann["carbontrack.io/energy-kwh"]), rel=1e-5)
-        assert op.metric("carbontrack_operator_mlflow_logs_total", {"result": "ok"}) == 1
+        # The counter is bumped on the operator's loop after log_batch returns, so the run can show
+        # the metrics a moment before the counter moves: wait for it, then check it counted once.
+        logged = wait_for("the mlflow_logs counter", lambda: op.metric(
+            "carbontrack_operator_mlflow_logs_total", {"result": "ok"}), 30)
+        assert logged == 1
+        assert op.metric("carbontrack_operator_mlflow_logs_total", {"result": "failed"}) == 0
