@@ -92,9 +92,12 @@ def compute_status(
     used = totals.co2e_grams
     percent = 100.0 * used / spec.limit_grams
     exceeded = used >= spec.limit_grams  # reaching the limit counts: the next Job would go over
-    same_period = previous.get("periodName") == window.name and previous.get(
-        "periodStart"
-    ) == format_time(window.start)
+    # A calendar period resets at its end; a rolling window slides and never resets, so
+    # only a changed window (e.g. 7d -> 30d) starts afresh. Without this a rolling budget
+    # re-sent every threshold Event on each update and moved exceededAt forward, letting
+    # Jobs created since the budget went over escape suspension.
+    same_period = previous.get("periodName") == window.name and (
+        window.sliding or previous.get("periodStart") == format_time(window.start))
     notified_before = previous.get("notifiedThresholds") if same_period else None
     notified = {t for t in (notified_before if isinstance(notified_before, list) else [])
                 if isinstance(t, int)}

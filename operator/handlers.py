@@ -28,7 +28,7 @@ from carbontrack.core.errors import ConfigError, TemporaryError
 
 from . import promql
 from .accounting import Accountant, Accounting, NotReady
-from .budgets import BudgetSpec, compute_status, invalid_status, parse_spec
+from .budgets import compute_status, invalid_status, parse_spec
 from .enforcement import BudgetView, to_resume, to_suspend
 from .jobs import EXPECTED_DURATION, FINALIZER, SUSPENDED_BY, JobFacts, job_facts
 from .kube import Conflict, Gone, KubeApi
@@ -36,7 +36,7 @@ from .ledger import Ledger, LedgerEntry, bucket_start
 from .mass import format_mass
 from .metrics import OperatorMetrics
 from .mlflow_sync import MlflowJobLogger
-from .period import CalendarPeriod, Window
+from .period import Window
 from .projection import parse_duration, project
 from .prometheus import PrometheusClient, QueryError
 from .settings import OperatorSettings
@@ -247,12 +247,15 @@ class Operator:
                 del self._sealed[old]
             self._seal_check = max(1024, 2 * len(self._sealed))
 
-    def _foldable(self, spec: BudgetSpec, window: Window, ledger: Ledger) -> list[str]:
-        """UIDs of entries to fold now: sealed long enough, inside a calendar window that
-        starts and ends on bucket boundaries (so totals stay exact)."""
-        if not isinstance(spec.period, CalendarPeriod) or not self._sealed:
+    def _foldable(self, window: Window, ledger: Ledger) -> list[str]:
+        """UIDs of entries to fold now: sealed long enough, inside a window whose buckets are
+        each wholly inside or outside it (so totals stay exact): the start on a bucket
+        boundary, and the end too unless the window slides (it then ends now, after every
+        finished Job, and only moves later)."""
+        if not self._sealed:
             return []
-        if bucket_start(window.start) != window.start or bucket_start(window.end) != window.end:
+        if bucket_start(window.start) != window.start or (
+                not window.sliding and bucket_start(window.end) != window.end):
             return []
         now = time.monotonic()
         after = self.settings.ledger_fold_after_s
@@ -369,7 +372,7 @@ class Operator:
             added = {e.uid: e.to_dict() for e, _ in new}
             update = compute_status(spec, ledger, status, now)
             # folding moves entries into buckets of the same window: totals do not change
-            fold = ledger.fold(self._foldable(spec, update.window, ledger)) if update.window else None
+            fold = ledger.fold(self._foldable(update.window, ledger)) if update.window else None
             body = dict(update.status)
             folding = fold is not None and bool(fold.ledger_patch)
             if not added and not folding and "ledger" not in body and "ledgerFolded" not in body \

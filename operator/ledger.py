@@ -15,7 +15,8 @@ accounting annotation (so it is never accounted again), its entry may be folded 
 15-minute bucket of ``status.ledgerFolded``: totals plus a 12-hex-digit tag of each folded
 UID (12 bytes a Job), so a UID folded once is still recognised and never added again.
 Calendar periods start on 15-minute UTC boundaries (every UTC offset in use is a multiple
-of 15 minutes), so a bucket is wholly inside or outside a period and totals stay exact.
+of 15 minutes) and rolling windows start on 15-minute UTC steps, so a bucket is wholly
+inside or outside a period and totals stay exact.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from carbontrack.core.errors import ConfigError
 
-from .period import Window
+from .period import Window, step_start
 from .timeutil import format_time, parse_time
 
 
@@ -97,10 +98,7 @@ class LedgerEntry:
 TAG_LEN = 12  # hex digits of a UID kept per folded Job: 48 bits, P(collision) ~ n^2 / 2^49
 
 
-def bucket_start(at: datetime) -> datetime:
-    """The 15-minute UTC bucket ``at`` falls in."""
-    at = at.astimezone(timezone.utc)
-    return at.replace(minute=at.minute - at.minute % 15, second=0, microsecond=0)
+bucket_start = step_start  # the 15-minute UTC bucket an instant falls in
 
 
 def uid_tag(uid: str) -> str:

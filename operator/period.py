@@ -4,6 +4,11 @@ Calendar boundaries are local midnights of the zone converted to UTC, so a month
 Europe/Berlin starts at 23:00 or 22:00 UTC depending on DST, and consecutive periods tile
 time with no gap or overlap. Where midnight does not exist locally (zones that switch DST
 at 00:00, e.g. America/Santiago) the period starts at the first local instant of that day.
+
+A rolling window ends now and starts ``window`` earlier, rounded down to a 15-minute UTC
+step (so it spans between ``window`` and ``window`` + 15 min). The step is what lets a
+budget fold its ledger into 15-minute buckets and keep totals exact: a bucket is then
+always wholly inside or outside the window, as it is for a calendar period.
 """
 
 from __future__ import annotations
@@ -18,6 +23,13 @@ from carbontrack.core.errors import ConfigError
 CALENDAR_UNITS = ("Month", "Quarter", "Year")
 _WINDOW = re.compile(r"^([0-9]+)(h|d|w)$")
 _WINDOW_UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+STEP = timedelta(minutes=15)  # rolling windows start on these UTC steps; ledger buckets share it
+
+
+def step_start(at: datetime) -> datetime:
+    """The 15-minute UTC step ``at`` falls in."""
+    at = at.astimezone(timezone.utc)
+    return at.replace(minute=at.minute - at.minute % 15, second=0, microsecond=0)
 
 
 @dataclass(frozen=True)
@@ -27,6 +39,9 @@ class Window:
     start: datetime
     end: datetime
     name: str
+    sliding: bool = False
+    """True for a rolling window: it ends now and moves on without resets, so usage
+    thresholds and "exceeded" carry over from one status update to the next."""
 
     def contains(self, at: datetime) -> bool:
         return self.start <= at < self.end
@@ -69,7 +84,8 @@ class RollingPeriod:
 
     def window(self, at: datetime) -> Window:
         end = _require_aware(at).astimezone(timezone.utc)
-        return Window(end - self.length, end + timedelta(microseconds=1), f"last {self.text}")
+        return Window(step_start(end - self.length), end + timedelta(microseconds=1), f"last {self.text}",
+                      sliding=True)
 
 
 Period = CalendarPeriod | RollingPeriod

@@ -56,8 +56,8 @@ class OperatorSettings:
     """How long after the operator has seen a Job's accounting annotation its budget ledger
     entry stays individual before it is folded into a 15-minute total (s). Folding keeps a
     budget's status far below etcd's object size limit when a period sees thousands of Jobs
-    (an entry is ~195 bytes; a folded Job 12). Calendar periods only: a rolling window's
-    start moves through buckets, so rolling budgets keep every entry."""
+    (an entry is ~195 bytes; a folded Job 12). Calendar periods and rolling windows both
+    start on 15-minute UTC steps, so folding never changes a total."""
 
     list_chunk_size: int = 500
     """Page size (objects) of the initial list of Jobs and budgets at start-up and after a

@@ -45,7 +45,8 @@ def operator_argv(prometheus_url: str, namespace: str, kubeconfig: Path,
 
 
 def assert_each_job_once(batch_v1: Any, custom_objects: Any, namespace: str,
-                         jobs: dict[str, str], wait_for: Any, timeout_s: float) -> dict[str, Any]:
+                         jobs: dict[str, str], wait_for: Any, timeout_s: float,
+                         budget: str = "all") -> dict[str, Any]:
     """All Jobs annotated; every Job in the ledger exactly once (as its own entry, or folded
     into a 15-minute total under its UID tag); used == Σ annotations."""
     def all_accounted() -> dict[str, dict[str, str]] | None:
@@ -55,7 +56,7 @@ def assert_each_job_once(batch_v1: Any, custom_objects: Any, namespace: str,
     anns: dict[str, dict[str, str]] = wait_for("every Job accounted", all_accounted, timeout_s)
 
     def settled() -> dict[str, Any] | None:
-        st = get_budget(custom_objects, namespace, "all").get("status") or {}
+        st = get_budget(custom_objects, namespace, budget).get("status") or {}
         return st if st.get("jobsCounted") == len(jobs) else None
 
     status = wait_for("the budget ledger", settled, 30)
@@ -85,6 +86,10 @@ def kill_operators(n_kills: int, n_jobs: int, namespace: str, kubeconfig: Path,
                    wait_for: Any, devstack: Any) -> None:
     rng = random.Random(int(os.environ.get("CARBONTRACK_FAULT_SEED", "9")))
     create_budget(custom_objects, namespace, budget_body("all", "10t", selector={}))
+    # the same Jobs in a rolling window: its ledger folds too (the window starts on 15-minute steps)
+    rolling = budget_body("rolling", "10t", selector={})
+    rolling["spec"]["period"] = {"type": "Rolling", "window": "12h"}
+    create_budget(custom_objects, namespace, rolling)
     # entries fold as soon as a Job's annotation is seen: kills land during folding too
     argv = operator_argv(prometheus.url, namespace, kubeconfig, fold_after_s=0)
     jobs: dict[str, str] = {}
@@ -107,6 +112,9 @@ def kill_operators(n_kills: int, n_jobs: int, namespace: str, kubeconfig: Path,
     start_process("operator-final", argv)
     status = assert_each_job_once(batch_v1, custom_objects, namespace, jobs, wait_for, 300)
     folded = sum(b["jobs"] for b in (status.get("ledgerFolded") or {}).values())
+    rolling_status = assert_each_job_once(batch_v1, custom_objects, namespace, jobs, wait_for, 60, "rolling")
+    assert rolling_status["usedGrams"] == pytest.approx(status["usedGrams"], rel=1e-9)
+    assert sum(b["jobs"] for b in (rolling_status.get("ledgerFolded") or {}).values()) > 0
     print(f"[figures] {kills} SIGKILLs, {mid_accounting} of them after that operator had "
           f"accounted a Job; {before_final}/{len(jobs)} Jobs accounted by operators that were "
           f"later killed; ledger {len(status.get('ledger') or {})} entries + {folded} folded, "

@@ -152,3 +152,51 @@ def test_milligram_budgets_keep_full_precision() -> None:
     st = compute_status(spec("1mg"), ledger(0.000340132), {}, NOW).status
     assert st["usedGrams"] == 0.000340132
     assert st["remainingGrams"] == pytest.approx(0.001 - 0.000340132, rel=1e-12)
+
+
+def rolling(limit: str = "1kg", window: str = "7d") -> BudgetSpec:
+    return parse_spec({"limit": limit, "period": {"type": "Rolling", "window": window},
+                       "selector": {}, "thresholds": [50, 80, 100], "action": "Suspend"})
+
+
+def test_rolling_budget_notifies_once_and_keeps_exceeded_at_while_its_window_slides() -> None:
+    # regression: each update of a rolling budget used to look like a new period (its start
+    # moves), so every threshold Event was re-sent and exceededAt moved forward every 30 s
+    over = Ledger([LedgerEntry("u1", "j", NOW - timedelta(hours=1), NOW, 1200.0, 4.0)])
+    first = compute_status(rolling(), over, {}, NOW)
+    assert [(n.reason, n.threshold) for n in first.notifications] == [
+        ("ThresholdCrossed", 50), ("ThresholdCrossed", 80), ("Exceeded", None)]
+    st = first.status
+    for minutes in (1, 16, 90, 60 * 24):
+        update = compute_status(rolling(), over, st, NOW + timedelta(minutes=minutes))
+        assert update.notifications == []
+        assert update.status["exceededAt"] == "2026-03-15T12:00:00Z"
+        assert update.status["notifiedThresholds"] == [50, 80, 100]
+        st = update.status
+    # the Job slides out of the window: recovered, pruned, thresholds forgotten
+    later = compute_status(rolling(), over, st, NOW + timedelta(days=7, minutes=30))
+    assert [n.reason for n in later.notifications] == ["Recovered"]
+    assert (later.status["usedGrams"], later.status["exceededAt"]) == (0.0, None)
+    assert later.status["notifiedThresholds"] == [] and later.status["ledger"] == {"u1": None}
+    # a different window is a different period: thresholds fire afresh
+    wider = compute_status(rolling(window="30d"), over, st, NOW + timedelta(minutes=2))
+    assert [n.reason for n in wider.notifications] == ["ThresholdCrossed", "ThresholdCrossed", "Exceeded"]
+
+
+def test_rolling_budget_totals_are_the_same_folded_or_not_as_the_window_slides() -> None:
+    # Jobs finishing every 7 minutes over 9 days; fold most of them, then slide the window in
+    # 1-minute steps across two bucket edges: folded and unfolded ledgers give the same totals
+    start = NOW - timedelta(days=9)
+    entries = [LedgerEntry(f"u{i}", f"j{i}", start + timedelta(minutes=7 * i), NOW,
+                           *((None, None) if i % 11 == 0 else (1.0 + i % 7, 0.01))) for i in range(9 * 24 * 60 // 7)]
+    plain = Ledger(entries)
+    folded = plain.fold([e.uid for e in entries if e.finished_at < NOW - timedelta(hours=1)]).ledger
+    assert len(folded) < 10 and folded.folded()
+    for minutes in range(0, 40):
+        at = NOW + timedelta(days=2, minutes=minutes, seconds=13)
+        a = compute_status(rolling("1t"), plain, {}, at).status
+        b = compute_status(rolling("1t"), folded, {}, at).status
+        assert (a["jobsCounted"], a["jobsWithoutData"]) == (b["jobsCounted"], b["jobsWithoutData"])
+        assert a["usedGrams"] == pytest.approx(b["usedGrams"], rel=1e-12)
+        assert 0 < int(a["jobsCounted"]) < len(entries)  # type: ignore[call-overload]
+        assert int(a["jobsWithoutData"]) > 0  # type: ignore[call-overload]

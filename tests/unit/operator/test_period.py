@@ -101,6 +101,19 @@ def test_rolling_window_ends_now_and_includes_now() -> None:
     assert w.name == "last 30d"
 
 
+def test_rolling_window_starts_on_a_15_minute_utc_step_and_slides() -> None:
+    # the step keeps 15-minute ledger buckets wholly inside or outside the window (exact folding)
+    p = RollingPeriod(timedelta(days=7), "7d")
+    now = at(2026, 3, 29, 1, 37, 12)
+    w = p.window(now)
+    assert w.start == at(2026, 3, 22, 1, 30)  # 7 days earlier is 01:37:12, rounded down
+    assert w.contains(at(2026, 3, 22, 1, 30)) and not w.contains(at(2026, 3, 22, 1, 29, 59, 999999))
+    assert w.contains(now) and not w.contains(now + timedelta(milliseconds=1))
+    assert w.sliding
+    assert p.window(now + timedelta(minutes=8)).start == at(2026, 3, 22, 1, 45)
+    assert not CalendarPeriod("Month", ZoneInfo("UTC")).window(now).sliding
+
+
 @pytest.mark.parametrize(("text", "delta"), [("12h", timedelta(hours=12)), ("30d", timedelta(days=30)),
                                              ("2w", timedelta(weeks=2))])
 def test_parse_window(text: str, delta: timedelta) -> None:
