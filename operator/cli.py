@@ -112,8 +112,8 @@ async def run(
                                   attempts=settings.query_attempts)
     job_logger = (MlflowJobLogger(settings.mlflow_tracking_uri, metrics)
                   if settings.mlflow_tracking_uri else None)
-    op = Operator(settings, KubeApi(client.ApiClient(kube_config)), prometheus, metrics, clock,
-                  job_logger=job_logger)
+    kube = KubeApi(kube_config, workers=max(32, settings.max_concurrent_accountings))
+    op = Operator(settings, kube, prometheus, metrics, clock, job_logger=job_logger)
     kopf_registry = build_registry(op, login=login_handler(kube_config))
     runner = None
     if listen is not None:
