@@ -23,7 +23,6 @@ from carbontrack.core.errors import ConfigError
 CALENDAR_UNITS = ("Month", "Quarter", "Year")
 _WINDOW = re.compile(r"^([0-9]+)(h|d|w)$")
 _WINDOW_UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
-STEP = timedelta(minutes=15)  # rolling windows start on these UTC steps; ledger buckets share it
 
 
 def step_start(at: datetime) -> datetime:
