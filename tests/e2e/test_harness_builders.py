@@ -110,7 +110,8 @@ def test_kwok_args(tmp_path: Path) -> None:
     assert kwok_args(Path("/b/kwok"), kubeconfig=Path("/k"), config=Path("/c"), server_port=5) == [
         "/b/kwok", "--kubeconfig=/k", "--config=/c", "--manage-all-nodes=false",
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-        "--cidr=10.244.0.1/16", "--node-ip=10.0.0.1", "--server-address=127.0.0.1:5"]
+        "--cidr=10.244.0.1/16", "--node-ip=10.0.0.1", "--server-address=127.0.0.1:5",
+        "--node-lease-duration-seconds=40"]
 
 
 def test_prometheus_config_and_file_sd(tmp_path: Path) -> None:

@@ -25,8 +25,11 @@ def write_config(path: Path) -> Path:
 def kwok_args(
     kwok: Path, *, kubeconfig: Path, config: Path, server_port: int
 ) -> list[str]:
-    """Arguments for the kwok controller: manage only our annotated fake nodes, serve its
-    health/metrics endpoint on loopback only."""
+    """Arguments for the kwok controller: manage only our annotated fake nodes, renew their
+    Leases like a kubelet (every 10 s: without the flag kwok renewed none, and its ~55 s
+    status heartbeats missed the controller-manager's 50 s grace period, so every node went
+    NotReady about once a minute and pods waited Pending), serve its health/metrics endpoint
+    on loopback only."""
     return [
         str(kwok),
         f"--kubeconfig={kubeconfig}",
@@ -36,4 +39,5 @@ def kwok_args(
         "--cidr=10.244.0.1/16",
         "--node-ip=10.0.0.1",
         f"--server-address=127.0.0.1:{server_port}",
+        "--node-lease-duration-seconds=40",
     ]
