@@ -92,11 +92,19 @@ class Operator:
             self.jobs.pop(facts.uid, None)
             # Deleted before the finalizer went on (or finalizers are off): account from
             # the last state seen; the ledger and the Event still record it.
-            if facts.finished and not facts.accounted:
+            if facts.finished and not facts.accounted and (facts.outcome != "Deleted" or facts.ever_ran):
                 self._submit(facts)
             return
         if facts.accounted:
             self._seal(facts.uid)
+            self.jobs.pop(facts.uid, None)
+            if FINALIZER in facts.finalizers:
+                await self._remove_finalizer(facts, body)
+            return
+        if facts.outcome == "Deleted" and not facts.ever_ran:
+            # Deleted before any pod ran (e.g. queued suspended): nothing to account, and our
+            # finalizer must not hold the deletion (the Job controller leaves deleted Jobs
+            # alone, so it would never finish).
             self.jobs.pop(facts.uid, None)
             if FINALIZER in facts.finalizers:
                 await self._remove_finalizer(facts, body)

@@ -32,8 +32,8 @@ class JobFacts:
     annotations: dict[str, str]
     created_at: datetime
     started_at: datetime | None
-    finished_at: datetime | None  # Complete or Failed condition time
-    outcome: str | None  # "Complete" | "Failed" | None while running
+    finished_at: datetime | None  # Complete/Failed condition time, or deletion time (Deleted)
+    outcome: str | None  # "Complete" | "Failed" | "Deleted" | None while running
     deleting: bool
     finalizers: tuple[str, ...]
     suspended: bool
@@ -42,6 +42,14 @@ class JobFacts:
     succeeded: int
     active: int
     gpus_per_pod: int
+    failed: int = 0
+
+    @property
+    def ever_ran(self) -> bool:
+        """The API shows a pod of this Job ran (or runs). A Job created suspended and never
+        resumed has none; so may a Job suspended after running (the Job controller clears
+        startTime on suspension), which is why this is used only to release deleted Jobs."""
+        return self.started_at is not None or self.active + self.succeeded + self.failed > 0
 
     @property
     def accounted(self) -> bool:
@@ -91,6 +99,11 @@ def job_facts(job: Mapping[str, Any]) -> JobFacts:
         finished_at = parse_time(str(status["completionTime"]))
     if outcome is not None and finished_at is None:
         outcome = None  # a condition without a time cannot be placed in a period: wait
+    if outcome is None and meta.get("deletionTimestamp"):
+        # Deleted while running: the Job controller stops managing it and it never gets a
+        # Complete/Failed condition, so it ends at its deletion (its pods run on until the
+        # garbage collector removes them after the Job is gone).
+        outcome, finished_at = "Deleted", parse_time(str(meta["deletionTimestamp"]))
     template = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
     gpus = 0
     for container in template:
@@ -121,4 +134,5 @@ def job_facts(job: Mapping[str, Any]) -> JobFacts:
         succeeded=int(status.get("succeeded") or 0),
         active=int(status.get("active") or 0),
         gpus_per_pod=gpus,
+        failed=int(status.get("failed") or 0),
     )

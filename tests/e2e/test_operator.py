@@ -353,6 +353,50 @@ def test_job_deleted_right_after_finishing_is_still_counted(
     assert events(core_v1, namespace, reason="CarbonAccounted", name="ephemeral")
 
 
+def test_job_deleted_while_running_is_accounted_to_its_deletion_and_not_held(
+    run_operator: Any, namespace: str, batch_v1: Any, core_v1: Any, custom_objects: Any,
+    wait_for: Any,
+) -> None:
+    """`kubectl delete job` on a running Job: the Job controller stops managing it, so it never
+    gets a Complete/Failed condition. Our finalizer used to hold it (and, with the default
+    background propagation, its still-running pod) until the pod ended on its own, forever
+    for a long training run. Now it is accounted up to its deletion and released; a queued
+    (suspended, never started) Job is released at once with no ledger entry."""
+    run_operator()
+    create_budget(custom_objects, namespace, budget_body("nlp", "1kg"))
+    uid = batch_v1.create_namespaced_job(namespace, nlp_job("doomed", run_seconds=600.0)).metadata.uid
+    queued = nlp_job("queued", run_seconds=600.0)
+    queued["spec"]["suspend"] = True
+    queued_uid = batch_v1.create_namespaced_job(namespace, queued).metadata.uid
+
+    def held(name: str) -> bool:
+        return "carbontrack.io/accounting" in (batch_v1.read_namespaced_job(name, namespace).metadata.finalizers or [])
+
+    wait_for("both finalizers", lambda: held("doomed") and held("queued"), 30)
+    wait_for("the pod running", lambda: (batch_v1.read_namespaced_job("doomed", namespace).status.active or 0) == 1, 30)
+    time.sleep(4)  # some energy
+    for name in ("doomed", "queued"):
+        batch_v1.delete_namespaced_job(name, namespace, propagation_policy="Background")
+
+    def gone(name: str) -> bool:
+        try:
+            batch_v1.read_namespaced_job(name, namespace)
+        except ApiException as err:
+            return err.status == 404
+        return False
+
+    wait_for("the queued Job deleted", lambda: gone("queued"), 20)
+    wait_for("the running Job accounted and deleted", lambda: gone("doomed"), 60)
+    status = wait_for("the ledger entry", lambda: (
+        st := get_budget(custom_objects, namespace, "nlp").get("status") or {}).get("ledger", {}).get(uid) and st, 10)
+    assert status["ledger"][uid]["co2eGrams"] > 0 and queued_uid not in status["ledger"]
+    assert (status["jobsCounted"], status["jobsWithoutData"]) == (1, 0)
+    ev = wait_for("the CarbonAccounted Event", lambda: events(
+        core_v1, namespace, reason="CarbonAccounted", name="doomed"), 10)
+    assert "Deleted" in ev[0].message
+    assert not events(core_v1, namespace, reason="CarbonAccounted", name="queued")
+
+
 def test_two_jobs_with_the_same_name_are_two_entries(
     run_operator: Any, namespace: str, batch_v1: Any, custom_objects: Any, wait_for: Any,
 ) -> None:

@@ -51,6 +51,29 @@ def test_job_facts_of_a_failed_and_a_running_job() -> None:
     assert running.outcome is None and not running.finished and running.active == 2
 
 
+def test_job_deleted_while_running_ends_at_its_deletion() -> None:
+    # The Job controller leaves a deleted Job alone: no Complete/Failed condition will come.
+    body = job_body(active=2)
+    body["metadata"]["deletionTimestamp"] = "2026-03-01T12:30:00Z"
+    deleted = job_facts(body)
+    assert (deleted.outcome, deleted.finished_at) == ("Deleted", T0 + timedelta(minutes=30))
+    assert deleted.finished and deleted.deleting and deleted.ever_ran
+    # a Job that finished first keeps its own outcome and time
+    done = job_body(completionTime="2026-03-01T13:00:00Z", succeeded=4, conditions=[
+        {"type": "Complete", "status": "True", "lastTransitionTime": "2026-03-01T13:00:00Z"}])
+    done["metadata"]["deletionTimestamp"] = "2026-03-01T14:00:00Z"
+    assert (job_facts(done).outcome, job_facts(done).finished_at) == ("Complete", T0 + timedelta(hours=1))
+    # queued (created suspended, never resumed) and deleted: no pod ever ran
+    queued = job_body()
+    del queued["status"]["startTime"]
+    queued["spec"]["suspend"] = True
+    queued["metadata"]["deletionTimestamp"] = "2026-03-01T12:30:00Z"
+    assert job_facts(queued).outcome == "Deleted" and not job_facts(queued).ever_ran
+    del queued["metadata"]["deletionTimestamp"]
+    queued["status"]["failed"] = 1  # a pod that failed and was not retried yet did run
+    assert job_facts(queued).ever_ran and job_facts(queued).outcome is None
+
+
 def s(value: float, **labels: str) -> Sample:
     return Sample(labels, value)
 
