@@ -82,26 +82,33 @@ class Operator:
         # (forgotten an hour after folding was due: _seal keeps it bounded)
         self._sealed: dict[str, float] = {}
         self._seal_check = 1024
+        # UIDs of unfinished Jobs seen with a pod started: suspension clears a Job's startTime
+        # (Kubernetes >= 1.36), so a Job suspended after running and then deleted would look
+        # never-run; this remembers that it ran (not across operator restarts)
+        self._ran: set[str] = set()
 
     # ---------------------------------------------------------------- Job events
     async def on_job_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         if not (body.get("metadata") or {}).get("uid"):
             return
         facts = job_facts(body)
+        ran = facts.ever_ran or facts.uid in self._ran
         if event_type == "DELETED":
             self.jobs.pop(facts.uid, None)
+            self._ran.discard(facts.uid)
             # Deleted before the finalizer went on (or finalizers are off): account from
             # the last state seen; the ledger and the Event still record it.
-            if facts.finished and not facts.accounted and (facts.outcome != "Deleted" or facts.ever_ran):
+            if facts.finished and not facts.accounted and (facts.outcome != "Deleted" or ran):
                 self._submit(facts)
             return
         if facts.accounted:
             self._seal(facts.uid)
+            self._ran.discard(facts.uid)
             self.jobs.pop(facts.uid, None)
             if FINALIZER in facts.finalizers:
                 await self._remove_finalizer(facts, body)
             return
-        if facts.outcome == "Deleted" and not facts.ever_ran:
+        if facts.outcome == "Deleted" and not ran:
             # Deleted before any pod ran (e.g. queued suspended): nothing to account, and our
             # finalizer must not hold the deletion (the Job controller leaves deleted Jobs
             # alone, so it would never finish).
@@ -109,6 +116,8 @@ class Operator:
             if FINALIZER in facts.finalizers:
                 await self._remove_finalizer(facts, body)
             return
+        if facts.ever_ran and not facts.finished:
+            self._ran.add(facts.uid)
         self.jobs[facts.uid] = facts
         if facts.finished:
             self._submit(facts)
@@ -228,6 +237,7 @@ class Operator:
                 self.job_logger.submit(patched)
             await self._remove_finalizer(job, patched)  # the patch answer has the resourceVersion
         self.jobs.pop(job.uid, None)
+        self._ran.discard(job.uid)
         self.metrics.jobs_accounted.labels(result="no_data" if acc.no_data else "ok").inc()
         self.metrics.accounting_latency.observe(max((now - job.finished_at).total_seconds(), 0.0))
         log.info("accounted Job %s/%s: %s", job.namespace, job.name, _summary(acc))

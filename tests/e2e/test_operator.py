@@ -397,6 +397,26 @@ def test_job_deleted_while_running_is_accounted_to_its_deletion_and_not_held(
     assert not events(core_v1, namespace, reason="CarbonAccounted", name="queued")
 
 
+def test_job_suspended_after_running_then_deleted_is_still_accounted(
+    run_operator: Any, namespace: str, batch_v1: Any, custom_objects: Any, wait_for: Any,
+) -> None:
+    """Suspending a Job deletes its pods and (Kubernetes >= 1.36) clears its startTime, so
+    once deleted it looks like a Job that never ran; the operator remembers it saw it run."""
+    run_operator()
+    create_budget(custom_objects, namespace, budget_body("nlp", "1kg"))
+    uid = batch_v1.create_namespaced_job(namespace, nlp_job("paused", run_seconds=600.0)).metadata.uid
+    wait_for("the pod running", lambda: (batch_v1.read_namespaced_job("paused", namespace).status.active or 0) == 1, 30)
+    time.sleep(4)  # some energy
+    batch_v1.patch_namespaced_job("paused", namespace, {"spec": {"suspend": True}})
+    wait_for("the Job suspended, its pod gone and startTime cleared", lambda: (
+        j := batch_v1.read_namespaced_job("paused", namespace)).status.start_time is None
+        and not j.status.active, 30)
+    batch_v1.delete_namespaced_job("paused", namespace, propagation_policy="Background")
+    status = wait_for("the ledger entry", lambda: (
+        st := get_budget(custom_objects, namespace, "nlp").get("status") or {}).get("ledger", {}).get(uid) and st, 60)
+    assert status["ledger"][uid]["co2eGrams"] > 0 and status["jobsWithoutData"] == 0
+
+
 def test_two_jobs_with_the_same_name_are_two_entries(
     run_operator: Any, namespace: str, batch_v1: Any, custom_objects: Any, wait_for: Any,
 ) -> None:
