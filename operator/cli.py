@@ -52,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prometheus-timeout", type=float, default=10.0, help="per query, s")
     p.add_argument("--ledger-fold-after", type=float, default=300.0,
                    help="fold an accounted Job's budget ledger entry into a 15-minute total this "
-                        "long after its annotation is seen, s (Calendar budgets)")
+                        "long after its annotation is seen, s")
     p.add_argument("--list-chunk-size", type=int, default=500,
                    help="page size of the start-up list of Jobs and budgets (0: one response)")
     p.add_argument("--no-enforcement", action="store_true", help="never suspend Jobs (Warn only)")

@@ -391,16 +391,17 @@ class Operator:
             update = compute_status(spec, ledger, status, now)
             # folding moves entries into buckets of the same window: totals do not change
             fold = ledger.fold(self._foldable(update.window, ledger)) if update.window else None
+            if fold is not None and not fold.ledger_patch:
+                fold = None  # nothing to fold this time
             body = dict(update.status)
-            folding = fold is not None and bool(fold.ledger_patch)
-            if not added and not folding and "ledger" not in body and "ledgerFolded" not in body \
+            if not added and fold is None and "ledger" not in body and "ledgerFolded" not in body \
                     and _unchanged(status, body):
                 break  # nothing new: no write, no watch event, no Events
             pruned = body.get("ledger")
-            if added or folding:
+            if added or fold is not None:
                 body["ledger"] = {**added, **(fold.ledger_patch if fold else {}),
                                   **(pruned if isinstance(pruned, dict) else {})}
-            if folding and fold is not None:
+            if fold is not None:
                 pruned_folded = body.get("ledgerFolded")
                 body["ledgerFolded"] = {**fold.folded_patch,
                                         **(pruned_folded if isinstance(pruned_folded, dict) else {})}
@@ -409,7 +410,7 @@ class Operator:
             except Conflict:
                 continue
             self.metrics.budget_updates.inc()
-            if folding and fold is not None:
+            if fold is not None:
                 self.metrics.ledger_entries_folded.inc(len(fold.ledger_patch))
             break
         else:
