@@ -10,6 +10,7 @@ Layouts recognised (design notes §3)::
     v2 cgroupfs: kubepods/<qos>/pod<UID>/<id>              (CRI-O: crio-<id>, crio-conmon-<id>)
     guaranteed : the pod directory sits directly under the kubepods root
     v1         : the same paths under cpu,cpuacct/ (cpuacct.usage, ns) and memory/
+    UID        : 36-character UUID (UID_: dashes as underscores), or a static pod's 32 hex digits
 
 A CRI-O ``crio-conmon-<id>`` cgroup holds the monitor of container ``<id>``; its CPU time is
 charged to that container (it exists only to run it). Parsed names are cached, so a cycle does
@@ -23,8 +24,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+# The pod UID as the kubelet names the pod's cgroup: an API pod's UUID (36 characters; the
+# systemd driver writes its dashes as underscores), or a static pod's, which the kubelet
+# derives from an MD5 of the manifest as 32 hex digits without dashes (pkg/kubelet/config
+# applyDefaults). Both are kept as the kubelet spells them, dashes restored and lower-cased.
 _POD_RE = re.compile(
-    r"^(?:kubepods(?:-(burstable|besteffort))?-)?pod([0-9a-fA-F_-]{36})(?:\.slice)?$"
+    r"^(?:kubepods(?:-(burstable|besteffort))?-)?pod([0-9a-fA-F_-]{36}|[0-9a-fA-F]{32})(?:\.slice)?$"
 )
 _CTR_RE = re.compile(
     r"^(?:(cri-containerd|crio-conmon|crio|docker|cri-o)-)?([0-9a-f]{64})(?:\.scope)?$"

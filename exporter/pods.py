@@ -21,6 +21,11 @@ log = logging.getLogger("carbontrack.exporter.pods")
 
 _JOB_UID_LABELS = ("batch.kubernetes.io/controller-uid", "controller-uid")
 _JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+# kubetypes.ConfigMirrorAnnotationKey. A static pod's mirror in the API has a UID of its own
+# (the API server's); the kubelet runs, and names the cgroups of, the static pod, whose UID
+# it writes into the mirror's annotation (CreateMirrorPod: annotation = the static pod's
+# config hash, which applyDefaults sets to the static pod's UID).
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,9 @@ def pod_meta(pod: Mapping[str, Any]) -> PodMeta:
     """Build PodMeta from a pod object (dict in API JSON form). Pure; tested by equality.
 
     Owner: the controller ownerReference; a Job's pods name the Job. Pods whose owner
-    reference is missing (rare: orphaned) fall back to the Job labels.
+    reference is missing (rare: orphaned) fall back to the Job labels. ``uid`` is the UID
+    the pod's cgroups carry: ``metadata.uid``, except for a static pod's mirror, whose
+    ``kubernetes.io/config.mirror`` annotation holds the static pod's UID.
     """
     md = pod.get("metadata") or {}
     labels = md.get("labels") or {}
@@ -98,7 +105,8 @@ def pod_meta(pod: Mapping[str, Any]) -> PodMeta:
                 cpu, mem = 0.0, 0
             requests[c.get("name", "")] = (cpu, mem)
     released = status.get("phase") in ("Succeeded", "Failed")
-    return PodMeta(md.get("uid", ""), owner, ids, requests, released)
+    uid = (md.get("annotations") or {}).get(MIRROR_ANNOTATION) or md.get("uid", "")
+    return PodMeta(uid, owner, ids, requests, released)
 
 
 def meta_from_event(event_type: str, pod: Mapping[str, Any]) -> PodMeta | None:

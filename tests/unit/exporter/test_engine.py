@@ -255,3 +255,42 @@ def test_conservation_property_over_random_trees(make_node: Any, seed: int) -> N
         ctr_j = sum(j for t in led.containers.values() for (c, _), j in t.joules.items()
                     if c == comp)
         assert ctr_j + led.unallocated.get(comp, 0.0) == pytest.approx(node_j, rel=1e-9)
+
+
+STATIC = "6f1c2b9e0d8a4c7f9e3b5a1d2c4e6f80"  # a static pod's UID: 32 hex digits, no dashes
+
+
+@pytest.mark.parametrize(("version", "driver", "runtime"), LAYOUTS)
+def test_static_pod_is_attributed_with_its_mirror_pods_labels(
+        make_node: Any, version: int, driver: str, runtime: str) -> None:
+    """The kubelet names a static pod's cgroups by its own UID; the API's mirror pod has
+    another metadata.uid and the static one in kubernetes.io/config.mirror. The container
+    gets the mirror's namespace/pod/owner labels and its energy."""
+    from carbontrack.exporter.pods import pod_meta
+
+    node = make_node(version=version, driver=driver, runtime=runtime)
+    node.tree.add_pod(STATIC, "burstable", {"etcd": (1.0, 0)})
+    etcd = node.tree.pods[STATIC].containers["etcd"]
+    node.pods.put(pod_meta({
+        "metadata": {"uid": "0b7f8c1e-2d3a-4b5c-8d9e-0f1a2b3c4d5e", "namespace": "kube-system",
+                     "name": "etcd-node-1",
+                     "annotations": {"kubernetes.io/config.mirror": STATIC},
+                     "ownerReferences": [{"kind": "Node", "name": "node-1", "uid": "n-1",
+                                          "controller": True}]},
+        "spec": {"containers": [{"name": "etcd", "resources": {"requests": {"cpu": "1"}}}]},
+        "status": {"containerStatuses": [{"name": "etcd",
+                                          "containerID": f"containerd://{etcd.id}"}]},
+    }))
+    eng = node.engine(policy=IdlePolicy.NONE)
+    eng.collect()
+    node.now += 10
+    node.rapl(800.0, 0.0, 0.0, 0.0)
+    node.tree.advance_cpu(STATIC, "etcd", 10.0)
+    node.tree.advance_system(30.0)  # 40 busy s of 80: 50 %
+    r = eng.collect()
+    assert r is not None
+    assert r.containers == {(STATIC, "etcd"): {"cpu": 400 * 10 / 40}}
+    t = eng.ledger.containers[(STATIC, "etcd")]
+    assert (t.owner.namespace, t.owner.pod, t.owner.owner_kind, t.owner.owner_name) == (
+        "kube-system", "etcd-node-1", "Node", "node-1")
+    assert_conserved(r)

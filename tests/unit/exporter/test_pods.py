@@ -115,3 +115,28 @@ def test_finished_pod_is_released_before_and_after_deletion(phase: str) -> None:
 @pytest.mark.parametrize("event_type", ["BOOKMARK", "ERROR"])
 def test_events_without_pod_state_change_nothing(event_type: str) -> None:
     assert meta_from_event(event_type, {"metadata": {"resourceVersion": "42"}}) is None
+
+
+def test_mirror_pod_is_keyed_by_the_static_pods_uid() -> None:
+    """The API's mirror of a static pod has its own metadata.uid; the cgroups carry the
+    static pod's UID, which the kubelet writes into the kubernetes.io/config.mirror
+    annotation. The cache keys the pod by that, so its containers get their labels."""
+    static_uid = "6f1c2b9e0d8a4c7f9e3b5a1d2c4e6f80"
+    mirror = {"metadata": {
+        "uid": "0b7f8c1e-2d3a-4b5c-8d9e-0f1a2b3c4d5e", "namespace": "kube-system",
+        "name": "etcd-node-1",
+        "annotations": {"kubernetes.io/config.mirror": static_uid,
+                        "kubernetes.io/config.hash": static_uid,
+                        "kubernetes.io/config.source": "file"},
+        "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "node-1",
+                             "uid": "node-uid", "controller": True}]},
+        "spec": {"containers": [{"name": "etcd", "resources": {"requests": {"cpu": "100m"}}}]},
+        "status": {"phase": "Running", "containerStatuses": [
+            {"name": "etcd", "containerID": "containerd://" + "cd" * 32}]}}
+    m = pod_meta(mirror)
+    assert m == PodMeta(static_uid, Owner("kube-system", "etcd-node-1", "Node", "node-1",
+                                          "node-uid"),
+                        {"cd" * 32: "etcd"}, {"etcd": (0.1, 0)})
+    c = PodCache()
+    c.put(m)
+    assert c.get(static_uid) == m and c.uid_for("kube-system", "etcd-node-1") == static_uid
