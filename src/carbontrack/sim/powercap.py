@@ -65,10 +65,32 @@ class FakePowercap:
             self._zones[pkg].mirrors.append(mmio)
         return pkg
 
-    def add_psys(self, index: int = 1, *, max_range_uj: int = DEFAULT_MAX_RANGE_UJ) -> str:
-        """Add the platform (``psys``) zone as ``intel-rapl:<index>`` (laptops have it)."""
-        zid = f"intel-rapl:{index}"
-        self._add_zone(zid, "psys", max_range_uj, 0, None)
+    def add_die(
+        self,
+        socket: int,
+        die: int,
+        *,
+        index: int,
+        dram: bool = True,
+        max_range_uj: int = DEFAULT_MAX_RANGE_UJ,
+        tdp_watts: float | None = None,
+        energy_uj: int = 0,
+    ) -> str:
+        """Add one die of a multi-die package as the kernel names it: zone
+        ``intel-rapl:<index in hex>`` (powercap_sys.c ``dev_set_name("%s:%x")``) named
+        ``package-<socket>-die-<die>`` (intel_rapl_common.c ``rapl_add_package_cpuslocked``),
+        with its own counter and, optionally, its dram as sub-zone ``:0``. Return the zone id."""
+        zid = f"intel-rapl:{index:x}"
+        self._add_zone(zid, f"package-{socket}-die-{die}", max_range_uj, energy_uj, tdp_watts)
+        if dram:
+            self._add_zone(f"{zid}:0", "dram", max_range_uj, 0, None)
+        return zid
+
+    def add_psys(self, index: int = 1, *, max_range_uj: int = DEFAULT_MAX_RANGE_UJ, name: str = "psys") -> str:
+        """Add a platform zone as ``intel-rapl:<index in hex>`` (laptops have one ``psys``;
+        TPMI servers name the later packages' ``psys-N``, intel_rapl_common.c ``rapl_init_domains``)."""
+        zid = f"intel-rapl:{index:x}"
+        self._add_zone(zid, name, max_range_uj, 0, None)
         return zid
 
     @staticmethod

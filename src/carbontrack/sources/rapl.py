@@ -1,10 +1,15 @@
 """RAPL energy counters through the Linux powercap interface.
 
 Reads ``<sysfs_root>/class/powercap/intel-rapl:*`` (AMD Zen parts use the same
-interface). What it reports, per socket:
+interface); which zones exist and how the kernel names them is
+:mod:`carbontrack.sources.rapl_zones`. What it reports, per socket:
 
 * ``package-N`` (component cpu) and ``dram-N`` (component dram) — these two are
-  disjoint RAPL domains, so summing them is correct.
+  disjoint RAPL domains, so summing them is correct. On multi-die parts the kernel
+  gives one zone per die (``package-N-die-M``, each its own counter); their energy is
+  summed into ``package-N``. When the die zones of a package show one counter (the same
+  raw value and step: package-scoped MSRs read once per die, as kernels before
+  ``rapl_msrs_are_pkg_scope()`` did on AMD), that interval's step is added once.
 * ``core``/``uncore`` are parts *of* the package and ``psys`` covers the whole
   platform, so they are never returned by :meth:`RaplSource.read` (which would
   double count); :meth:`RaplSource.read_detail` gives them for display.
@@ -14,6 +19,8 @@ Counters are turned into cumulative joules since the source was opened:
 would need implausible power to be a wrap is a counter reset (driver reload):
 the new raw value is the energy since the reset. ``intel-rapl-mmio:N`` zones
 expose the same package counter again and are skipped when the MSR zone exists.
+A zone that does not parse is skipped and named once in :meth:`RaplSource.health`;
+nothing a powercap tree holds makes :meth:`RaplSource.read` raise.
 
 Since CVE-2020-8694 ``energy_uj`` is root-only; an unreadable zone turns health
 down with one message that names the fix.
@@ -21,7 +28,6 @@ down with one message that names the fix.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +36,9 @@ from pathlib import Path
 from carbontrack.core.errors import SourceUnavailable
 from carbontrack.core.types import Component, EnergyReading, Method, SourceHealth
 
-_ZONE_DIR = re.compile(r"^intel-rapl(?P<mmio>-mmio)?:(?P<top>\d+)(?::(?P<sub>\d+))?$")
+from .rapl_zones import FileReader, RaplZone, discover_zones, parse_uint
+
+__all__ = ["RaplSettings", "RaplSource", "RaplZone", "discover_zones", "read_sysfs_file"]
 
 # Since Haswell RAPL is measured, not modelled; published comparisons against
 # wall-plug meters put package+dram within a few percent. We carry +/-5 %.
@@ -44,8 +52,6 @@ PERMISSION_FIX = (
 )
 
 _COMPONENT = {"package": Component.CPU, "dram": Component.DRAM}
-
-FileReader = Callable[[Path], str]
 
 
 def read_sysfs_file(path: Path) -> str:
@@ -71,23 +77,10 @@ class RaplSettings:
     mirror_intervals: int = 3
 
 
-@dataclass(frozen=True)
-class RaplZone:
-    """One physical RAPL domain."""
-
-    path: Path
-    kind: str  # package | dram | core | uncore | psys
-    socket: int | None  # None for psys
-    device: str  # package-0, dram-0, core-0, uncore-0, psys
-    max_range_uj: int  # 0 when the kernel does not say
-    tdp_watts: float | None
-
-
 @dataclass
 class _Counter:
     last_raw: int | None = None
     last_t: float = 0.0
-    total_uj: int = 0
     last_delta_uj: int = 0
     resets: int = 0
     wraps: int = 0
@@ -95,84 +88,15 @@ class _Counter:
 
 @dataclass
 class _State:
-    counters: dict[str, _Counter] = field(default_factory=dict)
+    counters: dict[str, _Counter] = field(default_factory=dict)  # per zone key
+    totals_uj: dict[str, int] = field(default_factory=dict)  # per reported device
+    steps_uj: dict[str, int] = field(default_factory=dict)  # per reported device, last interval
     unreadable: set[str] = field(default_factory=set)
     errors: dict[str, str] = field(default_factory=dict)
     implausible: str = ""
+    mirrored_dies: set[str] = field(default_factory=set)  # devices whose dies showed one counter
     mirror_streak: int = 0
     last_poll: float | None = None
-
-
-def discover_zones(powercap: Path, reader: FileReader = read_sysfs_file) -> list[RaplZone]:
-    """List physical RAPL zones under ``powercap``, each once (MMIO duplicates dropped)."""
-    found: list[tuple[bool, RaplZone]] = []
-    packages: dict[str, int] = {}  # top-level dir index -> socket
-    entries = sorted(p for p in powercap.iterdir() if _ZONE_DIR.match(p.name))
-    parsed = [(p, _ZONE_DIR.match(p.name)) for p in entries]
-    # Pass 1: top-level zones give the socket numbers their sub-zones inherit.
-    for path, m in parsed:
-        assert m is not None
-        if m["sub"] is not None:
-            continue
-        name = _read_name(path, reader)
-        is_mmio = m["mmio"] is not None
-        if name.startswith("package-"):
-            socket = int(name.split("-", 1)[1])
-            packages[f"{m['mmio'] or ''}:{m['top']}"] = socket
-            zone = RaplZone(
-                path,
-                "package",
-                socket,
-                f"package-{socket}",
-                _read_int(path, "max_energy_range_uj", reader),
-                _read_tdp(path, reader),
-            )
-        elif name == "psys":
-            zone = RaplZone(path, "psys", None, "psys", _read_int(path, "max_energy_range_uj", reader), None)
-        else:
-            continue  # unknown top-level zone kinds are not energy we can place
-        found.append((is_mmio, zone))
-    # Pass 2: sub-zones.
-    for path, m in parsed:
-        assert m is not None
-        if m["sub"] is None:
-            continue
-        kind = _read_name(path, reader)
-        parent = packages.get(f"{m['mmio'] or ''}:{m['top']}")
-        if parent is None or kind not in ("dram", "core", "uncore"):
-            continue
-        zone = RaplZone(
-            path,
-            kind,
-            parent,
-            f"{kind}-{parent}",
-            _read_int(path, "max_energy_range_uj", reader),
-            None,
-        )
-        found.append((m["mmio"] is not None, zone))
-    # An MMIO zone is the same counter as the MSR zone of the same device: keep one.
-    msr_devices = {z.device for mmio, z in found if not mmio}
-    zones = [z for mmio, z in found if not mmio or z.device not in msr_devices]
-    return sorted(zones, key=lambda z: (z.socket if z.socket is not None else 1 << 30, z.kind))
-
-
-def _read_name(path: Path, reader: FileReader) -> str:
-    try:
-        return reader(path / "name").strip()
-    except OSError:
-        return ""
-
-
-def _read_int(path: Path, name: str, reader: FileReader) -> int:
-    try:
-        return int(reader(path / name).strip())
-    except (OSError, ValueError):
-        return 0
-
-
-def _read_tdp(path: Path, reader: FileReader) -> float | None:
-    uw = _read_int(path, "constraint_0_max_power_uw", reader)
-    return uw / 1e6 if uw > 0 else None
 
 
 class RaplSource:
@@ -196,22 +120,29 @@ class RaplSource:
             raise SourceUnavailable(
                 f"no RAPL: {self._powercap} does not exist (no powercap driver, or a VM); use the estimate source"
             )
-        self.zones = discover_zones(self._powercap, reader)
+        found = discover_zones(self._powercap, reader)
+        self.zones = found.zones
+        self.skipped = found.skipped
         if not any(z.kind == "package" for z in self.zones):
-            raise SourceUnavailable(f"no RAPL package zones under {self._powercap}; use the estimate source")
-        self._state = _State({z.device: _Counter() for z in self.zones})
+            why = f" (skipped: {'; '.join(self.skipped)})" if self.skipped else ""
+            raise SourceUnavailable(f"no RAPL package zones under {self._powercap}{why}; use the estimate source")
+        # one reported device per (kind, socket): the dies of a package are summed
+        self._devices: dict[str, list[RaplZone]] = {}
+        for z in self.zones:
+            self._devices.setdefault(z.device, []).append(z)
+        self._state = _State({z.key: _Counter() for z in self.zones}, {d: 0 for d in self._devices})
         self._poll()  # baseline: cumulative energy counts from here
 
     # -- EnergySource ---------------------------------------------------------
     def read(self) -> Sequence[EnergyReading]:
-        """Cumulative joules of each package (cpu) and dram zone since the source was opened."""
+        """Cumulative joules of each package (cpu) and dram device since the source was opened."""
         self._poll()
-        return [self._reading(z) for z in self.zones if z.kind in ("package", "dram")]
+        return [self._reading(d, zs[0].kind) for d, zs in self._devices.items() if zs[0].kind in _COMPONENT]
 
     def read_detail(self) -> Sequence[EnergyReading]:
         """core/uncore (parts of a package) and psys (whole platform): display only, never add
         these to :meth:`read`'s values. Values are as of the last :meth:`read`."""
-        return [self._reading(z) for z in self.zones if z.kind not in ("package", "dram")]
+        return [self._reading(d, zs[0].kind) for d, zs in self._devices.items() if zs[0].kind not in _COMPONENT]
 
     def health(self) -> SourceHealth:
         st = self._state
@@ -223,16 +154,23 @@ class RaplSource:
             return SourceHealth(False, f"RAPL zone {dev} unreadable: {err}")
         if st.implausible:
             return SourceHealth(False, st.implausible)
-        return SourceHealth(True, "")
+        notes = []
+        if self.skipped:
+            notes.append(f"RAPL zones skipped: {'; '.join(self.skipped)}")
+        if st.mirrored_dies:
+            notes.append(
+                f"RAPL die zones of {', '.join(sorted(st.mirrored_dies))} show one package counter; counted once"
+            )
+        return SourceHealth(True, "; ".join(notes))
 
     def close(self) -> None:
         """Nothing is held open between reads."""
 
     # -- internals ------------------------------------------------------------
-    def _reading(self, zone: RaplZone) -> EnergyReading:
-        component = _COMPONENT.get(zone.kind, Component.OTHER)
-        total = self._state.counters[zone.device].total_uj
-        return EnergyReading(component, zone.device, total / 1e6, Method.MEASURED, RAPL_UNCERTAINTY)
+    def _reading(self, device: str, kind: str) -> EnergyReading:
+        component = _COMPONENT.get(kind, Component.OTHER)
+        total = self._state.totals_uj[device]
+        return EnergyReading(component, device, total / 1e6, Method.MEASURED, RAPL_UNCERTAINTY)
 
     def _poll(self) -> None:
         now = self._clock()
@@ -240,21 +178,39 @@ class RaplSource:
         interval = now - st.last_poll if st.last_poll is not None else 0.0
         st.last_poll = now
         for zone in self.zones:
-            c = st.counters[zone.device]
+            c = st.counters[zone.key]
             c.last_delta_uj = 0
+            name = zone.device if zone.die is None else f"{zone.device} (die {zone.die})"
             try:
-                raw = int(self._reader(zone.path / "energy_uj").strip())
+                text = self._reader(zone.path / "energy_uj").strip()
             except PermissionError:
-                st.unreadable.add(zone.device)
+                st.unreadable.add(name)
                 continue
-            except (OSError, ValueError) as err:
+            except (OSError, ValueError) as err:  # UnicodeDecodeError is a ValueError
                 # keep the last cumulative value; health says why it stopped moving
-                st.errors[zone.device] = str(err)
+                st.errors[name] = str(err)
                 continue
-            st.unreadable.discard(zone.device)
-            st.errors.pop(zone.device, None)
+            raw = parse_uint(text)
+            if raw is None:
+                st.errors[name] = f"energy_uj is {text[:40]!r}, not a microjoule count"
+                continue
+            st.unreadable.discard(name)
+            st.errors.pop(name, None)
             self._advance(zone, c, raw, now)
+        for device, zones in self._devices.items():
+            st.steps_uj[device] = self._device_step(device, zones)
+            st.totals_uj[device] += st.steps_uj[device]
         self._check_plausible(interval)
+
+    def _device_step(self, device: str, zones: list[RaplZone]) -> int:
+        """This interval's energy of one device: the sum over its dies, or one step when the
+        dies show the same counter (same raw value and same step on every die)."""
+        counters = [self._state.counters[z.key] for z in zones]
+        steps = [c.last_delta_uj for c in counters]
+        if len(zones) > 1 and steps[0] > 0 and len(set(steps)) == 1 and len({c.last_raw for c in counters}) == 1:
+            self._state.mirrored_dies.add(device)
+            return steps[0]
+        return sum(steps)
 
     def _advance(self, zone: RaplZone, c: _Counter, raw: int, now: float) -> None:
         if c.last_raw is None:
@@ -272,36 +228,36 @@ class RaplSource:
                 # counter restarted (driver reload, resume): energy since then is raw
                 delta = raw
                 c.resets += 1
-        c.total_uj += delta
         c.last_delta_uj = delta
         c.last_raw, c.last_t = raw, now
 
     def _check_plausible(self, interval_s: float) -> None:
-        """Flag package zones that cannot all be real: the same counter value and increment on
-        every package for several intervals (multi-die parts where each zone mirrors the
-        socket), or more than factor x TDP."""
-        packages = [z for z in self.zones if z.kind == "package"]
-        deltas = [self._state.counters[z.device].last_delta_uj for z in packages]
+        """Flag package devices that cannot all be real: the same counter value and increment
+        on every package for several intervals (each socket's zone mirrors one counter), or
+        more than factor x TDP."""
+        packages = {d: zs for d, zs in self._devices.items() if zs[0].kind == "package"}
+        counters = [[self._state.counters[z.key] for z in zs] for zs in packages.values()]
+        deltas = [sum(c.last_delta_uj for c in cs) for cs in counters]
         if interval_s <= 0 or any(d <= 0 for d in deltas):
             return  # nothing measured this interval: keep the previous verdict
-        raws = [self._state.counters[z.device].last_raw for z in packages]
+        raws = [tuple(c.last_raw for c in cs) for cs in counters]
         mirrored = len(deltas) > 1 and len(set(deltas)) == 1 and len(set(raws)) == 1
         # One equal step can be chance (or a simulator); the same counter value and step
         # several intervals running is one counter seen twice.
         self._state.mirror_streak = self._state.mirror_streak + 1 if mirrored else 0
         if self._state.mirror_streak >= self._settings.mirror_intervals:
             self._state.implausible = (
-                f"RAPL package zones {', '.join(z.device for z in packages)} report identical "
+                f"RAPL package zones {', '.join(packages)} report identical "
                 "energy increments: they mirror one counter (multi-die part); count one of them "
                 "or set an explicit CPU TDP and use the estimate source"
             )
             return
-        tdps = [self._settings.tdp_watts or z.tdp_watts for z in packages]
+        tdps = [self._settings.tdp_watts or _summed_tdp(zs) for zs in packages.values()]
         known = [t for t in tdps if t is not None]
         if len(known) != len(tdps):
             self._state.implausible = ""
             return
-        power = sum(deltas) / 1e6 / interval_s
+        power = sum(self._state.steps_uj[d] for d in packages) / 1e6 / interval_s
         bound = self._settings.plausibility_factor * sum(known)
         if power > bound:
             self._state.implausible = (
@@ -311,3 +267,11 @@ class RaplSource:
             )
         else:
             self._state.implausible = ""
+
+
+def _summed_tdp(zones: list[RaplZone]) -> float | None:
+    """A package's TDP: per-die PL1s add up (each die zone carries its own limit)."""
+    tdps = [z.tdp_watts for z in zones]
+    if any(t is None for t in tdps):
+        return None
+    return sum(t for t in tdps if t is not None)
