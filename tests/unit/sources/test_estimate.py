@@ -51,7 +51,7 @@ class FakeClock:
 def vm(tmp_path: Path) -> tuple[Path, Path, FakeProcStat, FakeClock]:
     """The checked-in c5.xlarge procfs and an empty sysfs (no powercap), copied to tmp."""
     procfs = tmp_path / "proc"
-    shutil.copytree(FIXTURES / "procfs-ec2-c5-nometal", procfs)
+    shutil.copytree(FIXTURES / "simulated-procfs-ec2-c5-nometal", procfs)
     sysfs = tmp_path / "sys"
     sysfs.mkdir()
     return procfs, sysfs, FakeProcStat(procfs, 4, ticks=FIXTURE_TICKS), FakeClock()

@@ -43,7 +43,7 @@ def clock() -> FakeClock:
 
 def test_checked_in_two_socket_tree_counts_mmio_duplicate_once(tmp_path: Path, clock: FakeClock):
     root = tmp_path / "sys"
-    shutil.copytree(FIXTURES / "sysfs-xeon-2s", root, symlinks=True)
+    shutil.copytree(FIXTURES / "simulated-sysfs-xeon-2s", root, symlinks=True)
     src = RaplSource(root, clock=clock)
     assert [z.device for z in src.zones] == ["dram-0", "package-0", "dram-1", "package-1"]
     assert [z.tdp_watts for z in src.zones if z.kind == "package"] == [205.0, 205.0]
