@@ -10,16 +10,21 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from carbontrack.core.errors import CarbonTrackError, ConfigError, SourceUnavailable
 from carbontrack.core.types import EnergySource, IntensityLookup
 from carbontrack.sources import procstat
 
+from .apiconfig import from_kubeconfig, in_cluster
 from .cgroups import CgroupReader
 from .emissions import EmissionsRates
 from .engine import Engine, EngineConfig, GpuTopologyProvider
-from .pods import PodCache, PodWatcher
+from .kubeapi import ApiClient
+from .pods import PodCache
+from .podwatch import HEALTH_SOURCE, PodWatcher
 from .server import CollectionLoop, ExpositionCache, make_server
 from .settings import Settings, from_args
 
@@ -88,21 +93,15 @@ def build_emissions(s: Settings) -> EmissionsRates:
     return EmissionsRates(lookup, zone, 1.0 if pue is None else pue)
 
 
-def build_kube(s: Settings, pods: PodCache) -> PodWatcher:
-    try:
-        from kubernetes import client, config, watch
-    except ImportError as err:
-        raise ConfigError(f"the kubernetes client is missing ({err}): "
-                          "pip install 'carbontrack[exporter]' or pass --no-kube") from err
-    try:
-        if s.kubeconfig is not None:
-            config.load_kube_config(config_file=str(s.kubeconfig))  # type: ignore[no-untyped-call]
-        else:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except Exception as err:
-        raise ConfigError(f"cannot configure the Kubernetes client ({err}): pass --kubeconfig "
-                          "FILE, run in a pod with a service account, or pass --no-kube") from err
-    return PodWatcher(client.CoreV1Api(), s.node_name, pods, watch.Watch)
+def build_api(s: Settings) -> ApiClient:
+    """The API client of the pod watch: ``--kubeconfig``, else the pod's service account."""
+    endpoint = from_kubeconfig(s.kubeconfig) if s.kubeconfig is not None else in_cluster()
+    return ApiClient(endpoint)
+
+
+def build_watcher(s: Settings, pods: PodCache) -> PodWatcher:
+    """The pod watch of this node (its health is wired to the engine in ``main``)."""
+    return PodWatcher(build_api(s), s.node_name, pods, keep_deleted_s=s.retention_s)
 
 
 def build_engine(s: Settings, pods: PodCache) -> Engine:
@@ -141,13 +140,20 @@ def build_engine(s: Settings, pods: PodCache) -> Engine:
     return engine
 
 
-def main(argv: list[str]) -> int:
+# builds the pod watch from settings and cache; main takes another for benches and tests
+WatcherFactory = Callable[[Settings, PodCache], Any]
+
+
+def main(argv: list[str], make_watcher: WatcherFactory = build_watcher) -> int:
     s = from_args(argv)
     logging.basicConfig(level=s.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     pods = PodCache()
-    watcher = build_kube(s, pods) if s.kube else None
+    # built first: a missing service account or a bad kubeconfig stops start-up at once
+    watcher = make_watcher(s, pods) if s.kube else None
     engine = build_engine(s, pods)
+    if isinstance(watcher, PodWatcher):  # carbontrack_source_up{source="pod-watch"}
+        watcher.health = partial(engine.mark_source, HEALTH_SOURCE)
     cache = ExpositionCache(lambda: engine.snapshot)
     try:
         server = make_server(s.host, s.port, cache)

@@ -1,17 +1,17 @@
 """Pod UID -> namespace, name, owner, container names and requests.
 
 ``pod_meta`` is a pure builder from a pod object (the Kubernetes API's JSON shape, as the
-watch delivers it). ``PodCache`` holds the current pods of this node; ``PodWatcher`` keeps it
-filled from a watch limited to this node (``fieldSelector=spec.nodeName=<node>``) on its own
-thread. With ``--no-kube`` the exporter uses an empty ``PodCache``: pods are then identified
-by UID only (the metric contract's empty namespace/pod/owner labels).
+watch delivers it). ``PodCache`` holds the current pods of this node; ``podwatch.PodWatcher``
+keeps it filled from a watch limited to this node (``fieldSelector=spec.nodeName=<node>``)
+on its own thread. With ``--no-kube`` the exporter uses an empty ``PodCache``: pods are then
+identified by UID only (the metric contract's empty namespace/pod/owner labels).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -151,75 +151,12 @@ class PodCache:
                 self._by_name.pop((meta.owner.namespace, meta.owner.pod), None)
                 self.generation += 1
 
+    def metas(self) -> list[PodMeta]:
+        with self._lock:
+            return list(self._by_uid.values())
+
     def replace_all(self, metas: list[PodMeta]) -> None:
         with self._lock:
             self._by_uid = {m.uid: m for m in metas}
             self._by_name = {(m.owner.namespace, m.owner.pod): m.uid for m in metas}
             self.generation += 1
-
-
-class PodWatcher:
-    """List-then-watch this node's pods into a PodCache, restarting on errors.
-
-    ``core_v1`` is a ``kubernetes.client.CoreV1Api``; ``watch_factory`` makes a
-    ``kubernetes.watch.Watch`` (injected so the thread can be stopped). Deleted pods are kept
-    in the cache (their metadata still labels finished containers) until a relist drops them.
-    """
-
-    def __init__(
-        self,
-        core_v1: Any,
-        node_name: str,
-        cache: PodCache,
-        watch_factory: Callable[[], Any],
-        retry_s: float = 5.0,
-    ) -> None:
-        self.api = core_v1
-        self.selector = f"spec.nodeName={node_name}"
-        self.cache = cache
-        self.watch_factory = watch_factory
-        self.retry_s = retry_s
-        self.healthy = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._watch: Any = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="pod-watch", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._watch is not None:
-            self._watch.stop()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._list_and_watch()
-            except Exception as err:  # API down or RBAC: log, back off, retry
-                self.healthy = False
-                log.warning("pod watch (%s) failed: %s; retrying in %.0f s",
-                            self.selector, err, self.retry_s)
-                self._stop.wait(self.retry_s)
-
-    def _list_and_watch(self) -> None:
-        lst = self.api.list_pod_for_all_namespaces(field_selector=self.selector)
-        client = self.api.api_client
-        metas = [pod_meta(client.sanitize_for_serialization(p)) for p in lst.items]
-        self.cache.replace_all(metas)
-        self.healthy = True
-        rv = lst.metadata.resource_version
-        self._watch = self.watch_factory()
-        for event in self._watch.stream(
-            self.api.list_pod_for_all_namespaces,
-            field_selector=self.selector,
-            resource_version=rv,
-            timeout_seconds=300,
-        ):
-            if self._stop.is_set():
-                return
-            meta = meta_from_event(event["type"], client.sanitize_for_serialization(event["object"]))
-            if meta is not None:
-                self.cache.put(meta)
-        # the server closed the watch (timeout): return to relist, dropping deleted pods

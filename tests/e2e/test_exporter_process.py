@@ -165,18 +165,22 @@ def test_live_cycles_conserve_on_every_scrape(node: tuple[Path, FakePowercap,
 
 
 @pytest.mark.e2e
-def test_pod_watcher_against_a_real_apiserver(api_client: Any, core_v1: Any, namespace: str,
+def test_pod_watcher_against_a_real_apiserver(kubeconfig: Any, core_v1: Any, namespace: str,
                                               wait_for: Any) -> None:
-    """PodWatcher lists and watches only this node's pods (fieldSelector spec.nodeName) and
-    builds owner labels from a real API server's objects."""
-    from carbontrack.exporter.pods import PodCache, PodWatcher
+    """The stdlib PodWatcher, configured from the cluster's kubeconfig (YAML, client
+    certificate), lists and watches only this node's pods (fieldSelector spec.nodeName),
+    builds owner labels from a real API server's objects, keys a mirror pod by its static
+    pod's UID, resumes a watch from its resourceVersion and sees deletions."""
+    from carbontrack.exporter.apiconfig import from_kubeconfig
+    from carbontrack.exporter.kubeapi import ApiClient
+    from carbontrack.exporter.pods import PodCache
+    from carbontrack.exporter.podwatch import Backoff, PodWatcher
     from carbontrack.exporter.state import Owner
-    from kubernetes import client, watch
 
     node = f"watch-{namespace[-8:]}"  # no such Node: the pods stay Pending, which is enough
 
-    def pod(name: str, node_name: str, **labels: str) -> dict[str, Any]:
-        return {"metadata": {"name": name, "labels": labels,
+    def pod(name: str, node_name: str, **annotations: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "annotations": annotations,
                              "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job",
                                                   "name": "train", "uid": "job-uid-1",
                                                   "controller": True}]},
@@ -187,17 +191,120 @@ def test_pod_watcher_against_a_real_apiserver(api_client: Any, core_v1: Any, nam
     mine = core_v1.create_namespaced_pod(namespace, pod("mine", node))
     core_v1.create_namespaced_pod(namespace, pod("other", node + "-x"))
     cache = PodCache()
-    watcher = PodWatcher(client.CoreV1Api(api_client), node, cache, watch.Watch, retry_s=0.5)
+    # a short server-side timeout: the watch ends and resumes during the test
+    watcher = PodWatcher(ApiClient(from_kubeconfig(Path(kubeconfig))), node, cache,
+                         backoff=Backoff(initial_s=0.5, max_s=2.0), watch_timeout_s=3)
     watcher.start()
     try:
         meta = wait_for("the watcher to list the pod", lambda: cache.get(mine.metadata.uid), 60)
         assert meta.owner == Owner(namespace, "mine", "Job", "train", "job-uid-1")
         assert meta.requests == {"main": (0.25, 64 << 20)}
         assert cache.uid_for(namespace, "other") is None  # another node's pod is not listed
-        # a pod created after the list arrives through the watch
+        wait_for("the watch to end and resume", lambda: watcher.watches >= 2, 60)
+        # a pod created later arrives through the resumed watch
         late = core_v1.create_namespaced_pod(namespace, pod("late", node))
         wait_for("the watch to deliver the new pod", lambda: cache.get(late.metadata.uid), 60)
         assert cache.uid_for(namespace, "late") == late.metadata.uid
-        assert watcher.healthy
+        static_uid = "6f1c2b9e0d8a4c7f9e3b5a1d2c4e6f80"
+        mirror = core_v1.create_namespaced_pod(
+            namespace, pod("static-x", node, **{"kubernetes.io/config.mirror": static_uid}))
+        wait_for("the mirror pod", lambda: cache.get(static_uid), 60)
+        assert cache.get(mirror.metadata.uid) is None
+        core_v1.delete_namespaced_pod("late", namespace, grace_period_seconds=0)
+        wait_for("the deletion", lambda: cache.get(late.metadata.uid).released, 60)
+        assert watcher.healthy and watcher.lists == 1
     finally:
         watcher.stop()
+
+
+def test_exporter_process_watches_pods_without_the_kubernetes_client(
+        node: tuple[Path, FakePowercap, FakeCgroupTree, FakeProcStat]) -> None:
+    """The exporter in kube mode (--kubeconfig) against a real HTTP list/watch server: pod
+    labels arrive, a static pod is labelled through its mirror pod, and
+    source_up{source="pod-watch"} follows the API's availability."""
+    import json
+    import subprocess
+    import sys
+
+    from carbontrack.devcluster.exporter_process import SERVING, parse
+    from carbontrack.sim.fakeapiserver import FakeApiServer
+
+    root, pc, tree, _stat = node
+    static = "6f1c2b9e0d8a4c7f9e3b5a1d2c4e6f80"
+    tree.add_pod(static, "burstable", {"etcd": (0.1, 0)})
+
+    def api_pod(cgroup_uid: str, name: str, **md: Any) -> dict[str, Any]:
+        ctrs = tree.pods[cgroup_uid].containers.values()
+        return {"metadata": {"uid": cgroup_uid, "namespace": "ml", "name": name, **md},
+                "spec": {"nodeName": "node-1", "containers": [
+                    {"name": c.name} for c in ctrs if c.name != "POD"]},
+                "status": {"phase": "Running", "containerStatuses": [
+                    {"name": c.name, "containerID": f"containerd://{c.id}"}
+                    for c in ctrs if c.name != "POD"]}}
+
+    with FakeApiServer() as api:
+        api.add(api_pod(A, "train-x"))
+        api.add(api_pod(static, "etcd-node-1", uid="0b7f8c1e-2d3a-4b5c-8d9e-0f1a2b3c4d5e",
+                        annotations={"kubernetes.io/config.mirror": static}))
+        cfg = root / "kubeconfig.json"
+        cfg.write_text(json.dumps({
+            "current-context": "c",
+            "contexts": [{"name": "c", "context": {"cluster": "k"}}],
+            "clusters": [{"name": "k", "cluster": {"server": api.url}}]}))
+        log = (root / "exporter.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "carbontrack", "exporter", "--node-name", "node-1",
+             "--sysfs", str(root / "sys"), "--procfs", str(root / "proc"),
+             "--state-dir", str(root / "state"), "--listen", "127.0.0.1:0",
+             "--kubeconfig", str(cfg), "--zone", "DE", "--interval", "0.2"],
+            stderr=subprocess.PIPE, stdout=log)
+        try:
+            assert proc.stderr is not None
+            port = None
+            for raw in proc.stderr:
+                log.write(raw)
+                m = SERVING.search(raw)
+                if m:
+                    port = int(m.group(1))
+                    break
+            assert port is not None, "exporter exited before serving"
+
+            def scrape() -> dict[str, list[tuple[dict[str, str], float]]]:
+                import urllib.request
+
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                    return parse(r.read().decode())
+
+            def pods_labelled() -> set[tuple[str, str, str]]:
+                return {(lb["pod_uid"], lb["pod"], lb["container"]) for lb, _ in
+                        scrape().get("carbontrack_container_energy_joules_total", [])}
+
+            def watch_up() -> float | None:
+                return next((v for lb, v in scrape().get("carbontrack_source_up", [])
+                             if lb["source"] == "pod-watch"), None)
+
+            for _ in range(20):
+                tree.advance_cpu(A, "train", 1.0)
+                tree.advance_cpu(static, "etcd", 0.5)
+                tree.advance_system(0.5)
+                pc.advance(pc.package_zone(0), 100.0)
+                if {(A, "train-x", "train"), (static, "etcd-node-1", "etcd")} <= pods_labelled():
+                    break
+                time.sleep(0.3)
+            assert {(A, "train-x", "train"), (static, "etcd-node-1", "etcd")} <= pods_labelled()
+            assert watch_up() == 1.0
+            api.fail_next(10_000, 503)  # the API server answers 503 from now on
+            api.close_watches()
+            deadline = time.monotonic() + 30
+            while watch_up() != 0.0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert watch_up() == 0.0
+            api.clear_failures()
+            deadline = time.monotonic() + 60  # the backoff's first delays are 0.5-4 s
+            while watch_up() != 1.0 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert watch_up() == 1.0
+        finally:
+            proc.terminate()
+            assert proc.wait(timeout=30) == 0
+            log.close()

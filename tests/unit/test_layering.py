@@ -87,3 +87,24 @@ def test_layer_check_detects_a_violation(tmp_path: Path) -> None:
         assert _owner(next(iter(_imports(bad, "carbontrack.core")))) == "carbontrack.exporter"
     finally:
         bad.unlink()
+
+
+def _kubernetes_modules_after_import(modules: list[str]) -> list[str]:
+    import subprocess
+    import sys
+
+    code = ("import importlib, sys\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules} & {'kubernetes'})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def test_the_exporter_never_imports_the_kubernetes_client() -> None:
+    """The exporter watches pods with its own stdlib client: the `kubernetes` package costs
+    the exporter pod ~46 MiB by its import alone (docs/performance/exporter-memory.md)."""
+    exporter = [f"carbontrack.exporter.{p.stem}" for p in (REPO / "exporter").glob("*.py")
+                if p.stem != "__init__"]
+    assert _kubernetes_modules_after_import(exporter) == []
+    # the check can fail: the operator does import it
+    assert _kubernetes_modules_after_import(["carbontrack.operator.kube"]) == ["kubernetes"]

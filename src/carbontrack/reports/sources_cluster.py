@@ -336,7 +336,7 @@ class ClusterSource:
     PAGE = 200
 
     def __init__(self, api_client: Any, keys: IdentityKeys, progress: Progress | None = None):
-        from kubernetes import client  # the [exporter]/[operator] extra; imported when used
+        from kubernetes import client  # the [operator] extra; imported when used
 
         self._batch = client.BatchV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
