@@ -10,7 +10,7 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from carbontrack import __version__
@@ -57,6 +57,7 @@ class Accounting:
     pods: int = 0
     uncertainty: float = 0.0
     no_data_reason: str | None = None
+    queries: dict[str, str] = field(default_factory=dict)  # the PromQL used, for the record
 
     @property
     def no_data(self) -> bool:
@@ -256,9 +257,10 @@ class Accountant:
         # predate the Job's recorded startTime by up to a scrape.
         start = job.lifetime_start - timedelta(seconds=self._settings.scrape_interval_s)
         window_s = (now - start).total_seconds()
-        energy = await self._prom.query(promql.job_totals(promql.ENERGY, job.uid, window_s), now)
+        queries = {"energy": promql.job_totals(promql.ENERGY, job.uid, window_s)}
+        energy = await self._prom.query(queries["energy"], now)
         if not energy:
-            return await self._no_data(job, start, now)
+            return replace(await self._no_data(job, start, now), queries=queries)
         nodes = sorted({s.labels.get("node", "") for s in energy})
         fresh = await self._prom.query(promql.node_freshness(nodes), now)
         scraped = {s.labels.get("node", ""): s.value for s in fresh}
@@ -269,11 +271,18 @@ class Accountant:
                 f"node(s) {', '.join(stale)} not scraped since the Job finished",
                 self._settings.scrape_interval_s / 2,
             )
-        co2e = await self._prom.query(promql.job_totals(promql.CO2E, job.uid, window_s), now)
-        pue = await self._prom.query(promql.node_pue(nodes, window_s), now)
-        intensity = await self._prom.query(promql.node_intensity(nodes, window_s), now)
-        pods = await self._prom.query(promql.job_pods(job.uid, window_s), now)
-        return build_accounting(job, job.lifetime_start, now, energy, co2e, pue, intensity, pods)
+        queries.update({
+            "co2e": promql.job_totals(promql.CO2E, job.uid, window_s),
+            "pue": promql.node_pue(nodes, window_s),
+            "intensity": promql.node_intensity(nodes, window_s),
+            "pods": promql.job_pods(job.uid, window_s),
+        })
+        co2e = await self._prom.query(queries["co2e"], now)
+        pue = await self._prom.query(queries["pue"], now)
+        intensity = await self._prom.query(queries["intensity"], now)
+        pods = await self._prom.query(queries["pods"], now)
+        accounting = build_accounting(job, job.lifetime_start, now, energy, co2e, pue, intensity, pods)
+        return replace(accounting, queries=queries)
 
     async def _no_data(self, job: JobFacts, start: datetime, now: datetime) -> Accounting:
         assert job.finished_at is not None

@@ -40,13 +40,13 @@ class BudgetView:
             and self.spec.selector.matches(job.labels)
         )
 
+    @property
+    def holding(self) -> bool:
+        """Exceeded with action Suspend: new Jobs it counts are held."""
+        return self.spec is not None and self.spec.action == "Suspend" and self.exceeded
+
     def blocks(self, job: JobFacts) -> bool:
-        return (
-            self.spec is not None
-            and self.spec.action == "Suspend"
-            and self.exceeded
-            and self.selects(job)
-        )
+        return self.holding and self.selects(job)
 
 
 def to_suspend(job: JobFacts, budgets: Iterable[BudgetView]) -> BudgetView | None:
@@ -61,8 +61,11 @@ def to_suspend(job: JobFacts, budgets: Iterable[BudgetView]) -> BudgetView | Non
     return None
 
 
-def to_resume(job: JobFacts, budgets: Iterable[BudgetView]) -> bool:
-    """True when a Job the operator suspended is no longer blocked by any budget."""
+def to_resume(job: JobFacts, budgets: Iterable[BudgetView], members: Iterable[str] = ()) -> bool:
+    """True when a held Job is no longer blocked by any budget: neither one selecting it
+    now, nor one it belonged to (``members``, the budget that held it among them), so
+    relabelling a held Job does not release it."""
     if SUSPENDED_BY not in job.annotations or not job.suspended or job.finished:
         return False
-    return not any(b.blocks(job) for b in budgets)
+    keys = {*members, job.annotations[SUSPENDED_BY]}
+    return not any(b.blocks(job) or (b.holding and b.key in keys) for b in budgets)

@@ -28,9 +28,17 @@ from carbontrack.core.errors import ConfigError, TemporaryError
 
 from . import promql
 from .accounting import Accountant, Accounting, NotReady
-from .budgets import compute_status, invalid_status, parse_spec
+from .budgets import BudgetSpec, compute_status, invalid_status, parse_spec
 from .enforcement import BudgetView, to_resume, to_suspend
-from .jobs import EXPECTED_DURATION, FINALIZER, SUSPENDED_BY, JobFacts, job_facts
+from .jobs import (
+    BUDGETS,
+    EXPECTED_DURATION,
+    FINALIZER,
+    SUSPENDED_BY,
+    USER_ANNOTATIONS,
+    JobFacts,
+    job_facts,
+)
 from .kube import Conflict, Gone, KubeApi
 from .ledger import Ledger, LedgerEntry, bucket_start
 from .mass import format_mass
@@ -39,12 +47,15 @@ from .mlflow_sync import MlflowJobLogger
 from .period import Window
 from .projection import parse_duration, project
 from .prometheus import PrometheusClient, QueryError
+from .record_store import RecordStore
+from .records import RecordEntry, build_entry
 from .settings import OperatorSettings
 from .timeutil import format_time, parse_time
 
 log = logging.getLogger(__name__)
 
 JOB_REF = {"kind": "Job", "apiVersion": "batch/v1"}
+RECORD_REF = {"kind": "CarbonRecord", "apiVersion": "carbontrack.io/v1alpha1"}
 BUDGET_REF = {"kind": "CarbonBudget", "apiVersion": "carbontrack.io/v1alpha1"}
 
 
@@ -86,6 +97,11 @@ class Operator:
         # (Kubernetes >= 1.36), so a Job suspended after running and then deleted would look
         # never-run; this remembers that it ran (not across operator restarts)
         self._ran: set[str] = set()
+        # The operator's own record of accounted Jobs: the only accounting state it trusts
+        # (carbontrack.io/ annotations on a Job are a copy anyone with `edit` could forge).
+        self.records = RecordStore(kube, on_malformed=self._report_malformed_record)
+        # Job UID -> budgets that selected it while it ran (relabelling does not escape them)
+        self._members: dict[str, set[str]] = {}
 
     # ---------------------------------------------------------------- Job events
     async def on_job_event(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -93,18 +109,26 @@ class Operator:
             return
         facts = job_facts(body)
         ran = facts.ever_ran or facts.uid in self._ran
+        # Annotations saying "accounted" are only a claim (a namespace user can write them):
+        # the operator's record decides. Unfinished Jobs are never accounted, whatever they say.
+        recorded = await self._recorded(facts) if facts.accounted and facts.finished else None
         if event_type == "DELETED":
             self.jobs.pop(facts.uid, None)
             self._ran.discard(facts.uid)
             # Deleted before the finalizer went on (or finalizers are off): account from
-            # the last state seen; the ledger and the Event still record it.
-            if facts.finished and not facts.accounted and (facts.outcome != "Deleted" or ran):
+            # the last state seen; the record, the ledger and the Event still record it.
+            if facts.finished and recorded is None and (facts.outcome != "Deleted" or ran):
                 self._submit(facts)
+            else:
+                self._members.pop(facts.uid, None)
             return
-        if facts.accounted:
+        if recorded is not None:
             self._seal(facts.uid)
             self._ran.discard(facts.uid)
             self.jobs.pop(facts.uid, None)
+            self._members.pop(facts.uid, None)
+            if _copy_differs(facts, recorded):
+                await self._restore_copy(facts, recorded)
             if FINALIZER in facts.finalizers:
                 await self._remove_finalizer(facts, body)
             return
@@ -113,6 +137,7 @@ class Operator:
             # finalizer must not hold the deletion (the Job controller leaves deleted Jobs
             # alone, so it would never finish).
             self.jobs.pop(facts.uid, None)
+            self._members.pop(facts.uid, None)
             if FINALIZER in facts.finalizers:
                 await self._remove_finalizer(facts, body)
             return
@@ -124,8 +149,51 @@ class Operator:
             return
         if self.settings.finalizer and FINALIZER not in facts.finalizers and not facts.deleting:
             await self._add_finalizer(facts, body)
+        await self._remember_budgets(facts)
         if self.settings.enforcement:
             await self._enforce(facts)
+
+    async def _recorded(self, facts: JobFacts) -> RecordEntry | None:
+        assert facts.finished_at is not None
+        try:
+            return await self.records.find(facts.namespace, facts.uid, facts.finished_at)
+        except (TemporaryError, ConfigError) as err:
+            # unknown: treat as unrecorded; accounting finds the record (or writes it) and
+            # never adds a UID twice
+            log.info("record of Job %s/%s not readable yet: %s", facts.namespace, facts.name, err)
+            return None
+
+    def _budgets_of(self, job: JobFacts) -> set[str]:
+        """Budgets that count this Job: those selecting it now, those that selected it while
+        it ran (memory, and the operator's annotation for restarts), same namespace only."""
+        own = f"{job.namespace}/"
+        keys = {b.key for b in self.budgets.values() if b.selects(job)}
+        keys |= self._members.get(job.uid, set())
+        keys |= {k for k in job.remembered_budgets if k.startswith(own)}
+        return keys
+
+    async def _remember_budgets(self, job: JobFacts) -> None:
+        """Note which budgets select a running Job, so that relabelling it later does not
+        take it out of them (written to the operator-owned BUDGETS annotation: restarts)."""
+        keys = self._budgets_of(job)
+        self._members[job.uid] = keys
+        if keys <= job.remembered_budgets:
+            return
+        try:
+            await self.kube.patch_job(job.namespace, job.name, job.uid,
+                                      {"metadata": {"annotations": {BUDGETS: ",".join(sorted(keys))}}})
+        except (Gone, Conflict, TemporaryError) as err:
+            log.info("budget membership not written to Job %s/%s yet: %s", job.namespace, job.name, err)
+
+    async def _restore_copy(self, facts: JobFacts, recorded: RecordEntry) -> None:
+        """Someone changed the operator's annotations after accounting (possible where the
+        admission policy is not installed): put the record's values back."""
+        log.warning("Job %s/%s: carbontrack.io annotations differ from the operator's record; "
+                    "restoring them", facts.namespace, facts.name)
+        self.metrics.accounting_failures.labels(reason="forged_annotations").inc()
+        with contextlib.suppress(Gone, Conflict, TemporaryError):
+            await self.kube.patch_job(facts.namespace, facts.name, facts.uid,
+                                      {"metadata": {"annotations": dict(recorded.annotations)}})
 
     async def _add_finalizer(self, facts: JobFacts, body: dict[str, Any]) -> None:
         finalizers = [*facts.finalizers, FINALIZER]
@@ -178,8 +246,12 @@ class Operator:
                     return
                 try:
                     async with self._semaphore:
-                        accounting = await self.accountant.account(facts)
-                        await self._apply(accounting)
+                        assert facts.finished_at is not None
+                        stored = await self.records.find(facts.namespace, uid, facts.finished_at)
+                        if stored is not None:  # recorded before a crash or restart: finish it
+                            await self._apply_record(facts, stored, None)
+                        else:
+                            await self._apply(await self.accountant.account(facts))
                     return
                 except NotReady as wait:
                     if wait.exact:
@@ -219,18 +291,41 @@ class Operator:
 
     async def _apply(self, acc: Accounting) -> None:
         job = acc.job
-        now = self.clock()
+        stored = await self._record(acc, self.clock())
+        await self._apply_record(job, stored, acc)
+
+    async def _record(self, acc: Accounting, now: datetime) -> RecordEntry:
+        """Write the operator's record first: it is the durable truth the budgets, the Job's
+        annotations and the reports are derived from (the stored entry wins on a retry)."""
+        job = acc.job
         assert job.finished_at is not None
-        entry = LedgerEntry(job.uid, job.name, job.finished_at, now, acc.co2e_grams, acc.energy_kwh)
+        data = build_entry(
+            uid=job.uid, namespace=job.namespace, name=job.name, kind="Job",
+            outcome=job.outcome or "", started_at=job.lifetime_start,
+            finished_at=job.finished_at, accounted_at=now,
+            co2e_grams=acc.co2e_grams, energy_kwh=acc.energy_kwh, labels=job.labels,
+            budgets=frozenset(self._budgets_of(job)), annotations=acc.annotations(now),
+            inputs={k: v for k, v in job.annotations.items() if k in USER_ANNOTATIONS},
+            template=job.template, parallelism=job.parallelism, queries=acc.queries,
+        )
+        return await self.records.add(job.namespace, job.uid, job.finished_at, data)
+
+    async def _apply_record(self, job: JobFacts, stored: RecordEntry, acc: Accounting | None) -> None:
+        """Budgets, then the Job's annotations (a copy of the record), then the finalizer."""
+        entry = LedgerEntry(job.uid, job.name, stored.finished_at, stored.accounted_at,
+                            stored.co2e_grams, stored.energy_kwh)
         for budget in list(self.budgets.values()):
-            if budget.selects(job):
+            if budget.key in stored.budgets or budget.selects(job):
                 await self._commit_entry(budget, entry, job)
         patched: dict[str, Any] | None = None
-        # Gone: deleted without our finalizer; the ledger and the Event keep the record.
+        # Gone: deleted without our finalizer; the record, ledger and Event keep it.
         with contextlib.suppress(Gone):
             patched = await self.kube.patch_job(job.namespace, job.name, job.uid,
-                                                {"metadata": {"annotations": acc.annotations(now)}})
-        await self._post_job_event(job, acc)
+                                                {"metadata": {"annotations": dict(stored.annotations)}})
+        summary = _summary(acc) if acc is not None else _record_summary(stored)
+        no_data = stored.co2e_grams is None
+        await self.kube.post_event(self._job_ref(job), "CarbonNoData" if no_data else "CarbonAccounted",
+                                   summary, warning=no_data, now=self.clock())
         if patched is not None:
             self._seal(job.uid)
             if self.job_logger is not None:  # after the annotations: it logs what they say
@@ -238,18 +333,28 @@ class Operator:
             await self._remove_finalizer(job, patched)  # the patch answer has the resourceVersion
         self.jobs.pop(job.uid, None)
         self._ran.discard(job.uid)
-        self.metrics.jobs_accounted.labels(result="no_data" if acc.no_data else "ok").inc()
-        self.metrics.accounting_latency.observe(max((now - job.finished_at).total_seconds(), 0.0))
-        log.info("accounted Job %s/%s: %s", job.namespace, job.name, _summary(acc))
+        self._members.pop(job.uid, None)
+        self.metrics.jobs_accounted.labels(result="no_data" if no_data else "ok").inc()
+        assert job.finished_at is not None
+        self.metrics.accounting_latency.observe(
+            max((stored.accounted_at - job.finished_at).total_seconds(), 0.0))
+        log.info("accounted Job %s/%s: %s", job.namespace, job.name, summary)
 
-    async def _post_job_event(self, job: JobFacts, acc: Accounting) -> None:
-        await self.kube.post_event(
-            self._job_ref(job),
-            "CarbonAccounted" if not acc.no_data else "CarbonNoData",
-            _summary(acc),
-            warning=acc.no_data,
-            now=self.clock(),
-        )
+    async def _report_malformed_record(self, namespace: str, name: str,
+                                       errors: list[ConfigError]) -> None:
+        """A hand-edited record entry is never counted and never crashes the operator: say
+        once (until the set of bad entries changes) which entry is wrong."""
+        key = f"record:{namespace}/{name}"
+        messages = tuple(sorted(str(e) for e in errors))
+        if self._malformed_reported.get(key, ()) == messages:
+            return
+        self._malformed_reported[key] = messages
+        for message in messages:
+            self.metrics.accounting_failures.labels(reason="malformed_record").inc()
+            log.error("CarbonRecord %s/%s: %s", namespace, name, message)
+            await self.kube.post_event({**RECORD_REF, "name": name, "namespace": namespace, "uid": ""},
+                                       "MalformedRecordEntry", f"{message}; it is not counted",
+                                       True, self.clock())
 
     @staticmethod
     def _job_ref(job: JobFacts) -> dict[str, str]:
@@ -386,9 +491,13 @@ class Operator:
             before, malformed = Ledger.from_status_lenient(status.get("ledger"), status.get("ledgerFolded"))
             await self._report_malformed(namespace, name, obj, malformed, now)
             new = [(e, j) for e, j, _ in batch if e.uid not in before]
-            ledger = before.merge(e for e, _ in new)
-            added = {e.uid: e.to_dict() for e, _ in new}
+            generation = obj["metadata"].get("generation")
+            earlier = [] if status.get("observedGeneration") == generation else \
+                await self._earlier_in_period(namespace, name, spec, before, now)
+            ledger = before.merge([*(e for e, _ in new), *earlier])
+            added = {e.uid: e.to_dict() for e in [*earlier, *(e for e, _ in new)]}
             update = compute_status(spec, ledger, status, now)
+            update.status["observedGeneration"] = generation
             # folding moves entries into buckets of the same window: totals do not change
             fold = ledger.fold(self._foldable(update.window, ledger)) if update.window else None
             if fold is not None and not fold.ledger_patch:
@@ -438,6 +547,25 @@ class Operator:
                     )
         return update
 
+    async def _earlier_in_period(self, namespace: str, name: str, spec: BudgetSpec,
+                                 before: Ledger, now: datetime) -> list[LedgerEntry]:
+        """A budget created or edited mid-period counts the Jobs already accounted in its
+        period that it selects (by their labels when accounted, or their recorded
+        membership), from the operator's records; entries it has are left as they are."""
+        window = spec.period.window(now)
+        key = f"{namespace}/{name}"
+        out = []
+        async for rec in self.records.entries_between(namespace, window.start, window.end):
+            if rec.uid in before:
+                continue
+            if key in rec.budgets or spec.selector.matches(rec.labels):
+                out.append(LedgerEntry(rec.uid, rec.name, rec.finished_at, rec.accounted_at,
+                                       rec.co2e_grams, rec.energy_kwh))
+        if out:
+            log.info("CarbonBudget %s: %d Jobs accounted earlier in %s counted", key, len(out),
+                     window.name)
+        return out
+
     async def _report_malformed(self, namespace: str, name: str, obj: dict[str, Any],
                                 errors: list[ConfigError], now: datetime) -> None:
         """A malformed ledger entry cannot be fixed by retrying: count the valid ones, and
@@ -461,7 +589,7 @@ class Operator:
         blocker = to_suspend(facts, budgets)
         if blocker is not None:
             await self._suspend(facts, blocker)
-        elif to_resume(facts, budgets):
+        elif to_resume(facts, budgets, self._budgets_of(facts)):
             await self._resume(facts)
 
     async def _suspend(self, job: JobFacts, budget: BudgetView) -> None:
@@ -503,7 +631,7 @@ class Operator:
             return
         budgets = list(self.budgets.values())
         for job in list(self.jobs.values()):
-            if to_resume(job, budgets):
+            if to_resume(job, budgets, self._budgets_of(job)):
                 await self._resume(job)
                 self.jobs[job.uid] = _unsuspended(job)
 
@@ -592,6 +720,19 @@ def _unsuspended(job: JobFacts) -> JobFacts:
 
     annotations = {k: v for k, v in job.annotations.items() if k != SUSPENDED_BY}
     return replace(job, suspended=False, annotations=annotations)
+
+
+def _copy_differs(facts: JobFacts, recorded: RecordEntry) -> bool:
+    return any(facts.annotations.get(k) != v for k, v in recorded.annotations.items())
+
+
+def _record_summary(entry: RecordEntry) -> str:
+    if entry.co2e_grams is None:
+        return "no energy data (from the operator's record)"
+    annotations = entry.annotations
+    return (f"{format_mass(entry.co2e_grams)} CO2e, {entry.energy_kwh or 0.0:.4g} kWh "
+            f"({annotations.get('carbontrack.io/method', 'unknown')}) in "
+            f"{annotations.get('carbontrack.io/grid-zone', 'unknown zone')} (from the operator's record)")
 
 
 def _summary(acc: Accounting) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +20,28 @@ REPORT = "carbontrack.io/report"
 SUSPENDED_BY = "carbontrack.io/suspended-by"
 EXPECTED_DURATION = "carbontrack.io/expected-duration"
 FINALIZER = "carbontrack.io/accounting"
+# The budgets (namespace/name) that selected a Job while it ran, written by the operator when
+# it first sees the Job: relabelling the Job later does not take it out of them.
+BUDGETS = "carbontrack.io/budgets"
 GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu")
+# carbontrack.io/ annotations that users write as inputs (identity, projection, sync marks).
+# Every other carbontrack.io/ key is the operator's: the admission policy rejects anyone else
+# setting or changing it, and the operator never trusts its value (the record is the truth).
+USER_ANNOTATIONS = frozenset({
+    EXPECTED_DURATION,
+    "carbontrack.io/mlflow-run-id",
+    "carbontrack.io/wandb-run-id",
+    "carbontrack.io/functional-unit",
+    "carbontrack.io/functional-units",
+    "carbontrack.io/run-kind",
+    "carbontrack.io/mlflow-logged-at",
+    "carbontrack.io/wandb-logged-at",
+})
+
+
+def operator_owned(key: str) -> bool:
+    """True for the carbontrack.io/ annotation keys only the operator may write."""
+    return key.startswith(ANNOTATION_PREFIX) and key not in USER_ANNOTATIONS
 
 
 @dataclass(frozen=True)
@@ -43,6 +64,16 @@ class JobFacts:
     active: int
     gpus_per_pod: int
     failed: int = 0
+    # What a report line needs from the pod template (node selector, container resources):
+    # copied into the operator's record so the line survives the Job's deletion.
+    template: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def remembered_budgets(self) -> frozenset[str]:
+        """Budget keys in the operator's membership annotation (a hint only: the operator
+        adds what it knows itself; see handlers)."""
+        raw = self.annotations.get(BUDGETS, "")
+        return frozenset(k for k in raw.split(",") if k.count("/") == 1)
 
     @property
     def ever_ran(self) -> bool:
@@ -112,6 +143,11 @@ def job_facts(job: Mapping[str, Any]) -> JobFacts:
             if resource in limits:
                 gpus += int(str(limits[resource]))
     completions = spec.get("completions")
+    pod_spec = (spec.get("template") or {}).get("spec") or {}
+    summary: dict[str, Any] = {
+        "nodeSelector": dict(pod_spec.get("nodeSelector") or {}),
+        "containers": [{"resources": dict(c.get("resources") or {})} for c in template],
+    }
     return JobFacts(
         uid=str(meta["uid"]),
         namespace=str(meta.get("namespace", "")),
@@ -135,4 +171,5 @@ def job_facts(job: Mapping[str, Any]) -> JobFacts:
         active=int(status.get("active") or 0),
         gpus_per_pod=gpus,
         failed=int(status.get("failed") or 0),
+        template=summary,
     )

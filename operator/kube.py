@@ -22,6 +22,7 @@ from carbontrack.core.errors import TemporaryError
 log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "carbontrack.io", "v1alpha1", "carbonbudgets"
+RECORDS = "carbonrecords"
 COMPONENT = "carbontrack-operator"
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -151,6 +152,42 @@ class KubeApi:
         except (Gone, TemporaryError) as err:  # Events are best effort: the status is the record
             log.warning("could not post Event %s on %s/%s: %s", reason, namespace,
                         involved["name"], err)
+
+    # ------------------------------------------------------------ CarbonRecords
+    async def get_record(self, namespace: str, name: str) -> dict[str, Any]:
+        return dict(await self._call(
+            f"CarbonRecord {namespace}/{name}", self._custom.get_namespaced_custom_object,
+            GROUP, VERSION, namespace, RECORDS, name))
+
+    async def create_record(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """409 (another writer created it first) -> Conflict: re-read and merge."""
+        namespace = str(body["metadata"]["namespace"])
+        return dict(await self._call(
+            f"CarbonRecord {namespace}/{body['metadata']['name']}",
+            self._custom.create_namespaced_custom_object, GROUP, VERSION, namespace, RECORDS,
+            dict(body)))
+
+    async def add_record_entries(
+        self, namespace: str, name: str, entries: Mapping[str, Any], resource_version: str
+    ) -> dict[str, Any]:
+        """Merge new entries in, conditional on resourceVersion (409 -> Conflict)."""
+        body = {"metadata": {"resourceVersion": resource_version},
+                "spec": {"entries": dict(entries)}}
+        return dict(await self._call(
+            f"CarbonRecord {namespace}/{name}", self._custom.patch_namespaced_custom_object,
+            GROUP, VERSION, namespace, RECORDS, name, body, _content_type=MERGE_PATCH))
+
+    async def list_records(
+        self, namespace: str, label_selector: str, limit: int, token: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of CarbonRecords and the continue token (None at the end)."""
+        kwargs: dict[str, Any] = {"label_selector": label_selector, "limit": limit}
+        if token:
+            kwargs["_continue"] = token
+        page = await self._call(f"CarbonRecords in {namespace}",
+                                self._custom.list_namespaced_custom_object,
+                                GROUP, VERSION, namespace, RECORDS, **kwargs)
+        return list(page.get("items") or []), (page.get("metadata") or {}).get("continue") or None
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

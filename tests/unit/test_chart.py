@@ -206,8 +206,10 @@ def test_exporter_only_scenario_is_non_root_without_rapl() -> None:
     docs = helm_template(values=[CHART / "ci" / "exporter-only-values.yaml"])
     assert sorted(d["kind"] for d in docs) == [
         "ClusterRole", "ClusterRoleBinding",
-        # crds/ is installed whatever the values: CarbonBudget and kopf's two peering CRDs
+        # crds/ is installed whatever the values: CarbonBudget, CarbonRecord and kopf's two
+        # peering CRDs
         "CustomResourceDefinition", "CustomResourceDefinition", "CustomResourceDefinition",
+        "CustomResourceDefinition",
         "DaemonSet", "Service", "ServiceAccount"]
     ds = one(docs, "DaemonSet", "exporter")
     c = container(ds)
@@ -222,6 +224,8 @@ EXPECTED_OPERATOR_RULES = [
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": ["carbontrack.io"], "resources": ["carbonbudgets"], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": ["carbontrack.io"], "resources": ["carbonbudgets/status"], "verbs": ["get", "patch"]},
+    {"apiGroups": ["carbontrack.io"], "resources": ["carbonrecords"],
+     "verbs": ["get", "list", "watch", "create", "patch"]},
     {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
 ]
 
@@ -253,14 +257,67 @@ def test_cluster_peering_adds_only_peering_rights_and_object() -> None:
 @pytest.mark.parametrize("values", SCENARIOS, ids=lambda p: p.stem)
 def test_no_role_grants_secrets_deployments_or_wildcards(values: Path) -> None:
     docs = helm_template(values=[values])
-    for role in by_kind(docs, "ClusterRole") + by_kind(docs, "Role"):
+    # the components' own roles; the budget-manager role is for people (tested below)
+    roles = [r for r in by_kind(docs, "ClusterRole") + by_kind(docs, "Role")
+             if not r["metadata"]["name"].endswith("-budget-manager")]
+    for role in roles:
         for rule in role["rules"]:
             assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
             assert "secrets" not in rule["resources"], role["metadata"]["name"]
             assert "deployments" not in rule["resources"], role["metadata"]["name"]
+            # create only Events and the operator's append-only records; never delete/update
+            creatable = rule["resources"] in (["events"], ["carbonrecords"])
             assert not {"create", "delete", "deletecollection", "update", "escalate", "bind", "impersonate"} & (
-                set(rule["verbs"]) - ({"create"} if rule["resources"] == ["events"] else set())
+                set(rule["verbs"]) - ({"create"} if creatable else set())
             ), rule
+
+
+def test_user_roles_let_namespace_users_read_but_not_write_accounting_state(default: list[Doc]) -> None:
+    roles = {r["metadata"]["name"].rsplit("-", 1)[-1]: r for r in by_kind(default, "ClusterRole")
+             if r["metadata"]["name"].endswith(("-view", "-manager"))}
+    view = roles["view"]
+    assert {k for k, v in view["metadata"]["labels"].items() if v == "true"} >= {
+        "rbac.authorization.k8s.io/aggregate-to-view", "rbac.authorization.k8s.io/aggregate-to-edit",
+        "rbac.authorization.k8s.io/aggregate-to-admin"}
+    assert view["rules"] == [{"apiGroups": ["carbontrack.io"],
+                              "resources": ["carbonbudgets", "carbonbudgets/status", "carbonrecords"],
+                              "verbs": ["get", "list", "watch"]}]
+    manager = roles["manager"]
+    assert not any(k.startswith("rbac.authorization.k8s.io/aggregate-to") for k in manager["metadata"]["labels"])
+    assert manager["rules"] == [{"apiGroups": ["carbontrack.io"], "resources": ["carbonbudgets"],
+                                 "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}]
+    admin = helm_template(set_json=["userRbac.budgetsEditableByAdmin=true"])
+    manager = one(admin, "ClusterRole", "-budget-manager")
+    assert manager["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+
+
+def test_admission_policies_exempt_only_the_operator_and_list_the_user_keys(default: list[Doc]) -> None:
+    from carbontrack.operator.jobs import USER_ANNOTATIONS
+
+    vap = one(default, "ValidatingAdmissionPolicy", "job-integrity")
+    dep = one(default, "Deployment", "operator")
+    sa = dep["spec"]["template"]["spec"]["serviceAccountName"]
+    user = f"system:serviceaccount:{dep['metadata']['namespace']}:{sa}"
+    assert vap["spec"]["matchConditions"] == [
+        {"name": "not-the-operator", "expression": f"request.userInfo.username != '{user}'"}]
+    keys = next(v["expression"] for v in vap["spec"]["variables"] if v["name"] == "userKeys")
+    assert sorted(json.loads(keys)) == sorted(USER_ANNOTATIONS)
+    binding = one(default, "ValidatingAdmissionPolicyBinding", "job-integrity")
+    assert binding["spec"]["policyName"] == vap["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    mutating = one(default, "MutatingAdmissionPolicy", "hold-over-budget")
+    assert mutating["spec"]["paramKind"] == {"apiVersion": "carbontrack.io/v1alpha1", "kind": "CarbonBudget"}
+    assert mutating["spec"]["matchConstraints"]["resourceRules"][0]["operations"] == ["CREATE"]
+    mbinding = one(default, "MutatingAdmissionPolicyBinding", "hold-over-budget")
+    assert mbinding["spec"]["paramRef"] == {"selector": {}, "parameterNotFoundAction": "Allow"}
+    # off for clusters older than 1.36 (mutating) / 1.30 (validating)
+    off = helm_template(set_json=["admissionPolicies.mutating=false", "admissionPolicies.validating=false"])
+    assert not [d for d in off if "AdmissionPolicy" in d["kind"]]
+    namespaced = helm_template(values=[CHART / "ci" / "namespaced-values.yaml"])
+    nb = one(namespaced, "ValidatingAdmissionPolicyBinding", "job-integrity")
+    watched = yaml.safe_load((CHART / "ci" / "namespaced-values.yaml").read_text())
+    assert nb["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"] == \
+        watched["operator"]["watchNamespaces"]
 
 
 def test_operator_pod_meets_restricted_pod_security(default: list[Doc]) -> None:

@@ -97,3 +97,15 @@ def test_projection_from_completions() -> None:
 @pytest.mark.parametrize(("completions", "succeeded"), [(None, 0), (1, 0), (10, 0)])
 def test_no_projection_without_a_basis(completions: int | None, succeeded: int) -> None:
     assert project(10.0, 60, None, completions, succeeded) is None
+
+
+def test_relabelling_a_held_job_does_not_release_it() -> None:
+    held = job(LATER, suspended=True, annotations={SUSPENDED_BY: "ml/nlp-budget"},
+               labels={"team": "escaped"})
+    # the budget no longer selects it by labels, but it held the Job: still held
+    assert not to_resume(held, [budget()])
+    # a budget it belonged to while running (membership) holds it too
+    other = replace(budget(), name="team-budget")
+    assert not to_resume(held, [other], members={"ml/team-budget"})
+    assert to_resume(held, [other])  # neither selected nor a member: free to go
+    assert to_resume(held, [budget(exceeded=False)], members={"ml/nlp-budget"})
