@@ -25,6 +25,7 @@ from typing import Any
 import kopf
 
 from carbontrack.core.errors import ConfigError, TemporaryError
+from carbontrack.core.records import RecordEntry, build_entry
 
 from . import promql
 from .accounting import Accountant, Accounting, NotReady
@@ -48,7 +49,6 @@ from .period import Window
 from .projection import parse_duration, project
 from .prometheus import PrometheusClient, QueryError
 from .record_store import RecordStore
-from .records import RecordEntry, build_entry
 from .settings import OperatorSettings
 from .timeutil import format_time, parse_time
 

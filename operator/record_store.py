@@ -15,9 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from carbontrack.core.errors import ConfigError, TemporaryError
-
-from .kube import Conflict, Gone
-from .records import (
+from carbontrack.core.records import (
     MAX_OBJECT_BYTES,
     MONTH_LABEL,
     RECORD_LABEL,
@@ -31,6 +29,8 @@ from .records import (
     record_day,
     shard_of,
 )
+
+from .kube import Conflict, Gone
 
 log = logging.getLogger(__name__)
 

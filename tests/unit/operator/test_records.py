@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from carbontrack.operator.jobs import USER_ANNOTATIONS, job_facts, operator_owned
-from carbontrack.operator.records import (
+
+from carbontrack.core.errors import ConfigError
+from carbontrack.core.records import (
     MAX_OBJECT_BYTES,
     SHARDS,
     RecordEntry,
@@ -21,8 +23,6 @@ from carbontrack.operator.records import (
     record_day,
     shard_of,
 )
-
-from carbontrack.core.errors import ConfigError
 from carbontrack.reports.sources_cluster import IdentityKeys, job_to_line
 
 T0 = datetime(2026, 12, 31, 23, 30, tzinfo=timezone.utc)

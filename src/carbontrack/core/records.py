@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from carbontrack.core.errors import ConfigError
-
+from .errors import ConfigError
 from .timeutil import format_time, parse_time
 
 GROUP, VERSION, PLURAL, KIND = "carbontrack.io", "v1alpha1", "carbonrecords", "CarbonRecord"
