@@ -151,6 +151,9 @@ def test_exporter_host_mounts_read_only_except_state(default: list[Doc]) -> None
             "--pod-resources-dir=/var/lib/kubelet/pod-resources", "--idle-policy=reserved"} <= set(args)
     assert not any(a.startswith(("--zone", "--pue", "--provider", "--retention")) for a in args)
     assert mounts["host-sys"]["mountPath"] == "/host/sys"
+    # private propagation: containerd refuses HostToContainer from a private host /sys, and
+    # the exporter reads only mounts present at start (docs/helm.md)
+    assert not any("mountPropagation" in m for m in mounts.values())
     assert mounts["pod-resources"]["mountPath"] == "/var/lib/kubelet/pod-resources"
 
 
