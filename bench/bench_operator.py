@@ -116,8 +116,9 @@ def main(argv: list[str]) -> int:
         kubeconfig = Path(stack.cluster.kubeconfig)
         with api_client(kubeconfig) as api:
             ext = client.ApiextensionsV1Api(api)
-            crd = yaml.safe_load((REPO / "crds" / "carbonbudgets.carbontrack.io.yaml").read_text())
-            ext.create_custom_resource_definition(crd)
+            for name in ("carbonbudgets", "carbonrecords"):  # the operator's CRDs
+                crd = yaml.safe_load((REPO / "crds" / f"{name}.carbontrack.io.yaml").read_text())
+                ext.create_custom_resource_definition(crd)
             core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
             ns = "bench-operator"
             core.create_namespace({"metadata": {"name": ns}})

@@ -256,8 +256,9 @@ def main(argv: list[str]) -> int:
     try:
         kubeconfig = Path(stack.cluster.kubeconfig)
         with api_client(kubeconfig) as api:
-            crd = yaml.safe_load((REPO / "crds" / "carbonbudgets.carbontrack.io.yaml").read_text())
-            client.ApiextensionsV1Api(api).create_custom_resource_definition(crd)
+            for name in ("carbonbudgets", "carbonrecords"):  # the operator's CRDs
+                crd = yaml.safe_load((REPO / "crds" / f"{name}.carbontrack.io.yaml").read_text())
+                client.ApiextensionsV1Api(api).create_custom_resource_definition(crd)
             time.sleep(2)
             # throughput first, on an API server not yet holding the 10,000 suspended Jobs
             for n in sizes:

@@ -27,7 +27,8 @@ from prometheus_client import CollectorRegistry
 from carbontrack.devcluster.workloads import sim_job
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CRD_PATH = REPO_ROOT / "crds" / "carbonbudgets.carbontrack.io.yaml"
+CRD_PATHS = (REPO_ROOT / "crds" / "carbonbudgets.carbontrack.io.yaml",
+             REPO_ROOT / "crds" / "carbonrecords.carbontrack.io.yaml")
 GROUP, VERSION, PLURAL = "carbontrack.io", "v1alpha1", "carbonbudgets"
 
 # Fast settings for the local stack (scrape 1 s, exporter 0.5 s).
@@ -44,8 +45,13 @@ FAST = dict(
 
 
 def install_crd(api: client.ApiClient) -> None:
+    """The operator's CRDs (CarbonBudget, CarbonRecord), created or replaced, Established."""
+    for path in CRD_PATHS:
+        _install_one_crd(api, yaml.safe_load(path.read_text()))
+
+
+def _install_one_crd(api: client.ApiClient, body: dict[str, Any]) -> None:
     ext = client.ApiextensionsV1Api(api)
-    body = yaml.safe_load(CRD_PATH.read_text())
     try:
         ext.create_custom_resource_definition(body)
     except ApiException as err:
@@ -61,7 +67,7 @@ def install_crd(api: client.ApiClient) -> None:
                for c in (crd.status.conditions or [])):
             return
         time.sleep(0.2)
-    raise AssertionError("CarbonBudget CRD not Established after 30 s")
+    raise AssertionError(f"CRD {body['metadata']['name']} not Established after 30 s")
 
 
 @dataclass

@@ -224,14 +224,15 @@ def test_rbac_refusals_are_one_line_errors_or_visible_gaps(
     res = _cli("--cluster", "--kubeconfig", str(restricted), "-n", namespace, "-o", str(tmp_path / "a"))
     assert res.returncode == 2
     last = res.stderr.strip().splitlines()[-1]
-    assert last.startswith("carbontrack report: error: Kubernetes API refused to list Jobs (HTTP 403)")
-    assert "get/list on jobs.batch" in last
+    assert last.startswith("carbontrack report: error: Kubernetes API refused to list CarbonRecords (HTTP 403)")
+    assert "get/list on carbonrecords.carbontrack.io" in last
 
-    # Jobs readable, budgets and nodes not: the report is written and says what it lacks
+    # Records and Jobs readable, budgets and nodes not: the report is written and says what it lacks
     rbac = client.RbacAuthorizationV1Api(api_client)
     rbac.create_namespaced_role(namespace, {
         "metadata": {"name": "jobs-reader"},
-        "rules": [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list"]}]})
+        "rules": [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list"]},
+                  {"apiGroups": ["carbontrack.io"], "resources": ["carbonrecords"], "verbs": ["get", "list"]}]})
     rbac.create_namespaced_role_binding(namespace, {
         "metadata": {"name": "jobs-reader"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "jobs-reader"},

@@ -111,7 +111,7 @@ def gather(
         from .sources_cluster import ClusterSource
 
         cs = ClusterSource(api_client_factory(args.kubeconfig, args.context), keys, progress)
-        got, skip = cs.lines(args.namespace, args.selector)
+        got, skip = cs.lines(args.namespace, args.selector, since, until)
         lines += got
         skipped += skip
         budgets = cs.budgets(args.namespace)

@@ -278,6 +278,18 @@ def job_to_line(
     return line.validate()
 
 
+def _in_window(job: Mapping[str, Any], since: datetime | None, until: datetime | None) -> bool:
+    status = job.get("status") or {}
+    end_text = status.get("completionTime") or _failed_time(status)
+    if not end_text:
+        return False
+    try:
+        end = parse_time(str(end_text), "Job end")
+    except ConfigError:
+        return True  # shown as skipped: a person should look at it
+    return (since is None or end >= since) and (until is None or end < until)
+
+
 def _failed_time(status: Mapping[str, Any]) -> str | None:
     for cond in status.get("conditions") or []:
         if cond.get("type") == "Failed" and cond.get("status") == "True":
@@ -389,18 +401,25 @@ class ClusterSource:
         return {str(n.metadata.name): dict(n.metadata.labels or {}) for n in nodes if n.metadata}
 
     def lines(
-        self, namespaces: Sequence[str], selector: str
+        self, namespaces: Sequence[str], selector: str,
+        since: datetime | None = None, until: datetime | None = None,
     ) -> tuple[list[LineItem], list[Skipped]]:
-        jobs = list(self.jobs(namespaces, selector))
-        labels = self.node_labels() if jobs else {}
-        lines: list[LineItem] = []
-        skipped: list[Skipped] = []
-        for job in jobs:
-            got = job_to_line(job, self._keys, labels)
-            if isinstance(got, LineItem):
-                lines.append(got)
-            else:
-                skipped.append(got)
+        """Lines from the operator's CarbonRecords (the accounting of record: Jobs deleted by
+        TTL keep their line); live Jobs only add a Skipped note where their annotations claim
+        an accounting the operator never recorded (forged, or accounted before CarbonRecords existed)."""
+        from .sources_records import RecordSource
+
+        labels = self.node_labels()
+        lines, skipped, recorded = RecordSource(self._api_client, self._keys, self._progress).lines(
+            namespaces, selector, since, until, labels)
+        for job in self.jobs(namespaces, selector):
+            meta = job.get("metadata") or {}
+            ann = meta.get("annotations") or {}
+            if ANN_CO2E in ann and meta.get("uid") not in recorded and _in_window(job, since, until):
+                skipped.append(Skipped(
+                    str(meta.get("namespace", "")), str(meta.get("name", "")),
+                    "its carbontrack.io annotations claim an accounting the operator has no record of "
+                    "(forged, or accounted before CarbonRecords existed); not counted"))
         return lines, skipped
 
     def budgets(self, namespaces: Sequence[str]) -> list[Budget]:
