@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cpu_weight import CpuWeightMap, cores_from_shares
+
 # The pod UID as the kubelet names the pod's cgroup: an API pod's UUID (36 characters; the
 # systemd driver writes its dashes as underscores), or a static pod's, which the kubelet
 # derives from an MD5 of the manifest as 32 hex digits without dashes (pkg/kubelet/config
@@ -253,28 +255,36 @@ class CgroupReader:
         except ValueError:
             return None
 
-    def cpu_request_cores(self, c: ContainerCgroup) -> float | None:
-        """The CPU request the kubelet encoded in cpu.weight (v2) / cpu.shares (v1).
+    def cpu_weight(self, c: ContainerCgroup) -> int | None:
+        """The container's v2 ``cpu.weight`` (None on v1, or unreadable)."""
+        if self.version != 2:
+            return None
+        raw = _read_small(c.dir + b"/cpu.weight")
+        try:
+            return int(raw) if raw is not None else None
+        except ValueError:
+            return None
 
-        shares = request millicores * 1024 / 1000 (floor 2 = none); runc maps shares to
-        weight as 1 + (shares - 2) * 9999 // 262142; inverting that on v2 is within ~2 % for
-        requests of 0.25 core and up (exact on v1, and from the API).
+    def cpu_request_cores(self, c: ContainerCgroup, weights: CpuWeightMap | None = None) -> float | None:
+        """The CPU request the kubelet encoded in cpu.weight (v2) / cpu.shares (v1): a
+        fallback for when the pod spec is not available (exporter/cpu_weight.py).
+
+        v1 shares are the kubelet's own value (exact). A v2 weight went through the
+        runtime's shares->weight map, linear or quadratic by runtime version; ``weights``
+        says which (default: the quadratic map of runc>=1.3.2 / crun>=1.23).
         """
         if self.version == 2:
-            raw = _read_small(c.dir + b"/cpu.weight")
-            if raw is None:
+            weight = self.cpu_weight(c)
+            if weight is None:
                 return None
-            weight = int(raw)
-            if weight <= 1:
-                return 0.0  # the floor: besteffort pods and sandboxes request nothing
-            # runc floors, so a weight stands for a range of shares: take its middle
-            shares = 2 + (weight - 0.5) * 262142 / 9999
-        else:
-            raw = _read_small(c.dir + b"/cpu.shares")
-            if raw is None:
-                return None
-            shares = int(raw)
-        return 0.0 if shares <= 2.5 else shares / 1024
+            return (weights or CpuWeightMap()).cores(weight)
+        raw = _read_small(c.dir + b"/cpu.shares")
+        if raw is None:
+            return None
+        try:
+            return cores_from_shares(int(raw))
+        except ValueError:
+            return None
 
     def first_pid(self, c: ContainerCgroup) -> int | None:
         raw = _read_small(c.dir + b"/cgroup.procs")

@@ -20,6 +20,7 @@ from carbontrack.sources import procstat
 
 from .apiconfig import from_kubeconfig, in_cluster
 from .cgroups import CgroupReader
+from .cpu_weight import CpuWeightMap
 from .emissions import EmissionsRates
 from .engine import Engine, EngineConfig, GpuTopologyProvider
 from .kubeapi import ApiClient
@@ -128,6 +129,7 @@ def build_engine(s: Settings, pods: PodCache) -> Engine:
     engine = Engine(
         cfg,
         cgroups=CgroupReader(s.sysfs / "fs" / "cgroup"),
+        cpu_weights=CpuWeightMap(s.cpu_weight_map),
         sources=sources,
         emissions=build_emissions(s),
         pods=pods,

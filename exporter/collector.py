@@ -99,8 +99,9 @@ class ExporterCollector(Collector):
         yield dur
 
         attr = InfoMetricFamily("carbontrack_attribution", "Attribution rules in force.",
-                                labels=["node", "idle_policy"])
-        attr.add_metric([node, s.idle_policy], {})
+                                labels=["cpu_weight_basis", "cpu_weight_map", "idle_policy",
+                                        "node"])
+        attr.add_metric([s.cpu_weight_basis, s.cpu_weight_map, s.idle_policy, node], {})
         yield attr
 
         build = InfoMetricFamily("carbontrack_build", "CarbonTrack exporter build.",
@@ -207,8 +208,9 @@ class TextRenderer:
             w(f'carbontrack_collection_duration_seconds{{node="{enode}",'
               f'source="{_escape(name)}"}} {fmt(st.duration_s)}\n')
         w(self._head(s, "carbontrack_attribution"))
-        w(f'carbontrack_attribution_info{{idle_policy="{_escape(s.idle_policy)}",'
-          f'node="{enode}"}} 1.0\n')
+        w(f'carbontrack_attribution_info{{cpu_weight_basis="{_escape(s.cpu_weight_basis)}",'
+          f'cpu_weight_map="{_escape(s.cpu_weight_map)}",'
+          f'idle_policy="{_escape(s.idle_policy)}",node="{enode}"}} 1.0\n')
         w(self._head(s, "carbontrack_build"))
         w(f'carbontrack_build_info{{version="{_escape(__version__)}"}} 1.0\n')
         return "".join(out).encode()

@@ -23,6 +23,7 @@ from carbontrack.core.types import Component, EnergyReading, EnergySource, Metho
 
 from .attribution import IdlePolicy, split_energy
 from .cgroups import CgroupReader, ContainerCgroup, container_from_cgroup_path
+from .cpu_weight import CpuWeightMap
 from .emissions import EmissionsRates
 from .gpu_attribution import GpuUnit, GpuUse, mig_units, split_unit
 from .pods import PodCache, PodMeta
@@ -119,6 +120,11 @@ class Snapshot:
     intensity: tuple[str, str, str, float] | None  # zone, source, basis, g/kWh
     pue: float
     idle_policy: str
+    # How cgroup v2 cpu.weight is read back into a request when the pod spec is missing
+    # (exporter/cpu_weight.py): map linear|quadratic, basis configured|matched|assumed;
+    # on cgroup v1 the shares are exact ("v1-shares", "exact").
+    cpu_weight_map: str = ""
+    cpu_weight_basis: str = ""
 
 
 @dataclass
@@ -148,9 +154,14 @@ class Engine:
         wall_clock: Callable[[], float] = time.time,
         cpu_clock: Callable[[], float] = time.perf_counter,
         monotonic_clock: Callable[[], float] = time.monotonic,
+        cpu_weights: CpuWeightMap | None = None,
     ) -> None:
         self.cfg = config
         self.cgroups = cgroups
+        # which runtime shares->weight map a v2 weight is read back with (fallback only)
+        self.cpu_weights = cpu_weights if cpu_weights is not None else CpuWeightMap()
+        self._weight_formula = self.cpu_weights.formula
+        self._weight_seen: set[ContainerCgroup] = set()  # weights already observed
         self.sources = list(sources)
         self.emissions = emissions
         self.pods = pods
@@ -401,6 +412,8 @@ class Engine:
         self._tracks = tracks  # bounded by live cgroups
         if len(self._requests) > len(tracks):
             self._requests = {cg: r for cg, r in self._requests.items() if cg in tracks}
+        if len(self._weight_seen) > len(tracks):
+            self._weight_seen = {cg for cg in self._weight_seen if cg in tracks}
         if len(self._mem) > len(tracks):
             self._mem = {cg: m for cg, m in self._mem.items() if cg in tracks}
         return deltas, present
@@ -612,7 +625,7 @@ class Engine:
         mem: dict[ContainerKey, float] = {}
         proxied: list[ContainerKey] = []
         metas: dict[str, PodMeta | None] = {}
-        requests = self._requests
+        fallback: list[tuple[ContainerKey, ContainerCgroup]] = []
         for key, cg in present.items():
             uid = key[0]
             meta = metas[uid] if uid in metas else metas.setdefault(uid, self.pods.get(uid))
@@ -625,10 +638,18 @@ class Engine:
             if req is not None:
                 cpu[key] = req[0]
                 mem[key] = float(req[1])
+                self._observe_weight(cg, req[0])
                 continue
+            fallback.append((key, cg))
+        if self.cpu_weights.formula is not self._weight_formula:
+            # the requests the API gave showed the runtime's other weight map: re-read
+            self._weight_formula = self.cpu_weights.formula
+            self._requests.clear()
+        requests = self._requests
+        for key, cg in fallback:
             r = requests.get(cg, -1.0)
             if r == -1.0:
-                r = requests[cg] = self.cgroups.cpu_request_cores(cg)
+                r = requests[cg] = self.cgroups.cpu_request_cores(cg, self.cpu_weights)
             cpu[key] = r or 0.0
             mem[key] = float(self._memory(cg))
             proxied.append(key)
@@ -645,6 +666,16 @@ class Engine:
         else:
             self._res_cache = None
         return out
+
+    def _observe_weight(self, cg: ContainerCgroup, request_cores: float) -> None:
+        """Teach the weight map from a container whose request the API gives (one read of
+        its cpu.weight in its lifetime; none on cgroup v1)."""
+        if self.cgroups.version != 2 or cg in self._weight_seen:
+            return
+        self._weight_seen.add(cg)
+        weight = self.cgroups.cpu_weight(cg)
+        if weight is not None:
+            self.cpu_weights.observe(request_cores, weight)
 
     def _memory(self, cg: ContainerCgroup) -> int:
         """memory.current, refreshed for about one container in MEMORY_REFRESH_CYCLES per
@@ -673,4 +704,7 @@ class Engine:
             intensity=rate,
             pue=self.emissions.pue,
             idle_policy=self.cfg.idle_policy.value,
+            cpu_weight_map=(self.cpu_weights.formula.value if self.cgroups.version == 2
+                            else "v1-shares"),
+            cpu_weight_basis=self.cpu_weights.basis if self.cgroups.version == 2 else "exact",
         )

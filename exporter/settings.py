@@ -38,6 +38,9 @@ class Settings:
     estimate: bool = True  # model-based CPU/DRAM energy where RAPL is absent
     pod_resources_dir: Path | None = None  # kubelet pod-resources socket directory
     idle_policy: IdlePolicy = IdlePolicy.RESERVED
+    # how a v2 cpu.weight is read back into a request when the pod spec is missing:
+    # auto (learned from pods with API requests), linear or quadratic (exporter/cpu_weight.py)
+    cpu_weight_map: str = "auto"
     retention_s: float = 600.0  # how long a finished container's series stay exported
     log_level: str = "INFO"
 
@@ -71,6 +74,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-policy", choices=[x.value for x in IdlePolicy],
                    default=IdlePolicy.RESERVED.value,
                    help="idle energy: by requests (reserved), equally (even), or not at all")
+    p.add_argument("--cpu-weight-map", choices=["auto", "linear", "quadratic"], default="auto",
+                   help="runtime's CPU shares -> cgroup v2 cpu.weight map, used to read a "
+                        "request back only when the pod spec is unavailable: quadratic "
+                        "(runc>=1.3.2, crun>=1.23), linear (older), auto (learned from pods "
+                        "whose requests the API gives; quadratic until then)")
     p.add_argument("--retention", type=float, default=600.0,
                    help="seconds a finished container's series stay exported")
     p.add_argument("--log-level", default="INFO")
@@ -95,5 +103,6 @@ def from_args(argv: list[str]) -> Settings:
         kubeconfig=a.kubeconfig, zone=a.zone, pue=a.pue, provider=a.provider, region=a.region,
         rapl=not a.no_rapl, nvml=not a.no_nvml, estimate=not a.no_estimate,
         pod_resources_dir=a.pod_resources_dir, idle_policy=IdlePolicy(a.idle_policy),
+        cpu_weight_map=a.cpu_weight_map,
         retention_s=a.retention, log_level=a.log_level.upper(),
     )

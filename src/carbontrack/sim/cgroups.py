@@ -26,6 +26,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from carbontrack.core.cpu_shares import kubelet_shares, linear_weight, quadratic_weight
+
 from ._atomic import write_atomic
 from .procfs import write_pid_cgroup
 
@@ -39,14 +41,18 @@ def container_id(seed: str) -> str:
     return hashlib.sha256(seed.encode()).hexdigest()
 
 
+WEIGHT_MAPS = ("quadratic", "linear")
+
+
 def shares_for_request(cpu_cores: float) -> int:
     """cpu.shares the kubelet sets for a CPU request (2 is its floor, for besteffort)."""
-    return max(2, int(cpu_cores * 1024))
+    return kubelet_shares(cpu_cores)
 
 
-def weight_for_shares(shares: int) -> int:
-    """The v2 ``cpu.weight`` runc derives from v1 shares (its conversion formula)."""
-    return 1 + ((shares - 2) * 9999) // 262142
+def weight_for_shares(shares: int, weight_map: str = "quadratic") -> int:
+    """The v2 ``cpu.weight`` the runtime derives from the kubelet's shares: ``quadratic``
+    for runc >= 1.3.2 / crun >= 1.23, ``linear`` for older ones (carbontrack.core.cpu_shares)."""
+    return quadratic_weight(shares) if weight_map == "quadratic" else linear_weight(shares)
 
 
 @dataclass
@@ -83,6 +89,7 @@ class FakeCgroupTree:
         driver: str = "systemd",
         runtime: str = "containerd",
         procfs_root: Path | None = None,
+        weight_map: str = "quadratic",
     ) -> None:
         if version not in (1, 2):
             raise ValueError(f"cgroup version must be 1 or 2, not {version!r}")
@@ -90,6 +97,9 @@ class FakeCgroupTree:
             raise ValueError(f"driver must be one of {DRIVERS}, not {driver!r}")
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
+        if weight_map not in WEIGHT_MAPS:
+            raise ValueError(f"weight_map must be one of {WEIGHT_MAPS}, not {weight_map!r}")
+        self.weight_map = weight_map  # the runtime's shares -> cpu.weight map (v2)
         self.root = Path(sysfs_root) / "fs" / "cgroup"
         self.version, self.driver, self.runtime = version, driver, runtime
         self.procfs_root = procfs_root
@@ -217,7 +227,7 @@ class FakeCgroupTree:
         shares = shares_for_request(cores)
         cpu_dir = c.dirs[0]  # v2: the only dir; v1: the cpu,cpuacct one
         if self.version == 2:
-            write_atomic(cpu_dir / "cpu.weight", f"{weight_for_shares(shares)}\n")
+            write_atomic(cpu_dir / "cpu.weight", f"{weight_for_shares(shares, self.weight_map)}\n")
         else:
             write_atomic(cpu_dir / "cpu.shares", f"{shares}\n")
         if self.procfs_root is not None:

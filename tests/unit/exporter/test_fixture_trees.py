@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from carbontrack.exporter.attribution import IdlePolicy
 from carbontrack.exporter.cgroups import CgroupReader
+from carbontrack.exporter.cpu_weight import CpuWeightMap
 from carbontrack.exporter.emissions import EmissionsRates
 from carbontrack.exporter.engine import Engine, EngineConfig
 from carbontrack.exporter.pods import PodCache
@@ -35,6 +36,10 @@ TREES = {
     "exporter-node-v2-cgroupfs-containerd": (2, "cgroupfs", "containerd"),
     "exporter-node-v1-systemd-containerd": (1, "systemd", "containerd"),
 }
+# The v2 trees were written as runc < 1.3.2 / crun < 1.23 write cpu.weight: the linear map
+# (1 core -> 39). Today's runtimes' quadratic map is covered by test_cpu_weight.py and the
+# simulator's default.
+WEIGHT_MAP = "linear"
 
 
 def write_tree(root: Path, version: int, driver: str, runtime: str) -> FakeCgroupTree:
@@ -44,7 +49,7 @@ def write_tree(root: Path, version: int, driver: str, runtime: str) -> FakeCgrou
     write_proc_stat(root / "proc", Ticks(user=1000, idle=9000), 8)
     write_meminfo(root / "proc", 64 * GIB)
     tree = FakeCgroupTree(root / "sys", version=version, driver=driver, runtime=runtime,
-                          procfs_root=root / "proc")
+                          procfs_root=root / "proc", weight_map=WEIGHT_MAP)
     tree.add_pod(G, "guaranteed", {"train": (4.0, 8 * GIB)})
     tree.add_pod(U, "burstable", {"web": (1.0, 2 * GIB), "sidecar": (0.0, GIB)})
     tree.add_pod(E, "besteffort", {"batch": (0.0, 0)})
@@ -93,8 +98,12 @@ def test_discovery_on_checked_in_tree(name: str) -> None:
     assert usage.root_cpu_s == 181.0 if runtime == "crio" else 180.0
     assert sorted(v for v in usage.containers.values() if v) == (
         [1.0, 30.0, 100.0] if runtime == "crio" else [30.0, 100.0])
-    reqs = sorted(r for c in cgs if not c.conmon and (r := reader.cpu_request_cores(c)))
-    expect = [1.0, 4.0] if version == 1 else pytest.approx([1.0, 4.0], rel=0.02)
+    weights = CpuWeightMap(WEIGHT_MAP)
+    reqs = sorted(r for c in cgs if not c.conmon and (r := reader.cpu_request_cores(c, weights)))
+    # v1: shares 1024 and 4096 exactly. v2: under the linear map weight 39 is written for
+    # shares 999..1024 and 157 for 4092..4118 (enumerating 1 + (s-2)*9999 // 262142); the
+    # reader takes each range's middle, 1011.5 and 4105 shares.
+    expect = [1.0, 4.0] if version == 1 else [1011.5 / 1024, 4105 / 1024]
     assert reqs == expect
 
 

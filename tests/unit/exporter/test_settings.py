@@ -18,12 +18,13 @@ def test_contract_flags() -> None:
                    "--interval", "2.5", "--listen", "127.0.0.1:9100", "--state-dir", "/st",
                    "--no-kube", "--zone", "DE", "--pue", "1.2", "--no-rapl", "--no-nvml",
                    "--no-estimate", "--pod-resources-dir", "/pr", "--idle-policy", "even",
-                   "--retention", "120"])
+                   "--retention", "120", "--cpu-weight-map", "linear"])
     assert s == Settings(node_name="n1", sysfs=Path("/h/sys"), procfs=Path("/h/proc"),
                          interval_s=2.5, host="127.0.0.1", port=9100, state_dir=Path("/st"),
                          kube=False, zone="DE", pue=1.2, rapl=False, nvml=False,
                          estimate=False, pod_resources_dir=Path("/pr"),
-                         idle_policy=IdlePolicy.EVEN, retention_s=120.0)
+                         idle_policy=IdlePolicy.EVEN, retention_s=120.0,
+                         cpu_weight_map="linear")
 
 
 @pytest.mark.parametrize(("argv", "needle"), [
