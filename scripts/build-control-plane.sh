@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build (once) and cache the binaries of the local control plane used by
 # tests/e2e and `make demo`: helm, kubeconform, etcd, kwok, kube-apiserver,
-# kube-controller-manager, kube-scheduler.
+# kube-controller-manager, kube-scheduler, and for the real worker node kubelet
+# (plus kubectl, which the demo tells users to run).
 #
 # Every tool is a small Go module under tools/<name>/ whose go.mod/go.sum pin
 # the exact version, so the build is reproducible from the repo through the Go
@@ -95,15 +96,17 @@ build_kwok() {
         "-X sigs.k8s.io/kwok/pkg/consts.Version=$v"
 }
 
-# The three Kubernetes binaries are built by ONE `go build` so the ~2000
-# shared packages compile once (the dominant cost of a cold build).
+# The Kubernetes binaries are built by ONE `go build` so the ~2000 shared
+# packages compile once (the dominant cost of a cold build). A cache that has
+# some of them (say the control plane from before kubelet was added) builds
+# only the missing ones, still reusing Go's build cache.
 build_k8s() {
     local dir="$tools_dir/k8s"
     local version; version="$(module_version "$dir" k8s.io/kubernetes)"
-    local names=(kube-apiserver kube-controller-manager kube-scheduler)
-    local all_cached=1 n
-    for n in "${names[@]}"; do [[ -x "$bin_dir/$n-$version" ]] || all_cached=0; done
-    if [[ $all_cached == 1 ]]; then
+    local names=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
+    local missing=() n
+    for n in "${names[@]}"; do [[ -x "$bin_dir/$n-$version" ]] || missing+=("$n"); done
+    if ((${#missing[@]} == 0)); then
         for n in "${names[@]}"; do link "$n" "$version"; done
         log "kubernetes $version cached"
         return
@@ -118,15 +121,13 @@ build_k8s() {
         for var in $vars; do ldflags="$ldflags -X $p.$var"; done
     done
     local tmp; tmp="$(mktemp -d "$bin_dir/.build-k8s.XXXXXX")"; tmp_dirs+=("$tmp")
-    local start=$SECONDS
-    log "kubernetes $version building (cold, the long one)..."
-    (cd "$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/" \
-        k8s.io/kubernetes/cmd/kube-apiserver \
-        k8s.io/kubernetes/cmd/kube-controller-manager \
-        k8s.io/kubernetes/cmd/kube-scheduler)
-    for n in "${names[@]}"; do mv "$tmp/$n" "$bin_dir/$n-$version"; done
+    local start=$SECONDS pkgs=()
+    for n in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$n"); done
+    log "kubernetes $version building ${missing[*]} (cold, the long one)..."
+    (cd "$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/" "${pkgs[@]}")
+    for n in "${missing[@]}"; do mv "$tmp/$n" "$bin_dir/$n-$version"; done
     for n in "${names[@]}"; do link "$n" "$version"; done
-    log "kubernetes $version built in $((SECONDS - start)) s"
+    log "kubernetes $version built ${missing[*]} in $((SECONDS - start)) s"
 }
 
 # Order matters for people waiting: helm and kubeconform are small and needed

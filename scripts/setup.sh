@@ -17,13 +17,22 @@ command -v make >/dev/null || need_apt+=(make)
 command -v setpriv >/dev/null || need_apt+=(util-linux)
 # The HTML report tests render pages in a headless browser.
 command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null || need_apt+=(chromium-headless-shell)
+# The real worker node (carbontrack.devcluster.realnode): container runtime, CNI plugins,
+# the iptables rule that stands in for kube-proxy, and Debian root filesystems for images.
+command -v containerd >/dev/null || need_apt+=(containerd)
+command -v runc >/dev/null || need_apt+=(runc)
+[ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
+command -v iptables >/dev/null || need_apt+=(iptables)
+command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)
 if ((${#need_apt[@]})); then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-  # Debian's package starts a system Prometheus on :9090; the harness runs its own.
+  # Debian's packages start a system Prometheus on :9090 and a system containerd; the
+  # harness runs its own of each.
   $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  $SUDO systemctl disable --now containerd >/dev/null 2>&1 || true
 fi
 
 PYTHON=${PYTHON:-python3}

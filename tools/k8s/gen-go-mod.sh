@@ -26,4 +26,7 @@ go mod init carbontrack.dev/tools/k8s >/dev/null
 go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$version"
 go get -tool "k8s.io/kubernetes/cmd/kube-controller-manager@$version"
 go get -tool "k8s.io/kubernetes/cmd/kube-scheduler@$version"
+# the real worker node (carbontrack.devcluster.realnode) and the demo's kubectl
+go get -tool "k8s.io/kubernetes/cmd/kubelet@$version"
+go get -tool "k8s.io/kubernetes/cmd/kubectl@$version"
 go mod tidy

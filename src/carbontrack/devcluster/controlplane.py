@@ -62,13 +62,16 @@ def etcd_args(b: Binaries, data_dir: Path, p: Ports) -> list[str]:
     ]
 
 
-def apiserver_args(b: Binaries, pki: Pki, p: Ports) -> list[str]:
+def apiserver_args(b: Binaries, pki: Pki, p: Ports, address: str = "127.0.0.1") -> list[str]:
+    """``address``: where the apiserver listens and what it advertises as the ``kubernetes``
+    Service's endpoint. Loopback for kwok-only clusters; the host's own address when a real
+    node's pods must reach it (and loopback would be the pod's own)."""
     return [
         str(b.kube_apiserver),
         f"--etcd-servers=http://127.0.0.1:{p.etcd_client}",
-        "--bind-address=127.0.0.1",
+        f"--bind-address={address}",
         # without a default route the apiserver cannot pick an address itself
-        "--advertise-address=127.0.0.1",
+        f"--advertise-address={address}",
         f"--secure-port={p.apiserver}",
         f"--tls-cert-file={pki.apiserver_cert}",
         f"--tls-private-key-file={pki.apiserver_key}",
@@ -77,11 +80,16 @@ def apiserver_args(b: Binaries, pki: Pki, p: Ports) -> list[str]:
         f"--service-account-key-file={pki.sa_pub}",
         f"--service-account-signing-key-file={pki.sa_key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--authorization-mode=RBAC",
+        # Node: a real kubelet (system:node:<name>) may touch only its own Node and pods
+        "--authorization-mode=Node,RBAC",
+        # kubectl logs/exec on a real node go to its InternalIP with the admin certificate
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
+        f"--kubelet-client-certificate={pki.admin_cert}",
+        f"--kubelet-client-key={pki.admin_key}",
         # ServiceAccount admission stays on (it is in the default set): pods get
         # their token volume like on a real cluster.
         "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,LimitRanger,"
-        "ResourceQuota,DefaultStorageClass,DefaultTolerationSeconds",
+        "ResourceQuota,DefaultStorageClass,DefaultTolerationSeconds,NodeRestriction",
         "--profiling=false",
         "--v=1",
     ]
@@ -163,10 +171,11 @@ class LocalCluster:
     supervisor: Supervisor
     nodes: tuple[FakeNode, ...]
     timings: dict[str, float] = field(default_factory=dict)
+    address: str = "127.0.0.1"
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.ports.apiserver}"
+        return f"https://{self.address}:{self.ports.apiserver}"
 
     def https_get(self, path: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
         """GET ``path`` on the apiserver as admin (no client library needed)."""
@@ -233,15 +242,18 @@ def start_local_cluster(
     supervisor: Supervisor | None = None,
     nodes: Sequence[FakeNode] = DEFAULT_NODES,
     timeout_s: float = 90.0,
+    address: str = "127.0.0.1",
 ) -> LocalCluster:
     """Start everything and return once the API serves, the default ServiceAccount exists
     (pods can be admitted) and every fake Node is Ready. On failure the processes already
     started are stopped before the error propagates. A free port taken by another process
     between choosing and binding it (other clusters start on the same machine) is retried
-    with fresh ports and a fresh data dir."""
+    with fresh ports and a fresh data dir. ``address``: see :func:`apiserver_args`."""
     for attempt in range(1, START_ATTEMPTS + 1):
         try:
-            return _start_local_cluster(state_dir, binaries, supervisor, nodes, timeout_s)
+            return _start_local_cluster(
+                state_dir, binaries, supervisor, nodes, timeout_s, address
+            )
         except TemporaryError as err:
             if PORT_CLASH not in str(err) or attempt == START_ATTEMPTS:
                 raise
@@ -255,17 +267,19 @@ def _start_local_cluster(
     supervisor: Supervisor | None,
     nodes: Sequence[FakeNode],
     timeout_s: float,
+    address: str,
 ) -> LocalCluster:
     t0 = time.monotonic()
     state_dir.mkdir(parents=True, exist_ok=True)
     sup = supervisor or Supervisor(state_dir / "logs")
-    pki = create_pki(state_dir / "pki")
+    loopback = address == "127.0.0.1"
+    pki = create_pki(state_dir / "pki", extra_ips=() if loopback else (address,))
     ports = Ports.allocate()
     kubeconfig = write_kubeconfig(
-        state_dir / "kubeconfig", build_kubeconfig(f"https://127.0.0.1:{ports.apiserver}", pki)
+        state_dir / "kubeconfig", build_kubeconfig(f"https://{address}:{ports.apiserver}", pki)
     )
     cluster = LocalCluster(
-        state_dir, binaries, pki, ports, kubeconfig, sup, tuple(nodes)
+        state_dir, binaries, pki, ports, kubeconfig, sup, tuple(nodes), address=address
     )
     timings = cluster.timings
     try:
@@ -276,7 +290,7 @@ def _start_local_cluster(
             timeout_s, procs=[etcd],
         )
         timings["etcd"] = time.monotonic() - t0
-        api = sup.start("kube-apiserver", apiserver_args(binaries, pki, ports))
+        api = sup.start("kube-apiserver", apiserver_args(binaries, pki, ports, address))
         wait_until(
             "kube-apiserver /readyz",
             lambda: cluster.https_get("/readyz")[0] == 200,

@@ -102,8 +102,12 @@ def _builder(
     )
 
 
-def create_pki(directory: Path, now: dt.datetime | None = None) -> Pki:
-    """Write a fresh PKI into ``directory`` and return its paths."""
+def create_pki(
+    directory: Path, now: dt.datetime | None = None, *, extra_ips: tuple[str, ...] = ()
+) -> Pki:
+    """Write a fresh PKI into ``directory`` and return its paths. ``extra_ips``: more
+    addresses the apiserver is reached at (a real node's pods reach it on the host's
+    address, see realnode.py)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     directory.mkdir(parents=True, exist_ok=True)
     pki = Pki(directory)
@@ -148,6 +152,7 @@ def create_pki(directory: Path, now: dt.datetime | None = None) -> Pki:
         x509.DNSName("kubernetes.default.svc.cluster.local"),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address(SERVICE_CLUSTER_IP)),
+        *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in extra_ips),
     ]
     cert, key = leaf("kube-apiserver", None, ExtendedKeyUsageOID.SERVER_AUTH, serving_san)
     _write(pki.apiserver_cert, cert)
@@ -166,3 +171,24 @@ def create_pki(directory: Path, now: dt.datetime | None = None) -> Pki:
         ),
     )
     return pki
+
+
+def issue_client_cert(
+    pki: Pki, cn: str, org: str | None, cert_path: Path, key_path: Path,
+    now: dt.datetime | None = None,
+) -> None:
+    """A client certificate signed by the cluster CA (a kubelet's ``system:node:<name>`` in
+    ``system:nodes``, so the Node authorizer scopes what it may touch)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = _key()
+    cert = (
+        _builder(_name(cn, org), ca.subject, key, now)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
+    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    _write(key_path, _key_pem(key))

@@ -10,17 +10,20 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-from ..core.errors import TemporaryError
+from ..core.errors import ConfigError, TemporaryError
 from .binaries import Binaries
 from .binaries import cache_dir as default_cache_dir
-from .controlplane import start_local_cluster, wait_until
+from .controlplane import LocalCluster, start_local_cluster, wait_until
+from .imagebuild import ImageBuilder, ImageSpec
 from .nodes import DEFAULT_NODES, FakeNode
 from .ports import free_port
 from .process import ManagedProcess, Supervisor
 from .prometheus import PrometheusServer, start_prometheus
+from .realnode import RealNode, host_address, node_binary, start_real_node
 from .simulator import GpuBackend, NodeSimulator
 
 log = logging.getLogger("carbontrack.devcluster")
@@ -74,8 +77,9 @@ class ClusterFactory(Protocol):
 
 
 def local_cluster(state_dir: Path, binaries: Binaries, supervisor: Supervisor,
-                  nodes: Sequence[FakeNode]) -> Cluster:
-    return start_local_cluster(state_dir, binaries, supervisor=supervisor, nodes=nodes)
+                  nodes: Sequence[FakeNode], address: str = "127.0.0.1") -> Cluster:
+    return start_local_cluster(state_dir, binaries, supervisor=supervisor, nodes=nodes,
+                               address=address)
 
 
 @dataclass
@@ -91,12 +95,17 @@ class DevStack:
     simulator: NodeSimulator
     prometheus: PrometheusServer
     exporters: dict[str, Exporter] = field(default_factory=dict)
+    real_node: RealNode | None = None
 
     @property
     def supervisor(self) -> Supervisor:
         return self.cluster.supervisor
 
     def stop(self) -> None:
+        if self.real_node is not None:
+            problems = self.real_node.stop()
+            if problems:
+                log.error("real node teardown left: %s", "; ".join(problems))
         self.simulator.stop()
         self.cluster.stop()
 
@@ -149,6 +158,24 @@ def _http_ok(url: str) -> bool:
         return int(r.status) == 200
 
 
+def _join_real_node(state_dir: Path, cluster: Cluster, sup: Supervisor, address: str,
+                    specs: Sequence[ImageSpec], cache: Path) -> RealNode:
+    assert isinstance(cluster, LocalCluster)
+    from .binaries import repo_root
+
+    builder = ImageBuilder(cache / "images", state_dir / "logs" / "image-build.log")
+    root = repo_root()
+    if specs and root is None:
+        raise ConfigError("building the exporter/operator images needs a checkout")
+    images = [builder.debian()]  # the test workloads' shell and Python
+    images += [builder.app(s, root) for s in specs] if root is not None else []
+    return start_real_node(
+        state_dir / "realnode", kubelet=node_binary("kubelet"), pki=cluster.pki,
+        admin_kubeconfig=cluster.kubeconfig, apiserver_port=cluster.ports.apiserver,
+        address=address, supervisor=sup, pause=builder.pause(), images=images,
+    )
+
+
 def start_stack(
     state_dir: Path,
     binaries: Binaries,
@@ -160,24 +187,40 @@ def start_stack(
     exporters: bool = True,
     cache_dir: Path | None = None,
     cluster_factory: ClusterFactory = local_cluster,
+    real_node: bool = False,
+    real_node_images: Sequence[ImageSpec] = (),
 ) -> DevStack:
-    """Start everything; on failure stop what was started and re-raise."""
+    """Start everything; on failure stop what was started and re-raise. ``real_node``: also
+    a real kubelet node on this machine (root; see realnode.py) with ``real_node_images``
+    imported into its containerd."""
     t0 = time.monotonic()
     sup = Supervisor(state_dir / "logs")
+    address = "127.0.0.1"
+    if real_node:
+        if cluster_factory is not local_cluster:
+            raise ConfigError("a real node joins the local control plane only (not kind)")
+        address = host_address()
+        cluster_factory = partial(local_cluster, address=address)
     cluster = cluster_factory(state_dir / "cluster", binaries, sup, nodes)
     simulator: NodeSimulator | None = None
+    node: RealNode | None = None
     try:
+        if real_node:
+            node = _join_real_node(state_dir, cluster, sup, address, real_node_images,
+                                   cache_dir or default_cache_dir())
         backend = GpuBackend.build(cache_dir or default_cache_dir())
         simulator = NodeSimulator(cluster.kubeconfig, nodes, state_dir / "nodes",
                                   tick_s=tick_s, gpu_backend=backend)
         simulator.start()
         prom = start_prometheus(sup, state_dir / "prometheus",
                                 scrape_interval_s=scrape_interval_s)
-        stack = DevStack(cluster, simulator, prom)
+        stack = DevStack(cluster, simulator, prom, real_node=node)
         if exporters:
             stack.exporters = start_exporters(state_dir, cluster, simulator, prom,
                                               interval_s=exporter_interval_s)
     except BaseException:
+        if node is not None:
+            node.stop()
         if simulator is not None:
             simulator.stop()
         cluster.stop()

@@ -1,0 +1,215 @@
+"""Unit tests of the real node's pure parts: containerd/kubelet/CNI config, the host
+snapshot's parsers and undo script, image packing (no root, no network)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from pathlib import Path
+
+import tomllib
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from carbontrack.devcluster.binaries import Binaries
+from carbontrack.devcluster.containerd import ContainerdPaths, containerd_config
+from carbontrack.devcluster.controlplane import Ports, apiserver_args
+from carbontrack.devcluster.hostchanges import (
+    HostState,
+    iptables_undo,
+    normalise_iptables,
+    parse_mountinfo,
+)
+from carbontrack.devcluster.imagebuild import EXPORTER, mmdebstrap_args, venv_files
+from carbontrack.devcluster.images import (
+    ImageConfig,
+    config_json,
+    tree_layer,
+    write_docker_archive,
+)
+from carbontrack.devcluster.kubelet import (
+    KubeletSetup,
+    apiserver_dnat_rule,
+    cni_config,
+    kubelet_args,
+    kubelet_config,
+)
+from carbontrack.devcluster.pki import create_pki, issue_client_cert
+
+
+def test_containerd_config() -> None:
+    p = ContainerdPaths(Path("/s/cd"))
+    cfg = tomllib.loads(containerd_config(p, "carbontrack.local/pause:abc"))
+    assert (cfg["root"], cfg["state"], cfg["grpc"]) == (
+        "/s/cd/root", "/s/cd/state", {"address": "/s/cd/containerd.sock"})
+    cri = cfg["plugins"]["io.containerd.grpc.v1.cri"]
+    assert cri["sandbox_image"] == "carbontrack.local/pause:abc"
+    assert cri["restrict_oom_score_adj"] is True
+    assert cri["containerd"]["runtimes"]["runc"] == {
+        "runtime_type": "io.containerd.runc.v2",
+        "options": {"SystemdCgroup": False, "Root": "/s/cd/runc"}}
+    assert cri["cni"] == {"bin_dir": "/usr/lib/cni", "conf_dir": "/s/cd/net.d"}
+    assert cfg["plugins"]["io.containerd.internal.v1.opt"] == {"path": "/s/cd/opt"}
+
+
+def _setup() -> KubeletSetup:
+    return KubeletSetup("real-node-0", "192.0.2.2", Path("/s/kl"), Path("/s/cd/c.sock"),
+                        Path("/s/pki/ca.crt"), 10250, 10248)
+
+
+def test_kubelet_config_and_args() -> None:
+    s = _setup()
+    cfg = kubelet_config(s)
+    assert {k: cfg[k] for k in ("failCgroupV1", "cgroupDriver", "containerRuntimeEndpoint",
+                                "address", "port", "readOnlyPort", "staticPodPath",
+                                "podLogsDir", "authorization")} == {
+        "failCgroupV1": False, "cgroupDriver": "cgroupfs",
+        "containerRuntimeEndpoint": "unix:///s/cd/c.sock", "address": "192.0.2.2",
+        "port": 10250, "readOnlyPort": 0, "staticPodPath": "/s/kl/manifests",
+        "podLogsDir": "/s/kl/pod-logs", "authorization": {"mode": "AlwaysAllow"}}
+    assert cfg["authentication"]["x509"] == {"clientCAFile": "/s/pki/ca.crt"}
+    assert kubelet_args(Path("/b/kubelet"), s) == [
+        "/b/kubelet", "--config=/s/kl/kubelet-config.yaml",
+        "--kubeconfig=/s/kl/kubelet.kubeconfig", "--root-dir=/var/lib/kubelet",
+        "--cert-dir=/s/kl/pki", "--hostname-override=real-node-0", "--node-ip=192.0.2.2",
+        "--node-labels=carbontrack.io/node-kind=real,topology.kubernetes.io/region=eu-west-1",
+        "--v=1"]
+
+
+def test_cni_config_and_dnat_rule() -> None:
+    plugin = json.loads(cni_config(Path("/s/ipam")))["plugins"][0]
+    assert (plugin["type"], plugin["bridge"], plugin["isGateway"], plugin["ipMasq"]) == (
+        "bridge", "ctbr0", True, False)
+    assert plugin["ipam"]["dataDir"] == "/s/ipam"
+    assert apiserver_dnat_rule("10.96.0.1", "192.0.2.2", 6443) == [
+        "-t", "nat", "-A", "PREROUTING", "-i", "ctbr0", "-d", "10.96.0.1/32", "-p", "tcp",
+        "--dport", "443", "-m", "comment", "--comment", "carbontrack-realnode", "-j", "DNAT",
+        "--to-destination", "192.0.2.2:6443"]
+
+
+def test_apiserver_address_is_bound_advertised_and_in_the_certificate(tmp_path: Path) -> None:
+    b = Binaries.in_dir(Path("/b"))
+    pki = create_pki(tmp_path, extra_ips=("192.0.2.2",))
+    ports = Ports(1, 2, 3, 4, 5, 6)
+    args = apiserver_args(b, pki, ports, "192.0.2.2")
+    assert "--bind-address=192.0.2.2" in args and "--advertise-address=192.0.2.2" in args
+    assert "--authorization-mode=Node,RBAC" in args
+    assert "--bind-address=127.0.0.1" in apiserver_args(b, pki, ports)
+    cert = x509.load_pem_x509_certificate(pki.apiserver_cert.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == [
+        "127.0.0.1", "10.96.0.1", "192.0.2.2"]
+    issue_client_cert(pki, "system:node:n", "system:nodes", tmp_path / "c.crt", tmp_path / "c.key")
+    node = x509.load_pem_x509_certificate((tmp_path / "c.crt").read_bytes())
+    node.verify_directly_issued_by(x509.load_pem_x509_certificate(pki.ca_cert.read_bytes()))
+    assert node.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "system:node:n"
+    assert node.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "system:nodes"
+
+
+MOUNTINFO = """\
+23 27 0:22 / /sys rw,relatime - sysfs sysfs rw
+24 27 0:22 / /sys rw,relatime shared:5 - sysfs sysfs rw
+40 23 0:30 / /run/netns/cni-1 rw master:3 - nsfs nsfs rw
+41 23 0:31 / /a\\040b rw - tmpfs tmpfs rw
+"""
+
+
+def test_parse_mountinfo() -> None:
+    assert parse_mountinfo(MOUNTINFO) == (
+        ("/a b", "private"), ("/run/netns/cni-1", "slave"), ("/sys", "private"),
+        ("/sys", "shared"))
+
+
+BEFORE = """\
+# Generated by iptables-save v1.8.9 (nf_tables) on Sun Dec  6 22:00:00 2026
+*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+COMMIT
+*filter
+:INPUT ACCEPT [5:100]
+:OLD - [0:0]
+-A INPUT -j OLD
+COMMIT
+"""
+AFTER = """\
+*nat
+:PREROUTING ACCEPT [3:180]
+:POSTROUTING ACCEPT [0:0]
+:KUBE-KUBELET-CANARY - [0:0]
+-A PREROUTING -d 10.96.0.1/32 -i ctbr0 -p tcp -m comment --comment "carbontrack-realnode" \
+-j DNAT --to-destination 192.0.2.2:6443
+COMMIT
+*filter
+:INPUT ACCEPT [9:200]
+:OLD - [0:0]
+-A INPUT -j OLD
+-A INPUT -j OLD
+COMMIT
+"""
+
+
+def test_iptables_undo_deletes_only_new_rules_and_chains() -> None:
+    assert iptables_undo(BEFORE, AFTER) == (
+        "*filter\n-D INPUT -j OLD\nCOMMIT\n"
+        "*nat\n"
+        '-D PREROUTING -d 10.96.0.1/32 -i ctbr0 -p tcp -m comment --comment "carbontrack-realnode"'
+        " -j DNAT --to-destination 192.0.2.2:6443\n"
+        "-F KUBE-KUBELET-CANARY\n-X KUBE-KUBELET-CANARY\nCOMMIT\n")
+    assert iptables_undo(AFTER, AFTER) == ""
+
+
+def test_normalised_iptables_ignore_counters_and_empty_tables() -> None:
+    # the nat table of BEFORE holds nothing: the same as no nat table at all
+    assert normalise_iptables(BEFORE) == "*filter\n:INPUT ACCEPT\n:OLD -\n-A INPUT -j OLD"
+    assert normalise_iptables(BEFORE.replace("[5:100]", "[7:1]")) == normalise_iptables(BEFORE)
+
+
+def test_host_state_differences() -> None:
+    a = HostState((("/sys", "private"),), ("eth0",), {"ip": ""}, ("cpu/x",),
+                  {"kernel.panic_on_oops": "0"}, {"/var/lib/cni": False})
+    b = HostState((("/sys", "shared"),), ("ctbr0", "eth0"), {"ip": ""}, ("cpu/x",),
+                  {"kernel.panic_on_oops": "1"}, {"/var/lib/cni": True})
+    assert a.differences(a) == []
+    assert a.differences(b) == [
+        "mounts: gone ('/sys', 'private')", "mounts: new ('/sys', 'shared')",
+        "links: new ctbr0", "sysctls: kernel.panic_on_oops '0' -> '1'",
+        "paths: /var/lib/cni False -> True"]
+
+
+def test_docker_archive_is_reproducible(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "pause").write_bytes(b"\x7fELF")
+    (root / "bin" / "pause").chmod(0o755)
+    layer = tree_layer(root, tmp_path / "layer.tar")
+    with tarfile.open(layer) as t:
+        assert [(m.name, m.mtime, m.uid, m.mode & 0o777) for m in t.getmembers()] == [
+            ("bin", 0, 0, 0o755), ("bin/pause", 0, 0, 0o755)]
+    cfg = ImageConfig(entrypoint=("/pause",), user="65535:65535")
+    a = write_docker_archive(tmp_path / "a.tar", "x/pause:1", cfg, [layer])
+    b = write_docker_archive(tmp_path / "b.tar", "x/pause:1", cfg, [layer])
+    assert a == b
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+    diff_id = hashlib.sha256(layer.read_bytes()).hexdigest()
+    with tarfile.open(tmp_path / "a.tar") as t:
+        manifest = json.loads(t.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        config = json.loads(t.extractfile(f"{a}.json").read())  # type: ignore[union-attr]
+    assert manifest == [{"Config": f"{a}.json", "RepoTags": ["x/pause:1"],
+                         "Layers": [f"{diff_id}/layer.tar"]}]
+    assert config["rootfs"] == {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]}
+    assert config["config"] == {"Entrypoint": ["/pause"], "Env": [], "User": "65535:65535"}
+    assert hashlib.sha256(config_json(cfg, [diff_id])).hexdigest() == a
+
+
+def test_image_recipe() -> None:
+    assert mmdebstrap_args(Path("/o.tar"))[:5] == [
+        "mmdebstrap", "--variant=minbase", "--mode=root", "--format=tar",
+        "--include=python3.11,ca-certificates"]
+    assert mmdebstrap_args(Path("/o.tar"))[-3:] == [
+        "bookworm", "/o.tar", "http://deb.debian.org/debian"]
+    files = venv_files()
+    assert files["pyvenv.cfg"].startswith("home = /usr/bin\n")
+    assert files["bin/carbontrack"].startswith("#!/opt/carbontrack/bin/python\n")
+    assert EXPORTER.config().user == "65534:65534"
