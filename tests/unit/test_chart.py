@@ -164,7 +164,7 @@ def test_exporter_scheduling_resources_and_priority(default: list[Doc]) -> None:
     pc = one(default, "PriorityClass")
     assert pod["priorityClassName"] == pc["metadata"]["name"]
     assert pc["value"] < 2000000000  # below system-node-critical
-    assert container(ds)["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"},
+    assert container(ds)["resources"] == {"requests": {"cpu": "20m", "memory": "64Mi"},
                                           "limits": {"cpu": "200m", "memory": "128Mi"}}
 
 
