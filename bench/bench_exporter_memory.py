@@ -17,8 +17,10 @@ listed: the field selector), one status update every ``--update-every`` seconds;
 ``--kubeconfig``, a real API server (the pods must exist there already).
 
 Node: a fake cgroup v2 tree (carbontrack.sim) with the same pods, RAPL counters and
-/proc; counters advance every second. Each exporter runs at the default 5 s interval for
-``--seconds``; /proc/<pid>/status and /proc/<pid>/stat are sampled every 0.5 s:
+/proc; counters advance every second. Flags: the chart's, on a node without a GPU (NVML
+absent, so the GPU path's pod-resources client and its grpc import are not loaded). Each
+exporter runs at the default 5 s interval for ``--seconds``; /proc/<pid>/status and
+/proc/<pid>/stat are sampled every 0.5 s:
 
 - peak RSS: VmHWM at the end (the kernel's high-water mark, start-up included);
 - steady RSS: the median VmRSS over the second half of the run;
@@ -239,9 +241,13 @@ def one_rep(args: argparse.Namespace, work: Path) -> list[Run]:
                 "users": [{"name": "u", "user": {"token": "bench-token"}}]}))
         else:
             kubeconfig = Path(args.kubeconfig)
+        # the chart's flags on a node without a GPU: NVML on but absent (so the
+        # pod-resources client and its grpc import stay unloaded), interval 5 s
+        (work / "pod-resources").mkdir()
         common = ["--node-name", NODE, "--sysfs", str(work / "sys"), "--procfs",
-                  str(work / "proc"), "--listen", "127.0.0.1:0", "--zone", "DE", "--no-nvml",
-                  "--interval", "5"]
+                  str(work / "proc"), "--listen", "127.0.0.1:0", "--zone", "DE",
+                  "--interval", "5", "--idle-policy", "reserved",
+                  "--pod-resources-dir", str(work / "pod-resources")]
         py = sys.executable
         runs = [
             Run("stdlib", [py, "-m", "carbontrack", "exporter", *common,
@@ -326,12 +332,14 @@ def write_page(args: argparse.Namespace, reps: list[list[Run]]) -> str:
         f"work). kubernetes client {version('kubernetes')}, prometheus-client "
         f"{version('prometheus-client')}.",
         "",
-        f"Workload: three exporter processes side by side, {len(reps)} repetition(s) of "
+        f"Workload: three exporter processes side by side (the chart's flags; no GPU, so "
+        f"NVML and the pod-resources client are not loaded), {len(reps)} repetition(s) of "
         f"{args.seconds:g} s each at the default 5 s interval, on one fake cgroup v2 node with "
         f"{args.pods} one-container pods whose counters advance every second. API server: "
-        f"{server}. Peak is VmHWM (start-up included, highest over repetitions); steady is "
-        "the median VmRSS over each run's second half; CPU is utime+stime over the second "
-        "half in % of one core. Cells: median (min-max) over repetitions.",
+        f"{server}. Peak is VmHWM (start-up included); steady is the median VmRSS over "
+        "each run's second half; CPU is utime+stime over the second "
+        "half in % of one core. Cells: median (min-max) over repetitions; the text below "
+        "quotes the highest peak and the median steady RSS and CPU.",
         "",
         "| pod watch | peak RSS MiB | steady RSS MiB | CPU % of a core | all pods labelled |",
         "|---|---|---|---|---|",

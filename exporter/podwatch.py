@@ -12,7 +12,8 @@ The protocol is the API server's (what client-go's reflector does, on the standa
   keeps) means events were lost: list again. A pod that vanished meanwhile is treated as
   deleted then.
 - any other error: log, mark the ``pod-watch`` source down, back off (exponential, capped,
-  jittered), resume.
+  jittered), resume. A watch that ends without delivering anything also waits a backoff
+  step before the next (a proxy closing watches at once must not make a busy loop).
 
 A deleted pod stays in the cache, released, for ``keep_deleted_s`` (its lingering cgroup and
 finished containers keep their labels), then is forgotten: the cache holds live pods plus
@@ -120,7 +121,10 @@ class PodWatcher:
             try:
                 if self.resource_version is None:
                     self._list()
-                self._watch()
+                if not self._watch() and not self._stop.is_set():
+                    # a watch that ended without one event or bookmark: wait before the
+                    # next, so a server or proxy that closes watches at once is not hammered
+                    self._stop.wait(self.backoff.next_s())
             except ApiError as err:
                 if err.gone:  # too old a version: events were lost; list again at once
                     log.info("pod watch: %s; listing again", err.message)
@@ -171,7 +175,8 @@ class PodWatcher:
         self.backoff.reset()
         self._set_health(True, "")
 
-    def _watch(self) -> None:
+    def _watch(self) -> bool:
+        """One watch request, to its end; True if it delivered an event or bookmark."""
         query = {"fieldSelector": self.selector, "allowWatchBookmarks": "true",
                  "timeoutSeconds": str(int(self.watch_timeout_s)),
                  "resourceVersion": self.resource_version or ""}
@@ -180,16 +185,20 @@ class PodWatcher:
         # timeout is dead
         stream = self.api.watch(PODS_PATH, query, read_timeout_s=self.watch_timeout_s + 30.0)
         self._stream = stream
+        delivered = False
         try:
             if self._stop.is_set():
-                return
+                return delivered
             self.watches += 1
-            self.backoff.reset()
             self._set_health(True, "")
             for event in stream:
                 self._apply(event)
+                if not delivered:
+                    delivered = True
+                    self.backoff.reset()
                 if self._stop.is_set():
-                    return
+                    break
+            return delivered
         finally:
             self._stream = None
             stream.close()

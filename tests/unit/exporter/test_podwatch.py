@@ -166,6 +166,27 @@ def test_errors_mark_the_watch_down_back_off_and_recover(server: FakeApiServer) 
         w.stop()
 
 
+def test_watches_that_end_empty_back_off_without_going_down(server: FakeApiServer) -> None:
+    """A server (or proxy) that ends every watch at once: the next watch waits a growing
+    backoff step instead of a busy loop; nothing failed, so the watch stays up."""
+    delays: list[float] = []
+
+    class Recording(Backoff):
+        def next_s(self) -> float:
+            delays.append(super().next_s())
+            return 0.001
+
+    health: list[tuple[bool, str]] = []
+    w = start(server, PodCache(), watch_timeout_s=0, health=lambda up, why: health.append((up, why)),
+              backoff=Recording(initial_s=1.0, max_s=60.0, rand=lambda: 1.0))
+    try:
+        wait_until("three empty watches", lambda: len(delays) >= 3)
+    finally:
+        w.stop()
+    assert delays[:3] == [1.0, 2.0, 4.0]
+    assert health == [(True, "")] and w.lists == 1
+
+
 def test_lists_page_by_page(server: FakeApiServer) -> None:
     for i in range(5):
         server.add(pod(f"{i}" * 8, f"p{i}"))
