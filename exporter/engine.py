@@ -54,14 +54,15 @@ class GpuTopology:
     """What the GPU side knows this cycle besides energy.
 
     ``mig``: physical GPU device id (as in its EnergyReading) -> [(MIG uuid, compute slices)];
-    ``total_slices``: that GPU's slice count; ``processes``: (unit uuid, pid, SM %|None);
+    ``total_slices``: that GPU's slice count; ``processes``: (unit uuid, pid, SM %|None,
+    used memory bytes|None) — SM % is None on MIG instances, where NVML has no utilisation;
     ``allocations``: unit uuid -> containers from the kubelet pod-resources API (empty when
     unavailable, then PIDs are mapped through /proc/<pid>/cgroup).
     """
 
     mig: Mapping[str, Sequence[tuple[str, float]]] = field(default_factory=dict)
     total_slices: Mapping[str, float] = field(default_factory=dict)
-    processes: Sequence[tuple[str, int, float | None]] = ()
+    processes: Sequence[tuple[str, int, float | None, int | None]] = ()
     allocations: Mapping[str, Sequence[ContainerKey]] = field(default_factory=dict)
 
 
@@ -560,9 +561,9 @@ class Engine:
         uses: dict[str, list[GpuUse[ContainerKey]]] = {}
         self._keys_by_id = None
         live_pids = set()
-        for unit_uuid, pid, sm in topo.processes:
+        for unit_uuid, pid, sm, mem in topo.processes:
             live_pids.add(pid)
-            uses.setdefault(unit_uuid, []).append(GpuUse(unit_uuid, self._pid_key(pid), sm))
+            uses.setdefault(unit_uuid, []).append(GpuUse(unit_uuid, self._pid_key(pid), sm, mem))
         self._pid_keys = {p: k for p, k in self._pid_keys.items() if p in live_pids}
         for r, d in items:
             instances = topo.mig.get(r.device)

@@ -15,6 +15,12 @@ Per unit (design notes §4):
   sharing it. Processes whose container is unknown (vanished PIDs, non-pod processes) keep
   their active share unallocated. Without any SM utilisation (NotSupported) all energy is
   treated as idle and split evenly;
+- **shared-memory** (a MIG instance several containers share): NVML gives no utilisation on
+  MIG-enabled GPUs (nvml.h, nvmlDeviceGetUtilizationRates and
+  nvmlDeviceGetProcessUtilization: "not currently supported"), only the running processes
+  per instance and their used memory. The instance's (already estimated) energy is split
+  by each process's share of the memory used on it; the share of processes without a known
+  container stays unallocated; with no memory figure at all, evenly. Labelled estimated;
 - **nobody**: no allocation and no processes: unallocated.
 """
 
@@ -41,13 +47,14 @@ class GpuUse(Generic[K]):
     unit_uuid: str
     owner: K | None
     sm_util_percent: float | None
+    used_memory_bytes: int | None = None  # what MIG instances offer instead of utilisation
 
 
 @dataclass(frozen=True)
 class GpuSplit(Generic[K]):
     containers: dict[K, float]
     unallocated: float
-    mode: str  # exclusive | shared | idle
+    mode: str  # exclusive | shared | shared-memory | idle
 
 
 def mig_units(
@@ -79,6 +86,8 @@ def split_unit(unit: GpuUnit, allocated: Iterable[K], uses: Sequence[GpuUse[K]])
         return GpuSplit({}, e, "idle")
     if not owners_shared:
         return GpuSplit({owners[0]: e}, 0.0, "exclusive")
+    if unit.estimated:  # a MIG instance: no utilisation exists, memory does
+        return _split_by_memory(e, owners, uses)
 
     out: dict[K, float] = dict.fromkeys(owners, 0.0)
     sm = [(u.owner, u.sm_util_percent) for u in uses if u.sm_util_percent is not None]
@@ -98,3 +107,17 @@ def split_unit(unit: GpuUnit, allocated: Iterable[K], uses: Sequence[GpuUse[K]])
         out[kmax] -= allocated_j - e
         allocated_j = e
     return GpuSplit(out, e - allocated_j, "shared")
+
+
+def _split_by_memory(e: float, owners: Sequence[K], uses: Sequence[GpuUse[K]]) -> GpuSplit[K]:
+    """A shared MIG instance: energy by each process's share of the memory used on it."""
+    out: dict[K, float] = dict.fromkeys(owners, 0.0)
+    mem = [(u.owner, u.used_memory_bytes) for u in uses if u.used_memory_bytes and u.used_memory_bytes > 0]
+    total = float(sum(m for _, m in mem))
+    if total <= 0:
+        each = e / len(out)
+        return GpuSplit(dict.fromkeys(out, each), 0.0, "shared-memory")
+    for owner, m in mem:
+        if owner is not None and owner in out:
+            out[owner] += e * m / total
+    return GpuSplit(out, max(0.0, e - sum(out.values())), "shared-memory")

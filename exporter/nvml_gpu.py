@@ -2,8 +2,9 @@
 
 Per cycle: MIG instances per physical GPU (weighted by their share of the parent's memory,
 the same proxy ``NvmlSource.read_mig`` uses for slice size), compute processes with SM
-utilisation, and — when the pod-resources socket directory is given and the Kubernetes API
-names the pods — which container holds which GPU or MIG device. Without pod-resources (or
+utilisation (none on MIG instances: NVML does not offer it there) and used memory, and —
+when the pod-resources socket directory is given and the Kubernetes API names the pods —
+which container holds which GPU or MIG device. Without pod-resources (or
 when it fails) the engine maps process PIDs to containers through /proc/<pid>/cgroup.
 """
 
@@ -44,7 +45,8 @@ class NvmlTopology:
             if d.parent_uuid is not None:
                 mig.setdefault(d.parent_uuid, []).append((d.uuid, float(d.memory_total_bytes)))
         total = {p: float(memory.get(p, 0)) for p in mig}
-        procs = [(p.device_uuid, p.pid, p.sm_util_percent) for p in self.source.processes()]
+        procs = [(p.device_uuid, p.pid, p.sm_util_percent, p.used_memory_bytes)
+                 for p in self.source.processes()]
         return GpuTopology(mig=mig, total_slices=total, processes=procs,
                            allocations=self._allocations())
 

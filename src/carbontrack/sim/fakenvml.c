@@ -25,6 +25,24 @@
  * "gone" GPUs are not counted and their handles answer GPU_IS_LOST; "lost" GPUs are
  * counted but every call on them answers GPU_IS_LOST (NVML's behaviour after an Xid 79).
  * gpu=<N> in mig/proc records is the index among *all* gpu lines, gone ones included.
+ *
+ * Behaviour taken from nvml.h (NVIDIA/go-nvml gen/nvml/nvml.h at commit
+ * 2f9e261fe40a7a1c54783d66805e8920564763b4, NVML_API_VERSION 13); each is cited where it
+ * is implemented:
+ *   - return codes: the nvmlReturn_t enum, all of it (values 0-30 and 999);
+ *   - nvmlInit_v2 / nvmlShutdown: "A reference count of the number of initializations is
+ *     maintained. Shutdown only occurs when the reference count reaches zero. For backwards
+ *     compatibility, no error is reported if nvmlShutdown() is called more times than
+ *     nvmlInit().";
+ *   - nvmlDeviceGetUtilizationRates: "On MIG-enabled GPUs, querying device utilization rates
+ *     is not currently supported."; nvmlDeviceGetProcessUtilization: "On MIG-enabled GPUs,
+ *     querying process utilization is not currently supported." Both answer NOT_SUPPORTED on
+ *     the parent and on MIG device handles of a GPU whose MIG mode is on;
+ *   - nvmlMemory_v2_t.version must be nvmlMemory_v2 = NVML_STRUCT_VERSION(Memory, 2)
+ *     = sizeof(nvmlMemory_v2_t) | 2 << 24, else NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+ *   - nvmlProcessInfo_t is nvmlProcessInfo_v2_t (pid, usedGpuMemory, gpuInstanceId,
+ *     computeInstanceId; the ids 0xFFFFFFFF when MIG is off).
+ * Remaining differences from the real library: docs/sources.md.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -39,10 +57,32 @@ enum {
     NVML_ERROR_INVALID_ARGUMENT = 2,
     NVML_ERROR_NOT_SUPPORTED = 3,
     NVML_ERROR_NO_PERMISSION = 4,
+    NVML_ERROR_ALREADY_INITIALIZED = 5,
     NVML_ERROR_NOT_FOUND = 6,
     NVML_ERROR_INSUFFICIENT_SIZE = 7,
+    NVML_ERROR_INSUFFICIENT_POWER = 8,
     NVML_ERROR_DRIVER_NOT_LOADED = 9,
+    NVML_ERROR_TIMEOUT = 10,
+    NVML_ERROR_IRQ_ISSUE = 11,
+    NVML_ERROR_LIBRARY_NOT_FOUND = 12,
+    NVML_ERROR_FUNCTION_NOT_FOUND = 13,
+    NVML_ERROR_CORRUPTED_INFOROM = 14,
     NVML_ERROR_GPU_IS_LOST = 15,
+    NVML_ERROR_RESET_REQUIRED = 16,
+    NVML_ERROR_OPERATING_SYSTEM = 17,
+    NVML_ERROR_LIB_RM_VERSION_MISMATCH = 18,
+    NVML_ERROR_IN_USE = 19,
+    NVML_ERROR_MEMORY = 20,
+    NVML_ERROR_NO_DATA = 21,
+    NVML_ERROR_VGPU_ECC_NOT_SUPPORTED = 22,
+    NVML_ERROR_INSUFFICIENT_RESOURCES = 23,
+    NVML_ERROR_FREQ_NOT_SUPPORTED = 24,
+    NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25,
+    NVML_ERROR_DEPRECATED = 26,
+    NVML_ERROR_NOT_READY = 27,
+    NVML_ERROR_GPU_NOT_FOUND = 28,
+    NVML_ERROR_INVALID_STATE = 29,
+    NVML_ERROR_RESET_TYPE_NOT_SUPPORTED = 30,
     NVML_ERROR_UNKNOWN = 999
 };
 
@@ -90,7 +130,10 @@ static struct fake_dev gpu_handles[MAX_GPUS];
 static struct fake_dev mig_handles[MAX_GPUS][MAX_MIGS];
 /* per thread: a sampling thread and a caller may reload at the same time */
 static __thread fake_state S;
-static int initialised;
+/* nvmlInit_v2 calls not yet matched by nvmlShutdown (nvml.h: reference-counted). Atomic:
+ * a sampling thread and the caller may init/shut down at once. */
+static int init_count;
+#define initialised (__atomic_load_n(&init_count, __ATOMIC_SEQ_CST) > 0)
 
 typedef struct {
     unsigned long long total, free, used;
@@ -99,6 +142,8 @@ typedef struct {
     unsigned int version;
     unsigned long long total, reserved, free, used;
 } nvmlMemory_v2_t;
+#define NVML_STRUCT_VERSION(data, ver) (unsigned int)(sizeof(nvml##data##_v##ver##_t) | ((ver) << 24U))
+#define nvmlMemory_v2 NVML_STRUCT_VERSION(Memory, 2)
 typedef struct {
     unsigned int pid;
     unsigned long long usedGpuMemory;
@@ -287,16 +332,24 @@ nvmlReturn_t nvmlInitWithFlags(unsigned int flags) {
             mig_handles[i][m].mig = m;
         }
     }
-    initialised = 1;
+    __atomic_add_fetch(&init_count, 1, __ATOMIC_SEQ_CST);
     return NVML_SUCCESS;
 }
 nvmlReturn_t nvmlInit_v2(void) { return nvmlInitWithFlags(0); }
 nvmlReturn_t nvmlInit(void) { return nvmlInitWithFlags(0); }
 nvmlReturn_t nvmlShutdown(void) {
-    if (!initialised) return NVML_ERROR_UNINITIALIZED;
-    initialised = 0;
+    /* one reference fewer; the library shuts down at zero. An unmatched call is not an
+     * error (nvml.h: "no error is reported if nvmlShutdown() is called more times than
+     * nvmlInit()"). */
+    int n = __atomic_load_n(&init_count, __ATOMIC_SEQ_CST);
+    while (n > 0 && !__atomic_compare_exchange_n(&init_count, &n, n - 1, 0, __ATOMIC_SEQ_CST,
+                                                 __ATOMIC_SEQ_CST)) {
+    }
     return NVML_SUCCESS;
 }
+
+/* The fake's own probe, for tests: the current reference count (not an NVML function). */
+int carbontrackFakeNvmlInitCount(void) { return __atomic_load_n(&init_count, __ATOMIC_SEQ_CST); }
 
 const char *nvmlErrorString(nvmlReturn_t r) {
     switch (r) {
@@ -305,10 +358,32 @@ const char *nvmlErrorString(nvmlReturn_t r) {
     case NVML_ERROR_INVALID_ARGUMENT: return "Invalid Argument";
     case NVML_ERROR_NOT_SUPPORTED: return "Not Supported";
     case NVML_ERROR_NO_PERMISSION: return "Insufficient Permissions";
+    case NVML_ERROR_ALREADY_INITIALIZED: return "Already Initialized";
     case NVML_ERROR_NOT_FOUND: return "Not Found";
     case NVML_ERROR_INSUFFICIENT_SIZE: return "Insufficient Size";
+    case NVML_ERROR_INSUFFICIENT_POWER: return "Insufficient External Power";
     case NVML_ERROR_DRIVER_NOT_LOADED: return "Driver Not Loaded";
+    case NVML_ERROR_TIMEOUT: return "Timeout";
+    case NVML_ERROR_IRQ_ISSUE: return "Interrupt request issue";
+    case NVML_ERROR_LIBRARY_NOT_FOUND: return "NVML Shared Library Not Found";
+    case NVML_ERROR_FUNCTION_NOT_FOUND: return "Function Not Found";
+    case NVML_ERROR_CORRUPTED_INFOROM: return "Corrupted infoROM";
     case NVML_ERROR_GPU_IS_LOST: return "GPU is lost";
+    case NVML_ERROR_RESET_REQUIRED: return "GPU requires restart";
+    case NVML_ERROR_OPERATING_SYSTEM: return "The operating system has blocked the request.";
+    case NVML_ERROR_LIB_RM_VERSION_MISMATCH: return "RM has detected an NVML/RM version mismatch.";
+    case NVML_ERROR_IN_USE: return "In use by another client";
+    case NVML_ERROR_MEMORY: return "Insufficient Memory";
+    case NVML_ERROR_NO_DATA: return "No data";
+    case NVML_ERROR_VGPU_ECC_NOT_SUPPORTED: return "vGPU ECC not supported";
+    case NVML_ERROR_INSUFFICIENT_RESOURCES: return "Insufficient resources";
+    case NVML_ERROR_FREQ_NOT_SUPPORTED: return "Frequency not supported";
+    case NVML_ERROR_ARGUMENT_VERSION_MISMATCH: return "Argument version mismatch";
+    case NVML_ERROR_DEPRECATED: return "Deprecated";
+    case NVML_ERROR_NOT_READY: return "Not ready";
+    case NVML_ERROR_GPU_NOT_FOUND: return "GPU not found";
+    case NVML_ERROR_INVALID_STATE: return "Invalid state";
+    case NVML_ERROR_RESET_TYPE_NOT_SUPPORTED: return "Reset type not supported";
     default: return "Unknown Error";
     }
 }
@@ -400,13 +475,23 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t d, nvmlMemory_t *mem) {
     fake_gpu *g;
     nvmlReturn_t r = dev_check(d, &g);
     if (r) return r;
+    if (!mem) return NVML_ERROR_INVALID_ARGUMENT;
     mem->total = d->mig >= 0 ? g->mig_mem[d->mig] : g->mem_total;
-    mem->used = d->mig >= 0 ? 0 : g->mem_used;
-    mem->free = mem->total - mem->used;
+    mem->used = 0;
+    if (d->mig >= 0) { /* a MIG instance's used memory: its processes' (per-instance info) */
+        for (int i = 0; i < S.n_procs; i++)
+            if (S.procs[i].gpu == d->gpu && S.procs[i].mig == d->mig) mem->used += S.procs[i].used_mem;
+    } else {
+        mem->used = g->mem_used;
+    }
+    mem->free = mem->total > mem->used ? mem->total - mem->used : 0;
     return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t d, nvmlMemory_v2_t *mem) {
+    if (!mem) return NVML_ERROR_INVALID_ARGUMENT;
+    /* versioned struct: the caller says which layout it passed (nvml.h NVML_STRUCT_VERSION) */
+    if (mem->version != nvmlMemory_v2) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
     nvmlMemory_t m;
     nvmlReturn_t r = nvmlDeviceGetMemoryInfo(d, &m);
     if (r) return r;
@@ -442,7 +527,10 @@ nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t d, nvmlUtilization_t *u)
     fake_gpu *g;
     nvmlReturn_t r = dev_check(d, &g);
     if (r) return r;
-    if (d->mig >= 0) return NVML_ERROR_NOT_SUPPORTED;
+    /* nvml.h: "On MIG-enabled GPUs, querying device utilization rates is not currently
+     * supported." — the parent's handle as much as an instance's */
+    if (d->mig >= 0 || g->mig_mode == 1) return NVML_ERROR_NOT_SUPPORTED;
+    if (!u) return NVML_ERROR_INVALID_ARGUMENT;
     u->gpu = g->util_gpu;
     u->memory = g->util_mem;
     return NVML_SUCCESS;
@@ -494,7 +582,11 @@ nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t d, nvmlProcessUtilizat
     fake_gpu *g;
     nvmlReturn_t r = dev_check(d, &g);
     if (r) return r;
+    /* nvml.h: "On MIG-enabled GPUs, querying process utilization is not currently
+     * supported." */
+    if (d->mig >= 0 || g->mig_mode == 1) return NVML_ERROR_NOT_SUPPORTED;
     if (g->putil_error) return g->putil_error;
+    if (!count) return NVML_ERROR_INVALID_ARGUMENT;
     unsigned n = 0;
     for (int i = 0; i < S.n_procs; i++)
         n += proc_matches(&S.procs[i], d) && S.procs[i].ts > lastSeenTimeStamp;

@@ -80,6 +80,7 @@ class FakeGpuProcess:
     gpu: int
     pid: int
     used_memory_bytes: int = 0
+    # utilisation sample; never reported on a MIG-enabled GPU (NVML answers NOT_SUPPORTED)
     sm_util: int = 0
     mem_util: int = 0
     mig: int | None = None  # index into that FakeGpu's migs

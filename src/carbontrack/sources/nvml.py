@@ -314,7 +314,10 @@ class NvmlSource:
 
         NotFound/NotSupported on a device gives no processes (or no utilisation) for that
         device; a PID that vanished between the two NVML calls gets ``sm_util_percent``
-        None; a failing GPU is skipped and reported by :meth:`health`."""
+        None; a failing GPU is skipped and reported by :meth:`health`. On a MIG-enabled GPU
+        utilisation is not asked for: nvml.h says "On MIG-enabled GPUs, querying process
+        utilization is not currently supported", so MIG processes carry their used memory
+        and ``sm_util_percent`` None."""
         out: list[GpuProcess] = []
         for g in self._gpus:
             targets = [(dev.uuid, h) for dev, h in g.migs] or [(g.device.uuid, g.handle)]
@@ -326,7 +329,7 @@ class NvmlSource:
                         with self._lock:
                             g.error = f"process query: {err}"
                     continue
-                util = self._sm_util(handle)
+                util = {} if g.migs else self._sm_util(handle)
                 for p in running:
                     mem = getattr(p, "usedGpuMemory", None)
                     pid = int(p.pid)

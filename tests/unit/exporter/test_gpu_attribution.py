@@ -56,6 +56,24 @@ def test_mig_instances_split_by_slices_rest_unallocated() -> None:
     assert rest == 200.0
 
 
+def test_shared_mig_instance_split_by_used_memory_not_utilisation() -> None:
+    # MIG offers no utilisation (nvml.h); a stale SM figure must not be used. 3 GiB : 1 GiB
+    # of memory used on the instance -> 300 J : 100 J; the vanished PID's 1 GiB -> 100 J
+    # unallocated.
+    gib = 1 << 30
+    mig = GpuUnit("MIG-a", 500.0, True)
+    uses = [GpuUse("MIG-a", "a", 99.0, 3 * gib), GpuUse("MIG-a", "b", 1.0, gib),
+            GpuUse("MIG-a", None, None, gib)]
+    s = split_unit(mig, [], uses)
+    assert s.containers == {"a": 300.0, "b": 100.0}
+    assert s.unallocated == 100.0 and s.mode == "shared-memory"
+
+
+def test_shared_mig_instance_without_memory_figures_splits_evenly() -> None:
+    s = split_unit(GpuUnit("MIG-a", 300.0, True), ["a", "b"], [])
+    assert s.containers == {"a": 150.0, "b": 150.0} and s.unallocated == 0.0
+
+
 @pytest.mark.parametrize("seed", range(100))
 def test_gpu_conservation_over_random_units(seed: int) -> None:
     rng = random.Random(seed)

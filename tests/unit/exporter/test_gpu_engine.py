@@ -118,6 +118,33 @@ def test_exclusive_time_sliced_mig_and_vanished_pids(make_node: Any, nvml_path: 
     assert eng.ledger.node[("gpu", "GPU-22222222-0000-0000-0000-000000000000", "measured")] == 700
 
 
+def test_mig_instance_shared_by_two_containers_split_by_memory(make_node: Any, nvml_path: Path) -> None:
+    """Real MIG gives no utilisation, only processes and their memory per instance: two pods
+    on instance 0 share its estimated energy 3:1 by memory used, whatever SM figures the
+    fake's state holds (it no longer reports them on MIG, as NVML does not)."""
+    node = setup_node(make_node)
+    on_mig = [
+        FakeGpuProcess(2, pid(node, B, "infer"), used_memory_bytes=3 * GIB, sm_util=5, mig=0),
+        FakeGpuProcess(2, pid(node, C, "infer2"), used_memory_bytes=GIB, sm_util=95, mig=0),
+    ]
+    write_state(nvml_path, gpus([0, 0, 0, 0]), on_mig)
+    src = NvmlSource.open(sample_interval_s=0)
+    try:
+        eng = node.engine(gpu=NvmlTopology(src, node.pods), extra_sources=[src])
+        eng.collect()
+        node.now += 10
+        write_state(nvml_path, gpus([0, 0, 800, 0]), on_mig)
+        r = eng.collect()
+    finally:
+        src.close()
+    assert r is not None
+    # instance 0: 40 of 80 GiB -> 400 J, split 3:1 by memory -> 300 J and 100 J; instance 1
+    # (200 J) and the 20 GiB no instance holds (200 J) stay unallocated
+    assert gpu_only(r) == {(B, "infer"): 300.0, (C, "infer2"): 100.0}
+    assert r.unallocated["gpu"] == 400.0
+    assert eng.ledger.containers[(B, "infer")].joules == {("gpu", "estimated"): 300.0}
+
+
 class Lister(grpc.GenericRpcHandler):
     """A real gRPC server implementing pod-resources List from a fixed allocation table."""
 
