@@ -33,6 +33,8 @@ MAX_OBJECT_BYTES = 768 * 1024  # half of etcd's default 1.5 MiB request limit: r
 DAY_LABEL = "carbontrack.io/day"
 MONTH_LABEL = "carbontrack.io/month"
 RECORD_LABEL = "carbontrack.io/record"
+CO2E_ANNOTATION = "carbontrack.io/co2e-grams"
+ENERGY_ANNOTATION = "carbontrack.io/energy-kwh"
 
 
 def record_day(finished_at: datetime) -> str:
@@ -233,10 +235,17 @@ def entry_as_job(entry: RecordEntry) -> dict[str, Any]:
     template = data.get("template") if isinstance(data.get("template"), Mapping) else {}
     inputs = data.get("inputs") if isinstance(data.get("inputs"), Mapping) else {}
     outcome = (data.get("job") or {}).get("outcome", "")
+    annotations = {**dict(inputs or {}), **dict(entry.annotations)}
+    # the annotations carry 6 significant figures for people; the record's full values are
+    # what the budget ledgers add, so a report's totals equal the ledgers exactly
+    if entry.co2e_grams is not None:
+        annotations[CO2E_ANNOTATION] = repr(entry.co2e_grams)
+    if entry.energy_kwh is not None:
+        annotations[ENERGY_ANNOTATION] = repr(entry.energy_kwh)
     return {
         "metadata": {"namespace": entry.namespace, "name": entry.name, "uid": entry.uid,
                      "labels": dict(entry.labels),
-                     "annotations": {**dict(inputs or {}), **dict(entry.annotations)}},
+                     "annotations": annotations},
         "spec": {"parallelism": data.get("parallelism", 1),
                  "template": {"spec": dict(template or {})}},
         "status": {"startTime": data.get("startedAt"),
