@@ -1,8 +1,13 @@
-"""The end-of-run table printed by `carbontrack run` and by ``track(..., summary=True)``."""
+"""The end-of-run table printed by `carbontrack run` and by ``track(..., summary=True)``.
+
+A person reads it: energy and emissions in units chosen by magnitude (core.units), three
+significant figures. The CSV/JSON outputs keep fixed units (kWh, kg) at full precision.
+"""
 
 from __future__ import annotations
 
 from ..core.types import JOULES_PER_KWH
+from ..core.units import format_energy, format_mass
 from .result import RunResult
 
 
@@ -17,18 +22,18 @@ def render(r: RunResult, files: tuple[str, ...] = ()) -> str:
         ("scope", r.scope),
     ]
     for comp in sorted(r.energy_j):
-        rows.append((f"energy {comp}", f"{_fmt(r.energy_j[comp], 'J')}  ({r.energy_j[comp] / JOULES_PER_KWH:.6g} kWh)"))
+        rows.append((f"energy {comp}", format_energy(r.energy_j[comp])))
     rows += [
-        ("energy IT", _fmt(r.energy_kwh, "kWh")),
+        ("energy IT", format_energy(r.energy_kwh * JOULES_PER_KWH)),
         ("PUE", f"{r.pue:g}"),
-        ("energy facility", _fmt(r.facility_energy_kwh, "kWh")),
-        ("emissions", f"{_fmt(r.co2e_grams, 'gCO2e')}  (+/-{r.uncertainty * 100:.0f} %)"),
+        ("energy facility", format_energy(r.facility_energy_kwh * JOULES_PER_KWH)),
+        ("emissions", f"{format_mass(r.co2e_grams)}  (+/-{r.uncertainty * 100:.0f} %)"),
     ]
     if r.market_based_co2e_grams is not None:
         rows.append(
             (
                 "market-based",
-                f"{_fmt(r.market_based_co2e_grams, 'gCO2e')}  (factor {r.market_factor_g_per_kwh:g} g/kWh)",
+                f"{format_mass(r.market_based_co2e_grams)}  (factor {r.market_factor_g_per_kwh:g} g/kWh)",
             )
         )
     rows.append(("zone", r.zone))

@@ -237,5 +237,10 @@ def test_summary_table_for_notebooks() -> None:
     with t:
         clock.advance(3600)
     table = t.summary()
-    assert "energy cpu" in table and "0.4 kWh" in table and "PUE              1.1" in table
-    assert f"{t.result.co2e_grams:.6g} gCO2e" in table  # type: ignore[union-attr]
+    # units by magnitude (core.units): 100 W + 300 W for 1 h; facility 0.4 kWh x 1.1 = 440 Wh;
+    # 0.44 kWh x 344.13992 g/kWh (DE in the catalogue) = 151.42 g -> 3 significant figures
+    assert "energy cpu       100 Wh\n" in table and "energy gpu       300 Wh\n" in table
+    assert "energy IT        400 Wh\n" in table and "PUE              1.1\n" in table
+    assert "energy facility  440 Wh\n" in table
+    assert CAT.get("DE").g_per_kwh == pytest.approx(344.13992)
+    assert "emissions        151 gCO2e  (+/-" in table
