@@ -1,5 +1,10 @@
 """Self-contained HTML report: inline CSS and inline SVG charts, no scripts, no external
-fetches, so it opens offline, in a mail client, or archived with a sustainability report."""
+fetches, so it opens offline, in a mail client, or archived with a sustainability report.
+
+Energy and emissions figures are shown in units chosen by magnitude (core.units: J/Wh/kWh/
+MWh, mg/g/kg/t CO2e); charts keep one fixed unit per axis, and the EU AI Act table keeps MWh
+to two significant figures as that reporting asks. The CSV/JSON outputs carry fixed units.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from datetime import datetime, timedelta
 from html import escape
 
 from carbontrack import __version__
+from carbontrack.core.units import format_energy, format_mass
 
 from . import aggregate, aiact
 from .build import Report, aggregate_ghg
@@ -114,13 +120,27 @@ def zone_intensity(lines: Sequence[LineItem]) -> list[tuple[str, float]]:
     return sorted((z, g[z] / kwh[z] if kwh[z] else 0.0) for z in kwh)
 
 
+class Shown(str):
+    """A figure already formatted with its unit: a right-aligned number cell."""
+
+
+def _kwh(kwh: float | None) -> Shown | str:
+    return "" if kwh is None else Shown(format_energy(kwh * 3.6e6))
+
+
+def _kg(kg: float | None) -> Shown | str:
+    return "" if kg is None else Shown(format_mass(kg * 1000.0))
+
+
 def _table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     th = "".join(f"<th>{escape(h)}</th>" for h in head)
     body = []
     for r in rows:
         cells = []
         for v in r:
-            if isinstance(v, float):
+            if isinstance(v, Shown):
+                cells.append(f'<td class="n">{escape(v)}</td>')
+            elif isinstance(v, float):
                 cells.append(f'<td class="n">{v:.6g}</td>')
             elif isinstance(v, int):
                 cells.append(f'<td class="n">{v}</td>')
@@ -140,10 +160,10 @@ def render(report: Report) -> str:
     period = f"{scope['since'] or 'start'} to {scope['until'] or 'now'}"
     kpis = [
         ("Jobs", f"{t.jobs}"),
-        ("Facility energy", f"{t.facility_energy_kwh:.4g} kWh"),
-        ("Location-based", f"{t.location_kgco2e:.4g} kgCO2e"),
-        ("Market-based", f"{t.market_kgco2e:.4g} kgCO2e"),
-        ("Embodied (SCI M)", f"{t.embodied_kgco2e:.4g} kgCO2e"),
+        ("Facility energy", _kwh(t.facility_energy_kwh)),
+        ("Location-based", _kg(t.location_kgco2e)),
+        ("Market-based", _kg(t.market_kgco2e)),
+        ("Embodied (SCI M)", _kg(t.embodied_kgco2e)),
         ("GPU-hours", f"{t.gpu_hours:.4g}"),
     ]
     out = [
@@ -172,8 +192,9 @@ def render(report: Report) -> str:
         "</div>",
         "<h2>GHG Protocol view</h2>",
         _table(
-            ["scope", "facility energy (kWh)", "location-based (kgCO2e)", "market-based (kgCO2e)"],
-            [[k, v["facility_energy_kwh"], v["location_kgco2e"], v["market_kgco2e"]] for k, v in ghg.items()],
+            ["scope", "facility energy", "location-based", "market-based"],
+            [[k, _kwh(v["facility_energy_kwh"]), _kg(v["location_kgco2e"]), _kg(v["market_kgco2e"])]
+             for k, v in ghg.items()],
         ),
         '<p class="note">Own data centres: Scope 2 (purchased electricity). Cloud: Scope 3 '
         "Category 1 (purchased goods and services); the provider reports that electricity as "
@@ -185,10 +206,11 @@ def render(report: Report) -> str:
         groups = aggregate.group_totals(lines, fn)
         out.append(
             _table(
-                [title, "jobs", "GPU-hours", "IT energy (kWh)", "facility energy (kWh)",
-                 "location (kgCO2e)", "market (kgCO2e)", "embodied (kgCO2e)"],
-                [[k, g.jobs, g.gpu_hours, g.it_energy_kwh, g.facility_energy_kwh,
-                  g.location_kgco2e, g.market_kgco2e, g.embodied_kgco2e] for k, g in groups.items()],
+                [title, "jobs", "GPU-hours", "IT energy", "facility energy",
+                 "location", "market", "embodied"],
+                [[k, g.jobs, g.gpu_hours, _kwh(g.it_energy_kwh), _kwh(g.facility_energy_kwh),
+                  _kg(g.location_kgco2e), _kg(g.market_kgco2e), _kg(g.embodied_kgco2e)]
+                 for k, g in groups.items()],
             )
         )
     out.append("<h2>EU AI Act: training energy per model</h2>")
@@ -205,16 +227,16 @@ def render(report: Report) -> str:
     out.append('<h2>Line items (one per Job)</h2><div class="wide">')
     out.append(
         _table(
-            ["namespace/job", "team", "model", "status", "end", "GPU-h", "cpu kWh", "dram kWh",
-             "gpu kWh", "other kWh", "IT kWh", "method", "PUE", "zone", "intensity g/kWh",
-             "basis / source", "location kgCO2e", "market kgCO2e", "embodied kgCO2e",
+            ["namespace/job", "team", "model", "status", "end", "GPU-h", "cpu", "dram",
+             "gpu", "other", "IT energy", "method", "PUE", "zone", "intensity g/kWh",
+             "basis / source", "location", "market", "embodied",
              "SCI g/unit", "scope", "uncertainty"],
             [[f"{x.namespace}/{x.job}", x.team, x.model, x.status, x.to_row()["end"], x.gpu_hours,
-              x.cpu_kwh, x.dram_kwh, x.gpu_kwh, x.other_kwh, x.it_energy_kwh, x.energy_method,
+              _kwh(x.cpu_kwh), _kwh(x.dram_kwh), _kwh(x.gpu_kwh), _kwh(x.other_kwh),
+              _kwh(x.it_energy_kwh), x.energy_method,
               x.pue, x.grid_zone, x.intensity_g_per_kwh,
               f"{x.intensity_basis} / {x.intensity_source} {x.intensity_year or ''}".strip(),
-              x.location_kgco2e, x.market_kgco2e if x.market_kgco2e is not None else "",
-              x.embodied_kgco2e if x.embodied_kgco2e is not None else "",
+              _kg(x.location_kgco2e), _kg(x.market_kgco2e), _kg(x.embodied_kgco2e),
               f"{_n(x.sci_g_per_unit)} per {x.functional_unit}", x.ghg_scope,
               _n(x.uncertainty)] for x in lines],
         )
@@ -224,8 +246,9 @@ def render(report: Report) -> str:
         out.append("<h2>CarbonBudgets (operator ledgers)</h2>")
         out.append(
             _table(
-                ["namespace/budget", "limit", "period", "used (gCO2e)", "percent", "jobs counted", "conditions"],
-                [[f"{b.namespace}/{b.name}", b.limit, b.period, b.used_grams if b.used_grams is not None else "",
+                ["namespace/budget", "limit", "period", "used", "percent", "jobs counted", "conditions"],
+                [[f"{b.namespace}/{b.name}", b.limit, b.period,
+                  Shown(format_mass(b.used_grams)) if b.used_grams is not None else "",
                   b.percent if b.percent is not None else "", b.jobs_counted if b.jobs_counted is not None else "",
                   ", ".join(b.conditions)] for b in report.budgets],
             )

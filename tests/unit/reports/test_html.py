@@ -51,7 +51,11 @@ def test_html_is_self_contained_and_escaped() -> None:
     assert html.count("<svg") == 4
     for title in ("Emissions over time", "Emissions by team", "IT energy by component", "Grid intensity by zone"):
         assert title in html
-    assert "0.2 kgCO2e" in html  # location-based total KPI (0.12 + 0.08)
+    # units by magnitude (core.units): location-based total 0.12 + 0.08 kg = 200 g; the team
+    # "vision" line is job a's 120 g
+    assert '<div class="kpi">Location-based<b>200 gCO2e</b></div>' in html
+    assert '<td>vision</td>' in html and '<td class="n">120 gCO2e</td>' in html
+    assert "e-0" not in html  # no scientific notation anywhere a person reads
 
 
 def test_chart_data_are_the_report_numbers() -> None:
@@ -96,5 +100,5 @@ def test_budgets_and_data_gaps_are_shown() -> None:
     r.skipped = [Skipped("ml", "pending-job", "not accounted by the operator yet")]
     html = render(r)
     assert "<td>ml/monthly</td><td>5kg</td><td>2026-11</td>" in html
-    assert '<td class="n">1234.5</td>' in html
+    assert '<td class="n">1.23 kgCO2e</td>' in html  # 1234.5 g used
     assert "<li>ml/pending-job: not accounted by the operator yet</li>" in html
