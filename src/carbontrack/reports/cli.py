@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from carbontrack.core.errors import ConfigError
+from carbontrack.core.outdir import ensure_output_dir, remove_created
 
 from . import export
 from .build import Scope, build_report
@@ -170,6 +171,19 @@ def main(argv: list[str]) -> int:
         if not args.quiet:
             print(f"report: {msg}", file=sys.stderr, flush=True)
 
+    # the output directory is made (with parents) and checked before the slow part; a run
+    # that fails leaves no directory it made behind
+    created = ensure_output_dir(args.output, "--output")
+    try:
+        return _report(args, progress, since, until, ghg_settings, embodied, formats, created)
+    except BaseException:
+        remove_created(created)
+        raise
+
+
+def _report(args: argparse.Namespace, progress: Callable[[str], None], since: datetime | None,
+            until: datetime | None, ghg_settings: GhgSettings, embodied: EmbodiedModel,
+            formats: set[str], created: list[Path]) -> int:
     lines, skipped, budgets, notes = gather(args, progress, since, until)
     scope = Scope(args.cluster_name, tuple(args.namespace), args.team, args.selector, since, until)
     from carbontrack.intensity.catalogue import Catalogue
@@ -183,6 +197,6 @@ def main(argv: list[str]) -> int:
         progress(f"warning: Job {s.namespace}/{s.job} left out: {s.reason}")
     if not report.lines:
         progress("warning: no accounted Jobs or runs matched the scope and period; the report is empty")
-    for path in export.write(report, args.output, formats):
+    for path in export.write(report, args.output, formats, created):
         print(path)
     return 0

@@ -6,8 +6,11 @@ import csv
 import io
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from carbontrack.core.outdir import ensure_output_dir, remove_created
 
 from .build import Report
 from .model import line_columns
@@ -15,8 +18,12 @@ from .model import line_columns
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)  # readers never see half a report
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)  # readers never see half a report
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _cell(v: Any) -> Any:
@@ -53,29 +60,44 @@ def totals_csv(report: Report) -> str:
     return buf.getvalue()
 
 
-def write(report: Report, out_dir: Path, formats: set[str]) -> list[Path]:
-    """Write the chosen formats into ``out_dir``; returns the files written."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+def write(report: Report, out_dir: Path, formats: set[str], created: Sequence[Path] = ()) -> list[Path]:
+    """Write the chosen formats into ``out_dir`` (created with its parents); returns the files
+    written. All or nothing: every document is rendered before the first file is written, and
+    if a write fails, the files this call wrote and the directories it created are removed
+    (a file it replaced cannot come back: each write is a rename). An uncreatable or
+    unwritable ``out_dir`` is a ConfigError. ``created``: directories the caller made for
+    this report earlier (``ensure_output_dir`` before gathering), removed likewise."""
+    docs = _render(report, formats)
+    made = [*created, *ensure_output_dir(out_dir, "--output")]
     written: list[Path] = []
+    try:
+        for name, text in docs:
+            p = out_dir / name
+            _atomic_write(p, text)
+            written.append(p)
+    except BaseException:
+        for p in written:
+            p.unlink(missing_ok=True)
+        remove_created(made)
+        raise
+    return written
 
-    def put(name: str, text: str) -> None:
-        p = out_dir / name
-        _atomic_write(p, text)
-        written.append(p)
 
+def _render(report: Report, formats: set[str]) -> list[tuple[str, str]]:
+    docs: list[tuple[str, str]] = []
     if "csv" in formats:
-        put("report-lines.csv", lines_csv(report))
-        put("report-totals.csv", totals_csv(report))
+        docs.append(("report-lines.csv", lines_csv(report)))
+        docs.append(("report-totals.csv", totals_csv(report)))
     if "json" in formats:
-        put("report.json", json.dumps(report.to_json(), indent=2, sort_keys=False) + "\n")
+        docs.append(("report.json", json.dumps(report.to_json(), indent=2, sort_keys=False) + "\n"))
     if "html" in formats:
         from .html import render
 
-        put("report.html", render(report))
+        docs.append(("report.html", render(report)))
     if "aiact" in formats:
         from .aiact import form_text, model_energy
 
-        put("ai-act-training-energy.txt", "\n".join(form_text(e) for e in model_energy(report.lines)))
+        docs.append(("ai-act-training-energy.txt", "\n".join(form_text(e) for e in model_energy(report.lines))))
     if "statement" in formats:
-        put("compute-statement.md", report.statement())
-    return written
+        docs.append(("compute-statement.md", report.statement()))
+    return docs

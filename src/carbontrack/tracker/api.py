@@ -26,11 +26,12 @@ from typing import Any, TypeVar, overload
 
 from .. import __version__
 from ..core.errors import ConfigError
+from ..core.outdir import ensure_output_dir, remove_created
 from ..core.types import EnergySource, IntensityLookup
 from ..sources.procstat import read_proc_stat
 from .clock import Clock, SystemClock
 from .host import host_facts
-from .output import append_csv, check_output_dir, write_json
+from .output import append_csv, write_json
 from .registry import PROCESS_REGISTRY, Registry
 from .result import DeviceEnergy, ResultLogger, RunResult
 from .scope import MachineScope, ProcessTreeScope, Scope
@@ -78,6 +79,7 @@ class Tracker:
         self.run_id = new_run_id()
         self.result: RunResult | None = None
         self.files: tuple[Path, ...] = ()
+        self._created_dirs: list[Path] = []  # output directories this run made (removed on failure)
         self._session: Session | None = None
         self._parent: str | None = None
         self._notes: list[str] = []
@@ -93,8 +95,18 @@ class Tracker:
         if self._prepared is not None:
             return
         s = self.settings.resolved()
+        created: list[Path] = []
         if s.output_dir is not None and s.formats:
-            check_output_dir(s.output_dir)
+            # created with its parents now, so an unwritable location fails before the work
+            created = ensure_output_dir(s.output_dir, "output directory")
+        try:
+            self._prepare_rest(s)
+        except BaseException:
+            remove_created(created)  # a run that never started leaves no directory behind
+            raise
+        self._created_dirs = created
+
+    def _prepare_rest(self, s: TrackerSettings) -> None:
         if s.scope == "process" and self._scope is None:
             read_proc_stat(s.procfs_root)  # the process share needs /proc/stat: fail now if absent
         if self._lookup is None:
@@ -215,13 +227,19 @@ class Tracker:
         if s.output_dir is None:
             return ()
         files: list[Path] = []
-        if "csv" in s.formats:
-            path, warning = append_csv(s.output_dir / s.csv_name, result)
-            files.append(path)
-            if warning:
-                warnings.warn(f"carbontrack: {warning}", stacklevel=3)
-        if "json" in s.formats:
-            files.append(write_json(s.output_dir / f"carbontrack-{result.run_id}.json", result))
+        try:
+            if "csv" in s.formats:
+                path, warning = append_csv(s.output_dir / s.csv_name, result)
+                files.append(path)
+                if warning:
+                    warnings.warn(f"carbontrack: {warning}", stacklevel=3)
+            if "json" in s.formats:
+                files.append(write_json(s.output_dir / f"carbontrack-{result.run_id}.json", result))
+        except BaseException:
+            # the row is one append and the JSON a rename: no half file exists; a directory
+            # this run created and left empty goes too
+            remove_created(self._created_dirs)
+            raise
         return tuple(files)
 
     def summary(self) -> str:

@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import ConfigError
 from ..core.types import JOULES_PER_KWH
 from .result import RunResult
 
@@ -195,20 +194,3 @@ def write_json(path: Path, result: RunResult) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def check_output_dir(directory: Path) -> Path:
-    """Fail before the run starts if results could not be written (no partial files later)."""
-    if not directory.exists():
-        raise ConfigError(f"output directory {directory} does not exist: create it or pass --output")
-    if not directory.is_dir():
-        raise ConfigError(f"output path {directory} is not a directory: pass a directory to --output")
-    try:
-        fd, probe = _create_temp(directory, ".carbontrack-probe-")
-    except OSError as err:
-        raise ConfigError(
-            f"output directory {directory} is not writable ({err.strerror}): pass a writable --output"
-        ) from None
-    os.close(fd)
-    os.unlink(probe)
-    return directory

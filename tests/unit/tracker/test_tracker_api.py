@@ -191,13 +191,20 @@ def test_bad_input_fails_before_start_and_writes_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unwritable_output_dir_is_an_error(tmp_path: Path) -> None:
+def test_output_dir_is_created_and_unusable_ones_are_errors(tmp_path: Path) -> None:
     clock = ManualClock()
-    with pytest.raises(ConfigError, match="does not exist"):
-        track(zone="DE", output_dir=tmp_path / "missing", **_deps(clock)).start()
+    with track(zone="DE", output_dir=tmp_path / "new" / "runs", **_deps(clock)) as t:
+        clock.advance(60)
+    assert t.files and all(f.parent == tmp_path / "new" / "runs" for f in t.files)
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="is not a directory"):
         track(zone="DE", output_dir=tmp_path / "file", **_deps(clock)).start()
+    with pytest.raises(ConfigError, match="file is not a directory"):
+        track(zone="DE", output_dir=tmp_path / "file" / "sub", **_deps(clock)).start()
+    # a run that fails to start (unknown zone) leaves no directory it made
+    with pytest.raises(ConfigError, match="unknown grid zone"):
+        track(zone="Atlantis", output_dir=tmp_path / "gone" / "deep", **_deps(clock)).start()
+    assert not (tmp_path / "gone").exists()
 
 
 def test_no_warning_for_a_single_tracker() -> None:

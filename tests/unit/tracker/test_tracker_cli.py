@@ -161,8 +161,11 @@ MARKER_CMD = [sys.executable, "-c", "import pathlib, sys; pathlib.Path(sys.argv[
         (["--zone", "DE", "--pue", "-1"], "invalid PUE -1.0"),
         (["--zone", "DE", "--pue", "abc"], "--pue: invalid float value"),
         (["--zone", "DE", "--scope", "galaxy"], "--scope: invalid choice"),
-        (["--zone", "DE", "--output", "{tmp}/missing"], "does not exist"),
         (["--zone", "DE", "--output", "{tmp}/afile"], "is not a directory"),
+        (["--zone", "DE", "--output", "{tmp}/afile/sub"], "afile is not a directory"),
+        (["--zone", "DE", "--output", "/proc/self/carbontrack-out"], "cannot create it"),
+        # the output directory is made before the zone is checked: the failure removes it
+        (["--zone", "Atlantis", "--output", "{tmp}/new/deeper"], "unknown grid zone 'Atlantis'"),
         (["--zone", "DE", "--interval", "0"], "invalid interval"),
         (["--zone", "DE", "--procfs", "{tmp}/missing"], "cannot read"),
         ([], "--zone"),
@@ -182,6 +185,19 @@ def test_bad_input_one_line_error_nothing_run_nothing_written(tmp_path: Path, ar
     assert message in p.stderr
     assert not marker.exists()
     assert list(out.iterdir()) == []
+    assert not (tmp_path / "new").exists()
+
+
+def test_output_directory_is_created_with_its_parents(tmp_path: Path) -> None:
+    # like pip's -d: a missing --output is made, parents included
+    marker = tmp_path / "marker"
+    out = tmp_path / "a" / "b" / "c"
+    p = ct(["--zone", "DE", "--output", str(out), "--", *MARKER_CMD, str(marker)], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert marker.read_text() == "ran"
+    names = sorted(f.name for f in out.iterdir())
+    assert len(names) == 2 and names[0].startswith("carbontrack-") and names[0].endswith(".json")
+    assert names[1:] == ["emissions.csv"]
 
 
 def test_command_not_found(tmp_path: Path) -> None:

@@ -13,11 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from carbontrack.core.errors import ConfigError
 from carbontrack.tracker.output import (
     OWN_COLUMNS,
     append_csv,
-    check_output_dir,
     codecarbon_columns,
     csv_header,
     csv_row,
@@ -198,13 +196,3 @@ def test_json_is_complete_and_atomic(tmp_path: Path) -> None:
     assert sorted(x.name for x in tmp_path.iterdir()) == ["run.json"]  # no temporary left
 
 
-def test_output_dir_checks(tmp_path: Path) -> None:
-    assert check_output_dir(tmp_path) == tmp_path
-    assert list(tmp_path.iterdir()) == []  # the probe file is gone
-    with pytest.raises(ConfigError, match="does not exist"):
-        check_output_dir(tmp_path / "nope")
-    (tmp_path / "f").write_text("")
-    with pytest.raises(ConfigError, match="not a directory"):
-        check_output_dir(tmp_path / "f")
-    with pytest.raises(ConfigError, match="not writable"):
-        check_output_dir(Path("/proc/self"))
