@@ -103,9 +103,11 @@ def start_prometheus(
     binary: Path | None = None,
     scrape_interval_s: float = 1.0,
     timeout_s: float = 30.0,
+    address: str = "127.0.0.1",
 ) -> PrometheusServer:
-    """Start Prometheus on a free loopback port with its own config and data dir (the
-    Debian service, if any, is untouched: it uses :9090 and /var/lib/prometheus)."""
+    """Start Prometheus on a free port with its own config and data dir (the Debian
+    service, if any, is untouched: it uses :9090 and /var/lib/prometheus). ``address``:
+    loopback, or the host's address when a real node's pods (the operator) query it."""
     binary = binary or find_prometheus()
     targets_dir = state_dir / "targets"
     targets_dir.mkdir(parents=True, exist_ok=True)
@@ -120,12 +122,12 @@ def start_prometheus(
             str(binary),
             f"--config.file={cfg}",
             f"--storage.tsdb.path={state_dir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
+            f"--web.listen-address={address}:{port}",
             "--storage.tsdb.retention.time=1d",
             "--log.level=warn",
         ],
     )
-    server = PrometheusServer(f"http://127.0.0.1:{port}", targets_dir, proc)
+    server = PrometheusServer(f"http://{address}:{port}", targets_dir, proc)
     deadline = time.monotonic() + timeout_s
     while True:
         try:

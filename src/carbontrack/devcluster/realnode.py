@@ -126,6 +126,7 @@ class RealNode:
     raw_iptables: dict[str, str]
     lock: IO[str]
     processes: list[ManagedProcess] = field(default_factory=list)
+    images: dict[str, str] = field(default_factory=dict)  # name ("exporter") -> reference
     timings: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     stopped: bool = False
@@ -255,6 +256,7 @@ def _start(node: RealNode, kubelet: Path, pki: Pki, admin: Path, apiserver_port:
     # while the kubelet registers: no pod needs these before the node is Ready
     for image in images:
         import_image(paths, image.archive, image.ref)
+        node.images[image.ref.rsplit("/", 1)[-1].split(":")[0]] = image.ref
     node.timings["images"] = time.monotonic() - t0
     wait_until(f"real node {node.name} Ready", lambda: nodes_ready(admin, [node.name]),
                timeout_s, interval_s=0.2, procs=[cd, kl])

@@ -213,7 +213,7 @@ def start_stack(
                                   tick_s=tick_s, gpu_backend=backend)
         simulator.start()
         prom = start_prometheus(sup, state_dir / "prometheus",
-                                scrape_interval_s=scrape_interval_s)
+                                scrape_interval_s=scrape_interval_s, address=address)
         stack = DevStack(cluster, simulator, prom, real_node=node)
         if exporters:
             stack.exporters = start_exporters(state_dir, cluster, simulator, prom,
