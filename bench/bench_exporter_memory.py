@@ -13,8 +13,7 @@ API server: ``carbontrack.sim.fakeapiserver`` (real HTTPS with the cluster CA an
 token, as a pod's service account uses it; the list/watch protocol) serving
 ``--pods`` realistic pod objects on the measured node (managedFields, volumes, conditions,
 statuses: ~7 KB of JSON each, like a kube-apiserver's) and as many on another node (not
-listed: the field selector), one status update every ``--update-every`` seconds; or, with
-``--kubeconfig``, a real API server (the pods must exist there already).
+listed: the field selector), one status update every ``--update-every`` seconds.
 
 Node: a fake cgroup v2 tree (carbontrack.sim) with the same pods, RAPL counters and
 /proc; counters advance every second. Flags: the chart's, on a node without a GPU (NVML
@@ -227,20 +226,17 @@ def one_rep(args: argparse.Namespace, work: Path) -> list[Run]:
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(pki.apiserver_cert, pki.apiserver_key)
     with FakeApiServer(tls=tls, token="bench-token") as api:
-        if args.kubeconfig is None:
-            for p in pods:
-                api.add(p)
-            for i in range(args.pods):  # another node's pods: filtered out by the server
-                api.add(realistic_pod(10_000 + i, "node-2", "cd" * 32))
-            kubeconfig = work / "kubeconfig.json"
-            kubeconfig.write_text(json.dumps({
-                "current-context": "c",
-                "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
-                "clusters": [{"name": "k", "cluster": {
-                    "server": api.url, "certificate-authority": str(pki.ca_cert)}}],
-                "users": [{"name": "u", "user": {"token": "bench-token"}}]}))
-        else:
-            kubeconfig = Path(args.kubeconfig)
+        for p in pods:
+            api.add(p)
+        for i in range(args.pods):  # another node's pods: filtered out by the server
+            api.add(realistic_pod(10_000 + i, "node-2", "cd" * 32))
+        kubeconfig = work / "kubeconfig.json"
+        kubeconfig.write_text(json.dumps({
+            "current-context": "c",
+            "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+            "clusters": [{"name": "k", "cluster": {
+                "server": api.url, "certificate-authority": str(pki.ca_cert)}}],
+            "users": [{"name": "u", "user": {"token": "bench-token"}}]}))
         # the chart's flags on a node without a GPU: NVML on but absent (so the
         # pod-resources client and its grpc import stay unloaded), interval 5 s
         (work / "pod-resources").mkdir()
@@ -268,7 +264,7 @@ def one_rep(args: argparse.Namespace, work: Path) -> list[Run]:
                 tree.advance_cpu(uid(i), "main", 0.05)
             stat.advance(0.5, 2.0)
             pc.advance(pc.package_zone(0), 20.0)
-            if args.kubeconfig is None and time.monotonic() >= next_update:
+            if time.monotonic() >= next_update:
                 p = pods[k % args.pods]  # a status update, as the kubelet posts them
                 p["status"]["conditions"][0]["lastTransitionTime"] = f"2026-12-06T20:{k % 60:02d}:00Z"
                 api.modify(p)
@@ -318,9 +314,9 @@ def write_page(args: argparse.Namespace, reps: list[list[Run]]) -> str:
     floor_steady = summary["no-kube"][1]
     ok_mem = "met" if new_peak <= GOAL_MIB else "NOT met"
     ok_cpu = "met" if new_cpu <= GOAL_CPU_PCT else "NOT met"
-    server = ("a real API server (--kubeconfig)" if args.kubeconfig else
-              f"carbontrack.sim.fakeapiserver over HTTPS (CA + bearer token): {args.pods} pods on the node and "
-              f"{args.pods} on another, one status update every {args.update_every:g} s")
+    server = (f"carbontrack.sim.fakeapiserver over HTTPS (CA + bearer token): {args.pods} pods "
+              f"on the node and {args.pods} on another, one status update every "
+              f"{args.update_every:g} s")
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
                f"Linux {platform.release()}, Python {platform.python_version()}")
     lines = [
@@ -369,7 +365,6 @@ def main(argv: list[str]) -> int:
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--pods", type=int, default=30)
     p.add_argument("--update-every", type=float, default=5.0)
-    p.add_argument("--kubeconfig", default=None, help="a real API server instead of the fake")
     args = p.parse_args(argv)
     reps = []
     for i in range(args.reps):
