@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -16,33 +15,38 @@ from carbontrack.sim.fakenvml import FakeGpu, FakeGpuProcess, FakeMig
 GIB = 1024**3
 
 
-def _init_count(lib_dir: Path) -> int:
-    lib = ctypes.CDLL(str(lib_dir / "libnvidia-ml.so.1"))
-    return int(lib.carbontrackFakeNvmlInitCount())
+def _lib() -> ctypes.CDLL:
+    """The library pynvml is bound to. By soname: the loader hands back the object already
+    loaded in this process (another test module may have built and loaded its own copy)."""
+    return ctypes.CDLL("libnvidia-ml.so.1")
 
 
-def test_init_is_reference_counted(pynvml: ModuleType, nvml_state: Callable[..., None], fake_nvml_dir: Path) -> None:
+def _init_count() -> int:
+    return int(_lib().carbontrackFakeNvmlInitCount())
+
+
+def test_init_is_reference_counted(pynvml: ModuleType, nvml_state: Callable[..., None]) -> None:
     # "A reference count of the number of initializations is maintained. Shutdown only
     # occurs when the reference count reaches zero."
     nvml_state([FakeGpu("GPU-rc")])
-    base = _init_count(fake_nvml_dir)
+    base = _init_count()
     pynvml.nvmlInit()
     pynvml.nvmlInit()
-    assert _init_count(fake_nvml_dir) == base + 2
+    assert _init_count() == base + 2
     pynvml.nvmlShutdown()
     assert pynvml.nvmlDeviceGetCount() == 1  # one reference left: still initialised
     pynvml.nvmlShutdown()
-    assert _init_count(fake_nvml_dir) == base
+    assert _init_count() == base
     if base == 0:
         with pytest.raises(pynvml.NVMLError) as err:
             pynvml.nvmlDeviceGetCount()
         assert err.value.value == pynvml.NVML_ERROR_UNINITIALIZED
 
 
-def test_unmatched_shutdown_is_not_an_error(fake_nvml_dir: Path, nvml_state: Callable[..., None]) -> None:
+def test_unmatched_shutdown_is_not_an_error(pynvml: ModuleType, nvml_state: Callable[..., None]) -> None:
     # "For backwards compatibility, no error is reported if nvmlShutdown() is called more
     # times than nvmlInit()." Called on the C symbol: pynvml keeps its own count too.
-    lib = ctypes.CDLL(str(fake_nvml_dir / "libnvidia-ml.so.1"))
+    lib = _lib()
     base = int(lib.carbontrackFakeNvmlInitCount())
     for _ in range(base):
         assert lib.nvmlInit_v2() == 0  # balance what other tests left open, then over-release
@@ -89,8 +93,7 @@ def test_utilisation_not_supported_on_mig_enabled_gpus(pynvml: ModuleType, nvml_
         pynvml.nvmlShutdown()
 
 
-def test_memory_v2_struct_version_is_checked(pynvml: ModuleType, nvml_state: Callable[..., None],
-                                             fake_nvml_dir: Path) -> None:
+def test_memory_v2_struct_version_is_checked(pynvml: ModuleType, nvml_state: Callable[..., None]) -> None:
     # nvmlMemory_v2 = NVML_STRUCT_VERSION(Memory, 2) = sizeof(nvmlMemory_v2_t) | 2 << 24;
     # sizeof is 40 on x86-64 (an unsigned int padded to 8, then four unsigned long long).
     assert pynvml.nvmlMemory_v2 == 40 | 2 << 24
@@ -106,7 +109,7 @@ def test_memory_v2_struct_version_is_checked(pynvml: ModuleType, nvml_state: Cal
                         ("reserved", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong),
                         ("used", ctypes.c_ulonglong)]
 
-        lib = ctypes.CDLL(str(fake_nvml_dir / "libnvidia-ml.so.1"))
+        lib = _lib()
         bad = MemoryV2(version=1 << 24 | 40)
         assert lib.nvmlDeviceGetMemoryInfo_v2(h, ctypes.byref(bad)) == 25  # ARGUMENT_VERSION_MISMATCH
     finally:
