@@ -213,3 +213,19 @@ def test_image_recipe() -> None:
     assert files["pyvenv.cfg"].startswith("home = /usr/bin\n")
     assert files["bin/carbontrack"].startswith("#!/opt/carbontrack/bin/python\n")
     assert EXPORTER.config().user == "65534:65534"
+
+
+def test_demo_real_job_and_helm_args() -> None:
+    from carbontrack.devcluster.demo_real import helm_install_args, real_job
+
+    job = real_job("b", "x/debian:1", threads=2, seconds=12, labels={"team": "t"})
+    pod = job["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"carbontrack.io/node-kind": "real"}
+    assert pod["containers"][0]["command"] == [
+        "sh", "-c", "for i in $(seq 2); do timeout 12 sh -c 'while :; do :; done' & done; "
+        "wait; sleep 6"]
+    assert helm_install_args(Path("/c"), "r/exporter:abc") == [
+        "upgrade", "--install", "carbontrack", "/c", "-n", "carbontrack-system",
+        "--create-namespace", "--set", "operator.enabled=false",
+        "--set", "exporter.image.repository=r/exporter", "--set", "exporter.image.tag=abc",
+        "--set", "exporter.provider=aws", "--set", "exporter.region=eu-west-1"]

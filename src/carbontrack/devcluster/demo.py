@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError
-from .binaries import cache_dir, ensure_all, repo_root
+from .binaries import bin_dir, cache_dir, ensure_all, repo_root
+from .demo_real import REAL_BANNER, install_real_exporter, real_job
+from .imagebuild import EXPORTER
 from .ports import free_port
 from .process import kill_group
 from .wait import wait_for
@@ -86,8 +88,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     if run_dir.exists():
         shutil.rmtree(run_dir)
     binaries = ensure_all(log=demo_dir() / "build.log")
-    stack = start_stack(run_dir, binaries)
+    stack = start_stack(run_dir, binaries, real_node=args.real_node,
+                        real_node_images=(EXPORTER,) if args.real_node else ())
     install_cleanup(stack.stop)
+    real: dict[str, Any] | None = None
+    if stack.real_node is not None:
+        node = stack.real_node
+        target = install_real_exporter(stack.cluster.kubeconfig, node.images["exporter"],
+                                       node.name)
+        stack.prometheus.set_targets("carbontrack-exporter", {
+            **{e.url.removeprefix("http://"): {} for e in stack.exporters.values()}, target: {}})
+        real = {"name": node.name, "images": node.images, "exporter": f"http://{target}",
+                "timings": node.timings}
     op_port = free_port()
     op = operator_argv(stack.prometheus.url, stack.cluster.kubeconfig, op_port)
     operator_pid = None
@@ -104,6 +116,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         "operator_pid": operator_pid,
         "logs": str(stack.supervisor.log_dir),
         "timings": stack.cluster.timings,
+        "real_node": real,
     }
     state_file().parent.mkdir(parents=True, exist_ok=True)
     tmp = state_file().with_suffix(".tmp")
@@ -149,7 +162,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 # -- demo -----------------------------------------------------------------------
-def _ensure_up(timeout_s: float) -> dict[str, Any]:
+def _ensure_up(timeout_s: float, real_node: bool = True) -> dict[str, Any]:
     state = read_state()
     if state is not None and _alive(int(state["pid"])):
         return state
@@ -159,7 +172,8 @@ def _ensure_up(timeout_s: float) -> dict[str, Any]:
     log = demo_dir() / "up.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "carbontrack.devcluster", "up"],
+            [sys.executable, "-m", "carbontrack.devcluster", "up",
+             *([] if real_node else ["--no-real-node"])],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,  # survives this command; `down` stops it
         )
@@ -225,13 +239,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .kube import api_client, apply_manifests
     from .prometheus import query
 
-    state = _ensure_up(args.timeout)
+    state = _ensure_up(args.timeout, args.real_node)
     kubeconfig = Path(state["kubeconfig"])
+    real = state.get("real_node")
     root = repo_root()
     crds = sorted((root / "crds").glob("*.yaml")) if root else []
     for crd in crds:
         apply_manifests(kubeconfig, crd)
-    print(f"\n=== {BANNER} ===\n")
+    print(f"\n=== {BANNER} ===")
+    if real:
+        print(f"=== {REAL_BANNER.format(node=real['name'])} ===")
+    print()
     print(f"cluster up in {state['timings'].get('stack', 0):.1f} s; "
           f"export KUBECONFIG={kubeconfig}")
     with api_client(kubeconfig) as api:
@@ -249,7 +267,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     "carbontrack.io", "v1alpha1", DEMO_NS, "carbonbudgets",
                     budget_manifest("ml-research-monthly", "6g", "ml-research"))
         names = []
-        for manifest in demo_jobs(args.run_seconds):
+        manifests = demo_jobs(args.run_seconds)
+        if real:
+            manifests.append(real_job("real-burn", real["images"]["debian"], threads=2,
+                                      seconds=int(args.run_seconds),
+                                      labels={"team": "ml-research"}))
+        for manifest in manifests:
             name = manifest["metadata"]["name"]
             with contextlib.suppress(ApiException):
                 batch.delete_namespaced_job(name, DEMO_NS, propagation_policy="Foreground")
@@ -288,17 +311,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for e in core.list_namespaced_event(DEMO_NS).items[-15:]:
             print(f"  {e.type} {e.involved_object.kind}/{e.involved_object.name} "
                   f"{e.reason}: {e.message}")
-    promql = ('sum by (owner_name, component) (carbontrack_container_energy_joules_total'
+    promql = ('sum by (owner_name, component, node) (carbontrack_container_energy_joules_total'
               f'{{namespace="{DEMO_NS}"}})')
     print(f"\nPrometheus {state['prometheus']}\n  query: {promql}")
     time.sleep(2)  # one more scrape after the pods ended
     for r in query(state["prometheus"], promql):
         m = r["metric"]
+        kind = "REAL" if real and m.get("node") == real["name"] else "SIMULATED"
         print(f"  {m.get('owner_name', '?'):<10} {m.get('component', '?'):<4} "
-              f"{float(r['value'][1]):10.1f} J")
+              f"{float(r['value'][1]):10.1f} J  {kind} ({m.get('node', '?')})")
     print(f"\n=== {BANNER} ===")
+    if real:
+        print(f"=== {REAL_BANNER.format(node=real['name'])} ===")
     print("\nThe cluster keeps running: try `KUBECONFIG="
-          f"{kubeconfig} kubectl get carbonbudgets -A`.\n"
+          f"{kubeconfig} {bin_dir() / 'kubectl'} get carbonbudgets -A` (kubectl "
+          "v1.36.3, built with the control plane).\n"
           "Stop it with `make demo-down` (python -m carbontrack.devcluster down).")
     return 0
 
@@ -356,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="how long each simulated pod runs (seconds)")
     demo.add_argument("--timeout", type=float, default=1800.0,
                       help="seconds to wait for the cluster (a cold build takes minutes)")
+    for sp in (up, demo):
+        sp.add_argument("--no-real-node", dest="real_node", action="store_false",
+                        help="kwok nodes only (the real node needs root, containerd, runc)")
     sub.add_parser("down", help="stop the stack and remove its data")
     sub.add_parser("status", help="print the running stack's state")
     measure = sub.add_parser("measure", help="measure warm start times (docs/e2e.md)")
