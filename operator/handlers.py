@@ -102,6 +102,8 @@ class Operator:
         self.records = RecordStore(kube, on_malformed=self._report_malformed_record)
         # Job UID -> budgets that selected it while it ran (relabelling does not escape them)
         self._members: dict[str, set[str]] = {}
+        # UIDs of held Jobs whose hold was announced (Event); forgotten when they end
+        self._held_noted: set[str] = set()
 
     # ---------------------------------------------------------------- Job events
     async def on_job_event(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -117,6 +119,7 @@ class Operator:
             self._ran.discard(facts.uid)
             # Deleted before the finalizer went on (or finalizers are off): account from
             # the last state seen; the record, the ledger and the Event still record it.
+            self._held_noted.discard(facts.uid)
             if facts.finished and recorded is None and (facts.outcome != "Deleted" or ran):
                 self._submit(facts)
             else:
@@ -127,6 +130,7 @@ class Operator:
             self._ran.discard(facts.uid)
             self.jobs.pop(facts.uid, None)
             self._members.pop(facts.uid, None)
+            self._held_noted.discard(facts.uid)
             if _copy_differs(facts, recorded):
                 await self._restore_copy(facts, recorded)
             if FINALIZER in facts.finalizers:
@@ -334,6 +338,7 @@ class Operator:
         self.jobs.pop(job.uid, None)
         self._ran.discard(job.uid)
         self._members.pop(job.uid, None)
+        self._held_noted.discard(job.uid)
         self.metrics.jobs_accounted.labels(result="no_data" if no_data else "ok").inc()
         assert job.finished_at is not None
         self.metrics.accounting_latency.observe(
@@ -591,6 +596,14 @@ class Operator:
             await self._suspend(facts, blocker)
         elif to_resume(facts, budgets, self._budgets_of(facts)):
             await self._resume(facts)
+        elif facts.suspended and SUSPENDED_BY in facts.annotations and facts.uid not in self._held_noted:
+            # held at admission (the chart's MutatingAdmissionPolicy): say why, once
+            self._held_noted.add(facts.uid)
+            self.metrics.jobs_suspended.inc()
+            await self.kube.post_event(
+                self._job_ref(facts), "SuspendedByCarbonBudget",
+                f"held at admission: CarbonBudget {facts.annotations[SUSPENDED_BY]} is exceeded; "
+                "the Job resumes when the period resets or the limit is raised", True, self.clock())
 
     async def _suspend(self, job: JobFacts, budget: BudgetView) -> None:
         try:
@@ -602,6 +615,7 @@ class Operator:
             log.warning("could not suspend Job %s/%s: %s", job.namespace, job.name, err)
             return
         self.metrics.jobs_suspended.inc()
+        self._held_noted.add(job.uid)
         limit = budget.spec.limit_text if budget.spec else "?"
         await self.kube.post_event(
             self._job_ref(job), "SuspendedByCarbonBudget",
@@ -620,6 +634,7 @@ class Operator:
             log.warning("could not resume Job %s/%s: %s", job.namespace, job.name, err)
             return
         self.metrics.jobs_resumed.inc()
+        self._held_noted.discard(job.uid)
         await self.kube.post_event(
             self._job_ref(job), "ResumedByCarbonBudget",
             f"resumed: the CarbonBudget that suspended it ({job.annotations.get(SUSPENDED_BY)}) "

@@ -299,6 +299,10 @@ def test_budget_created_mid_period_counts_earlier_jobs_and_holds_50_new_ones_at_
     assert [p.metadata.name for p in pods
             if p.metadata.labels.get("batch.kubernetes.io/controller-uid") in held_uids] == []
 
+    event = wait_for("the hold explained on the Job", lambda: op_e2e.events(
+        client.CoreV1Api(g.admin), ns, reason="SuspendedByCarbonBudget", name="held-00"), 20)[0]
+    assert event.message.startswith(f"held at admission: CarbonBudget {ns}/hold is exceeded")
+
     # the user cannot lift the hold, alone or with forged "already accounted" annotations
     message = _forbidden(lambda: batch.patch_namespaced_job("held-00", ns, {"spec": {"suspend": False}}))
     assert f"held by CarbonBudget {ns}/hold" in message
