@@ -17,6 +17,8 @@ Target (issue 14): the policies add <= 10 ms to Job creation p99.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import statistics
 import subprocess
 import sys
@@ -29,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "docs" / "performance" / "admission.md"
 NS = "bench-admission"
 TARGET_MS = 10.0
+_PROBES = itertools.count()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -66,31 +69,43 @@ def timed_round(batch: Any, tag: str, n: int) -> list[float]:
 
 
 def wait_policies(batch: Any, active: bool) -> None:
-    """Policies reach admission through informers: probe until the state is as wanted."""
+    """Each policy reaches admission through its own informer: probe both (the validating one
+    refuses a forged annotation, the mutating one holds a matching Job) until both are as
+    wanted, so no round is measured with one policy half on."""
     from kubernetes.client.exceptions import ApiException
 
-    for attempt in range(200):
-        probe = job(f"probe-{int(active)}-{attempt}", "x")
-        probe["metadata"]["annotations"] = {"carbontrack.io/accounted-at": "2026-01-01T00:00:00Z"}
+    for _ in range(300):
+        tag = f"{int(active)}-{next(_PROBES)}"
+        forged = job(f"probe-v{tag}", "x")
+        forged["metadata"]["annotations"] = {"carbontrack.io/accounted-at": "2026-01-01T00:00:00Z"}
         try:
-            batch.create_namespaced_job(NS, probe)
+            batch.create_namespaced_job(NS, forged)
             refused = False
         except ApiException as err:
             refused = err.status == 403
-        if refused == active:
+        made = batch.create_namespaced_job(NS, job(f"probe-m{tag}", "hold"))
+        held = "carbontrack.io/suspended-by" in (made.metadata.annotations or {})
+        if refused == active and held == active:
             return
         time.sleep(0.2)
     raise RuntimeError("admission policies did not reach the wanted state")
 
 
+def held_in(batch: Any, prefix: str) -> int:
+    return sum(1 for j in batch.list_namespaced_job(NS).items
+               if j.metadata.name.startswith(prefix)
+               and (j.metadata.annotations or {}).get("carbontrack.io/suspended-by") == f"{NS}/hold")
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs-per-round", type=int, default=300)
-    ap.add_argument("--rounds", type=int, default=3, help="rounds of each kind, interleaved")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of each kind, interleaved")
     a = ap.parse_args(argv)
 
     import yaml
     from kubernetes import client, dynamic
+    from kubernetes.client.exceptions import ApiException
 
     from carbontrack.devcluster.binaries import ensure_all
     from carbontrack.devcluster.controlplane import start_local_cluster
@@ -130,23 +145,20 @@ def main(argv: list[str]) -> int:
                         if kind == "on":
                             res.create(body=doc)
                         else:
-                            try:
+                            with contextlib.suppress(ApiException):  # absent in the first round
                                 res.delete(name=doc["metadata"]["name"])
-                            except Exception:  # noqa: BLE001 - absent in the first round
-                                pass
                     wait_policies(batch, kind == "on")
                     samples[kind] += timed_round(batch, f"{kind}-{r}", a.jobs_per_round)
                     print(f"round {r} {kind}: p99 {percentile(samples[kind], 99):.1f} ms", file=sys.stderr)
-            held = [j for j in batch.list_namespaced_job(NS).items
-                    if (j.metadata.annotations or {}).get("carbontrack.io/suspended-by") == f"{NS}/hold"]
+            held = {kind: held_in(batch, f"{kind}-") for kind in ("off", "on")}
     finally:
         cluster.stop()
         unregister()
-    write_page(samples, a, len(held))
+    write_page(samples, a, held)
     return 0
 
 
-def write_page(samples: dict[str, list[float]], a: argparse.Namespace, held: int) -> None:
+def write_page(samples: dict[str, list[float]], a: argparse.Namespace, held: dict[str, int]) -> None:
     def row(name: str, fn: Any) -> str:
         off, on = fn(samples["off"]), fn(samples["on"])
         return f"| {name} | {off:.1f} ms | {on:.1f} ms | {on - off:+.1f} ms |"
@@ -161,9 +173,10 @@ control plane (kube-apiserver 1.36.3 built from Go modules, etcd without fsync) 
 
 Workload: {a.rounds} rounds of {a.jobs_per_round} Job creations with the policies off and
 {a.rounds} with them on, interleaved (off, on, off, on, ...), one client, sequential creates;
-half of the Jobs match an exceeded Suspend budget (the mutating policy holds them:
-{held} Jobs were created held), two CarbonBudgets in the namespace as parameters. Latency is the
-client-side time of the create call (TLS connection reused).
+half of the Jobs match an exceeded Suspend budget (created held: {held["on"]} with the policies
+on, {held["off"]} with them off), two CarbonBudgets in the namespace as parameters. Before each
+round both policies are probed until they are wholly on or off. Latency is the client-side time
+of the create call (TLS connection reused).
 
 | statistic | policies off | policies on | difference |
 |---|---|---|---|
