@@ -2,13 +2,16 @@
 
 What the kernel produces (torvalds/linux; function names, since line numbers move):
 
-* ``drivers/powercap/powercap_sys.c`` ``powercap_register_zone()``: a zone directory is
+* ``drivers/powercap/powercap_sys.c`` ``powercap_register_zone()`` (commit
+  9938b04472d5c59f8bd8152a548533a8599596a2): a zone directory is
   ``dev_set_name("%s:%x", parent, id)`` — the index is *hex*, so the eleventh top-level
   zone is ``intel-rapl:a`` (prometheus/procfs ``testdata/fixtures.ttar`` holds one) and
   sub-zones are ``intel-rapl:0:a``.
-* ``drivers/powercap/intel_rapl_common.c`` ``rapl_add_package_cpuslocked()``: package
-  zones are ``package-%d``, or ``package-%d-die-%d`` when the MSRs are die-scoped and
-  ``topology_max_dies_per_package() > 1`` (Intel Cascade Lake-AP: one counter *per die*).
+* ``drivers/powercap/intel_rapl_common.c`` ``rapl_add_package()`` (read at commit
+  0b500f5b168c528b943f22db85cc345e5492b882; ``rapl_add_package_cpuslocked()`` in later
+  kernels): package zones are ``package-%d``, or ``package-%d-die-%d`` when
+  ``topology_max_die(s)_per_package() > 1`` (Intel Cascade Lake-AP: one counter *per die*);
+  later kernels keep AMD package-scoped (``rapl_msrs_are_pkg_scope()``).
   ``rapl_init_domains()``: sub-domains ``core``, ``uncore``, ``dram``; the platform
   domain is ``psys``, or ``psys-%d`` for packages after the first (TPMI).
   ``rapl_package_register_powercap()``: core/uncore/dram are children of the package
