@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from carbontrack.core import csvsafe
 from carbontrack.core.outdir import ensure_output_dir, remove_created
 
 from .build import Report
@@ -26,17 +25,13 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def _cell(v: Any) -> Any:
-    return "" if v is None else v
+def _csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    # text a spreadsheet would evaluate is quoted (core/csvsafe.py); numbers are never changed
+    return "".join([csvsafe.line(columns), *(csvsafe.line(r.get(c) for c in columns) for r in rows)])
 
 
 def lines_csv(report: Report) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=line_columns(), lineterminator="\n")
-    w.writeheader()
-    for x in report.lines:
-        w.writerow({k: _cell(v) for k, v in x.to_row().items()})
-    return buf.getvalue()
+    return _csv(line_columns(), [x.to_row() for x in report.lines])
 
 
 TOTAL_COLUMNS = [
@@ -47,17 +42,15 @@ TOTAL_COLUMNS = [
 
 
 def totals_csv(report: Report) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=TOTAL_COLUMNS, lineterminator="\n")
-    w.writeheader()
+    rows: list[dict[str, Any]] = []
     for group, block in report.totals.items():
         items: dict[str, Any] = {"all": block} if group == "all" else dict(block)  # type: ignore[call-overload]
         for key, t in items.items():
             comp = t["by_component_kwh"]
             row = {k: t[k] for k in TOTAL_COLUMNS[2:9]}
             row.update({f"{c}_kwh": comp[c] for c in ("cpu", "dram", "gpu", "other")})
-            w.writerow({"group": group, "key": key, **row})
-    return buf.getvalue()
+            rows.append({"group": group, "key": key, **row})
+    return _csv(TOTAL_COLUMNS, rows)
 
 
 def write(report: Report, out_dir: Path, formats: set[str], created: Sequence[Path] = ()) -> list[Path]:

@@ -21,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from carbontrack.core import csvsafe
 from carbontrack.core.errors import ConfigError
 from carbontrack.core.types import JOULES_PER_KWH
 
@@ -175,7 +176,8 @@ def _relations_of(rec: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
 def read_csv(path: Path, cluster: str = "", team: str = "", relations: Relations | None = None) -> list[LineItem]:
     try:
         with path.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
+            # cells quoted against spreadsheet formulas come back as written (core/csvsafe.py)
+            rows = [csvsafe.original_row(r) for r in csv.DictReader(fh)]
     except OSError as err:
         raise ConfigError(f"cannot read tracker file {path}: {err.strerror}") from None
     out = []

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import csv
 import fcntl
-import io
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..core import csvsafe
 from ..core.types import JOULES_PER_KWH
 from .result import RunResult
 
@@ -130,9 +130,8 @@ def csv_row(r: RunResult) -> dict[str, Any]:
 
 
 def _line(values: Sequence[Any]) -> bytes:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(["" if v is None else v for v in values])
-    return buf.getvalue().encode("utf-8")
+    # text a spreadsheet would evaluate is quoted (core/csvsafe.py); numbers are never changed
+    return csvsafe.line(values).encode("utf-8")
 
 
 def _append_if_header_matches(path: Path, header: list[str], row: list[Any]) -> bool:
