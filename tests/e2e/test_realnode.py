@@ -315,6 +315,54 @@ def test_cpu_burning_job_is_measured_and_annotated(
         assert float(annotations["carbontrack.io/co2e-grams"]) > 0
 
 
+def test_static_pod_is_attributed_with_its_mirror_pods_labels(
+    realstack: Any, core: Any, chart: dict[str, Any]
+) -> None:
+    """A pod from the kubelet's manifest directory: its cgroups carry the static pod's
+    32-hex-digit UID, the API shows a mirror pod; the exporter charges its container with the
+    mirror's labels (owner: the Node)."""
+    import yaml
+
+    from carbontrack.devcluster.wait import wait_for
+
+    manifest = realstack.real_node.setup.static_pods / "static-burn.yaml"
+    manifest.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "static-burn", "namespace": "default"},
+        "spec": {"containers": [{"name": "main", "image": _debian_ref(),
+                                 "imagePullPolicy": "Never",
+                                 "command": ["sh", "-c", "while :; do :; done"]}]}}))
+    mirror = "static-burn-real-node-0"
+    try:
+        wait_for("the static pod's mirror Running", lambda: (p := next(
+            (p for p in core.list_namespaced_pod("default").items
+             if p.metadata.name == mirror), None)) is not None and p.status.phase == "Running",
+            60)
+        pod = core.read_namespaced_pod(mirror, "default")
+        static_uid = pod.metadata.annotations["kubernetes.io/config.mirror"]
+        assert len(static_uid) == 32 and "-" not in static_uid
+        exporter = _ready_pods(core, f"app.kubernetes.io/instance={RELEASE}")["exporter"]
+        url = f"http://{exporter.status.pod_ip}:9875/metrics"
+
+        def charged() -> dict[str, str] | None:
+            for (name, labels), value in _metrics(url).items():
+                lab = dict(labels)
+                if name == "carbontrack_container_energy_joules_total" and value > 0 \
+                        and lab.get("pod") == mirror and lab.get("container") == "main" \
+                        and lab.get("component") == "cpu":
+                    return lab
+            return None
+
+        labels = wait_for("the static pod's container charged", charged, 30)
+        assert {k: labels[k] for k in ("namespace", "pod_uid", "owner_kind", "owner_name")} == {
+            "namespace": "default", "pod_uid": static_uid, "owner_kind": "Node",
+            "owner_name": "real-node-0"}
+    finally:
+        manifest.unlink()
+        wait_for("the static pod gone", lambda: mirror not in {
+            p.metadata.name for p in core.list_namespaced_pod("default").items}, 60)
+
+
 def test_teardown_restores_the_host(realstack: Any) -> None:
     """Last in this module: stops the real node and compares the host with the snapshot
     taken before it started (mounts and their propagation, iptables, cgroups, sysctls,

@@ -368,6 +368,17 @@ def cmd_measure(args: argparse.Namespace) -> int:
     print(f"control plane warm start (PKI -> fake nodes Ready): "
           f"median {statistics.median(ready):.1f} s, max {max(ready):.1f} s over {len(ready)} runs")
     print(f"whole stack warm start (+ simulator, exporters, Prometheus): {stack_s:.1f} s")
+    if args.real_node:
+        node_ready: list[float] = []
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory(prefix="ct-measure-") as tmp:
+                s = start_stack(Path(tmp), binaries, real_node=True)
+                s.stop()
+                assert s.real_node is not None
+                node_ready.append(s.real_node.timings["node_ready"])
+        print(f"real node warm start (containerd -> Node Ready, after the control plane): "
+              f"median {statistics.median(node_ready):.1f} s, max {max(node_ready):.1f} s "
+              f"over {len(node_ready)} runs")
     return 0
 
 
@@ -390,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="print the running stack's state")
     measure = sub.add_parser("measure", help="measure warm start times (docs/e2e.md)")
     measure.add_argument("--repeat", type=int, default=3)
+    measure.add_argument("--real-node", action="store_true",
+                         help="also time a real node's start (root; see docs/e2e.md)")
     args = p.parse_args(argv)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "up": cmd_up, "demo": cmd_demo, "down": cmd_down, "status": cmd_status,
