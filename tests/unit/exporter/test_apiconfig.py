@@ -148,3 +148,27 @@ def test_kubeconfig_token_file_and_path_prefix(tmp_path: Path) -> None:
     ep = from_kubeconfig(path)
     assert (ep.url, ep.ssl_context, ep.credentials()) == (
         "http://127.0.0.1:8080/proxy", None, {"Authorization": "Bearer abc"})
+
+
+def test_stop_ends_a_watch_blocked_in_a_tls_read(tmp_path: Path, pki: Pki) -> None:
+    """stop() shuts the socket under the watch thread's TLS read: the thread ends."""
+    import time
+
+    from carbontrack.exporter.pods import PodCache
+    from carbontrack.exporter.podwatch import PodWatcher
+
+    sa = tmp_path / "serviceaccount"
+    sa.mkdir()
+    (sa / "ca.crt").write_bytes(pki.ca_cert.read_bytes())
+    (sa / "token").write_text("t\n")
+    with FakeApiServer(tls=server_tls(pki, client_certs=False), token="t") as server:
+        env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1",
+               "KUBERNETES_SERVICE_PORT": server.url.rsplit(":", 1)[1]}
+        w = PodWatcher(ApiClient(in_cluster(env, sa)), "n", PodCache())
+        w.start()
+        deadline = time.monotonic() + 20
+        while w.watches == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert w.watches == 1 and w.healthy  # now blocked reading the open watch
+        w.stop(timeout_s=20)
+        assert w._thread is not None and not w._thread.is_alive()
