@@ -1,0 +1,104 @@
+"""Holding and releasing Jobs for budgets with action Suspend (the decisions are pure, in
+enforcement.py; this module writes them and says so in Events).
+
+With the chart's MutatingAdmissionPolicy a Job is created held; without it (Kubernetes < 1.36)
+the operator suspends it just after creation. Either way the operator releases it when no
+budget it belongs to holds any more.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, MutableMapping
+from dataclasses import replace
+from datetime import datetime
+
+from carbontrack.core.errors import TemporaryError
+
+from .enforcement import BudgetView, to_resume, to_suspend
+from .jobs import SUSPENDED_BY, JobFacts
+from .kube import Conflict, Gone, KubeApi
+from .metrics import OperatorMetrics
+
+log = logging.getLogger(__name__)
+JOB_REF = {"kind": "Job", "apiVersion": "batch/v1"}
+
+
+def job_ref(job: JobFacts) -> dict[str, str]:
+    return {**JOB_REF, "name": job.name, "namespace": job.namespace, "uid": job.uid}
+
+
+class Enforcer:
+    def __init__(self, kube: KubeApi, metrics: OperatorMetrics, clock: Callable[[], datetime],
+                 budgets: Callable[[], Iterable[BudgetView]],
+                 members: Callable[[JobFacts], set[str]]) -> None:
+        self._kube = kube
+        self._metrics = metrics
+        self._clock = clock
+        self._budgets = budgets  # the current views
+        self._members = members  # budgets a Job belongs to (relabelling does not escape them)
+        self._announced: set[str] = set()  # UIDs of held Jobs whose hold was announced (Event)
+
+    def forget(self, uid: str) -> None:
+        self._announced.discard(uid)
+
+    async def enforce(self, job: JobFacts) -> None:
+        budgets = list(self._budgets())
+        blocker = to_suspend(job, budgets)
+        if blocker is not None:
+            await self._suspend(job, blocker)
+        elif to_resume(job, budgets, self._members(job)):
+            await self._resume(job)
+        elif job.suspended and SUSPENDED_BY in job.annotations and job.uid not in self._announced:
+            # held at admission (the chart's MutatingAdmissionPolicy): say why, once
+            self._announced.add(job.uid)
+            self._metrics.jobs_suspended.inc()
+            await self._kube.post_event(
+                job_ref(job), "SuspendedByCarbonBudget",
+                f"held at admission: CarbonBudget {job.annotations[SUSPENDED_BY]} is exceeded; "
+                "the Job resumes when the period resets or the limit is raised", True, self._clock())
+
+    async def release(self, jobs: MutableMapping[str, JobFacts]) -> None:
+        """Resume every held Job that no budget holds any more (updates ``jobs``)."""
+        budgets = list(self._budgets())
+        for job in list(jobs.values()):
+            if to_resume(job, budgets, self._members(job)):
+                await self._resume(job)
+                annotations = {k: v for k, v in job.annotations.items() if k != SUSPENDED_BY}
+                jobs[job.uid] = replace(job, suspended=False, annotations=annotations)
+
+    async def _suspend(self, job: JobFacts, budget: BudgetView) -> None:
+        try:
+            await self._kube.patch_job(job.namespace, job.name, job.uid, {
+                "metadata": {"annotations": {SUSPENDED_BY: budget.key}},
+                "spec": {"suspend": True},
+            })
+        except (Gone, Conflict, TemporaryError) as err:
+            log.warning("could not suspend Job %s/%s: %s", job.namespace, job.name, err)
+            return
+        self._metrics.jobs_suspended.inc()
+        self._announced.add(job.uid)
+        limit = budget.spec.limit_text if budget.spec else "?"
+        await self._kube.post_event(
+            job_ref(job), "SuspendedByCarbonBudget",
+            f"suspended: CarbonBudget {budget.name} is exceeded ({budget.used} of {limit} in "
+            f"{budget.period_name}); the Job resumes when the period resets or the limit is raised",
+            True, self._clock(),
+        )
+
+    async def _resume(self, job: JobFacts) -> None:
+        try:
+            await self._kube.patch_job(job.namespace, job.name, job.uid, {
+                "metadata": {"annotations": {SUSPENDED_BY: None}},
+                "spec": {"suspend": False},
+            })
+        except (Gone, Conflict, TemporaryError) as err:
+            log.warning("could not resume Job %s/%s: %s", job.namespace, job.name, err)
+            return
+        self._metrics.jobs_resumed.inc()
+        self._announced.discard(job.uid)
+        await self._kube.post_event(
+            job_ref(job), "ResumedByCarbonBudget",
+            f"resumed: the CarbonBudget that suspended it ({job.annotations.get(SUSPENDED_BY)}) "
+            "allows new Jobs again", False, self._clock(),
+        )
