@@ -363,6 +363,76 @@ def test_static_pod_is_attributed_with_its_mirror_pods_labels(
             p.metadata.name for p in core.list_namespaced_pod("default").items}, 60)
 
 
+def _cgroup_dir(controller: str, pod: Any) -> Path:
+    cid = str(pod.status.container_statuses[0].container_id).removeprefix("containerd://")
+    qos = str(pod.status.qos_class).lower()
+    base = Path("/sys/fs/cgroup") / controller / "kubepods"
+    return (base if qos == "guaranteed" else base / qos) / f"pod{pod.metadata.uid}" / cid
+
+
+def _working_set(memory_cgroup: Path) -> int:
+    """What the kubelet calls the working set: usage minus inactive page cache."""
+    stat = dict(line.split() for line in (memory_cgroup / "memory.stat").read_text().splitlines())
+    return int((memory_cgroup / "memory.usage_in_bytes").read_text()) - int(
+        stat["total_inactive_file"])
+
+
+def chart_pods(core: Any) -> dict[str, Any]:
+    return _ready_pods(core, f"app.kubernetes.io/instance={RELEASE}")
+
+
+def test_exporter_restart_keeps_its_ledger_and_stays_small(
+    realstack: Any, core: Any, chart: dict[str, Any]
+) -> None:
+    """30 pods on the real node; the exporter container's working set and CPU measured from
+    its own cgroup; then its pod is deleted and the DaemonSet's new pod continues every
+    counter from the ledger in its hostPath state dir instead of starting from zero."""
+    from carbontrack.devcluster.wait import wait_for
+
+    ns = "steady"
+    core.create_namespace({"metadata": {"name": ns}})
+    for i in range(30):
+        spec = _pod(f"sleep-{i}", ["sleep", "infinity"], _debian_ref())
+        spec["spec"]["terminationGracePeriodSeconds"] = 0
+        core.create_namespaced_pod(ns, spec)
+    wait_for("30 pods Running on the real node", lambda: sum(
+        p.status.phase == "Running" for p in core.list_namespaced_pod(ns).items) == 30, 180)
+    old = chart_pods(core)["exporter"]
+    url = f"http://{old.status.pod_ip}:9875/metrics"
+    wait_for("the exporter to charge all 30 pods", lambda: len({
+        dict(labels)["pod"] for (n, labels) in _metrics(url)
+        if n == "carbontrack_container_energy_joules_total"
+        and dict(labels).get("namespace") == ns}) == 30, 30)
+    cpu = _cgroup_dir("cpuacct", old) / "cpuacct.usage"
+    t0, c0 = time.monotonic(), int(cpu.read_text())
+    time.sleep(30)  # six collection intervals at the chart's default 5 s
+    cpu_share = (int(cpu.read_text()) - c0) / 1e9 / (time.monotonic() - t0)
+    working_set = _working_set(_cgroup_dir("memory", old))
+    operator_ws = _working_set(_cgroup_dir("memory", chart_pods(core)["operator"]))
+    print(f"exporter at 30 pods: working set {working_set / 2**20:.1f} MiB, "
+          f"CPU {cpu_share * 100:.2f} % of a core; operator working set "
+          f"{operator_ws / 2**20:.1f} MiB")
+    assert working_set < 60 * 2**20  # the issue's goals
+    assert cpu_share < 0.005
+
+    before = _metrics(url)
+    core.delete_namespaced_pod(old.metadata.name, RELEASE_NS)
+    new = wait_for("a new exporter pod Ready", lambda: (p := _ready_pods(
+        core, f"app.kubernetes.io/instance={RELEASE}").get("exporter")) is not None
+        and p.metadata.name != old.metadata.name and p, 90)
+    new_url = f"http://{new.status.pod_ip}:9875/metrics"
+    after = wait_for("the new exporter's first cycle", lambda: (
+        m := _metrics(new_url)) and _sum(m, "carbontrack_node_energy_joules_total") > 0 and m, 30)
+    for name in ("carbontrack_node_energy_joules_total",
+                 "carbontrack_unallocated_energy_joules_total"):
+        assert _sum(after, name) >= _sum(before, name) > 0, name
+    steady = {k: v for k, v in before.items() if k[0] == "carbontrack_container_energy_joules_total"
+              and ("namespace", ns) in k[1]}
+    assert steady and all(after.get(k, 0.0) >= v for k, v in steady.items())
+    core.delete_namespace(ns)
+    wait_for("the 30 pods gone", lambda: not core.list_namespaced_pod(ns).items, 120)
+
+
 def test_teardown_restores_the_host(realstack: Any) -> None:
     """Last in this module: stops the real node and compares the host with the snapshot
     taken before it started (mounts and their propagation, iptables, cgroups, sysctls,

@@ -180,6 +180,11 @@ def _under(path: str, prefixes: Sequence[str]) -> bool:
     return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
 
 
+def _mounted(mount_point: str) -> bool:
+    return any(m == mount_point
+               for m, _ in parse_mountinfo(Path("/proc/self/mountinfo").read_text()))
+
+
 def restore(before: HostState, owned: Owned, raw_iptables_before: Mapping[str, str],
             cgroup_root: Path = CGROUP_ROOT) -> list[str]:
     """Undo what changed since ``before`` within ``owned``; returns what it could not undo
@@ -193,7 +198,8 @@ def restore(before: HostState, owned: Owned, raw_iptables_before: Mapping[str, s
                      key=lambda m: (-m.count("/"), m)):
         if subprocess.run(["umount", mp], capture_output=True).returncode != 0:
             r = subprocess.run(["umount", "-l", mp], capture_output=True, text=True)
-            if r.returncode != 0:
+            # containerd may still be unmounting what pods deleted a moment ago left
+            if r.returncode != 0 and _mounted(mp):
                 problems.append(f"umount {mp}: {r.stderr.strip()}")
     was = dict(before.mounts)
     for mp, prop in parse_mountinfo(Path("/proc/self/mountinfo").read_text()):
