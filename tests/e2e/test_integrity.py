@@ -345,6 +345,11 @@ def test_budgets_are_readable_by_edit_but_writable_only_with_the_budget_manager_
     body = op_e2e.budget_body("mine", "100kg", selector={"matchLabels": {"team": "mine"}})
     assert _forbidden(lambda: alice.create_namespaced_custom_object(GROUP, VERSION, ns, "carbonbudgets", body))
     alice.list_namespaced_custom_object(GROUP, VERSION, ns, "carbonbudgets")  # view: allowed
+    g.custom(g.admin).create_namespaced_custom_object(GROUP, VERSION, ns, "carbonbudgets", op_e2e.budget_body(
+        "team-limit", "1kg", selector={"matchLabels": {"team": "limit"}}))
+    _forbidden(lambda: alice.patch_namespaced_custom_object(
+        GROUP, VERSION, ns, "carbonbudgets", "team-limit", {"spec": {"limit": "100t"}}))
+    _forbidden(lambda: alice.delete_namespaced_custom_object(GROUP, VERSION, ns, "carbonbudgets", "team-limit"))
     alice.list_namespaced_custom_object(GROUP, VERSION, ns, "carbonrecords")
     _forbidden(lambda: alice.create_namespaced_custom_object(GROUP, VERSION, ns, "carbonrecords", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "CarbonRecord", "metadata": {"name": "fake"},
@@ -447,3 +452,27 @@ def test_a_corrupted_record_entry_is_reported_and_never_counted(
     assert event.involved_object.kind == "CarbonRecord" and event.involved_object.name == holder["metadata"]["name"]
     assert guarded_operator.metric("carbontrack_operator_accounting_failures_total",
                                    {"reason": "malformed_record"}) >= 1
+
+
+def test_a_corrupted_budget_status_is_corrected_and_a_wrongly_held_job_released(
+    guarded: Guarded, guarded_operator: OperatorRun, wait_for: Any,
+) -> None:
+    """The budget status is the mutating policy's parameter: an admin who corrupts it (says
+    exceeded, adds a garbage ledger entry) holds a Job for at most one budget refresh."""
+    g, ns = guarded, guarded.namespace
+    g.custom(g.admin).create_namespaced_custom_object(GROUP, VERSION, ns, "carbonbudgets", op_e2e.budget_body(
+        "spoiled", "1kg", action="Suspend", selector={"matchLabels": {"team": "spoiled"}}))
+    wait_for("the budget's first status", lambda: (_budget(g, "spoiled").get("status") or {}).get("periodName"), 20)
+    g.custom(g.admin).patch_namespaced_custom_object_status(GROUP, VERSION, ns, "carbonbudgets", "spoiled", {
+        "status": {"exceeded": True, "ledger": {"not-a-uid": {"co2eGrams": "lots"}}}})
+    made = wait_for("a Job held on the corrupted status", lambda: (
+        j := g.batch(g.alice).create_namespaced_job(ns, _job(f"victim-{uuid.uuid4().hex[:5]}", "spoiled"))
+    ).spec.suspend and j, 20)
+    name = made.metadata.name
+    wait_for("the operator to recompute the status", lambda: (
+        _budget(g, "spoiled").get("status") or {}).get("exceeded") is False, 20)
+    wait_for("the held Job released", lambda: not g.batch(g.admin).read_namespaced_job(name, ns).spec.suspend, 30)
+    event = wait_for("the MalformedLedgerEntry Event", lambda: op_e2e.events(
+        client.CoreV1Api(g.admin), ns, reason="MalformedLedgerEntry", name="spoiled"), 20)[0]
+    assert "not-a-uid" in event.message
+    assert _budget(g, "spoiled")["status"]["usedGrams"] == 0
