@@ -35,7 +35,8 @@ class FakeApi:
     Unknown paths get a 404 in the Electricity Maps error shape.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
+        """``port`` 0 picks a free one; a stopped server's port restarts it there."""
         self.routes: dict[str, list[Reply]] = {}
         self.seen: list[Seen] = []
         api = self
@@ -68,12 +69,16 @@ class FakeApi:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
         self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
 
     @property
     def url(self) -> str:
