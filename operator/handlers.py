@@ -45,7 +45,7 @@ from .mlflow_sync import MlflowJobLogger
 from .projector import Projector
 from .prometheus import PrometheusClient
 from .queue import AccountingQueue
-from .record_store import RecordStore
+from .record_store import RecordMark, RecordStore
 from .seals import Seals
 from .settings import OperatorSettings
 
@@ -124,8 +124,8 @@ class Operator:
         if recorded is not None:
             self.seals.seal(facts.uid)
             self._forget(facts.uid)
-            if _copy_differs(facts, recorded):
-                await self._restore_copy(facts, recorded)
+            if not recorded.matches(facts.annotations):
+                await self._restore_copy(facts)
             if FINALIZER in facts.finalizers:
                 await self.finalizers.remove(facts, body)
             return
@@ -152,10 +152,10 @@ class Operator:
     async def on_budget_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         await self.book.on_event(event_type, body)
 
-    async def _recorded(self, facts: JobFacts) -> RecordEntry | None:
+    async def _recorded(self, facts: JobFacts) -> RecordMark | None:
         assert facts.finished_at is not None
         try:
-            return await self.records.find(facts.namespace, facts.uid, facts.finished_at)
+            return await self.records.recorded(facts.namespace, facts.uid, facts.finished_at)
         except (TemporaryError, ConfigError) as err:
             # unknown: treat as unrecorded; accounting finds the record (or writes it) and
             # never adds a UID twice
@@ -184,13 +184,17 @@ class Operator:
         except (Gone, Conflict, TemporaryError) as err:
             log.info("budget membership not written to Job %s/%s yet: %s", job.namespace, job.name, err)
 
-    async def _restore_copy(self, facts: JobFacts, recorded: RecordEntry) -> None:
+    async def _restore_copy(self, facts: JobFacts) -> None:
         """Someone changed the operator's annotations after accounting (possible where the
         admission policy is not installed): put the record's values back."""
+        assert facts.finished_at is not None
         log.warning("Job %s/%s: carbontrack.io annotations differ from the operator's record; "
                     "restoring them", facts.namespace, facts.name)
         self.metrics.accounting_failures.labels(reason="forged_annotations").inc()
-        with contextlib.suppress(Gone, Conflict, TemporaryError):
+        with contextlib.suppress(Gone, Conflict, TemporaryError, ConfigError):
+            recorded = await self.records.find(facts.namespace, facts.uid, facts.finished_at)
+            if recorded is None:
+                return
             await self.kube.patch_job(facts.namespace, facts.name, facts.uid,
                                       {"metadata": {"annotations": dict(recorded.annotations)}})
 
@@ -272,10 +276,6 @@ class Operator:
     async def close(self) -> None:
         await self.queue.close()
         await self.prometheus.close()
-
-
-def _copy_differs(facts: JobFacts, recorded: RecordEntry) -> bool:
-    return any(facts.annotations.get(k) != v for k, v in recorded.annotations.items())
 
 
 def _record_summary(entry: RecordEntry) -> str:

@@ -267,6 +267,25 @@ def test_job_forged_before_the_policy_is_still_accounted_with_its_true_co2e(
     assert float(ann["carbontrack.io/co2e-grams"]) == pytest.approx(record["co2eGrams"], rel=1e-5)
     assert ann["carbontrack.io/accounted-at"] != "2026-01-01T00:00:00Z"
 
+    # changed again after the accounting (still no policy): the operator restores its copy
+    _delete(g.admin, [binding])
+    try:
+        def tamper() -> bool:
+            try:
+                g.batch(g.alice).patch_namespaced_job("sneaky", ns, {"metadata": {"annotations": {
+                    "carbontrack.io/co2e-grams": "0"}}})
+                return True
+            except ApiException as err:
+                if err.status == 403:
+                    return False
+                raise
+        wait_for("the tampering to be accepted", tamper, 30)
+    finally:
+        _apply(g.admin, [binding])
+    wait_for("the record's value restored", true_annotations, 30)
+    assert guarded_operator.metric("carbontrack_operator_accounting_failures_total",
+                                   {"reason": "forged_annotations"}) >= 1
+
 
 def test_budget_created_mid_period_counts_earlier_jobs_and_holds_50_new_ones_at_admission(
     guarded: Guarded, guarded_operator: OperatorRun, wait_for: Any,

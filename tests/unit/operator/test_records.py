@@ -144,3 +144,15 @@ def test_job_facts_keep_the_template_summary_for_the_record() -> None:
     assert facts.template == {"nodeSelector": {"pool": "gpu"},
                               "containers": [{"resources": {"limits": {"nvidia.com/gpu": "1"}}}]}
     assert facts.remembered_budgets == frozenset({"ml/a", "other/b"})
+
+
+def test_a_record_mark_tells_the_genuine_copy_from_a_changed_one() -> None:
+    from carbontrack.operator.record_store import RecordMark
+
+    rec = parse_object(new_object("ml", "2027-01-01", 3, 0, {"u-1": entry()})).entries["u-1"]
+    mark = RecordMark.of(rec)
+    job_annotations = {**rec.annotations, "carbontrack.io/expected-duration": "1h",
+                       "carbontrack.io/co2e-grams-so-far": "3"}  # keys not in the record: ignored
+    assert mark.matches(job_annotations)
+    assert not mark.matches({**job_annotations, "carbontrack.io/co2e-grams": "0"})
+    assert not mark.matches({k: v for k, v in job_annotations.items() if k != "carbontrack.io/report"})
