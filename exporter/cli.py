@@ -10,12 +10,17 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from carbontrack.core.errors import CarbonTrackError, ConfigError, SourceUnavailable
-from carbontrack.core.types import EnergySource, IntensityLookup
+from carbontrack.core.errors import (
+    CarbonTrackError,
+    ConfigError,
+    SourceUnavailable,
+    UnknownZoneError,
+)
+from carbontrack.core.types import EnergySource
 from carbontrack.sources import procstat
 
 from .apiconfig import from_kubeconfig, in_cluster
@@ -23,7 +28,7 @@ from .cgroups import CgroupReader
 from .cpu_weight import CpuWeightMap
 from .emissions import EmissionsRates
 from .engine import Engine, EngineConfig, GpuTopologyProvider
-from .kubeapi import ApiClient
+from .kubeapi import ApiClient, ApiError
 from .pods import PodCache
 from .podwatch import HEALTH_SOURCE, PodWatcher
 from .server import CollectionLoop, ExpositionCache, make_server
@@ -75,23 +80,54 @@ def build_gpu(s: Settings, pods: PodCache, down: dict[str, str]
         return None, None
 
 
-def build_emissions(s: Settings) -> EmissionsRates:
-    from carbontrack.intensity.catalogue import Catalogue
+def build_emissions(s: Settings, node: Mapping[str, Any] | None = None,
+                    env: Mapping[str, str] | None = None) -> EmissionsRates:
+    """The node's zone and intensity lookup, through carbontrack.intensity.selection (the
+    rules the tracker uses too): --zone (or --provider/--region) > the Node's
+    carbontrack.io/grid-zone label > its cloud region (providerID + region label) >
+    --default-zone. An explicit zone that does not resolve stops start-up; a node nothing
+    resolves for exports energy without CO2e and says why (carbontrack_source_up
+    {source="intensity"} 0, one log line)."""
+    from carbontrack.intensity.resolve import node_facts
+    from carbontrack.intensity.selection import select
 
-    cat = Catalogue.load()
-    zone = s.zone
+    sel = select(s.intensity, env)
+    cat = sel.catalogue
+    explicit = s.zone or (f"{s.provider}:{s.region}" if s.provider and s.region else None)
+    labels, provider_id = node_facts(node) if node is not None else ({}, None)
     pue = s.pue
-    if s.provider and s.region:
-        zone = zone or f"{s.provider}:{s.region}"
-        if pue is None:
-            pue, src = cat.provider_pue(s.provider, s.region)
+    try:
+        res = sel.resolve(explicit=explicit, node_labels=labels, provider_id=provider_id,
+                          cluster_default=s.default_zone, subject=f"node {s.node_name}")
+    except UnknownZoneError as err:
+        if explicit:
+            raise  # the user asked for this zone: fail now with the catalogue's message
+        log.warning("%s: energy is exported, CO2e is not", err)
+        return EmissionsRates(None, None, 1.0 if pue is None else pue,
+                              provider=sel.provider, unresolved=str(err))
+    if res.warning:
+        log.warning("%s", res.warning)
+    if pue is None and res.rule in ("explicit", "cloud-region") and ":" in res.key:
+        cloud, _, region = res.key.partition(":")
+        if cloud in ("aws", "gcp", "gce", "google", "azure"):
+            pue, src = cat.provider_pue(cloud, region)
             log.info("PUE %.3f from %s", pue, src)
-    if zone:
-        cat.get(zone)  # unknown zones fail at start-up with the catalogue's message
-    else:
-        log.warning("no --zone (or --provider/--region): energy is exported, CO2e is not")
-    lookup: IntensityLookup = cat
-    return EmissionsRates(lookup, zone, 1.0 if pue is None else pue)
+    log.info("grid zone %s (catalogue zone %s, rule %s); intensity from %s", res.key,
+             res.zone, res.rule, sel.provider)
+    return EmissionsRates(sel.lookup, res.key, 1.0 if pue is None else pue,
+                          provider=sel.provider)
+
+
+def read_node(s: Settings) -> dict[str, Any] | None:
+    """This node's object (labels, providerID) for zone resolution; None, with one log line,
+    when the API does not give it (no RBAC for nodes, API down): the other rules apply."""
+    try:
+        api = ApiClient(build_api(s).endpoint, timeout_s=5.0)
+        return api.get_json(f"/api/v1/nodes/{s.node_name}", {})
+    except (ApiError, OSError, ValueError, CarbonTrackError) as err:
+        log.warning("cannot read node %s for its grid zone labels (%s); using --zone, "
+                    "--default-zone", s.node_name, err)
+        return None
 
 
 def build_api(s: Settings) -> ApiClient:
@@ -105,7 +141,7 @@ def build_watcher(s: Settings, pods: PodCache) -> PodWatcher:
     return PodWatcher(build_api(s), s.node_name, pods, keep_deleted_s=s.retention_s)
 
 
-def build_engine(s: Settings, pods: PodCache) -> Engine:
+def build_engine(s: Settings, pods: PodCache, node: Mapping[str, Any] | None = None) -> Engine:
     from .state import StateStore
 
     down: dict[str, str] = {}
@@ -131,7 +167,7 @@ def build_engine(s: Settings, pods: PodCache) -> Engine:
         cgroups=CgroupReader(s.sysfs / "fs" / "cgroup"),
         cpu_weights=CpuWeightMap(s.cpu_weight_map),
         sources=sources,
-        emissions=build_emissions(s),
+        emissions=build_emissions(s, node),
         pods=pods,
         procfs_root=s.procfs,
         store=StateStore(s.state_dir, s.node_name),
@@ -153,7 +189,9 @@ def main(argv: list[str], make_watcher: WatcherFactory = build_watcher) -> int:
     pods = PodCache()
     # built first: a missing service account or a bad kubeconfig stops start-up at once
     watcher = make_watcher(s, pods) if s.kube else None
-    engine = build_engine(s, pods)
+    # the Node's labels and providerID pick its grid zone unless --zone/--provider say
+    node = read_node(s) if s.kube and not (s.zone or s.provider) else None
+    engine = build_engine(s, pods, node)
     if isinstance(watcher, PodWatcher):  # carbontrack_source_up{source="pod-watch"}
         watcher.health = partial(engine.mark_source, HEALTH_SOURCE)
     cache = ExpositionCache(lambda: engine.snapshot)

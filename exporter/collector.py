@@ -81,6 +81,16 @@ class ExporterCollector(Collector):
             gi.add_metric([node, zone, source, basis], value)
         yield gi
 
+        fb = GaugeMetricFamily(
+            "carbontrack_grid_intensity_fallback",
+            "1 if the last interval's intensity is the static catalogue's because the live "
+            "provider failed or is backing off (see logs), 0 if it is the provider's.",
+            labels=["node", "provider"],
+        )
+        if s.intensity_fallback is not None:
+            fb.add_metric([node, s.intensity_fallback[0]], 1.0 if s.intensity_fallback[1] else 0.0)
+        yield fb
+
         pue = GaugeMetricFamily("carbontrack_pue", "Power usage effectiveness applied to "
                                 "emissions (facility energy / IT energy).", labels=["node"])
         pue.add_metric([node], s.pue)
@@ -197,6 +207,11 @@ class TextRenderer:
             zone, source, basis, value = s.intensity
             lab = _labels([("node", node), ("zone", zone), ("source", source), ("basis", basis)])
             w(f"carbontrack_grid_carbon_intensity_grams_per_kwh{{{lab}}} {fmt(value)}\n")
+        w(self._head(s, "carbontrack_grid_intensity_fallback"))
+        if s.intensity_fallback is not None:
+            provider, fallback = s.intensity_fallback
+            w(f'carbontrack_grid_intensity_fallback{{node="{enode}",'
+              f'provider="{_escape(provider)}"}} {fmt(1.0 if fallback else 0.0)}\n')
         w(self._head(s, "carbontrack_pue"))
         w(f'carbontrack_pue{{node="{enode}"}} {fmt(s.pue)}\n')
         w(self._head(s, "carbontrack_source_up"))

@@ -27,18 +27,25 @@ class IntervalRate:
 
 
 class EmissionsRates:
-    """Looks up the node zone's intensity per interval. ``lookup`` None means no zone set."""
+    """Looks up the node zone's intensity per interval. ``lookup`` None means no zone set.
 
-    def __init__(self, lookup: IntensityLookup | None, zone: str | None, pue: float) -> None:
+    ``provider`` names the selected intensity provider (``static`` or a live API: see
+    carbontrack.intensity.selection); ``unresolved`` says why no zone was found, if so.
+    """
+
+    def __init__(self, lookup: IntensityLookup | None, zone: str | None, pue: float, *,
+                 provider: str = "static", unresolved: str = "") -> None:
         self.lookup = lookup
         self.zone = zone
         self.pue = validate_pue(pue)
+        self.provider = provider
+        self.unresolved = unresolved
 
     def rate(self, start_unix: float, end_unix: float) -> IntervalRate:
         if self.lookup is None or not self.zone:
-            return IntervalRate(
-                None, None, "no grid zone configured: pass --zone Z (or --provider P --region R)"
-            )
+            return IntervalRate(None, None, self.unresolved or
+                                "no grid zone configured: pass --zone Z (or --provider P "
+                                "--region R)")
         # a wall clock stepped back by NTP gives end < start: look up the instant at end
         start = datetime.fromtimestamp(min(start_unix, end_unix), tz=timezone.utc)
         end = datetime.fromtimestamp(end_unix, tz=timezone.utc)

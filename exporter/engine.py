@@ -126,6 +126,9 @@ class Snapshot:
     # on cgroup v1 the shares are exact ("v1-shares", "exact").
     cpu_weight_map: str = ""
     cpu_weight_basis: str = ""
+    # a live intensity provider's name and whether the last interval's factor was the static
+    # catalogue's instead (the provider failed or is backing off); None for the static catalogue
+    intensity_fallback: tuple[str, bool] | None = None
 
 
 @dataclass
@@ -259,6 +262,7 @@ class Engine:
         return result
 
     _rate_info: tuple[str, str, str, float] | None = None
+    _fallback_info: tuple[str, bool] | None = None
 
     def _label_late_pods(self) -> dict[ContainerKey, ContainerKey]:
         """Give owner labels to ledger entries whose pod the watch delivered late.
@@ -461,6 +465,8 @@ class Engine:
             f = rate.factor
             self._rate_info = (f.zone, f.source, f.basis.label(), f.g_per_kwh)
             self._set_status("intensity", True, "", 0.0)
+            if self.emissions.provider != "static":
+                self._fallback_info = (self.emissions.provider, f.fallback_reason is not None)
         else:
             self._set_status("intensity", False, rate.error, 0.0)
         g = rate.g_per_joule
@@ -708,4 +714,5 @@ class Engine:
             cpu_weight_map=(self.cpu_weights.formula.value if self.cgroups.version == 2
                             else "v1-shares"),
             cpu_weight_basis=self.cpu_weights.basis if self.cgroups.version == 2 else "exact",
+            intensity_fallback=self._fallback_info,
         )

@@ -7,10 +7,12 @@ sentence naming the flag and the fix.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from carbontrack.core.errors import ConfigError
+from carbontrack.intensity.selection import IntensityConfig, add_arguments, config_from_args
 
 from .attribution import IdlePolicy
 
@@ -33,6 +35,9 @@ class Settings:
     pue: float | None = None  # facility overhead; None: provider default, else 1.0
     provider: str | None = None  # cloud provider (aws, gcp, azure) with region
     region: str | None = None
+    default_zone: str | None = None  # the cluster default, after node label and cloud region
+    # provider, base URL, overrides... (carbontrack.intensity.selection; flags or env)
+    intensity: IntensityConfig = field(default_factory=IntensityConfig)
     rapl: bool = True
     nvml: bool = True
     estimate: bool = True  # model-based CPU/DRAM energy where RAPL is absent
@@ -67,6 +72,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pue", type=float, default=None)
     p.add_argument("--provider", default=None)
     p.add_argument("--region", default=None)
+    p.add_argument("--default-zone", default=None,
+                   help="cluster default grid zone, used when neither --zone nor the node's "
+                        "carbontrack.io/grid-zone label nor its cloud region resolves")
     p.add_argument("--no-rapl", action="store_true")
     p.add_argument("--no-nvml", action="store_true")
     p.add_argument("--no-estimate", action="store_true")
@@ -82,6 +90,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--retention", type=float, default=600.0,
                    help="seconds a finished container's series stay exported")
     p.add_argument("--log-level", default="INFO")
+    add_arguments(p)
     return p
 
 
@@ -101,6 +110,7 @@ def from_args(argv: list[str]) -> Settings:
         node_name=a.node_name, sysfs=a.sysfs, procfs=a.procfs, interval_s=a.interval,
         host=host, port=port, state_dir=a.state_dir, kube=not a.no_kube,
         kubeconfig=a.kubeconfig, zone=a.zone, pue=a.pue, provider=a.provider, region=a.region,
+        default_zone=a.default_zone, intensity=config_from_args(a, os.environ),
         rapl=not a.no_rapl, nvml=not a.no_nvml, estimate=not a.no_estimate,
         pod_resources_dir=a.pod_resources_dir, idle_policy=IdlePolicy(a.idle_policy),
         cpu_weight_map=a.cpu_weight_map,

@@ -53,3 +53,34 @@ def test_unknown_zone_fails_at_start_up_and_no_zone_means_no_co2e() -> None:
         build_emissions(Settings(node_name="n", zone="NOPE-ZONE"))
     rate = build_emissions(Settings(node_name="n")).rate(0.0, 5.0)
     assert rate.g_per_joule is None and "--zone" in rate.error
+
+
+def test_intensity_flags_select_the_provider_and_node_facts_the_zone(catalogue: Any) -> None:
+    s = from_args(["--node-name", "n1", "--intensity-provider", "gb",
+                   "--intensity-base-url", "http://127.0.0.1:1", "--default-zone", "FR"])
+    assert (s.intensity.provider, s.intensity.base_url, s.default_zone) == (
+        "gb", "http://127.0.0.1:1", "FR")
+    node = {"metadata": {"labels": {"topology.kubernetes.io/region": "eu-west-1"}},
+            "spec": {"providerID": "aws:///eu-west-1a/i-0abc"}}
+    e = build_emissions(Settings(node_name="n1", default_zone="FR"), node, env={})
+    assert (e.zone, e.provider) == ("aws:eu-west-1", "static")  # cloud region before default
+    assert e.pue == catalogue.provider_pue("aws", "eu-west-1")[0]
+    labelled = {"metadata": {"labels": {"carbontrack.io/grid-zone": "DE"}}}
+    assert build_emissions(Settings(node_name="n1"), labelled, env={}).zone == "DE"
+    assert build_emissions(Settings(node_name="n1", default_zone="FR"), {}, env={}).zone == "FR"
+
+
+def test_unresolvable_node_exports_energy_without_co2e_and_says_why() -> None:
+    node = {"metadata": {"labels": {"topology.kubernetes.io/region": "mars-1"}},
+            "spec": {"providerID": "aws:///mars-1a/i-0abc"}}
+    rate = build_emissions(Settings(node_name="n1"), node, env={}).rate(0.0, 5.0)
+    assert rate.g_per_joule is None
+    assert "cannot resolve a grid zone for node n1" in rate.error
+    assert "cloud region aws:mars-1: unknown" in rate.error
+
+
+def test_live_provider_without_its_token_stops_start_up() -> None:
+    s = from_args(["--node-name", "n1", "--zone", "DE", "--intensity-provider",
+                   "electricitymaps"])
+    with pytest.raises(ConfigError, match=r"\$ELECTRICITYMAPS_API_TOKEN"):
+        build_emissions(s, env={})
