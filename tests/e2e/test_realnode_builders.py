@@ -229,3 +229,14 @@ def test_demo_real_job_and_helm_args() -> None:
         "--create-namespace", "--set", "operator.enabled=false",
         "--set", "exporter.image.repository=r/exporter", "--set", "exporter.image.tag=abc",
         "--set", "exporter.provider=aws", "--set", "exporter.region=eu-west-1"]
+
+
+def test_stale_leftovers_of_a_killed_real_node() -> None:
+    from carbontrack.devcluster.realnode import stale_leftovers
+
+    clean = HostState((), ("eth0",), {}, ("cpu/process_api",), {}, {})
+    assert stale_leftovers(clean, "*nat\n") == []
+    dirty = HostState((), ("ctbr0", "eth0"), {}, ("cpu/kubepods", "cpu/kubepods/besteffort"), {}, {})
+    assert stale_leftovers(dirty, '-A PREROUTING -m comment --comment "carbontrack-realnode"') == [
+        "network device ctbr0", "iptables rule 'carbontrack-realnode' (iptables-save -t nat)",
+        "cgroup /sys/fs/cgroup/cpu/kubepods"]

@@ -149,7 +149,7 @@ def _cgroups(root: Path) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _save(family: str) -> str:
+def iptables_save(family: str) -> str:
     exe = "iptables-save" if family == "ip" else "ip6tables-save"
     return subprocess.run([exe], capture_output=True, text=True, check=True).stdout
 
@@ -160,7 +160,7 @@ def take(paths: Sequence[str] = HOST_PATHS, sysctls: Sequence[str] = SYSCTLS,
     return HostState(
         mounts=parse_mountinfo(Path("/proc/self/mountinfo").read_text()),
         links=tuple(sorted(p.name for p in Path("/sys/class/net").iterdir())),
-        iptables={f: normalise_iptables(_save(f)) for f in ("ip", "ip6")},
+        iptables={f: normalise_iptables(iptables_save(f)) for f in ("ip", "ip6")},
         cgroups=_cgroups(cgroup_root),
         sysctls={k: _read(Path("/proc/sys") / k.replace(".", "/")) for k in sysctls},
         paths={p: Path(p).exists() for p in paths},
@@ -211,7 +211,7 @@ def restore(before: HostState, owned: Owned, raw_iptables_before: Mapping[str, s
         if link.startswith(owned.link_prefixes):
             subprocess.run(["ip", "link", "delete", link], capture_output=True)
     for fam, raw in raw_iptables_before.items():
-        script = iptables_undo(raw, _save(fam))
+        script = iptables_undo(raw, iptables_save(fam))
         if script:
             exe = "iptables-restore" if fam == "ip" else "ip6tables-restore"
             r = subprocess.run([exe, "--noflush"], input=script, capture_output=True, text=True)

@@ -12,7 +12,6 @@ then restore the host to the snapshot.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
 import socket
@@ -22,7 +21,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from ..core.errors import ConfigError, TemporaryError
 from . import hostchanges
@@ -44,7 +42,7 @@ from .pki import SERVICE_CLUSTER_IP, Pki, issue_client_cert
 from .ports import free_ports
 from .process import ManagedProcess, Supervisor
 
-LOCK_PATH = Path("/run/lock/carbontrack-realnode.lock")
+LOCK_NAME = "\0carbontrack-realnode"  # abstract: no file
 REAL_NODE = "real-node-0"
 
 
@@ -62,22 +60,33 @@ def host_address() -> str:
     return addr
 
 
-def _acquire_lock(timeout_s: float) -> IO[str]:
-    LOCK_PATH.parent.mkdir(parents=True, exist_ok=True)
-    f = LOCK_PATH.open("a+")
+def _acquire_lock(timeout_s: float) -> socket.socket:
+    """Hold the machine-wide real-node lock: an abstract unix socket name, which the kernel
+    frees when its holder exits however it exits, and which leaves no file behind."""
     deadline = time.monotonic() + timeout_s
     while True:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return f
-        except BlockingIOError:
+            s.bind(LOCK_NAME)
+            return s
+        except OSError:
+            s.close()
             if time.monotonic() > deadline:
-                f.close()
                 raise TemporaryError(
-                    f"another real node holds {LOCK_PATH} (one per machine) for over "
+                    f"another real node holds the lock (one per machine) for over "
                     f"{timeout_s:.0f} s; stop it (`python -m carbontrack.devcluster down`)"
                 ) from None
             time.sleep(1.0)
+
+
+def stale_leftovers(before: HostState, iptables: str) -> list[str]:
+    """What only a real node that was never torn down leaves: its bridge, its DNAT rule,
+    kubepods cgroups. Starting on top of them would make them part of the snapshot."""
+    out = [f"network device {BRIDGE}"] if BRIDGE in before.links else []
+    if "carbontrack-realnode" in iptables:
+        out.append("iptables rule 'carbontrack-realnode' (iptables-save -t nat)")
+    out += [f"cgroup /sys/fs/cgroup/{c}" for c in before.cgroups if c.endswith("/" + KUBEPODS)]
+    return out
 
 
 def node_kubeconfig(server: str, pki: Pki, cert: Path, key: Path) -> dict[str, object]:
@@ -125,7 +134,7 @@ class RealNode:
     setup: KubeletSetup
     before: HostState
     raw_iptables: dict[str, str]
-    lock: IO[str]
+    lock: socket.socket
     processes: list[ManagedProcess] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)  # name ("exporter") -> reference
     timings: dict[str, float] = field(default_factory=dict)
@@ -207,8 +216,14 @@ def start_real_node(
         raise ConfigError("a real node needs root (kubelet, containerd, iptables, mounts)")
     t0 = time.monotonic()
     lock = _acquire_lock(lock_timeout_s)
-    raw = {"ip": hostchanges._save("ip"), "ip6": hostchanges._save("ip6")}
+    raw = {"ip": hostchanges.iptables_save("ip"), "ip6": hostchanges.iptables_save("ip6")}
     before = hostchanges.take()
+    leftovers = stale_leftovers(before, raw["ip"])
+    if leftovers:
+        lock.close()
+        raise ConfigError(
+            "a previous real node was stopped without its teardown (killed?); remove what it "
+            f"left before starting another (docs/e2e.md, real node teardown): {leftovers}")
     state_dir.mkdir(parents=True, exist_ok=True)
     paths = ContainerdPaths(state_dir / "containerd")
     port, healthz = free_ports(2)
