@@ -38,7 +38,7 @@ from .scope import MachineScope, ProcessTreeScope, Scope
 from .session import Session
 from .settings import TrackerSettings
 from .summary import render
-from .wiring import ZoneChoice, build_lookup, build_sources, resolve_zone
+from .wiring import ZoneChoice, build_selection, build_sources, resolve_zone
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,6 +87,7 @@ class Tracker:
         self.exit_code: int | None = None
         self._prepared: TrackerSettings | None = None
         self.zone_choice: ZoneChoice | None = None
+        self._provider = "static" if lookup is None else "injected"
 
     # -- lifecycle -------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -109,9 +110,14 @@ class Tracker:
     def _prepare_rest(self, s: TrackerSettings) -> None:
         if s.scope == "process" and self._scope is None:
             read_proc_stat(s.procfs_root)  # the process share needs /proc/stat: fail now if absent
+        catalogue = None
         if self._lookup is None:
-            self._lookup = build_lookup()
-        self.zone_choice = resolve_zone(s, self._lookup, os.environ)
+            selection = build_selection(s, os.environ)
+            self._lookup, catalogue = selection.lookup, selection.catalogue
+            self._provider = selection.provider
+            if selection.market is not None and s.market_factor_g_per_kwh is None:
+                s = self._market_from(selection, s)
+        self.zone_choice = resolve_zone(s, self._lookup, os.environ, catalogue)
         s = replace(s, zone=self.zone_choice.zone)
         if self.zone_choice.warning:
             self._notes.append(self.zone_choice.warning)
@@ -119,6 +125,20 @@ class Tracker:
             self._sources, notes = build_sources(s)
             self._notes += notes
         self._prepared = s
+
+    def _market_from(self, selection: Any, s: TrackerSettings) -> TrackerSettings:
+        """The market-based rate from --market-factors for the run's zone, computed once at
+        start against the catalogue's location factor (MarketFactors.dual)."""
+        choice = resolve_zone(s, selection.catalogue, os.environ, selection.catalogue)
+        location = selection.catalogue.get(choice.lookup_key)
+        dual = selection.market.dual(choice.lookup_key, location)
+        if dual.market is None:
+            self._notes.append(f"--market-factors has no entry for {choice.lookup_key}: no "
+                               "market-based figure")
+            return s
+        self._notes.append(f"market-based factor {dual.market.g_per_kwh:g} g/kWh: "
+                           f"{dual.market.source}")
+        return replace(s, market_factor_g_per_kwh=dual.market.g_per_kwh)
 
     def start(self) -> Tracker:
         if self._session is not None:
@@ -139,7 +159,7 @@ class Tracker:
         self._session = Session(
             self._sources,
             self._lookup,
-            s.zone,
+            self.zone_choice.lookup_key if self.zone_choice else s.zone,
             s.pue,
             self._scope,
             self._clock,
@@ -220,7 +240,8 @@ class Tracker:
         host = host_facts(s.procfs_root, devices)
         zc = self.zone_choice
         if zc is not None:
-            host.update(zone_rule=zc.rule, cloud_provider=zc.cloud_provider, cloud_region=zc.cloud_region)
+            host.update(zone_rule=zc.rule, cloud_provider=zc.cloud_provider, cloud_region=zc.cloud_region,
+                        intensity_provider=self._provider)
         return host
 
     def _write(self, result: RunResult, s: TrackerSettings) -> tuple[Path, ...]:

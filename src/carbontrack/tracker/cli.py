@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
 from typing import NoReturn
 
 from ..core.errors import ConfigError
+from ..intensity.selection import add_arguments, config_from_args
 from .settings import DEFAULT_INTERVAL_S, FORMATS, SCOPES, TrackerSettings, parse_gpus
 
 
@@ -76,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project-name", default="carbontrack")
     p.add_argument("--experiment-id", default="")
     p.add_argument("--quiet", action="store_true", help="no summary table")
+    add_arguments(p)
     # Test and bench hooks: read a fake sysfs/procfs tree instead of the real one.
     p.add_argument("--sysfs", type=Path, default=Path("/sys"), help=argparse.SUPPRESS)
     p.add_argument("--procfs", type=Path, default=Path("/proc"), help=argparse.SUPPRESS)
@@ -110,6 +113,7 @@ def main(argv: list[str]) -> int:
         sysfs_root=a.sysfs,
         procfs_root=a.procfs,
         summary=False,
+        intensity=config_from_args(a, os.environ),
     )
     # Imported here: `--help` and bad flags answer without loading the tracker.
     from .api import Tracker

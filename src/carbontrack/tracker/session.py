@@ -217,6 +217,13 @@ class Session:
             methods = [d.method for d in (contributing or list(self._devices.values()))]
             worst = max(methods, key=_METHOD_RANK.__getitem__) if methods else None
             total = sum(energy.values())
+            averaging = sorted({a.factor.basis.averaging.value for a in self._factors.values()})
+            if len(averaging) > 1:
+                # WattTime MOER is marginal; its static fallback is an annual average
+                self._notes.add(
+                    f"co2e_grams adds {' and '.join(averaging)} factors (a live provider fell "
+                    "back to the static catalogue for some intervals): see factors"
+                )
             sources = []
             for src in self._sources:
                 h = src.health()

@@ -1,7 +1,8 @@
 """Tracker settings: one dataclass for the CLI and the Python API, units in the names.
 
 Environment: ``CARBONTRACK_ZONE`` and ``CARBONTRACK_PUE`` stand in for ``zone``/``pue``
-when those are not given explicitly (explicit always wins).
+when those are not given explicitly (explicit always wins); the intensity provider's
+variables are read by ``carbontrack.intensity.selection``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from ..core.emissions import validate_pue
 from ..core.errors import ConfigError
+from ..intensity.selection import IntensityConfig, config_from
 
 SCOPES = ("process", "machine")
 FORMATS = ("csv", "json")
@@ -37,6 +39,9 @@ class TrackerSettings:
     sysfs_root: Path = Path("/sys")
     procfs_root: Path = Path("/proc")
     summary: bool = False  # print the end-of-run table to stderr
+    # provider (static catalogue or a live API), base URL, overrides, market-based factors:
+    # carbontrack.intensity.selection; None: from the environment (CARBONTRACK_INTENSITY_*)
+    intensity: IntensityConfig | None = None
 
     def resolved(self, env: Mapping[str, str] | None = None) -> TrackerSettings:
         """Apply environment defaults and validate; raises ConfigError with one actionable line."""
@@ -48,6 +53,8 @@ class TrackerSettings:
         if pue is None and env.get("CARBONTRACK_PUE"):
             pue = _number(env["CARBONTRACK_PUE"], "CARBONTRACK_PUE")
         s = replace(s, pue=validate_pue(1.0 if pue is None else float(pue)))
+        if s.intensity is None:
+            s = replace(s, intensity=config_from(env))
         if s.scope not in SCOPES:
             raise ConfigError(f"unknown scope {s.scope!r}: use one of {', '.join(SCOPES)}")
         bad = [f for f in s.formats if f not in FORMATS]

@@ -12,16 +12,20 @@ Heavy or optional modules (pynvml, the catalogue) are imported only when used, s
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core.errors import ConfigError, SourceUnavailable, UnknownZoneError
 from ..core.types import EnergySource, IntensityLookup
 from .settings import TrackerSettings
+
+if TYPE_CHECKING:
+    from ..intensity.catalogue import Catalogue
+    from ..intensity.selection import Selection
 
 
 def _nvidia_present(env: dict[str, str] | os._Environ[str]) -> bool:
@@ -73,18 +77,12 @@ def build_sources(settings: TrackerSettings) -> tuple[list[EnergySource], list[s
     return sources, notes
 
 
-def build_lookup() -> IntensityLookup:
-    """The packaged grid catalogue behind the IntensityLookup seam."""
-    try:
-        mod = importlib.import_module("carbontrack.intensity.catalogue")
-    except ImportError as err:
-        raise ConfigError(
-            f"the grid catalogue carbontrack.intensity.catalogue cannot be imported ({err}); reinstall carbontrack"
-        ) from None
-    lookup = mod.Catalogue.load()
-    if not isinstance(lookup, IntensityLookup):
-        raise ConfigError("carbontrack.intensity.catalogue.Catalogue has no intensity(); reinstall")
-    return lookup
+def build_selection(settings: TrackerSettings, env: Mapping[str, str]) -> Selection:
+    """The intensity lookup through carbontrack.intensity.selection (the exporter's path
+    too): static catalogue or a live provider, overrides, market-based factors."""
+    from ..intensity.selection import IntensityConfig, select
+
+    return select(settings.intensity or IntensityConfig(), env)
 
 
 # Cloud region from the environment a cloud SDK or job runner sets. No metadata-server
@@ -99,11 +97,16 @@ _PROVIDER_ID = {"aws": "aws://", "gcp": "gce://", "azure": "azure://"}
 
 @dataclass(frozen=True)
 class ZoneChoice:
-    zone: str  # the key given to IntensityLookup.intensity()
+    zone: str  # the catalogue zone (the run's ``zone``)
     rule: str  # explicit | cloud-region
     cloud_provider: str = ""
     cloud_region: str = ""
     warning: str | None = None
+    key: str = ""  # the key given to IntensityLookup.intensity() ("aws:us-east-1"); "" = zone
+
+    @property
+    def lookup_key(self) -> str:
+        return self.key or self.zone
 
 
 def cloud_from_env(env: Mapping[str, str]) -> tuple[str, str] | None:
@@ -114,20 +117,28 @@ def cloud_from_env(env: Mapping[str, str]) -> tuple[str, str] | None:
     return None
 
 
-def resolve_zone(settings: TrackerSettings, lookup: IntensityLookup, env: Mapping[str, str]) -> ZoneChoice:
+def resolve_zone(
+    settings: TrackerSettings,
+    lookup: IntensityLookup,
+    env: Mapping[str, str],
+    catalogue: Catalogue | None = None,
+) -> ZoneChoice:
     """Explicit zone (argument/flag, then CARBONTRACK_ZONE, already folded into settings) >
     cloud region from the environment > error with a hint. Resolution goes through
     ``carbontrack.intensity.resolve``; the zone is then checked against the lookup, before
-    anything runs: an unknown zone is an error, never a silent default."""
+    anything runs: an unknown zone is an error, never a silent default. ``catalogue`` is the
+    selection's (the lookup may be a live provider); without it a lookup that is itself a
+    catalogue resolves."""
     cloud = cloud_from_env(env)
     choice: ZoneChoice
-    if hasattr(lookup, "lookup"):  # the catalogue (or a provider exposing it): full rules
+    rules_over = catalogue if catalogue is not None else (lookup if hasattr(lookup, "lookup") else None)
+    if rules_over is not None:  # the catalogue: full rules
         from ..intensity import resolve
 
         labels = {resolve.REGION_LABELS[0]: cloud[1]} if cloud else None
         try:
             res = resolve.resolve_zone(
-                lookup,  # type: ignore[arg-type]
+                rules_over,  # type: ignore[arg-type]
                 explicit=settings.zone or None,
                 node_labels=labels,
                 provider_id=_PROVIDER_ID[cloud[0]] if cloud else None,
@@ -147,11 +158,12 @@ def resolve_zone(settings: TrackerSettings, lookup: IntensityLookup, env: Mappin
             cloud[0] if cloud and res.rule == "cloud-region" else "",
             cloud[1] if cloud and res.rule == "cloud-region" else "",
             res.warning,
+            res.key,
         )
     elif settings.zone:
         choice = ZoneChoice(settings.zone, "explicit")
     else:
         raise ConfigError("no grid zone given: pass --zone ZONE (e.g. --zone DE) or set CARBONTRACK_ZONE")
     now = datetime.now(timezone.utc)
-    lookup.intensity(choice.zone, now, now)  # raises UnknownZoneError naming what was tried
+    lookup.intensity(choice.lookup_key, now, now)  # raises UnknownZoneError naming what was tried
     return choice
