@@ -13,9 +13,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .model import LineItem
-
-MEASURED_METHODS = ("measured",)
+from . import methods
+from .model import SOURCE_CLUSTER, SOURCE_PROMETHEUS, SOURCE_TRACKER, LineItem
 
 
 def round_sig(x: float, sig: int = 2) -> float:
@@ -56,24 +55,66 @@ class ModelEnergy:
     methodology: str
 
 
-def _methodology(m: str, lines: Sequence[LineItem], counts: dict[str, int], kind: str) -> str:
+_SOURCE_TEXT = {
+    SOURCE_CLUSTER: (
+        "{n} Kubernetes Jobs accounted by the CarbonTrack operator (its CarbonRecords or Job "
+        "annotations): energy per node from the exporter, attributed to the Job's pods by "
+        "exclusive GPU allocation, CPU time share, and idle power by reserved resources, with "
+        "node energy conserved (pods + unallocated = node)"
+    ),
+    SOURCE_PROMETHEUS: (
+        "{n} Kubernetes Jobs read from the exporter's counters in Prometheus and not (yet) "
+        "accounted by the operator: only their energy inside the report period, from the "
+        "first to the last sample in which their energy rose"
+    ),
+    SOURCE_TRACKER: (
+        "{n} runs measured by the CarbonTrack tracker on their host (tracker files; energy of "
+        "the process or the machine, as each run's scope says)"
+    ),
+}
+_METHOD_TEXT = {
+    "measured": "read from hardware energy counters (NVIDIA NVML total-energy counters for GPUs, "
+                "Intel/AMD RAPL for CPU packages and DRAM)",
+    "sampled": "integrated from power sampled from the hardware (NVML power readings where the "
+               "energy counter is not supported)",
+    "estimated": "estimated from utilisation with Cloud Carbon Footprint per-architecture "
+                 "coefficients (no energy counters)",
+}
+
+
+def _sources_text(lines: Sequence[LineItem]) -> str:
+    counts: dict[str, int] = {}
+    for x in lines:
+        counts[x.source] = counts.get(x.source, 0) + 1
+    parts = [
+        _SOURCE_TEXT[s].format(n=n) if s in _SOURCE_TEXT else f"{n} lines from source {s!r}"
+        for s, n in sorted(counts.items())
+    ]
+    return "; ".join(parts)
+
+
+def _energy_text(words: Sequence[str]) -> str:
+    known = [_METHOD_TEXT[w] for w in words if w in _METHOD_TEXT]
+    unknown = [w for w in words if w not in _METHOD_TEXT]
+    text = "; ".join(known) if known else "by methods not recorded"
+    if unknown:
+        text += f"; also recorded: {', '.join(unknown)}"
+    return text
+
+
+def _methodology(m: str, lines: Sequence[LineItem], counts: dict[str, int], kind: str,
+                 words: Sequence[str]) -> str:
     pues = sorted({x.pue for x in lines})
     srcs = sorted({x.pue_source for x in lines if x.pue_source})
-    methods = sorted({x.energy_method for x in lines if x.energy_method})
     return (
-        f"Training energy of model '{m}' is the sum over all {len(lines)} Kubernetes Jobs "
+        f"Training energy of model '{m}' is the sum over all {len(lines)} runs "
         f"labelled with this model ({counts['Complete']} completed, {counts['Failed']} failed, "
-        f"{counts['preliminary']} preliminary/experimental runs, all included). "
-        "Energy of each Job was measured per node by CarbonTrack from hardware energy counters "
-        "(NVIDIA NVML total-energy counters for GPUs, Intel/AMD RAPL for CPU packages and DRAM) "
-        "or, where a node has no counters, estimated from utilisation with Cloud Carbon "
-        "Footprint per-architecture coefficients; node energy was attributed to the Job's pods "
-        "by exclusive GPU allocation, CPU time share, and idle power by reserved resources, "
-        "with node energy conserved (pods + unallocated = node). "
-        f"Methods recorded for these Jobs: {', '.join(methods) or 'not recorded'} "
+        f"{counts['preliminary']} preliminary/experimental runs, all included): "
+        f"{_sources_text(lines)}. "
+        f"Energy was {_energy_text(words)} "
         f"(figure is {kind}). Facility energy applies the power usage effectiveness "
         f"(PUE {', '.join(f'{p:g}' for p in pues)}; source: {'; '.join(srcs) or 'not recorded'}). "
-        "Not included: data preparation, evaluation and inference Jobs not labelled with the "
+        "Not included: data preparation, evaluation and inference runs not labelled with the "
         "model, networking and storage outside the nodes, and embodied hardware emissions."
     )
 
@@ -91,14 +132,8 @@ def model_energy(lines: Sequence[LineItem]) -> list[ModelEnergy]:
             counts[x.status if x.status in ("Complete", "Failed") else "other"] += 1
             if x.run_kind == "preliminary":
                 counts["preliminary"] += 1
-        # the operator joins a Job's methods with "+" ("measured+estimated")
-        methods = sorted({m for x in ls for m in (x.energy_method or "unknown").split("+")})
-        if all(mm in MEASURED_METHODS for mm in methods):
-            kind = "measured"
-        elif any(mm in MEASURED_METHODS for mm in methods):
-            kind = "partly estimated"
-        else:
-            kind = "estimated"
+        words = sorted({w for x in ls for w in (methods.parse(x.energy_method) or {"unknown"})})
+        kind = methods.kind(x.energy_method for x in ls)
         fac = sum(x.facility_energy_kwh for x in ls) / 1000.0
         starts = [x.start for x in ls if x.start]
         ends = [x.end for x in ls if x.end]
@@ -116,12 +151,12 @@ def model_energy(lines: Sequence[LineItem]) -> list[ModelEnergy]:
                 location_tco2e=sum(x.location_kgco2e for x in ls) / 1000.0,
                 gpu_hours=sum(x.gpu_hours for x in ls),
                 measured_or_estimated=kind,
-                methods=methods,
+                methods=words,
                 pue_values=sorted({x.pue for x in ls}),
                 zones=sorted({x.grid_zone for x in ls if x.grid_zone}),
                 first_start=min(starts).isoformat() if starts else "",
                 last_end=max(ends).isoformat() if ends else "",
-                methodology=_methodology(m, ls, counts, kind),
+                methodology=_methodology(m, ls, counts, kind, words),
             )
         )
     return out

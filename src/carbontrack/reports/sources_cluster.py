@@ -15,6 +15,7 @@ from typing import Any
 
 from carbontrack.core.errors import ConfigError, TemporaryError
 
+from . import methods
 from .model import COMPONENTS, SOURCE_CLUSTER, LineItem, parse_time
 
 ANN = "carbontrack.io/"
@@ -258,7 +259,7 @@ def job_to_line(
         gpu_kwh=comps.get("gpu", 0.0),
         other_kwh=comps.get("other", 0.0),
         it_energy_kwh=total_kwh,
-        energy_method=ann.get(ANN_METHOD, ""),
+        energy_method=methods.canonical([ann.get(ANN_METHOD, "")]),
         idle_rule=str(report.get("idleRule", "")),
         pue=pue,
         pue_source=pue_source,

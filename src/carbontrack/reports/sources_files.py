@@ -25,6 +25,7 @@ from carbontrack.core import csvsafe
 from carbontrack.core.errors import ConfigError
 from carbontrack.core.types import JOULES_PER_KWH
 
+from . import methods
 from .model import COMPONENTS, SOURCE_TRACKER, LineItem, parse_time
 
 REQUIRED = ("timestamp", "run_id", "duration", "emissions", "cpu_energy", "gpu_energy", "ram_energy", "pue")
@@ -87,7 +88,7 @@ def row_to_line(row: Mapping[str, Any], where: str, cluster: str = "", team: str
         dram_kwh=ram,
         gpu_kwh=gpu,
         it_energy_kwh=cpu + gpu + ram,
-        energy_method=str(row.get("method", "") or ""),
+        energy_method=methods.canonical([str(row.get("method", "") or "")]),
         pue=pue,
         pue_source="tracker setting",
         facility_energy_kwh=(cpu + gpu + ram) * pue,
@@ -140,7 +141,7 @@ def doc_to_line(doc: Mapping[str, Any], where: str, cluster: str = "", team: str
             gpu_kwh=kwh["gpu"],
             other_kwh=kwh["other"],
             it_energy_kwh=it,
-            energy_method=str(doc.get("method", "")),
+            energy_method=methods.canonical([str(doc.get("method", ""))]),
             pue=pue,
             pue_source="tracker setting",
             facility_energy_kwh=it * pue,

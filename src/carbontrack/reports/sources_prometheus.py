@@ -24,6 +24,7 @@ from typing import Any
 from carbontrack.core.errors import ConfigError, TemporaryError
 from carbontrack.core.types import JOULES_PER_KWH
 
+from . import methods as method_words
 from .model import COMPONENTS, SOURCE_PROMETHEUS, LineItem
 from .sources_cluster import IdentityKeys
 
@@ -56,7 +57,10 @@ class PrometheusSource:
 
     def query(self, promql: str, at: datetime) -> list[dict[str, Any]]:
         qs = urllib.parse.urlencode({"query": promql, "time": f"{at.timestamp():.3f}"})
-        url = f"{self._base}/api/v1/query?{qs}"
+        return self._get(f"/api/v1/query?{qs}")
+
+    def _get(self, path: str) -> list[dict[str, Any]]:
+        url = f"{self._base}{path}"
         try:
             with urllib.request.urlopen(url, timeout=self._timeout) as resp:
                 body = resp.read()
@@ -90,6 +94,41 @@ class PrometheusSource:
         self._progress(f"prometheus: {metric}: {len(out)} series")
         return out
 
+    def _active_span(
+        self, sel: str, since: datetime, until: datetime
+    ) -> dict[str, tuple[datetime, datetime]]:
+        """Per Job (owner_uid): when its energy counter rose inside the window, so a Job's
+        line covers its own run rather than the report window (a two-hour Job in a month's
+        report is about two hours long, not 720).
+
+        A range query evaluates ``increase(...[r]) > 0`` every step ``s`` (window/11,000, at
+        least 15 s: Prometheus answers at most 11,000 points per series); ``r`` >= 4 min so it
+        holds two samples at scrape intervals up to 2 min. The first step that sees a rise
+        ends at most one step after the first rising sample (start = t_first - s); the last
+        step that sees one lies ``r`` after the last rising sample, less up to one step
+        (end = t_last - (r - s)). Both are right to within one step plus one scrape interval
+        (docs/reports.md).
+        """
+        span_s = max(1.0, (until - since).total_seconds())
+        step = max(15.0, span_s / 11000.0)
+        rng = max(step, 240.0)
+        promql = f"sum by (owner_uid) (increase({ENERGY}{{{sel}}}[{int(rng)}s])) > 0"
+        qs = urllib.parse.urlencode({
+            "query": promql, "start": f"{since.timestamp():.3f}", "end": f"{until.timestamp():.3f}",
+            "step": f"{step:.3f}",
+        })
+        out: dict[str, tuple[datetime, datetime]] = {}
+        for r in self._get(f"/api/v1/query_range?{qs}"):
+            stamps = [float(v[0]) for v in r.get("values") or []]
+            if not stamps:
+                continue
+            first = max(since.timestamp(), min(stamps) - step)
+            last = min(until.timestamp(), max(first, max(stamps) - (rng - step)))
+            out[str(r["metric"].get("owner_uid", ""))] = (
+                datetime.fromtimestamp(first, since.tzinfo), datetime.fromtimestamp(last, since.tzinfo)
+            )
+        return out
+
     def lines(self, since: datetime, until: datetime, namespaces: Sequence[str]) -> list[LineItem]:
         sel = 'owner_kind="Job"'
         if namespaces:
@@ -118,9 +157,11 @@ class PrometheusSource:
             lab = dict(k)
             jobs[lab.get("owner_uid", "")]["grams"] += grams
             jobs[lab.get("owner_uid", "")].setdefault("meta", lab)
+        spans = self._active_span(sel, since, until)
         out = []
         for uid, j in sorted(jobs.items()):
-            out.append(self._line(uid, j, zones, pues, since, until))
+            start, end = spans.get(uid, (since, until))
+            out.append(self._line(uid, j, zones, pues, start, end))
         return out
 
     def _line(
@@ -144,7 +185,6 @@ class PrometheusSource:
         pue_source = "carbontrack_pue gauge" if len(node_pues) == 1 else (
             f"max of node PUEs {node_pues}" if node_pues else "no carbontrack_pue series (1.0 assumed)"
         )
-        methods = sorted(m for m in j["methods"] if m)
         grams = float(j["grams"])
         facility = total * pue
         return LineItem(
@@ -160,7 +200,7 @@ class PrometheusSource:
             gpu_kwh=kwh["gpu"],
             other_kwh=kwh["other"],
             it_energy_kwh=total,
-            energy_method=methods[0] if len(methods) == 1 else f"mixed({','.join(methods)})",
+            energy_method=method_words.canonical(j["methods"]),
             pue=pue,
             pue_source=pue_source,
             facility_energy_kwh=facility,
@@ -169,7 +209,8 @@ class PrometheusSource:
             intensity_basis="; ".join(sorted({z.get("basis", "") for z in zone_meta} - {""})),
             intensity_source="; ".join(sorted({z.get("source", "") for z in zone_meta} - {""})),
             location_kgco2e=grams / 1000.0,
-            notes="window share from Prometheus counters (not accounted by the operator)",
+            notes="share inside the report window from Prometheus counters (not accounted by the "
+                  "operator); start/end: first/last sample with an energy increase",
         ).validate()
 
 

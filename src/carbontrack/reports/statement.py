@@ -5,8 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from . import methods
 from .aiact import format_sig
 from .model import LineItem
+
+# The energy sentence says how the figure was obtained (methods.kind), so a paper never
+# calls an estimate a measurement.
+_ENERGY_WORDING = {
+    methods.MEASURED: "Measured energy was {kwh} kWh",
+    methods.PARTLY_ESTIMATED: "Energy, partly measured and partly estimated ({detail}), was {kwh} kWh",
+    methods.ESTIMATED: "Estimated energy was {kwh} kWh",
+}
+
+
+def _energy_sentence(lines: Sequence[LineItem], kwh: float) -> str:
+    kind = methods.kind(x.energy_method for x in lines)
+    measured = sum(x.facility_energy_kwh for x in lines if methods.kind([x.energy_method]) == methods.MEASURED)
+    detail = f"{format_sig(measured, 3)} kWh from jobs measured throughout"
+    return _ENERGY_WORDING[kind].format(kwh=format_sig(kwh, 3), detail=detail)
 
 
 def _hardware(x: LineItem) -> str:
@@ -58,7 +74,7 @@ def compute_statement(lines: Sequence[LineItem], title: str = "") -> str:
         f"{_hardware_summary(lines, gpu_models)} (GPU memory as in the model names; "
         f"{format_sig(sum(x.memory_gb_reserved for x in lines), 3)} GB RAM reserved in all), totalling "
         f"{format_sig(hours, 3)} wall-clock hours and {format_sig(gpuh, 3)} GPU-hours. "
-        f"Measured energy was {format_sig(kwh, 3)} kWh including data-centre overhead (PUE), "
+        f"{_energy_sentence(lines, kwh)} including data-centre overhead (PUE), "
         f"corresponding to {format_sig(kg, 3)} kgCO2e location-based "
         f"(grid zones {', '.join(zones) or 'not recorded'}), as accounted by CarbonTrack."
     )

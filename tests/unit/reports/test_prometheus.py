@@ -82,9 +82,14 @@ def test_window_energy_per_job_from_counters(prom_url: str) -> None:
     assert a.location_kgco2e == pytest.approx(0.432)
     assert (a.pue, a.facility_energy_kwh) == (1.2, pytest.approx(1.8))
     assert a.intensity_g_per_kwh == pytest.approx(432 / 1.8)
-    assert (a.grid_zone, a.energy_method, a.job_uid, a.source) == ("DE", "mixed(estimated,measured)", "ua",
+    assert (a.grid_zone, a.energy_method, a.job_uid, a.source) == ("DE", "estimated+measured", "ua",
                                                                  SOURCE_PROMETHEUS)
+    # its line spans its run (12:10-13:10), to within a 15 s step plus a 60 s scrape interval
+    assert a.start is not None and a.end is not None
+    assert abs((a.start - (SINCE + timedelta(minutes=10))).total_seconds()) <= 75
+    assert abs((a.end - (SINCE + timedelta(minutes=70))).total_seconds()) <= 75
     b = lines["edge"]
+    assert b.start == SINCE  # rose before the window: its part starts with the window
     assert b.gpu_kwh == pytest.approx(2.0)  # 4 kWh over 2 h, half of it inside the window
     assert b.location_kgco2e == pytest.approx(0.1)
     assert b.grid_zone == "FR" and b.pue == 1.0
