@@ -13,7 +13,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 @dataclass
 class Reply:
-    """One canned answer. ``body`` may be bytes, str or a JSON-able object."""
+    """One canned answer. ``body`` may be bytes, str, a JSON-able object, or a function of
+    the request's path and query parameters returning one of those (answers that follow
+    the request)."""
 
     status: int = 200
     body: Any = b""
@@ -32,7 +34,8 @@ class FakeApi:
     """Serves canned replies per path on 127.0.0.1 in a thread; records each request.
 
     ``add(path, r1, r2, ...)`` queues replies for a path; the last one repeats.
-    Unknown paths get a 404 in the Electricity Maps error shape.
+    A path ending in ``*`` matches every path it prefixes. Unknown paths get a 404 in the
+    Electricity Maps error shape.
     """
 
     def __init__(self, port: int = 0) -> None:
@@ -46,12 +49,16 @@ class FakeApi:
                 parts = urlsplit(self.path)
                 api.seen.append(Seen(parts.path, dict(parse_qsl(parts.query)),
                                      {k.lower(): v for k, v in self.headers.items()}))
-                queue = api.routes.get(parts.path)
+                queue = api.routes.get(parts.path) or next(
+                    (q for k, q in api.routes.items()
+                     if k.endswith("*") and parts.path.startswith(k[:-1])), None)
                 reply = (queue.pop(0) if len(queue) > 1 else queue[0]) if queue else Reply(
                     404, {"error": f"no route {parts.path}"})
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
                 body = reply.body
+                if callable(body):
+                    body = body(parts.path, dict(parse_qsl(parts.query)))
                 if not isinstance(body, (bytes, str)):
                     body = json.dumps(body)
                 data = body.encode() if isinstance(body, str) else body
