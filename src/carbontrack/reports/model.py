@@ -51,6 +51,7 @@ class LineItem:
     # hardware
     node_pool: str = ""
     instance_type: str = ""
+    node_count: int = 0  # nodes the Job's pods ran on (0: not recorded)
     gpu_model: str = ""
     gpu_count: int = 0
     gpu_hours: float = 0.0

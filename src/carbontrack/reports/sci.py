@@ -9,7 +9,10 @@ TE: total embodied emissions of the host server (Cloud Carbon Footprint coeffici
 packaged with provenance in ``data/``, or a server declared in the report config);
 TiR: time reserved (the Job's window); EL: expected lifespan (4 years, CCF's default);
 RR / ToR: resources reserved / total resources of the server, from the Job's CPU requests
-(or GPUs, when the server's GPU count is known) against the platform's vCPUs (GPUs).
+(or GPUs, when the server's GPU count is known) against the platform's vCPUs (GPUs). A Job
+spread over several nodes reserves several servers' worth: the share is not capped at one
+server, only at the number of nodes it ran on (when recorded), since it cannot hold more
+than all of each.
 R: the functional unit, one Job unless the Job declares epochs/tokens via annotations.
 """
 
@@ -172,13 +175,15 @@ class EmbodiedModel:
                 "so its resource share of the server is unknown"
             )
         basis, share = max(shares, key=lambda s: s[1])
-        share = min(1.0, share)
+        capped = ""
+        if line.node_count > 0 and share > line.node_count:
+            share, capped = float(line.node_count), f", capped at its {line.node_count} nodes"
         time_share = line.duration_h / (self._settings.lifespan_years * HOURS_PER_YEAR)
         m = srv.total_kgco2e * time_share * share
         return m, (
             f"TE {srv.total_kgco2e:.6g} kgCO2e for {key} ({srv.source}); "
             f"time {line.duration_h:.4g} h of {self._settings.lifespan_years:g}-year lifespan; "
-            f"resource share {share:.4g} by {basis} reserved"
+            f"resource share {share:.4g} servers by {basis} reserved{capped}"
         )
 
     def apply(self, line: LineItem) -> LineItem:

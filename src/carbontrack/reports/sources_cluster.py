@@ -249,6 +249,7 @@ def job_to_line(
         end=end,
         node_pool=_first(selector, NODE_POOL_KEYS),
         instance_type=_first(selector, INSTANCE_TYPE_KEYS),
+        node_count=len(nodes or []),
         gpu_model=_first(selector, GPU_MODEL_KEYS),
         gpu_count=int(gpus * parallelism),
         gpu_hours=_nested(report, "gpuHours", "value") or 0.0,

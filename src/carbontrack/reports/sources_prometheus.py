@@ -195,6 +195,7 @@ class PrometheusSource:
             job_uid=uid,
             start=since,
             end=until,
+            node_count=len(nodes),
             cpu_kwh=kwh["cpu"],
             dram_kwh=kwh["dram"],
             gpu_kwh=kwh["gpu"],

@@ -52,10 +52,26 @@ def test_embodied_share_uses_the_larger_of_cpu_and_gpu_reservation() -> None:
     line = _line("a", gpus=2, cpu="8")  # 2 h window, GPU share 2/8 > CPU share 8/96
     m, why = model.embodied(line)
     assert m == pytest.approx(4676.79 * (2.0 / (4 * 8760)) * 0.25)
-    assert "resource share 0.25 by GPU" in why and "aws:p4d.24xlarge" in why
+    assert "resource share 0.25 servers by GPU" in why and "aws:p4d.24xlarge" in why
     cpu_only = _line("b", gpus=0, cpu="48")
     m2, why2 = model.embodied(cpu_only)
     assert m2 == pytest.approx(4676.79 * (2.0 / (4 * 8760)) * 0.5) and "by vCPU" in why2
+
+
+def test_an_8_node_jobs_m_is_8_servers_share() -> None:
+    model = EmbodiedModel(EmbodiedSettings(), {"aws:p4d.24xlarge": Server(4676.79, 96, 8, "CCF")})
+    # 8 pods x 8 GPUs on 8 p4d.24xlarge nodes for 2 h (make_job's window)
+    line = _line("ddp", gpus=8, cpu="48").with_(gpu_count=64, cpu_cores_reserved=384.0, node_count=8)
+    m, why = model.embodied(line)
+    # 4676.79 kg x 2 h / (4 x 8760 h) = 0.266940 kg per server; x 8 servers (64/8 GPUs)
+    assert m == pytest.approx(2.135520, rel=1e-6)
+    assert "resource share 8 servers by GPU" in why
+    # reserving more than the nodes hold (a wrong request count) is capped at the nodes it ran on
+    over = line.with_(gpu_count=128, node_count=8)
+    m_over, why_over = model.embodied(over)
+    assert m_over == pytest.approx(2.135520, rel=1e-6) and "capped at its 8 nodes" in why_over
+    # node count unknown: the reservation alone sets the share (16 servers' worth here)
+    assert model.embodied(over.with_(node_count=0))[0] == pytest.approx(4.271040, rel=1e-6)
 
 
 def test_sci_is_operational_plus_embodied_per_declared_unit() -> None:

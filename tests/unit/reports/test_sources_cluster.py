@@ -27,7 +27,7 @@ def test_annotated_job_becomes_a_full_line() -> None:
         source=SOURCE_CLUSTER, cluster="prod-eu", namespace="ml", job="train-1", job_uid="uid-ml-train-1",
         team="vision", model="resnet", mlflow_run_id="abc123", status="Complete", run_kind="preliminary",
         start=datetime(2026, 11, 10, 10, tzinfo=UTC), end=datetime(2026, 11, 10, 12, tzinfo=UTC),
-        node_pool="gpu-pool", instance_type="p4d.24xlarge", gpu_model="NVIDIA-A100-SXM4-40GB",
+        node_pool="gpu-pool", instance_type="p4d.24xlarge", node_count=1, gpu_model="NVIDIA-A100-SXM4-40GB",
         gpu_count=2, gpu_hours=4.0, cpu_cores_reserved=8.0,
         cpu_kwh=0.5, dram_kwh=0.1, gpu_kwh=2.0, other_kwh=0.0, it_energy_kwh=2.6,
         energy_method="measured", pue=1.2, pue_source="carbontrack_pue gauge, node(s) node-a",
