@@ -92,6 +92,10 @@ def build_emissions(s: Settings, node: Mapping[str, Any] | None = None,
     from carbontrack.intensity.selection import select
 
     sel = select(s.intensity, env)
+    if sel.market is not None:
+        # the exporter's counters are location-based; market-based figures are the tracker's
+        # and the reports' (GHG Protocol dual reporting keeps the two apart)
+        log.warning("--market-factors is not used by the exporter (its CO2e is location-based)")
     cat = sel.catalogue
     explicit = s.zone or (f"{s.provider}:{s.region}" if s.provider and s.region else None)
     labels, provider_id = node_facts(node) if node is not None else ({}, None)

@@ -168,9 +168,11 @@ def test_exporter_scheduling_resources_and_priority(default: list[Doc]) -> None:
                                           "limits": {"cpu": "200m", "memory": "128Mi"}}
 
 
-def test_exporter_rbac_is_pods_read_only(default: list[Doc]) -> None:
+def test_exporter_rbac_is_pods_and_its_node_read_only(default: list[Doc]) -> None:
     assert rules_of(default, "ct-carbontrack-exporter") == [
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+        # its own Node's labels and providerID give its grid zone (intensity.resolve)
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
     ]
     binding = one(default, "ClusterRoleBinding", "exporter")
     sa = one(default, "ServiceAccount", "exporter")
@@ -203,6 +205,26 @@ def test_pools_render_one_daemonset_each_with_their_zone_and_pue() -> None:
     assert container(gpu)["image"] == f"ghcr.io/carbontrack/exporter@{digest}"
     op = one(docs, "Deployment", "operator")
     assert container(op)["image"] == "ghcr.io/carbontrack/operator:0.1.0-rc1"
+
+
+def test_intensity_values_become_the_exporter_flags_and_secret_env(default: list[Doc]) -> None:
+    args = container(one(default, "DaemonSet", "exporter"))["args"]
+    assert not [a for a in args if a.startswith(("--intensity", "--watttime", "--default-zone"))]
+    docs = helm_template(set_json=[
+        'exporter.intensity={"provider": "watttime", "baseUrl": "http://wt.proxy:8080",'
+        ' "watttimeRegions": {"US-CAL-CISO": "CAISO_NORTH"}}',
+        'exporter.defaultZone="DE"',
+        'exporter.credentials=[{"env": "WATTTIME_USERNAME", "secretName": "wt", "secretKey": "u"},'
+        ' {"env": "WATTTIME_PASSWORD", "secretName": "wt", "secretKey": "p"}]',
+    ])
+    c = container(one(docs, "DaemonSet", "exporter"))
+    assert {"--intensity-provider=watttime", "--intensity-base-url=http://wt.proxy:8080",
+            "--watttime-region=US-CAL-CISO=CAISO_NORTH", "--default-zone=DE"} <= set(c["args"])
+    env = {e["name"]: e.get("valueFrom") for e in c["env"]}
+    assert env["WATTTIME_PASSWORD"] == {"secretKeyRef": {"name": "wt", "key": "p"}}
+    assert env["WATTTIME_USERNAME"] == {"secretKeyRef": {"name": "wt", "key": "u"}}
+    err = helm_template_error(set_json=['exporter.intensity={"provider": "carbonapi"}'])
+    assert "provider" in err
 
 
 def test_exporter_only_scenario_is_non_root_without_rapl() -> None:
