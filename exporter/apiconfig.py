@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from carbontrack.core.errors import ConfigError
+from carbontrack.core.redact import yaml_problem
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -138,7 +139,9 @@ def _load(path: Path) -> dict[str, Any]:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path} is not a kubeconfig: {err}") from err
+            # PyYAML's message quotes the offending line, which may hold a token or key:
+            # name the position only, and drop the cause (a traceback would print it)
+            raise ConfigError(f"{path} is not a kubeconfig: {yaml_problem(err)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} is not a kubeconfig (not a mapping)")
     return data

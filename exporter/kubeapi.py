@@ -17,6 +17,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
+from carbontrack.core.redact import header_secrets, redact
+
 from .apiconfig import ApiEndpoint
 
 USER_AGENT = "carbontrack-exporter"
@@ -110,7 +112,8 @@ class ApiClient:
                 body = resp.read(_MAX_ERROR_BODY)
             finally:
                 conn.close()
-            raise ApiError(resp.status, status_message(body, resp.reason))
+            # a server (or proxy) quoting our request back must not put the token in our logs
+            raise ApiError(resp.status, redact(status_message(body, resp.reason), header_secrets(headers)))
         return conn, resp
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
+import yaml
 from kubernetes import client, config
 
 from carbontrack.core.errors import ConfigError
+from carbontrack.core.redact import yaml_problem
 
 
 def load_configuration(kubeconfig: str | None) -> client.Configuration:
@@ -29,6 +31,11 @@ def load_configuration(kubeconfig: str | None) -> client.Configuration:
             f"cannot load Kubernetes credentials ({err}): pass --kubeconfig FILE or run in a pod "
             "with a service account"
         ) from err
+    except yaml.YAMLError as err:  # its lines may hold tokens: the position only, no cause
+        raise ConfigError(
+            f"cannot load Kubernetes credentials (the kubeconfig is not valid YAML: "
+            f"{yaml_problem(err)}): pass --kubeconfig FILE"
+        ) from None
     return cfg
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from carbontrack.core.errors import ConfigError
 from carbontrack.core.outdir import ensure_output_dir, remove_created
+from carbontrack.core.redact import yaml_problem
 
 from . import export
 from .build import Scope, build_report
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _kube_api_client(kubeconfig: str | None, context: str | None) -> Any:
+    import yaml
     from kubernetes import config
 
     try:
@@ -94,6 +96,9 @@ def _kube_api_client(kubeconfig: str | None, context: str | None) -> Any:
         return client.ApiClient()
     except config.ConfigException as err:
         raise ConfigError(f"cannot load Kubernetes credentials: {err}; pass --kubeconfig FILE") from None
+    except yaml.YAMLError as err:  # the kubeconfig is not YAML; its lines may hold tokens: position only
+        raise ConfigError(f"cannot load Kubernetes credentials: the kubeconfig is not valid YAML "
+                          f"({yaml_problem(err)}); pass --kubeconfig FILE") from None
 
 
 def gather(

@@ -17,6 +17,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 from ...core.errors import CarbonTrackError, ConfigError, UnknownZoneError
+from ...core.redact import redact
 from ...core.types import IntensityFactor
 from ..catalogue import Catalogue
 from ..series import as_utc
@@ -53,6 +54,8 @@ class LiveProvider(ABC):
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
             # valid JSON of the wrong shape (a field missing, a string where a list was)
             reason = f"{self.name}: unexpected response ({type(err).__name__}: {err})"
+        # the reason is logged and kept in the factor (reports, records): no credentials in it
+        reason = redact(reason, self._secrets())
         try:
             static = self.catalogue.intensity(zone, start, end)
         except UnknownZoneError as err:
@@ -60,6 +63,10 @@ class LiveProvider(ABC):
         self.fallbacks += 1
         log.warning("grid intensity for %s from the static catalogue (%s)", zone, reason)
         return replace(static, fallback_reason=reason)
+
+    def _secrets(self) -> tuple[str, ...]:
+        """The provider's credentials, redacted from fallback reasons."""
+        return ()
 
     @abstractmethod
     def _live(self, zone: str, start: datetime, end: datetime) -> IntensityFactor:

@@ -51,6 +51,9 @@ class ElectricityMapsProvider(LiveProvider):
         self._factor_type = emission_factor_type
         self.client = client or JsonHttpClient(base_url, settings)
 
+    def _secrets(self) -> tuple[str, ...]:
+        return (self._token,)
+
     def em_zone(self, zone: str) -> str:
         """The Electricity Maps zone for a catalogue key (a cloud region's mapped zone,
         or the key itself when Electricity Maps publishes it)."""

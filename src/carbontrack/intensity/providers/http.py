@@ -9,7 +9,9 @@ Stdlib ``urllib`` only, so the core install stays light. What it adds:
   interval by every collection cycle calls the API once per interval;
 - errors as one sentence: :class:`HttpStatusError` (permanent 4xx, with the
   status so callers can react to 401) and :class:`ProviderUnavailable` (retries
-  exhausted or an unusable body).
+  exhausted or an unusable body). Credentials never appear in them: the values of
+  the authentication headers (and a Basic password, and a password in the base
+  URL) are redacted from every message, since an API may echo them in its error body.
 
 ``sleep`` and ``clock`` are injected so tests check the backoff schedule without
 waiting for it.
@@ -31,6 +33,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ...core.errors import CarbonTrackError, TemporaryError
+from ...core.redact import header_secrets, redact
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,9 @@ class JsonHttpClient:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base URL must start with http:// or https://, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
+        parts = urllib.parse.urlsplit(self.base_url)
+        # a password in the URL (https://user:pw@host) is a credential like a header's
+        self._secrets = [parts.password] if parts.password else []
         self.settings = settings or HttpSettings()
         self._sleep = sleep
         self._clock = clock
@@ -139,9 +145,10 @@ class JsonHttpClient:
         try:
             parsed = json.loads(body)
         except ValueError:
-            raise ProviderUnavailable(
-                f"malformed JSON from {url}: {body[:80].decode('utf-8', 'replace')!r}"
-            ) from None
+            secrets = [*self._secrets, *header_secrets(headers or {})]
+            raise ProviderUnavailable(redact(
+                f"malformed JSON from {url}: {body[:80].decode('utf-8', 'replace')!r}", secrets
+            )) from None
         if cache and ttl > 0:
             if len(self._cache) >= self.settings.cache_max_entries:
                 self._cache.pop(next(iter(self._cache)))  # oldest insertion first
@@ -154,6 +161,8 @@ class JsonHttpClient:
     def _fetch(self, url: str, headers: Mapping[str, str]) -> bytes:
         s = self.settings
         request_headers = {"Accept": "application/json", "User-Agent": self._user_agent, **headers}
+        secrets = [*self._secrets, *header_secrets(headers)]
+        shown = redact(url, secrets)
         last = "no attempt made"
         for attempt in range(s.retries + 1):
             wait: float | None = None
@@ -164,19 +173,19 @@ class JsonHttpClient:
                     return bytes(response.read())
             except urllib.error.HTTPError as err:
                 body = err.read() if err.fp is not None else b""
-                detail = _error_detail(body)
+                detail = redact(_error_detail(body), secrets)
                 if err.code == 429:
                     last = f"HTTP 429 (rate limited): {detail}"
                     wait = _retry_after(err.headers.get("Retry-After"), self._wall_clock())
                     if wait is not None and wait > s.retry_after_max_s:
                         raise ProviderUnavailable(
-                            f"{url} rate-limited us for {wait:.0f} s (Retry-After), longer "
+                            f"{shown} rate-limited us for {wait:.0f} s (Retry-After), longer "
                             f"than the {s.retry_after_max_s:.0f} s we wait"
                         ) from None
                 elif err.code >= 500:
                     last = f"HTTP {err.code}: {detail}"
                 else:
-                    raise HttpStatusError(err.code, url, detail) from None
+                    raise HttpStatusError(err.code, shown, detail) from None
             except TimeoutError:
                 last = f"timed out after {s.timeout_s:g} s"
             except urllib.error.URLError as err:
@@ -184,13 +193,13 @@ class JsonHttpClient:
                 if isinstance(reason, TimeoutError):
                     last = f"timed out after {s.timeout_s:g} s"
                 else:
-                    last = f"cannot connect: {reason}"
+                    last = redact(f"cannot connect: {reason}", secrets)
             except (ConnectionError, OSError, http.client.HTTPException) as err:
                 # reset mid-body, garbage status line, truncated body
-                last = f"connection failed: {err}"
+                last = redact(f"connection failed: {err}", secrets)
             if attempt == s.retries:
                 break
             if wait is None:
                 wait = min(s.backoff_max_s, s.backoff_s * (2**attempt))
             self._sleep(wait)
-        raise ProviderUnavailable(f"{url}: {last} (after {s.retries + 1} attempts)")
+        raise ProviderUnavailable(f"{shown}: {last} (after {s.retries + 1} attempts)")

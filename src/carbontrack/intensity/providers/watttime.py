@@ -54,6 +54,7 @@ class WattTimeProvider(LiveProvider):
         if signal_type not in ("co2_moer", "co2_aoer"):
             raise ConfigError(f"signal_type must be co2_moer or co2_aoer, got {signal_type!r}")
         self._auth = basic_auth(username, password)
+        self._password = password  # only to redact it from messages
         self._regions = {k.strip().upper(): v for k, v in regions.items()}
         self._signal = signal_type
         self._token_ttl = token_ttl
@@ -61,6 +62,9 @@ class WattTimeProvider(LiveProvider):
         self._token_at: datetime | None = None
         self.client = client or JsonHttpClient(base_url, settings)
         self.logins = 0
+
+    def _secrets(self) -> tuple[str, ...]:
+        return (self._password, self._auth, self._token or "")
 
     def region(self, zone: str) -> str:
         region = self._regions.get(zone.strip().upper())
