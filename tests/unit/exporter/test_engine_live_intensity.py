@@ -1,9 +1,11 @@
 """The engine with a live provider behind a real local HTTP server (Electricity Maps v3
 history shape): each interval's CO2e uses that interval's intensity, the fallback to the
-static factor is visible in the next interval after the server stops, and it recovers."""
+static factor is visible in the next interval after the server stops, and it recovers.
+Also the Node object read from an API server (a real HTTP server) for the zone."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -11,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from carbontrack.exporter.cli import build_emissions, read_node
 from carbontrack.exporter.collector import TextRenderer
 from carbontrack.exporter.emissions import EmissionsRates
 from carbontrack.exporter.engine import Engine
+from carbontrack.exporter.settings import Settings
 
 from carbontrack.core.types import JOULES_PER_KWH
 from carbontrack.intensity.catalogue import Catalogue
@@ -122,3 +126,34 @@ def test_stopped_server_shows_the_fallback_next_interval_and_recovers(
     finally:
         restarted.close()
     assert grams(eng) == pytest.approx(expected * PUE / JOULES_PER_KWH, rel=1e-12)
+
+
+def kubeconfig(tmp_path: Path, server: str) -> Path:
+    path = tmp_path / "kubeconfig.json"
+    path.write_text(json.dumps({
+        "current-context": "c", "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+        "clusters": [{"name": "k", "cluster": {"server": server}}],
+        "users": [{"name": "u", "user": {"token": "sa-token"}}]}))
+    return path
+
+
+def test_the_node_object_read_from_the_api_gives_the_zone(fake_api: FakeApi,
+                                                          tmp_path: Path) -> None:
+    fake_api.add("/api/v1/nodes/n1", Reply(body={
+        "kind": "Node", "metadata": {"name": "n1", "labels": {
+            "topology.kubernetes.io/region": "europe-west1"}},
+        "spec": {"providerID": "gce://proj/europe-west1-b/n1"}}))
+    s = Settings(node_name="n1", kubeconfig=kubeconfig(tmp_path, fake_api.url))
+    node = read_node(s)
+    assert node is not None and fake_api.seen[0].headers["authorization"] == "Bearer sa-token"
+    assert build_emissions(s, node, env={}).zone == "gcp:europe-west1"
+
+
+def test_a_node_the_api_refuses_leaves_the_other_rules(fake_api: FakeApi, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    fake_api.add("/api/v1/nodes/n1", Reply(403, {"kind": "Status", "message": "nodes \"n1\" is "
+                                                  "forbidden"}))
+    s = Settings(node_name="n1", kubeconfig=kubeconfig(tmp_path, fake_api.url), default_zone="FR")
+    assert read_node(s) is None
+    assert "forbidden" in caplog.text
+    assert build_emissions(s, None, env={}).zone == "FR"
