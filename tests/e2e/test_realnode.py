@@ -433,6 +433,37 @@ def test_exporter_restart_keeps_its_ledger_and_stays_small(
     wait_for("the 30 pods gone", lambda: not core.list_namespaced_pod(ns).items, 120)
 
 
+def test_operator_runs_under_restricted_pod_security(realstack: Any, core: Any) -> None:
+    """A second release, operator only, in a namespace that enforces the restricted Pod
+    Security Standard: admitted, Ready on the real node with the chart's ServiceAccount."""
+    from carbontrack.devcluster.wait import wait_for
+
+    ns, release = "ct-restricted", "ctr"
+    core.create_namespace({"metadata": {"name": ns, "labels": {
+        "pod-security.kubernetes.io/enforce": "restricted"}}})
+    repo, tag = realstack.real_node.images["operator"].rsplit(":", 1)
+    _helm(realstack, "install", release, str(REPO_ROOT / "charts" / "carbontrack"), "-n", ns,
+          "--set", "exporter.enabled=false", "--set", f"operator.image.repository={repo}",
+          "--set", f"operator.image.tag={tag}", "--set-json",
+          'operator.nodeSelector={"carbontrack.io/node-kind":"real"}')
+    try:
+        def ready() -> Any:
+            for p in core.list_namespaced_pod(ns).items:
+                if p.spec.node_name == "real-node-0" and any(
+                        c.type == "Ready" and c.status == "True"
+                        for c in p.status.conditions or []):
+                    return p
+            return None
+
+        pod = wait_for("the operator Ready in the restricted namespace", ready, 120)
+        assert pod.spec.service_account_name == f"{release}-carbontrack-operator"
+        assert core.read_namespace(ns).metadata.labels[
+            "pod-security.kubernetes.io/enforce"] == "restricted"
+    finally:
+        _helm(realstack, "uninstall", release, "-n", ns, "--wait")
+        core.delete_namespace(ns)
+
+
 def test_teardown_restores_the_host(realstack: Any) -> None:
     """Last in this module: stops the real node and compares the host with the snapshot
     taken before it started (mounts and their propagation, iptables, cgroups, sysctls,
