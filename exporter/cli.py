@@ -119,7 +119,7 @@ def build_emissions(s: Settings, node: Mapping[str, Any] | None = None,
     log.info("grid zone %s (catalogue zone %s, rule %s); intensity from %s", res.key,
              res.zone, res.rule, sel.provider)
     return EmissionsRates(sel.lookup, res.key, 1.0 if pue is None else pue,
-                          provider=sel.provider)
+                          provider=sel.provider, zone_label=res.zone)
 
 
 def read_node(s: Settings) -> dict[str, Any] | None:

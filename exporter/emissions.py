@@ -6,7 +6,7 @@ for every collection interval, so a time-resolved provider gives each interval i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from carbontrack.core.emissions import co2e_grams, validate_pue
@@ -31,12 +31,17 @@ class EmissionsRates:
 
     ``provider`` names the selected intensity provider (``static`` or a live API: see
     carbontrack.intensity.selection); ``unresolved`` says why no zone was found, if so.
+    ``zone_label`` is the catalogue zone the key resolved to: every factor is labelled with it,
+    so the metric's ``zone`` stays the same whether a live provider (which names the key it was
+    asked, ``aws:us-east-1``) or the static fallback (``US-EGRID-SRVC``) gave the value.
     """
 
     def __init__(self, lookup: IntensityLookup | None, zone: str | None, pue: float, *,
-                 provider: str = "static", unresolved: str = "") -> None:
+                 provider: str = "static", unresolved: str = "",
+                 zone_label: str | None = None) -> None:
         self.lookup = lookup
         self.zone = zone
+        self.zone_label = zone_label
         self.pue = validate_pue(pue)
         self.provider = provider
         self.unresolved = unresolved
@@ -53,4 +58,6 @@ class EmissionsRates:
             factor = self.lookup.intensity(self.zone, start, end)
         except Exception as err:  # a provider failure must not stop energy accounting
             return IntervalRate(None, None, f"intensity lookup for {self.zone} failed: {err}")
+        if self.zone_label and factor.zone != self.zone_label:
+            factor = replace(factor, zone=self.zone_label)
         return IntervalRate(co2e_grams(1.0, factor.g_per_kwh, self.pue), factor)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +157,24 @@ def test_a_node_the_api_refuses_leaves_the_other_rules(fake_api: FakeApi, tmp_pa
     assert read_node(s) is None
     assert "forbidden" in caplog.text
     assert build_emissions(s, None, env={}).zone == "FR"
+
+
+def test_the_zone_label_is_the_catalogue_zone_live_or_not(fake_api: FakeApi) -> None:
+    # an hour inside the provider's 24 h /history window (build_emissions uses real time)
+    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    row = {"zone": "IE", "carbonIntensity": 250.0,
+           "datetime": hour.strftime("%Y-%m-%dT%H:%M:%S.000Z")}
+    fake_api.add("/carbon-intensity/history", Reply(body={"zone": "IE", "history": [row]}),
+                 Reply(500, {"error": "down"}))
+    env = {"ELECTRICITYMAPS_API_TOKEN": "tok-test"}
+    s = Settings(node_name="n1", zone="aws:eu-west-1",
+                 intensity=IntensityConfig(provider="electricitymaps", base_url=fake_api.url,
+                                           cache_ttl_s=0.0))
+    rates = build_emissions(s, env=env)
+    t = (hour + timedelta(minutes=30)).timestamp()
+    live = rates.rate(t, t + 5)
+    assert live.factor is not None and (live.factor.zone, live.factor.g_per_kwh) == ("IE", 250.0)
+    assert fake_api.seen[0].query["zone"] == "IE"  # the region's Electricity Maps zone
+    static = rates.rate(t + 5, t + 10)
+    assert static.factor is not None and static.factor.fallback_reason is not None
+    assert static.factor.zone == "IE"
