@@ -58,6 +58,9 @@ class Accounting:
     uncertainty: float = 0.0
     no_data_reason: str | None = None
     queries: dict[str, str] = field(default_factory=dict)  # the PromQL used, for the record
+    # zone -> (facility kWh, CO2e g): a Job on nodes in several zones gets each zone's market
+    # factor applied to that zone's energy (reports/ghg.py)
+    by_zone: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def no_data(self) -> bool:
@@ -102,6 +105,8 @@ class Accounting:
                 "pue": {n: _r(p) for n, p in sorted(self.pue.items())},
                 "zones": self.zones,
                 "intensityFactors": self.factors,
+                "byZone": {z: {"facilityKwh": _r(kwh), "co2eGrams": _r(g)}
+                           for z, (kwh, g) in sorted(self.by_zone.items())},
                 "intensityGPerKwh": _r(self.intensity_g_per_kwh) if self.intensity_g_per_kwh else None,
                 "intensityBasis": "energy-weighted over nodes and time, per facility kWh (IT x PUE)",
                 "uncertainty": {"relative": _r(self.uncertainty),
@@ -172,10 +177,12 @@ def build_accounting(
         method_energy[s.labels.get("method", "")] += s.value
         methods[comp].add(s.labels.get("method", "unknown"))
     co2e_g: dict[str, float] = defaultdict(float)
+    node_co2e: dict[str, float] = defaultdict(float)
     for s in co2e:
         if s.value < 0:
             raise TemporaryError(f"negative CO2e counter for Job {job.uid}: {s.labels}")
         co2e_g[s.labels.get("component", "other")] += s.value
+        node_co2e[s.labels.get("node", "")] += s.value
     if energy and not co2e and math.fsum(energy_j.values()) > 0:
         raise TemporaryError(f"Job {job.uid} has energy but no CO2e series yet")
     # A component with energy but no CO2e series (a partial answer, a scrape that carried
@@ -198,6 +205,12 @@ def build_accounting(
         key=lambda f: (f["node"], f["zone"], f["source"], f["basis"]),
     )
     facility_kwh = math.fsum(node_energy[n] * pue_by_node[n] for n in nodes) / JOULES_PER_KWH
+    zone_of = {f["node"]: f["zone"] for f in factors if f["zone"]}
+    by_zone: dict[str, tuple[float, float]] = {}
+    for n in nodes:
+        if n in zone_of:
+            kwh, g = by_zone.get(zone_of[n], (0.0, 0.0))
+            by_zone[zone_of[n]] = (kwh + node_energy[n] * pue_by_node[n] / JOULES_PER_KWH, g + node_co2e[n])
     total_co2e = math.fsum(co2e_g.values())
     intensity_value = total_co2e / facility_kwh if facility_kwh > 0 else None
     pod_uids = {s.labels.get("pod_uid", "") for s in pods}
@@ -224,6 +237,7 @@ def build_accounting(
         gpu_hours=gpu_hours if job.gpus_per_pod else 0.0,
         pods=len(pod_uids),
         uncertainty=uncertainty,
+        by_zone=by_zone,
     )
 
 

@@ -10,6 +10,10 @@ or residual-mix factors) that only the reporting company knows; they are configu
 zone in the same form as the tracker's (``carbontrack.intensity.market.MarketInstrument``)
 and combined by the same ``market_factor`` rule. Without one, the GHG Protocol Scope 2
 Guidance falls back to the grid-average factor, and the line says so in ``market_source``.
+A Job on nodes in several zones gets each zone's instrument applied to that zone's energy.
+
+Scope 2 (own data centres) takes the combustion-only part of a lifecycle factor; the upstream
+part is Scope 3 Category 3, and marginal factors are refused (``ghg_basis``).
 """
 
 from __future__ import annotations
@@ -24,12 +28,18 @@ from carbontrack.core.errors import ConfigError
 from carbontrack.core.types import IntensityFactor
 from carbontrack.intensity.market import MarketFactors, market_factor
 
+from . import ghg_basis
+from .ghg_basis import DirectFactors, DirectLookup, no_direct_factors
 from .model import LineItem
 
 OWN = "own"
 CLOUD = "cloud"
 SCOPE_2 = "Scope 2"
 SCOPE_3_CAT_1 = "Scope 3 Category 1"
+SCOPE_3_CAT_3 = (
+    "Scope 3 Category 3 (fuel- and energy-related activities: upstream of purchased electricity, "
+    "own data centre)"
+)
 SCOPE_TEXT = {
     OWN: f"{SCOPE_2} (purchased electricity, own data centre)",
     CLOUD: f"{SCOPE_3_CAT_1} (purchased goods and services: cloud compute)",
@@ -48,6 +58,8 @@ class GhgSettings:
     by_node_pool: Mapping[str, str] = field(default_factory=dict)
     by_zone: Mapping[str, str] = field(default_factory=dict)
     market: MarketFactors = field(default_factory=lambda: MarketFactors(()))
+    # zone -> direct-combustion factor (ghg.direct_factors in the config); none by default
+    direct: DirectLookup = no_direct_factors
 
     @staticmethod
     def from_dict(doc: Mapping[str, Any]) -> GhgSettings:
@@ -65,6 +77,7 @@ class GhgSettings:
             by_node_pool={k: owner(v, f"node_pools.{k}") for k, v in (doc.get("node_pools") or {}).items()},
             by_zone={k: owner(v, f"zones.{k}") for k, v in (doc.get("zones") or {}).items()},
             market=market,
+            direct=DirectFactors.from_list(doc.get("direct_factors") or []),
         )
 
     @staticmethod
@@ -84,36 +97,63 @@ class GhgSettings:
 
 
 def classify(line: LineItem, settings: GhgSettings) -> LineItem:
-    """Set the GHG scope and the market-based figure of one line."""
-    location = IntensityFactor(
-        zone=line.grid_zone, g_per_kwh=line.intensity_g_per_kwh, source=line.intensity_source,
-        year=line.intensity_year,
-    )
-    inst = settings.market.instrument(line.grid_zone, location) if line.grid_zone else None
-    if inst is not None:
-        m = market_factor(inst, location)
-        market_g, market_source = m.g_per_kwh, m.source
-        market_kg = line.facility_energy_kwh * m.g_per_kwh / 1000.0
+    """Set the GHG scope, the basis of its figures and the market-based figure of one line."""
+    owner = settings.ownership(line)
+    if owner == OWN:
+        ghg_basis.refuse_marginal(line)
+        split = ghg_basis.split(line, settings.direct)
     else:
-        market_g, market_source = line.intensity_g_per_kwh, NO_INSTRUMENT.format(zone=line.grid_zone or "?")
-        market_kg = line.location_kgco2e
+        split = ghg_basis.Split(
+            f"whole location figure in {SCOPE_3_CAT_1} ({line.intensity_basis or 'basis not recorded'})"
+        )
+    parts = line.by_zone or ((line.grid_zone, line.facility_energy_kwh, line.location_kgco2e),)
+    market_kg, sources = 0.0, []
+    for zone, kwh, loc_kg in parts:
+        # the fallback is the zone's Scope 2 location figure: direct where it was split
+        fallback_kg = split.direct_by_zone.get(zone, loc_kg)
+        location = IntensityFactor(
+            zone=zone, g_per_kwh=fallback_kg * 1000.0 / kwh if kwh > 0 else line.intensity_g_per_kwh,
+            source=line.intensity_source, year=line.intensity_year,
+        )
+        inst = settings.market.instrument(zone, location) if zone and "," not in zone else None
+        if inst is not None:
+            m = market_factor(inst, location)
+            market_kg += kwh * m.g_per_kwh / 1000.0
+            sources.append(m.source)
+        else:
+            market_kg += fallback_kg
+            sources.append(NO_INSTRUMENT.format(zone=zone or "?"))
+    if len(parts) > 1:
+        sources = [f"{z}: {s}" for (z, _, _), s in zip(parts, sources, strict=True)]
+    facility = line.facility_energy_kwh
     return line.with_(
-        ghg_scope=SCOPE_TEXT[settings.ownership(line)],
-        market_g_per_kwh=market_g,
-        market_source=market_source,
+        ghg_scope=SCOPE_TEXT[owner],
+        ghg_basis=split.basis,
+        direct_kgco2e=split.direct_kg,
+        upstream_kgco2e=split.upstream_kg,
+        market_g_per_kwh=market_kg * 1000.0 / facility if facility > 0 else line.intensity_g_per_kwh,
+        market_source=" | ".join(sources),
         market_kgco2e=market_kg,
     )
 
 
 def summary(lines: Sequence[LineItem]) -> dict[str, dict[str, float]]:
-    """Location- and market-based kgCO2e side by side, per scope."""
+    """Location- and market-based kgCO2e side by side, per scope. An own line's Scope 2
+    location figure is its direct part where split; the upstream part is Scope 3 Cat. 3."""
     out: dict[str, dict[str, float]] = {}
+
+    def add(scope: str, location: float, market: float, kwh: float) -> None:
+        s = out.setdefault(scope, {"location_kgco2e": 0.0, "market_kgco2e": 0.0, "facility_energy_kwh": 0.0})
+        s["location_kgco2e"] += location
+        s["market_kgco2e"] += market
+        s["facility_energy_kwh"] += kwh
+
     for x in lines:
-        s = out.setdefault(
-            x.ghg_scope or "unclassified",
-            {"location_kgco2e": 0.0, "market_kgco2e": 0.0, "facility_energy_kwh": 0.0},
-        )
-        s["location_kgco2e"] += x.location_kgco2e
-        s["market_kgco2e"] += x.market_kgco2e if x.market_kgco2e is not None else x.location_kgco2e
-        s["facility_energy_kwh"] += x.facility_energy_kwh
+        market = x.market_kgco2e if x.market_kgco2e is not None else x.location_kgco2e
+        own = x.ghg_scope == SCOPE_TEXT[OWN]
+        location = x.direct_kgco2e if own and x.direct_kgco2e is not None else x.location_kgco2e
+        add(x.ghg_scope or "unclassified", location, market, x.facility_energy_kwh)
+        if own and x.upstream_kgco2e is not None:
+            # upstream of the electricity whatever the contract: the same in both columns
+            add(SCOPE_3_CAT_3, x.upstream_kgco2e, x.upstream_kgco2e, 0.0)
     return dict(sorted(out.items()))

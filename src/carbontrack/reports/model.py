@@ -77,6 +77,9 @@ class LineItem:
     intensity_source: str = ""
     intensity_year: int | None = None
     location_kgco2e: float = 0.0
+    # a Job on nodes in several zones: (zone, facility kWh, location kgCO2e) per zone, so
+    # each zone's own factors apply to its share (empty: all in grid_zone)
+    by_zone: tuple[tuple[str, float, float], ...] = ()
     # market-based (contractual instruments; see ghg.py)
     market_g_per_kwh: float | None = None
     market_source: str = ""
@@ -90,6 +93,9 @@ class LineItem:
     sci_g_per_unit: float | None = None
     # GHG Protocol classification
     ghg_scope: str = ""
+    ghg_basis: str = ""  # which factor basis the scope figures use (ghg_basis.py)
+    direct_kgco2e: float | None = None  # combustion-only location-based (Scope 2 when own)
+    upstream_kgco2e: float | None = None  # lifecycle - direct: Scope 3 Category 3 when own
     # quality
     uncertainty: float | None = None  # relative half-width of the energy (0.1 = +/-10 %)
     tool_version: str = ""
@@ -141,6 +147,9 @@ class LineItem:
                 row["end"] = _iso(v)
                 row["duration_h"] = self.duration_h
                 continue
+            if f.name == "by_zone":
+                row["by_zone"] = ";".join(f"{z}:{kwh:.9g}:{kg:.9g}" for z, kwh, kg in v)
+                continue
             row[f.name] = _iso(v) if isinstance(v, datetime) else v
         return row
 
@@ -168,6 +177,9 @@ UNITS: Mapping[str, str] = {
     "intensity_g_per_kwh": "gCO2e/kWh",
     "market_g_per_kwh": "gCO2e/kWh",
     "location_kgco2e": "kgCO2e",
+    "by_zone": "zone:facility kWh:location kgCO2e, ';'-separated",
+    "direct_kgco2e": "kgCO2e",
+    "upstream_kgco2e": "kgCO2e",
     "market_kgco2e": "kgCO2e",
     "embodied_kgco2e": "kgCO2e",
     "sci_g_per_unit": "gCO2e per functional unit",

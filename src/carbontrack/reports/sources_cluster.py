@@ -134,6 +134,20 @@ def _factor_meta(report: Mapping[str, Any]) -> tuple[str, str]:
     return "; ".join(bases), "; ".join(sources)
 
 
+def _by_zone(report: Mapping[str, Any]) -> tuple[tuple[str, float, float], ...]:
+    """(zone, facility kWh, kgCO2e) per zone from the operator's ``byZone`` (absent in
+    records written before it existed: the line is then one zone or unsplit)."""
+    raw = report.get("byZone")
+    if not isinstance(raw, Mapping):
+        return ()
+    out = []
+    for zone, v in sorted(raw.items()):
+        if isinstance(v, Mapping):
+            out.append((str(zone), _num(v.get("facilityKwh"), f"byZone {zone}"),
+                        _num(v.get("co2eGrams"), f"byZone {zone}") / 1000.0))
+    return tuple(out)
+
+
 def _pue_and_facility(
     report: Mapping[str, Any], it_kwh: float, grams: float, intensity: float | None
 ) -> tuple[float, str, float]:
@@ -271,6 +285,7 @@ def job_to_line(
         intensity_source=source,
         intensity_year=None,  # the operator records factor source and basis, not year
         location_kgco2e=grams / 1000.0,
+        by_zone=_by_zone(report),
         uncertainty=_nested(report, "uncertainty", "relative"),
         tool_version=str(report.get("toolVersion", "")),
         accounted_at=_opt_time(ann.get(ANN_ACCOUNTED), f"{where} {ANN_ACCOUNTED}"),

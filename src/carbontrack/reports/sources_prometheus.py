@@ -143,7 +143,8 @@ class PrometheusSource:
         }
         pues = {r["metric"].get("node", ""): float(r["value"][1]) for r in self.query(PUE, until)}
         jobs: dict[str, dict[str, Any]] = defaultdict(
-            lambda: {"kwh": defaultdict(float), "grams": 0.0, "methods": set(), "nodes": set()}
+            lambda: {"kwh": defaultdict(float), "grams": 0.0, "methods": set(), "nodes": set(),
+                     "node_kwh": defaultdict(float), "node_g": defaultdict(float)}
         )
         for k, joules in energy.items():
             lab = dict(k)
@@ -153,9 +154,11 @@ class PrometheusSource:
             j["kwh"][comp if comp in COMPONENTS else "other"] += joules / JOULES_PER_KWH
             j["methods"].add(lab.get("method", ""))
             j["nodes"].add(lab.get("node", ""))
+            j["node_kwh"][lab.get("node", "")] += joules / JOULES_PER_KWH
         for k, grams in co2e.items():
             lab = dict(k)
             jobs[lab.get("owner_uid", "")]["grams"] += grams
+            jobs[lab.get("owner_uid", "")]["node_g"][lab.get("node", "")] += grams
             jobs[lab.get("owner_uid", "")].setdefault("meta", lab)
         spans = self._active_span(sel, since, until)
         out = []
@@ -196,6 +199,7 @@ class PrometheusSource:
             start=since,
             end=until,
             node_count=len(nodes),
+            by_zone=_by_zone(j, nodes, zones, pues),
             cpu_kwh=kwh["cpu"],
             dram_kwh=kwh["dram"],
             gpu_kwh=kwh["gpu"],
@@ -213,6 +217,22 @@ class PrometheusSource:
             notes="share inside the report window from Prometheus counters (not accounted by the "
                   "operator); start/end: first/last sample with an energy increase",
         ).validate()
+
+
+def _by_zone(
+    j: Mapping[str, Any], nodes: Sequence[str], zones: Mapping[str, Mapping[str, str]],
+    pues: Mapping[str, float],
+) -> tuple[tuple[str, float, float], ...]:
+    """(zone, facility kWh, kgCO2e) per zone of the Job's nodes; empty unless every node's
+    zone is known (a partial split would misplace the rest)."""
+    if not nodes or any(not zones.get(n, {}).get("zone") for n in nodes):
+        return ()
+    out: dict[str, tuple[float, float]] = {}
+    for n in nodes:
+        z = zones[n]["zone"]
+        kwh, kg = out.get(z, (0.0, 0.0))
+        out[z] = (kwh + j["node_kwh"].get(n, 0.0) * pues.get(n, 1.0), kg + j["node_g"].get(n, 0.0) / 1000.0)
+    return tuple((z, kwh, kg) for z, (kwh, kg) in sorted(out.items()))
 
 
 def _key(metric: Mapping[str, str]) -> Series:

@@ -82,6 +82,7 @@ def test_window_energy_per_job_from_counters(prom_url: str) -> None:
     assert a.location_kgco2e == pytest.approx(0.432)
     assert (a.pue, a.facility_energy_kwh) == (1.2, pytest.approx(1.8))
     assert a.intensity_g_per_kwh == pytest.approx(432 / 1.8)
+    assert a.by_zone == (("DE", pytest.approx(1.8), pytest.approx(0.432)),)  # its node's zone, x PUE 1.2
     assert (a.grid_zone, a.energy_method, a.job_uid, a.source) == ("DE", "estimated+measured", "ua",
                                                                  SOURCE_PROMETHEUS)
     # its line spans its run (12:10-13:10), to within a 15 s step plus a 60 s scrape interval
