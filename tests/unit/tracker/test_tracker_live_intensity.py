@@ -96,3 +96,41 @@ def test_stopped_server_falls_back_visibly_in_the_json(tmp_path: Path,
     assert doc["host"]["intensity_provider"] == "electricitymaps"
     assert any("intensity fallback for DE" in w for w in doc["warnings"])
     assert r.co2e_grams == pytest.approx(100 * 60 / KWH * static.g_per_kwh)
+
+
+def test_marginal_and_average_in_one_run_are_named(api: FakeApi) -> None:
+    body = {"data": [{"point_time": (HOUR + timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                      "value": 1000.0} for m in range(0, 60, 5)],
+            "meta": {"units": "lbs_co2_per_mwh", "data_point_period_seconds": 300}}
+    api.add("/login", Reply(body={"token": "jwt"}))
+    api.add("/v3/historical", Reply(body=body), Reply(503, {"error": "maintenance"}))
+    config = IntensityConfig(provider="watttime", base_url=api.url, cache_ttl_s=0.0,
+                             watttime_regions=(("US-CAL-CISO", "CAISO_NORTH"),))
+    sel = select(config, {"WATTTIME_USERNAME": "u", "WATTTIME_PASSWORD": "p"}, catalogue=CAT)
+    clock = ManualClock(HOUR + timedelta(minutes=10))
+    src = ScriptedSource("rapl", [CPU], steps=[[3600.0], [3600.0]])
+    s = Session([src], sel.lookup, "US-CAL-CISO", 1.0, MachineScope(), clock)
+    s.start()
+    for _ in range(2):
+        clock.advance(10)
+        s.sample()
+    totals = s.totals()
+    static = CAT.get("US-CAL-CISO").g_per_kwh
+    assert totals.co2e_grams == pytest.approx((1000.0 * 0.45359237 + static) * 3600.0 / KWH)
+    assert {f.basis for f in totals.factors} == {"marginal/direct/location-based",
+                                                 "average/lifecycle/location-based"}
+    assert any("adds average and marginal factors" in w for w in totals.warnings)
+
+
+def test_run_flags_and_environment_select_the_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    from carbontrack.intensity.selection import config_from_args
+    from carbontrack.tracker.cli import build_parser
+
+    a = build_parser().parse_args(["--zone", "GB", "--intensity-provider", "gb",
+                                   "--intensity-base-url", "http://127.0.0.1:1"])
+    assert config_from_args(a, {}) == IntensityConfig(provider="gb", base_url="http://127.0.0.1:1")
+    monkeypatch.setenv("CARBONTRACK_INTENSITY_PROVIDER", "electricitymaps")
+    from carbontrack.tracker.settings import TrackerSettings
+
+    resolved = TrackerSettings(zone="DE").resolved()
+    assert resolved.intensity is not None and resolved.intensity.provider == "electricitymaps"
