@@ -120,6 +120,9 @@ class MarketFactors:
             raise ConfigError(f"market-based factors file {path} must hold a JSON list")
         return cls.from_mapping(data)
 
+    def __len__(self) -> int:
+        return len(self._by_zone)
+
     def instrument(self, key: str, location: IntensityFactor) -> MarketInstrument | None:
         return self._by_zone.get(key.strip().upper()) or self._by_zone.get(location.zone.upper())
 

@@ -248,6 +248,12 @@ def _http(config: IntensityConfig) -> HttpSettings:
     return HttpSettings(timeout_s=TIMEOUT_S, retries=0, retry_after_max_s=0.0, cache_ttl_s=ttl)
 
 
+def market_factors(config: IntensityConfig) -> MarketFactors | None:
+    """The market-based instruments the config names (``--market-factors``), if any: for the
+    tracker (through :func:`select`) and for ``carbontrack report``."""
+    return MarketFactors.from_file(config.market_file) if config.market_file else None
+
+
 def select(
     config: IntensityConfig,
     env: Mapping[str, str] | None = None,
@@ -272,5 +278,4 @@ def select(
         lookup = guard
     if config.overrides_file is not None:
         lookup = OverrideLookup.from_file(lookup, config.overrides_file, cat)
-    market = MarketFactors.from_file(config.market_file) if config.market_file else None
-    return Selection(config, cat, lookup, guard, market)
+    return Selection(config, cat, lookup, guard, market_factors(config))

@@ -8,7 +8,8 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     out.add_argument("--output", "-o", type=Path, default=Path("."), help="output directory")
     out.add_argument("--config", type=Path,
                      help='JSON settings: {"ghg": {...}, "embodied": {...}} (see docs/reports.md)')
+    out.add_argument("--market-factors", type=Path, metavar="FILE",
+                     help="JSON list of market-based instruments per zone, as for `carbontrack run "
+                     "--market-factors` (default: $CARBONTRACK_MARKET_FACTORS); instead of "
+                     "ghg.market_instruments in --config")
     out.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     return p
 
@@ -169,7 +174,8 @@ def main(argv: list[str]) -> int:
             doc = json.loads(args.config.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise ConfigError(f"cannot read --config {args.config}: {err}") from None
-    ghg_settings = GhgSettings.from_dict(doc.get("ghg") or {})
+    ghg_settings = with_market_file(GhgSettings.from_dict(doc.get("ghg") or {}),
+                                    args.market_factors, os.environ)
     embodied = EmbodiedModel(EmbodiedSettings.from_dict(doc.get("embodied") or {}))
 
     def progress(msg: str) -> None:
@@ -184,6 +190,21 @@ def main(argv: list[str]) -> int:
     except BaseException:
         remove_created(created)
         raise
+
+
+def with_market_file(ghg: GhgSettings, path: Path | None, env: Mapping[str, str]) -> GhgSettings:
+    """Market-based instruments from ``--market-factors`` (else $CARBONTRACK_MARKET_FACTORS),
+    read by the selection path the tracker uses; one source of instruments per report."""
+    from carbontrack.intensity.selection import ENV_MARKET, IntensityConfig, market_factors
+
+    chosen = path or (Path(env[ENV_MARKET]) if env.get(ENV_MARKET) else None)
+    market = market_factors(IntensityConfig(market_file=chosen))
+    if market is None:
+        return ghg
+    if len(ghg.market):
+        raise ConfigError("market-based instruments given twice: in --config (ghg.market_instruments) "
+                          f"and in {chosen}; keep one")
+    return replace(ghg, market=market)
 
 
 def _report(args: argparse.Namespace, progress: Callable[[str], None], since: datetime | None,
