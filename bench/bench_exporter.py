@@ -413,8 +413,8 @@ def main(argv: list[str]) -> int:
         "scrape interval at `--interval 5`); the scrape column is the median of those. The "
         "first scrape after a cycle builds that cycle's snapshot and renders it; further "
         "scrapes of the same cycle return the cached bytes. Cycles that no scrape reads "
-        "build no snapshot. A cycle right after a scrape costs about 0.5 ms more (colder "
-        "CPU caches after rendering ~1 MiB).",
+        "build no snapshot. A cycle right after a scrape costs more than the others (colder "
+        "CPU caches after rendering the exposition); this bench does not time it apart.",
         "",
         "Caveats. The fake library keeps at most 256 GPU processes (`MAX_PROCS` in "
         "`sim/fakenvml.c`), so at 1,000 containers 256 of them (32 per GPU) have a GPU "

@@ -26,6 +26,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "docs" / "performance" / "operator.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pages  # noqa: E402
+
 SCRAPE_S = 1.0  # the devcluster's Prometheus scrape interval
 NO_DATA_AFTER_S = 60.0  # a Job without series is declared "no data" this long after it ends
 
@@ -211,8 +214,7 @@ def write_page(args: argparse.Namespace, created_s: float, total_s: float, last_
         f"RSS target: **{'met' if peak < 150 else 'NOT met'}**.",
         "",
     ]
-    PAGE.parent.mkdir(parents=True, exist_ok=True)
-    PAGE.write_text("\n".join(lines))
+    pages.write(PAGE, "\n".join(lines))  # keeps the page's dated "## Notes"
     print("\n".join(lines))
 
 

@@ -33,6 +33,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "docs" / "performance" / "operator-scale.md"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pages  # noqa: E402
 from bench_operator import JobWatch, percentile, rss_mib  # noqa: E402  (the owner's helpers)
 
 FINALIZER = "carbontrack.io/accounting"
@@ -159,14 +160,9 @@ def memory_present(stack: Any, api: Any, kubeconfig: Path, n: int,
             "peak": max(rss) if rss else float("nan"), "steady": steady, "cpu": cpu}
 
 
-ANALYSIS = "\n## What holds the memory"  # a hand-written section the bench keeps
-
-
 def write_page(quick: bool, present: int, mem: dict[str, float] | None,
                rows: list[dict[str, float]], sizes: tuple[int, ...]) -> None:
     load = os.getloadavg()[0]
-    old = PAGE.read_text() if PAGE.exists() else ""
-    analysis = old[old.index(ANALYSIS):] if ANALYSIS in old else ""
     lines = [
         "# Operator at scale",
         "",
@@ -222,8 +218,7 @@ def write_page(quick: bool, present: int, mem: dict[str, float] | None,
     if missing:
         lines += [f"Not measured in this run (stopped before it finished): "
                   f"{', '.join(f'{n:,}' for n in missing)} Jobs.", ""]
-    PAGE.parent.mkdir(parents=True, exist_ok=True)
-    PAGE.write_text("\n".join(lines) + analysis)
+    pages.write(PAGE, "\n".join(lines) + "\n")  # keeps the page's dated "## Notes"
     print("\n".join(lines))
 
 
