@@ -230,14 +230,14 @@ def render(report: Report) -> str:
             ["namespace/job", "team", "model", "status", "end", "GPU-h", "cpu", "dram",
              "gpu", "other", "IT energy", "method", "PUE", "zone", "intensity g/kWh",
              "basis / source", "location", "market", "embodied",
-             "SCI g/unit", "scope", "uncertainty"],
+             "SCI g/unit", "scope", "GHG basis", "uncertainty"],
             [[f"{x.namespace}/{x.job}", x.team, x.model, x.status, x.to_row()["end"], x.gpu_hours,
               _kwh(x.cpu_kwh), _kwh(x.dram_kwh), _kwh(x.gpu_kwh), _kwh(x.other_kwh),
               _kwh(x.it_energy_kwh), x.energy_method,
               x.pue, x.grid_zone, x.intensity_g_per_kwh,
               f"{x.intensity_basis} / {x.intensity_source} {x.intensity_year or ''}".strip(),
               _kg(x.location_kgco2e), _kg(x.market_kgco2e), _kg(x.embodied_kgco2e),
-              f"{_n(x.sci_g_per_unit)} per {x.functional_unit}", x.ghg_scope,
+              f"{_n(x.sci_g_per_unit)} per {x.functional_unit}", x.ghg_scope, x.ghg_basis,
               _n(x.uncertainty)] for x in lines],
         )
         + "</div>"

@@ -148,3 +148,22 @@ def test_two_zone_job_from_the_operators_accounting_gets_each_zones_market_facto
     # 4.5 x 200 + 0.6 x 50 = 900 + 30 = 930 g
     assert x.market_kgco2e == pytest.approx(0.93)
     assert x.location_kgco2e == pytest.approx(1.86)
+
+
+def test_report_json_and_html_show_the_split_and_each_lines_basis() -> None:
+    from datetime import datetime, timezone
+
+    from carbontrack.reports.build import Scope, build_report
+    from carbontrack.reports.html import render
+    from carbontrack.reports.sci import EmbodiedModel, EmbodiedSettings
+
+    settings = ghg.GhgSettings.from_dict({"default": "own", "direct_factors": [
+        {"zone": "DE", "g_per_kwh": 300, "source": "EM direct"}]})
+    line = _own_line(end=datetime(2026, 11, 10, tzinfo=timezone.utc))
+    report = build_report([line], Scope(), settings, EmbodiedModel(EmbodiedSettings(), {}),
+                          clock=lambda: datetime(2026, 12, 1, tzinfo=timezone.utc))
+    by_scope = report.to_json()["ghg"]["by_scope"]
+    assert by_scope[ghg.SCOPE_3_CAT_3]["location_kgco2e"] == pytest.approx(0.44)
+    assert report.to_json()["line_items"][0]["ghg_basis"].startswith("direct for Scope 2: DE 300 g/kWh (EM direct)")
+    page = render(report)
+    assert "direct for Scope 2: DE 300 g/kWh (EM direct)" in page and "Scope 3 Category 3" in page
