@@ -30,6 +30,7 @@ EXPORTER_METRICS: dict[str, set[str]] = {
     "carbontrack_source_up": {"node", "source"},
     "carbontrack_collection_duration_seconds": {"node", "source"},
     "carbontrack_build_info": {"version"},
+    "carbontrack_grid_intensity_fallback": {"node", "provider"},
 }
 # Operator metrics (operator/metrics.py) and the budget gauges the budget
 # panels and alerts read (requested from the operator, docs/helm.md).
@@ -204,6 +205,8 @@ def test_promtool_rule_unit_tests(tmp_path: Path) -> None:
         _series(unalloc, {**n1, "component": "gpu"}, "0+0x40"),
         _series("carbontrack_grid_carbon_intensity_grams_per_kwh",
                 {**n1, "zone": "DE", "source": "catalogue", "basis": "location"}, "380x40"),
+        # n1's live provider answers for 5 minutes, then the static factor stands in
+        _series("carbontrack_grid_intensity_fallback", {**n1, "provider": "electricitymaps"}, "0x5 1x35"),
         _series("carbontrack_source_up", {**n1, "source": "rapl"}, "1x40"),
         _series("carbontrack_source_up", {**n1, "source": "nvml"}, "0x40"),
         # n2's exporter stops answering after 5 minutes; n2 is a VM without
@@ -212,6 +215,12 @@ def test_promtool_rule_unit_tests(tmp_path: Path) -> None:
         _series("carbontrack_source_up", {**n2, "source": "rapl"}, "0x5"),
         _series("up", {"instance": "n1:9875", "job": "carbontrack-exporter"}, "1x40"),
         _series("up", {"instance": "n2:9875", "job": "carbontrack-exporter"}, "1x5 0x35"),
+        # someone rewrites an accounted Job's annotations at minute 10 (the operator restores them)
+        _series("carbontrack_operator_accounting_failures_total",
+                {"reason": "forged_annotations", "instance": "op:8080", "job": "carbontrack-operator"},
+                "0x10 1x30"),
+        _series("carbontrack_operator_accounting_failures_total",
+                {"reason": "temporary", "instance": "op:8080", "job": "carbontrack-operator"}, "0+1x40"),
     ]
     for budget, used_g, limit_g in (("near", 850, 1000), ("over", 1200, 1000), ("fine", 100, 1000),
                                     ("nolimit", 100, 0)):
@@ -262,7 +271,15 @@ def test_promtool_rule_unit_tests(tmp_path: Path) -> None:
                  "exp_alerts": [alert("CarbonTrackExporterDown", down, "warning")]},
                 {"eval_time": "15m", "alertname": "CarbonTrackUnknownGridZone",
                  "exp_alerts": [alert("CarbonTrackUnknownGridZone", {"node": "n2"}, "warning")]},
+                {"eval_time": "20m", "alertname": "CarbonTrackGridIntensityFallback", "exp_alerts": []},
+                {"eval_time": "38m", "alertname": "CarbonTrackGridIntensityFallback",
+                 "exp_alerts": [alert("CarbonTrackGridIntensityFallback",
+                                      {"node": "n1", "provider": "electricitymaps"}, "info")]},
                 {"eval_time": "30m", "alertname": "CarbonTrackHighUnallocatedEnergy", "exp_alerts": []},
+                {"eval_time": "9m", "alertname": "CarbonTrackAccountingTampered", "exp_alerts": []},
+                {"eval_time": "12m", "alertname": "CarbonTrackAccountingTampered",
+                 "exp_alerts": [alert("CarbonTrackAccountingTampered", {"reason": "forged_annotations"},
+                                      "warning")]},
             ],
         }],
     }
