@@ -167,3 +167,21 @@ def test_report_json_and_html_show_the_split_and_each_lines_basis() -> None:
     assert report.to_json()["line_items"][0]["ghg_basis"].startswith("direct for Scope 2: DE 300 g/kWh (EM direct)")
     page = render(report)
     assert "direct for Scope 2: DE 300 g/kWh (EM direct)" in page and "Scope 3 Category 3" in page
+
+
+def test_the_catalogue_has_no_source_with_both_bases_and_datasets_disagree() -> None:
+    """What docs/methodology.md says about the packaged data, so the split never mixes them."""
+    from carbontrack.core.types import Lifecycle
+    from carbontrack.intensity.catalogue import Catalogue
+
+    cat = Catalogue.load()
+    for zone in cat.zones():
+        bases: dict[str, set[Lifecycle]] = {}
+        for ds, f in zip(zone.datasets, zone.factors, strict=True):
+            bases.setdefault(ds, set()).add(f.basis.lifecycle)
+        assert all(len(b) == 1 for b in bases.values()), zone.key
+    fr = {ds: f for ds, f in zip(cat.lookup("FR").zone.datasets, cat.factors("FR"), strict=False)}
+    # Ember 2024 lifecycle below Green Algorithms 2020 direct: subtracting would be negative
+    assert fr["owid-ember-2025"].basis.lifecycle is Lifecycle.LIFECYCLE
+    assert fr["green-algorithms-2022"].basis.lifecycle is Lifecycle.DIRECT
+    assert round(fr["owid-ember-2025"].g_per_kwh, 1) == 44.2 < round(fr["green-algorithms-2022"].g_per_kwh, 1) == 51.3
