@@ -183,13 +183,16 @@ class PrometheusSource:
         zone_meta = [zones[n] for n in nodes if n in zones]
         zone_names = sorted({z.get("zone", "") for z in zone_meta if z.get("zone")})
         node_pues = sorted({pues[n] for n in nodes if n in pues})
-        # One PUE per Job when its nodes agree; otherwise the largest (conservative), stated.
-        pue = node_pues[-1] if node_pues else 1.0
+        # Each node's energy at its own PUE (a node without a PUE series at the largest known,
+        # conservative); the line's PUE is the effective one.
+        worst = node_pues[-1] if node_pues else 1.0
+        facility = sum(float(j["node_kwh"].get(n, 0.0)) * pues.get(n, worst) for n in j["node_kwh"])
+        pue = facility / total if total > 0 else worst
         pue_source = "carbontrack_pue gauge" if len(node_pues) == 1 else (
-            f"max of node PUEs {node_pues}" if node_pues else "no carbontrack_pue series (1.0 assumed)"
+            f"energy-weighted over node PUEs {node_pues}" if node_pues
+            else "no carbontrack_pue series (1.0 assumed)"
         )
         grams = float(j["grams"])
-        facility = total * pue
         return LineItem(
             source=SOURCE_PROMETHEUS,
             cluster=self._keys.cluster,
@@ -228,10 +231,11 @@ def _by_zone(
     if not nodes or any(not zones.get(n, {}).get("zone") for n in nodes):
         return ()
     out: dict[str, tuple[float, float]] = {}
+    worst = max((pues[n] for n in nodes if n in pues), default=1.0)  # as the line's facility
     for n in nodes:
         z = zones[n]["zone"]
         kwh, kg = out.get(z, (0.0, 0.0))
-        out[z] = (kwh + j["node_kwh"].get(n, 0.0) * pues.get(n, 1.0), kg + j["node_g"].get(n, 0.0) / 1000.0)
+        out[z] = (kwh + j["node_kwh"].get(n, 0.0) * pues.get(n, worst), kg + j["node_g"].get(n, 0.0) / 1000.0)
     return tuple((z, kwh, kg) for z, (kwh, kg) in sorted(out.items()))
 
 
