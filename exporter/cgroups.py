@@ -238,32 +238,25 @@ class CgroupReader:
                 if i < 0:
                     continue
                 j = raw.find(b"\n", i)
-                try:
-                    out[c] = int(raw[i + 11 : j if j >= 0 else None]) / 1e6
-                except ValueError:
-                    continue
+                value = _counter(raw[i + 11 : j if j >= 0 else None])
+                if value is not None:
+                    out[c] = value / 1e6
             else:
-                try:
-                    out[c] = int(raw) / 1e9
-                except ValueError:
-                    continue
+                value = _counter(raw)
+                if value is not None:
+                    out[c] = value / 1e9
 
     def memory_bytes(self, c: ContainerCgroup) -> int | None:
         raw = _read_small(c.memory_file)
-        try:
-            return int(raw) if raw is not None else None
-        except ValueError:
-            return None
+        return _counter(raw) if raw is not None else None
 
     def cpu_weight(self, c: ContainerCgroup) -> int | None:
         """The container's v2 ``cpu.weight`` (None on v1, or unreadable)."""
         if self.version != 2:
             return None
         raw = _read_small(c.dir + b"/cpu.weight")
-        try:
-            return int(raw) if raw is not None else None
-        except ValueError:
-            return None
+        weight = _counter(raw) if raw is not None else None
+        return weight if weight is not None and 1 <= weight <= 10000 else None  # the kernel's range
 
     def cpu_request_cores(self, c: ContainerCgroup, weights: CpuWeightMap | None = None) -> float | None:
         """The CPU request the kubelet encoded in cpu.weight (v2) / cpu.shares (v1): a
@@ -279,21 +272,14 @@ class CgroupReader:
                 return None
             return (weights or CpuWeightMap()).cores(weight)
         raw = _read_small(c.dir + b"/cpu.shares")
-        if raw is None:
-            return None
-        try:
-            return cores_from_shares(int(raw))
-        except ValueError:
-            return None
+        shares = _counter(raw) if raw is not None else None
+        return cores_from_shares(shares) if shares is not None else None
 
     def first_pid(self, c: ContainerCgroup) -> int | None:
         raw = _read_small(c.dir + b"/cgroup.procs")
         if not raw:
             return None
-        try:
-            return int(raw.split(b"\n", 1)[0])
-        except ValueError:
-            return None
+        return _counter(raw.split(b"\n", 1)[0])
 
 
 def container_from_cgroup_path(path: str) -> tuple[str, str] | None:
@@ -344,11 +330,17 @@ def _parse_v2_usage(raw: bytes) -> float | None:
     if i < 0:
         return None
     j = raw.find(b"\n", i)
-    return int(raw[i + 11 : j if j >= 0 else None]) / 1e6
+    value = _counter(raw[i + 11 : j if j >= 0 else None])
+    return value / 1e6 if value is not None else None
 
 
 def _parse_v1_usage(raw: bytes) -> float | None:
-    try:
-        return int(raw) / 1e9
-    except ValueError:
-        return None
+    value = _counter(raw)
+    return value / 1e9 if value is not None else None
+
+
+def _counter(raw: bytes) -> int | None:
+    """A kernel counter: digits with optional surrounding whitespace. ``int()`` alone would
+    also take "-5" (a negative CPU time) and "1_0"; None for anything but digits."""
+    text = raw.strip()
+    return int(text) if text.isdigit() else None

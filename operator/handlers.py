@@ -106,7 +106,11 @@ class Operator:
     async def on_job_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         if not (body.get("metadata") or {}).get("uid"):
             return
-        facts = job_facts(body)
+        try:
+            facts = job_facts(body)
+        except ConfigError as err:  # not a Job the API server would serve: nothing to account
+            log.warning("%s; ignored", err)
+            return
         ran = facts.ever_ran or facts.uid in self._ran
         # Annotations saying "accounted" are only a claim (a namespace user can write them):
         # the operator's record decides. Unfinished Jobs are never accounted, whatever they say.

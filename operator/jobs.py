@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from carbontrack.core.errors import ConfigError
+
 from .timeutil import parse_time
 
 ANNOTATION_PREFIX = "carbontrack.io/"
@@ -106,7 +108,7 @@ def accounted_uid(annotations: Mapping[str, str]) -> str | None:
         return uid
     try:
         report = json.loads(annotations.get(REPORT, ""))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested past the stack
         return None
     job = report.get("job") if isinstance(report, dict) else None
     value = job.get("uid") if isinstance(job, dict) else None
@@ -114,6 +116,24 @@ def accounted_uid(annotations: Mapping[str, str]) -> str | None:
 
 
 def job_facts(job: Mapping[str, Any]) -> JobFacts:
+    """The facts of a Job object. A body the API server would not serve (a field of the
+    wrong type, a GPU limit that is not a whole count, a negative count) raises ConfigError
+    naming the Job, never another exception and never a negative count."""
+    try:
+        facts = _job_facts(job)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        meta = job.get("metadata") if isinstance(job, Mapping) else None
+        name = f"{meta.get('namespace')}/{meta.get('name')}" if isinstance(meta, Mapping) else "?"
+        raise ConfigError(f"Job {name} is malformed ({type(err).__name__}: {str(err)[:120]})") from None
+    counts = (facts.gpus_per_pod, facts.parallelism, facts.succeeded, facts.active, facts.failed,
+              facts.completions or 0)
+    if min(counts) < 0:
+        raise ConfigError(f"Job {facts.namespace}/{facts.name} has a negative count "
+                          "(GPU limit, parallelism, completions or pod counts)")
+    return facts
+
+
+def _job_facts(job: Mapping[str, Any]) -> JobFacts:
     meta = job.get("metadata") or {}
     spec = job.get("spec") or {}
     status = job.get("status") or {}

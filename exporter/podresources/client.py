@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -32,6 +33,19 @@ class DeviceAllocation:
     device_id: str  # GPU-… or MIG-… for NVIDIA's device plugin
 
 
+def allocations(resp: Any, resource_prefix: str) -> list[DeviceAllocation]:
+    """Every device of ``resource_prefix`` in a ListPodResourcesResponse, one per device ID."""
+    out = []
+    for pod in resp.pod_resources:
+        for c in pod.containers:
+            for dev in c.devices:
+                if not dev.resource_name.startswith(resource_prefix):
+                    continue
+                for did in dev.device_ids:
+                    out.append(DeviceAllocation(pod.namespace, pod.name, c.name, dev.resource_name, did))
+    return out
+
+
 class PodResourcesClient:
     """A channel to ``<directory>/kubelet.sock``; ``list()`` returns every device allocation."""
 
@@ -53,16 +67,7 @@ class PodResourcesClient:
                 f"pod-resources List on {self.socket} failed: {err.code().name}: "
                 f"{err.details()}; is the kubelet's pod-resources directory mounted?"
             ) from err
-        out = []
-        for pod in resp.pod_resources:
-            for c in pod.containers:
-                for dev in c.devices:
-                    if not dev.resource_name.startswith(resource_prefix):
-                        continue
-                    for did in dev.device_ids:
-                        out.append(DeviceAllocation(pod.namespace, pod.name, c.name,
-                                                    dev.resource_name, did))
-        return out
+        return allocations(resp, resource_prefix)
 
     def close(self) -> None:
         self._channel.close()

@@ -167,7 +167,8 @@ class ParsedObject:
 def parse_object(obj: Mapping[str, Any]) -> ParsedObject:
     """Entries of a CarbonRecord object; malformed ones are reported, never raised, so one
     hand-edited entry does not stop the rest from counting."""
-    meta = obj.get("metadata") or {}
+    found = obj.get("metadata")
+    meta: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     namespace = str(meta.get("namespace", ""))
     spec = obj.get("spec") or {}
     raw = spec.get("entries") if isinstance(spec, Mapping) else None

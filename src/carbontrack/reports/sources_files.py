@@ -28,6 +28,7 @@ from carbontrack.core.types import JOULES_PER_KWH
 from . import methods
 from .model import COMPONENTS, SOURCE_TRACKER, LineItem, parse_time
 
+MAX_DURATION_S = 100 * 365.25 * 86400  # longer is a corrupt file (and past timedelta's range)
 REQUIRED = ("timestamp", "run_id", "duration", "emissions", "cpu_energy", "gpu_energy", "ram_energy", "pue")
 JSON_SCHEMA = "carbontrack.run/v1"
 
@@ -43,10 +44,26 @@ def _f(row: Mapping[str, Any], key: str, where: str, default: float | None = 0.0
 
 
 def _host_int(v: Any) -> int:
+    """A host count (CPUs, GPUs); 0 (unknown) for anything but a non-negative number."""
     try:
-        return int(float(v))
-    except (TypeError, ValueError):
+        return max(int(float(v)), 0)
+    except (TypeError, ValueError, OverflowError):
         return 0
+
+
+def _sane(line: LineItem, where: str) -> LineItem:
+    """``validate()`` plus what only a tracker file can get wrong: a negative or infinite
+    duration, host size or GPU-hours would otherwise be reported as measured."""
+    try:
+        line.validate()
+    except ConfigError as err:  # its message names the run; say which file and row too
+        raise ConfigError(f"{where}: {err}") from None
+    if line.end < line.start:
+        raise ConfigError(f"{where}: the run ends before it starts (negative duration)")
+    for name in ("gpu_hours", "cpu_cores_reserved", "memory_gb_reserved"):
+        if getattr(line, name) < 0:
+            raise ConfigError(f"{where}: {name} is negative ({getattr(line, name)})")
+    return line
 
 
 def row_to_line(row: Mapping[str, Any], where: str, cluster: str = "", team: str = "") -> LineItem:
@@ -59,6 +76,12 @@ def row_to_line(row: Mapping[str, Any], where: str, cluster: str = "", team: str
         )
     end = parse_time(str(row["timestamp"]), f"{where} timestamp")
     duration = _f(row, "duration", where) or 0.0
+    if not 0 <= duration <= MAX_DURATION_S:  # NaN fails too
+        raise ConfigError(f"{where}: duration {duration!r} is not a number of seconds between 0 and 100 years")
+    try:
+        start = end - timedelta(seconds=duration)
+    except OverflowError:
+        raise ConfigError(f"{where}: the run would start before year 1 ({end.isoformat()} - {duration} s)") from None
     pue = _f(row, "pue", where, 1.0) or 1.0
     if pue < 1.0:
         raise ConfigError(f"{where}: pue {pue} is below 1.0")
@@ -69,7 +92,7 @@ def row_to_line(row: Mapping[str, Any], where: str, cluster: str = "", team: str
     market = _f(row, "market_based_emissions", where, None)
     year = str(row.get("intensity_year", "") or "")
     gpu_count = _host_int(row.get("gpu_count"))
-    return LineItem(
+    line = LineItem(
         source=SOURCE_TRACKER,
         cluster=cluster,
         job=str(row.get("project_name") or row["run_id"]),
@@ -77,7 +100,7 @@ def row_to_line(row: Mapping[str, Any], where: str, cluster: str = "", team: str
         team=team,
         model=str(row.get("project_name") or ""),
         status="Complete",
-        start=end - timedelta(seconds=duration),
+        start=start,
         end=end,
         gpu_model=str(row.get("gpu_model", "") or ""),
         gpu_count=gpu_count,
@@ -102,7 +125,8 @@ def row_to_line(row: Mapping[str, Any], where: str, cluster: str = "", team: str
         uncertainty=_f(row, "uncertainty", where, None),
         tool_version=str(row.get("carbontrack_version", "") or ""),
         notes="one-machine tracker run",
-    ).validate()
+    )
+    return _sane(line, where)
 
 
 def doc_to_line(doc: Mapping[str, Any], where: str, cluster: str = "", team: str = "") -> LineItem:
@@ -156,12 +180,12 @@ def doc_to_line(doc: Mapping[str, Any], where: str, cluster: str = "", team: str
             tool_version=str(doc.get("carbontrack_version", "")),
             notes="one-machine tracker run",
         )
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as err:
         raise ConfigError(
             f"{where}: not a {JSON_SCHEMA} document ({type(err).__name__}: {err}); "
             "pass files written by `carbontrack run` or track()"
         ) from None
-    return line.validate()
+    return _sane(line, where)
 
 
 # run id -> (parent run id, run ids it overlaps with), as the tracker recorded them

@@ -70,13 +70,20 @@ def read_proc_stat(procfs_root: Path) -> ProcStat:
     online = 0
     for line in text.splitlines():
         if line.startswith("cpu "):
-            fields = [int(x) for x in line.split()[1:9]]
-            cpu = CpuTimes(*fields)
+            cpu = _cpu_times(line, path)
         elif line.startswith("cpu") and line[3:4].isdigit():
             online += 1
     if cpu is None:
         raise SourceUnavailable(f"{path} has no aggregate 'cpu' line; is it a procfs tree?")
     return ProcStat(cpu, max(online, 1))
+
+
+def _cpu_times(line: str, path: Path) -> CpuTimes:
+    # counters are non-negative decimal integers; anything else is not a procfs we can read
+    fields = line.split()[1:9]
+    if not fields or not all(f.isascii() and f.isdigit() for f in fields):
+        raise SourceUnavailable(f"{path}: malformed aggregate 'cpu' line {line[:80]!r}")
+    return CpuTimes(*(int(f) for f in fields))
 
 
 @dataclass(frozen=True)
@@ -138,7 +145,10 @@ def read_memtotal_bytes(procfs_root: Path) -> int:
         raise SourceUnavailable(f"cannot read {path}: {err.strerror or err}") from err
     for line in text.splitlines():
         if line.startswith("MemTotal:"):
-            return int(line.split()[1]) * 1024
+            value = line.split()[1:2]
+            if not value or not (value[0].isascii() and value[0].isdigit()):
+                raise SourceUnavailable(f"{path}: malformed MemTotal line {line[:80]!r}")
+            return int(value[0]) * 1024
     raise SourceUnavailable(f"{path} has no MemTotal line")
 
 
@@ -167,22 +177,29 @@ class PidStat:
 
 def parse_pid_stat(text: str) -> PidStat:
     """Parse one /proc/<pid>/stat line. ``comm`` may hold spaces and parentheses, so split
-    at the *last* ')'."""
+    at the *last* ')'. Raises ValueError or IndexError on anything else (callers skip it)."""
     head, _, rest = text.rpartition(")")
     pid_s, _, comm = head.partition(" (")
     f = rest.split()
     # f[0] is field 3 (state); utime is field 14 -> f[11]
     return PidStat(
-        pid=int(pid_s),
+        pid=_count(pid_s),
         comm=comm,
         state=f[0],
-        ppid=int(f[1]),
-        utime=int(f[11]),
-        stime=int(f[12]),
-        cutime=int(f[13]),
-        cstime=int(f[14]),
-        starttime=int(f[19]),
+        ppid=_count(f[1]),
+        utime=_count(f[11]),
+        stime=_count(f[12]),
+        cutime=_count(f[13]),
+        cstime=_count(f[14]),
+        starttime=_count(f[19]),
     )
+
+
+def _count(text: str) -> int:
+    """A non-negative decimal integer (``int()`` would take "-5", " 5", "1_0" and "٣")."""
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"not a count: {text[:40]!r}")
+    return int(text)
 
 
 def read_pid_stat(procfs_root: Path, pid: int) -> PidStat | None:

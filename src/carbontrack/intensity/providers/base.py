@@ -11,6 +11,7 @@ either, it raises ``UnknownZoneError`` carrying both reasons.
 from __future__ import annotations
 
 import logging
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import replace
@@ -33,6 +34,14 @@ class NoData(CarbonTrackError):
     """The provider answered but had no usable point for the interval or zone."""
 
 
+def _plausible(factor: IntensityFactor) -> IntensityFactor:
+    """A live factor is a finite, non-negative number, or a failure (then the static one):
+    JSON allows NaN and Infinity, and a huge value overflows the time-weighted mean."""
+    if not math.isfinite(factor.g_per_kwh) or factor.g_per_kwh < 0:
+        raise NoData(f"implausible intensity {factor.g_per_kwh!r} g/kWh")
+    return factor
+
+
 class LiveProvider(ABC):
     """``IntensityLookup`` over a live API with a visible static fallback."""
 
@@ -48,11 +57,12 @@ class LiveProvider(ABC):
         if end < start:
             raise ConfigError(f"interval end {end.isoformat()} is before start {start.isoformat()}")
         try:
-            return self._live(zone, start, end)
+            return _plausible(self._live(zone, start, end))
         except CarbonTrackError as err:
             reason = f"{self.name}: {err}"
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
-            # valid JSON of the wrong shape (a field missing, a string where a list was)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError, RecursionError) as err:
+            # valid JSON of the wrong shape (a field missing, a string where a list was), or
+            # numbers and times past what Python can add (a year-9999 point plus its hour)
             reason = f"{self.name}: unexpected response ({type(err).__name__}: {err})"
         # the reason is logged and kept in the factor (reports, records): no credentials in it
         reason = redact(reason, self._secrets())

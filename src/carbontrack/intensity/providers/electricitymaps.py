@@ -9,6 +9,7 @@ and lifecycle unless ``emission_factor_type="direct"``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -107,7 +108,7 @@ def _points(rows: list[dict[str, Any]]) -> tuple[list[Point], str]:
         value = row.get("carbonIntensity")
         if value is None:  # the API sends null for hours it has no estimate for
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
             raise NoData(f"implausible carbonIntensity {value!r}")
         start = parse_time(row["datetime"])
         points.append(Point(start, start + HOUR, float(value)))

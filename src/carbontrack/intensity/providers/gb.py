@@ -8,6 +8,7 @@ comparable with Ember or Electricity Maps lifecycle numbers; the basis says so.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -72,7 +73,7 @@ def _points(body: Mapping[str, Any]) -> tuple[list[Point], set[str]]:
             value, kind = intensity.get("forecast"), "forecast"
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
             raise NoData(f"implausible intensity {value!r}")
         points.append(Point(parse_time(row["from"]), parse_time(row["to"]), float(value)))
         kinds.add(kind)

@@ -144,7 +144,7 @@ class JsonHttpClient:
         body = self._fetch(url, headers or {})
         try:
             parsed = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the stack
             secrets = [*self._secrets, *header_secrets(headers or {})]
             raise ProviderUnavailable(redact(
                 f"malformed JSON from {url}: {body[:80].decode('utf-8', 'replace')!r}", secrets

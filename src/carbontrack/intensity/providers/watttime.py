@@ -11,6 +11,7 @@ the mapping (``regions={"US-CAL-CISO": "CAISO_NORTH"}``); nothing is guessed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -135,7 +136,7 @@ def _points(body: Mapping[str, Any]) -> list[Point]:
         value = row.get("value")
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
             raise NoData(f"implausible MOER value {value!r}")
         start = parse_time(row["point_time"])
         points.append(Point(start, start + period, float(value) * scale))
