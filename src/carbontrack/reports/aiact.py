@@ -95,10 +95,12 @@ def _sources_text(lines: Sequence[LineItem]) -> str:
 
 def _energy_text(words: Sequence[str]) -> str:
     known = [_METHOD_TEXT[w] for w in words if w in _METHOD_TEXT]
-    unknown = [w for w in words if w not in _METHOD_TEXT]
-    text = "; ".join(known) if known else "by methods not recorded"
-    if unknown:
-        text += f"; also recorded: {', '.join(unknown)}"
+    other = [w for w in words if w not in _METHOD_TEXT and w != "unknown"]
+    text = "; ".join(known) if known else "obtained by methods not recorded"
+    if other:
+        text += f"; also recorded: {', '.join(other)}"
+    if known and "unknown" in words:
+        text += "; for some runs the method was not recorded (counted as estimated)"
     return text
 
 

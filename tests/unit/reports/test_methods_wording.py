@@ -94,3 +94,12 @@ def test_ai_act_methodology_names_the_sources_actually_used() -> None:
     assert "1 Kubernetes Jobs read from the exporter's counters in Prometheus" in all_three
     assert "1 runs measured by the CarbonTrack tracker" in all_three
     assert "read from hardware energy counters" in all_three and "estimated from utilisation" in all_three
+
+
+def test_ai_act_text_says_when_a_method_was_not_recorded() -> None:
+    measured = _line("a", model="m2", method="measured")
+    text = model_energy([measured, measured.with_(job="b", job_uid="b", energy_method="")])[0].methodology
+    assert "for some runs the method was not recorded (counted as estimated)" in text
+    assert "(figure is partly estimated)" in text
+    assert "Energy was obtained by methods not recorded (figure is estimated)" in model_energy(
+        [measured.with_(energy_method="")])[0].methodology
