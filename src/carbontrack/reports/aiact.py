@@ -73,12 +73,12 @@ _SOURCE_TEXT = {
     ),
 }
 _METHOD_TEXT = {
-    "measured": "read from hardware energy counters (NVIDIA NVML total-energy counters for GPUs, "
-                "Intel/AMD RAPL for CPU packages and DRAM)",
-    "sampled": "integrated from power sampled from the hardware (NVML power readings where the "
-               "energy counter is not supported)",
-    "estimated": "estimated from utilisation with Cloud Carbon Footprint per-architecture "
-                 "coefficients (no energy counters)",
+    "measured": "measured (read from hardware energy counters (NVIDIA NVML total-energy counters for GPUs, "
+                "Intel/AMD RAPL for CPU packages and DRAM))",
+    "sampled": "sampled (power read from the hardware and integrated over time, NVML power "
+               "readings where the energy counter is not supported)",
+    "estimated": "estimated (from utilisation with Cloud Carbon Footprint per-architecture "
+                 "coefficients, where there are no energy counters)",
 }
 
 
@@ -96,7 +96,7 @@ def _sources_text(lines: Sequence[LineItem]) -> str:
 def _energy_text(words: Sequence[str]) -> str:
     known = [_METHOD_TEXT[w] for w in words if w in _METHOD_TEXT]
     other = [w for w in words if w not in _METHOD_TEXT and w != "unknown"]
-    text = "; ".join(known) if known else "obtained by methods not recorded"
+    text = ("recorded as " + "; ".join(known)) if known else "obtained by methods not recorded"
     if other:
         text += f"; also recorded: {', '.join(other)}"
     if known and "unknown" in words:
@@ -170,7 +170,7 @@ def form_text(e: ModelEnergy) -> str:
         f"Model: {e.model}\n"
         f"Energy consumption during training: {e.facility_energy_mwh_2sf} MWh ({e.measured_or_estimated})\n"
         f"  IT equipment energy: {format_sig(e.it_energy_mwh, 2)} MWh; GPU-hours: {e.gpu_hours:.4g}\n"
-        f"  Jobs included: {e.jobs} ({e.completed} completed, {e.failed} failed, "
+        f"  Runs included: {e.jobs} ({e.completed} completed, {e.failed} failed, "
         f"{e.preliminary} preliminary)\n"
         f"  Training period: {e.first_start or '?'} to {e.last_end or '?'}\n"
         f"Methodology: {e.methodology}\n"

@@ -87,13 +87,14 @@ def test_ai_act_methodology_names_the_sources_actually_used() -> None:
     only_tracker = model_energy([tracker])[0].methodology
     assert "1 runs measured by the CarbonTrack tracker on their host" in only_tracker
     assert "Kubernetes" not in only_tracker and "operator" not in only_tracker
-    assert "estimated from utilisation" in only_tracker and "RAPL" not in only_tracker
+    assert "Energy was recorded as estimated (from utilisation" in only_tracker and "RAPL" not in only_tracker
     all_three = model_energy([cluster, tracker, prom])[0].methodology
     assert "sum over all 3 runs" in all_three
     assert "1 Kubernetes Jobs accounted by the CarbonTrack operator" in all_three
     assert "1 Kubernetes Jobs read from the exporter's counters in Prometheus" in all_three
     assert "1 runs measured by the CarbonTrack tracker" in all_three
-    assert "read from hardware energy counters" in all_three and "estimated from utilisation" in all_three
+    assert ("Energy was recorded as estimated (from utilisation" in all_three
+            and "; measured (read from hardware energy counters" in all_three)
 
 
 def test_ai_act_text_says_when_a_method_was_not_recorded() -> None:
