@@ -235,7 +235,7 @@ def test_exporter_only_scenario_is_non_root_without_rapl() -> None:
         # peering CRDs
         "CustomResourceDefinition", "CustomResourceDefinition", "CustomResourceDefinition",
         "CustomResourceDefinition",
-        "DaemonSet", "Service", "ServiceAccount"]
+        "DaemonSet", "NetworkPolicy", "Service", "ServiceAccount"]
     ds = one(docs, "DaemonSet", "exporter")
     c = container(ds)
     assert c["securityContext"]["runAsUser"] == 65534 and c["securityContext"]["runAsNonRoot"] is True
