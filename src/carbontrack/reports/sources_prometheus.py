@@ -163,6 +163,8 @@ class PrometheusSource:
         spans = self._active_span(sel, since, until)
         out = []
         for uid, j in sorted(jobs.items()):
+            if not any(j["kwh"].values()) and not j["grams"]:
+                continue  # no energy in the window: its series outlived it (ran before)
             start, end = spans.get(uid, (since, until))
             out.append(self._line(uid, j, zones, pues, start, end))
         return out

@@ -45,6 +45,10 @@ def history() -> str:
     lines += _series(c, _pod("ddp", "ud", "n1", "gpu"), _ramp(d0, d1, 0, 300.0))
     lines += _series(e, {**_pod("ddp", "ud", "n2", "gpu"), "pod_uid": "p-ud-2"}, _ramp(d0, d1, 0, 7.2e6))
     lines += _series(c, {**_pod("ddp", "ud", "n2", "gpu"), "pod_uid": "p-ud-2"}, _ramp(d0, d1, 0, 150.0))
+    # Job "old" ran before the month; its flat series lingers into it: not a line of the month
+    lines += _series(e, _pod("old", "uo", "n1", "gpu"), _ramp(SINCE - timedelta(hours=2), SINCE, 0, 3.6e6))
+    lines += _series(e, _pod("old", "uo", "n1", "gpu"), _ramp(SINCE + timedelta(minutes=1),
+                                                              SINCE + timedelta(minutes=30), 3.6e6, 3.6e6))
     g = _ramp(UNTIL - timedelta(minutes=10), UNTIL, 0, 0)
     lines += [s.replace(" 0.0 ", " 300 ") for s in _series(
         "carbontrack_grid_carbon_intensity_grams_per_kwh",
