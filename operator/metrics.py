@@ -11,6 +11,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 LATENCY_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600, 1800)
 
 
+# Accounting state changed by someone other than the operator (docs/reliability.md).
+TAMPER_REASONS = ("forged_annotations", "malformed_record", "malformed_ledger")
+
+
 class OperatorMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -26,6 +30,10 @@ class OperatorMetrics:
             ["reason"],
             registry=registry,
         )
+        # Exported at 0 from the start: the first tampering must show as an increase (a
+        # series born at 1 has none), which the CarbonTrackAccountingTampered alert reads.
+        for reason in TAMPER_REASONS:
+            self.accounting_failures.labels(reason=reason)
         self.accounting_latency = Histogram(
             "carbontrack_operator_accounting_latency_seconds",
             "Seconds from a Job's completion to its CO2e annotation",

@@ -463,8 +463,9 @@ def test_every_dashboard_rule_and_alert_query_returns_series(
 
     rules = dict(rule_exprs())
     results: dict[str, int] = {}
-    exprs = dashboard_exprs(namespace, "gpu-train") + [(n, e) for n, e in rule_exprs()
-                                                       if n != "CarbonTrackExporterDown"]
+    # alerts about events this test makes happen later are checked there
+    later = ("CarbonTrackExporterDown", "CarbonTrackAccountingTampered")
+    exprs = dashboard_exprs(namespace, "gpu-train") + [(n, e) for n, e in rule_exprs() if n not in later]
     exprs += [(f"recorded {n}", n) for n in rules if ":" in n]
     for name, expr in exprs:
         results[name + " :: " + expr] = len(query(prom_url, expr))
@@ -473,6 +474,15 @@ def test_every_dashboard_rule_and_alert_query_returns_series(
     unhealthy = {(r["metric"]["node"], r["metric"]["source"])
                  for r in query(prom_url, rules["CarbonTrackSourceUnhealthy"])}
     assert ("chart-vm-0", "cgroups") in unhealthy and ("chart-vm-0", "rapl") not in unhealthy  # estimate covers RAPL
+
+    # Someone edits a budget's ledger by hand: the operator names it and the alert's expression fires.
+    custom_objects.patch_namespaced_custom_object_status(
+        "carbontrack.io", "v1alpha1", namespace, "carbonbudgets", "near",
+        {"status": {"ledger": {"by-hand": {"co2eGrams": "x"}}}})
+    tampered = wait_for("CarbonTrackAccountingTampered's expression",
+                        lambda: query(prom_url, rules["CarbonTrackAccountingTampered"]), 30)
+    assert [r["metric"]["reason"] for r in tampered] == ["malformed_ledger"]
+    results["CarbonTrackAccountingTampered"] = len(tampered)
 
     # Now the exporter goes away.
     devstack.supervisor.stop_one(extra_proc)
@@ -484,7 +494,7 @@ def test_every_dashboard_rule_and_alert_query_returns_series(
     def needs_budget_gauges(key: str) -> bool:
         return any(m in key for m in BUDGET_METRICS) or "CarbonTrackBudget" in key
 
-    assert len(results) == len(exprs) + 1 > 60  # every panel, variable, rule and recorded series
+    assert len(results) == len(exprs) + len(later) > 60  # every panel, variable, rule and recorded series
     empty = sorted(k for k, n in results.items() if n == 0 and not needs_budget_gauges(k))
     assert not empty, "queries with no series:\n" + "\n".join(empty)
     op_metrics = urllib.request.urlopen(f"http://127.0.0.1:{op_port}/metrics", timeout=5).read().decode()
