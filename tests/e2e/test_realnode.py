@@ -239,6 +239,7 @@ def test_cpu_burning_job_is_measured_and_annotated(
     from kubernetes import client
 
     from carbontrack.devcluster.kube import api_client
+    from carbontrack.devcluster.podtargets import annotated_targets
     from carbontrack.devcluster.wait import wait_for
     from carbontrack.sources.estimate import CpuEstimateSource
 
@@ -251,9 +252,10 @@ def test_cpu_burning_job_is_measured_and_annotated(
           "--set", "operator.scrapeIntervalSeconds=1")
     pods = _wait_chart_ready(core, old)
     exporter_url = f"http://{pods['exporter'].status.pod_ip}:9875/metrics"
+    # the real exporter pod is scraped as the chart's prometheus.io annotations ask
     prom.set_targets("carbontrack-exporter", {
         **{e.url.removeprefix("http://"): {} for e in realstack.exporters.values()},
-        f"{pods['exporter'].status.pod_ip}:9875": {}})
+        **annotated_targets(core.list_pod_for_all_namespaces().items, {"real-node-0"})})
     ns = "burn"
     core.create_namespace({"metadata": {"name": ns}})
     script = (f"for i in $(seq {BURN_THREADS}); do timeout {BURN_SECONDS} sh -c "
@@ -421,8 +423,11 @@ def test_exporter_restart_keeps_its_ledger_and_stays_small(
         core, f"app.kubernetes.io/instance={RELEASE}").get("exporter")) is not None
         and p.metadata.name != old.metadata.name and p, 90)
     new_url = f"http://{new.status.pod_ip}:9875/metrics"
-    after = wait_for("the new exporter's first cycle", lambda: (
-        m := _metrics(new_url)) and _sum(m, "carbontrack_node_energy_joules_total") > 0 and m, 30)
+    def first_cycle() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
+        m = _metrics(new_url)
+        return m if _sum(m, "carbontrack_node_energy_joules_total") > 0 else None
+
+    after = wait_for("the new exporter's first cycle", first_cycle, 30)
     for name in ("carbontrack_node_energy_joules_total",
                  "carbontrack_unallocated_energy_joules_total"):
         assert _sum(after, name) >= _sum(before, name) > 0, name

@@ -240,3 +240,27 @@ def test_stale_leftovers_of_a_killed_real_node() -> None:
     assert stale_leftovers(dirty, '-A PREROUTING -m comment --comment "carbontrack-realnode"') == [
         "network device ctbr0", "iptables rule 'carbontrack-realnode' (iptables-save -t nat)",
         "cgroup /sys/fs/cgroup/cpu/kubepods"]
+
+
+
+def test_annotated_pod_targets() -> None:
+    from types import SimpleNamespace as NS
+
+    from carbontrack.devcluster.podtargets import annotated_targets
+
+    def pod(node: str, ip: str | None, ann: dict[str, str], phase: str = "Running") -> NS:
+        return NS(metadata=NS(annotations=ann), spec=NS(node_name=node),
+                  status=NS(phase=phase, pod_ip=ip))
+
+    scrape = {"prometheus.io/scrape": "true", "prometheus.io/port": "9875"}
+    pods = [
+        pod("real-node-0", "10.88.0.2", scrape),
+        pod("real-node-0", "10.88.0.3", {**scrape, "prometheus.io/path": "/m"}),
+        pod("sim-cpu-0", "10.244.0.1", scrape),  # kwok: nothing listens there
+        pod("real-node-0", "10.88.0.4", scrape, "Pending"),
+        pod("real-node-0", "10.88.0.5", {"prometheus.io/scrape": "false",
+                                         "prometheus.io/port": "1"}),
+        pod("real-node-0", "10.88.0.6", {}),
+    ]
+    assert annotated_targets(pods, {"real-node-0"}) == {
+        "10.88.0.2:9875": {}, "10.88.0.3:9875": {"__metrics_path__": "/m"}}

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..core.errors import ConfigError
 from .binaries import bin_dir, cache_dir, ensure_all, repo_root
-from .demo_real import REAL_BANNER, install_real_exporter, real_job
+from .demo_real import REAL_BANNER, install_real_exporter, real_exporter_targets, real_job
 from .imagebuild import EXPORTER
 from .ports import free_port
 from .process import kill_group
@@ -97,7 +97,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         target = install_real_exporter(stack.cluster.kubeconfig, node.images["exporter"],
                                        node.name)
         stack.prometheus.set_targets("carbontrack-exporter", {
-            **{e.url.removeprefix("http://"): {} for e in stack.exporters.values()}, target: {}})
+            **{e.url.removeprefix("http://"): {} for e in stack.exporters.values()},
+            **real_exporter_targets(stack.cluster.kubeconfig, node.name)})
         real = {"name": node.name, "images": node.images, "exporter": f"http://{target}",
                 "timings": node.timings}
     op_port = free_port()

@@ -86,3 +86,15 @@ def install_real_exporter(kubeconfig: Path, exporter_image: str, node: str) -> s
 
         ip: str = wait_for(f"the chart's exporter Ready on {node}", ready_ip, 120)
     return ip
+
+
+def real_exporter_targets(kubeconfig: Path, node: str) -> dict[str, dict[str, str]]:
+    """Scrape targets of the annotated pods (the chart's exporter) on the real node."""
+    from kubernetes import client
+
+    from .kube import api_client
+    from .podtargets import annotated_targets
+
+    with api_client(kubeconfig) as api:
+        pods = client.CoreV1Api(api).list_pod_for_all_namespaces().items
+    return annotated_targets(pods, {node})

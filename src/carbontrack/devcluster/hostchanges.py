@@ -13,8 +13,10 @@ The parsers and the iptables undo script are pure and unit-tested.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -139,14 +141,16 @@ def _read(path: Path) -> str:
 
 
 def _cgroups(root: Path) -> tuple[str, ...]:
+    """Cgroup directories; ones removed while we walk (containerd cleaning up) are skipped."""
     out: list[str] = []
     for hierarchy in sorted(p for p in root.iterdir() if p.is_dir()):
         for top in sorted(p for p in hierarchy.iterdir() if p.is_dir()):
             out.append(f"{hierarchy.name}/{top.name}")
             if top.name == KUBEPODS:
-                out += [f"{hierarchy.name}/{d.relative_to(hierarchy)}"
-                        for d in sorted(top.rglob("*")) if d.is_dir()]
-    return tuple(out)
+                for dirpath, _, _ in os.walk(top):  # errors (vanished dirs) are ignored
+                    if dirpath != str(top):
+                        out.append(f"{hierarchy.name}/{Path(dirpath).relative_to(hierarchy)}")
+    return tuple(sorted(out))
 
 
 def iptables_save(family: str) -> str:
@@ -186,10 +190,27 @@ def _mounted(mount_point: str) -> bool:
 
 
 def restore(before: HostState, owned: Owned, raw_iptables_before: Mapping[str, str],
-            cgroup_root: Path = CGROUP_ROOT) -> list[str]:
+            cgroup_root: Path = CGROUP_ROOT, attempts: int = 3) -> list[str]:
     """Undo what changed since ``before`` within ``owned``; returns what it could not undo
-    (empty on success). Processes must already be gone (cgroups cannot be removed, nor
-    busy mounts unmounted, while they live)."""
+    (empty on success). Never raises: a step that fails is reported and the others still
+    run, and the whole pass is repeated while something is left (containerd may still be
+    removing what it owned). Processes must already be gone (cgroups cannot be removed,
+    nor busy mounts unmounted, while they live)."""
+    problems: list[str] = []
+    for attempt in range(attempts):
+        try:
+            problems = _restore_once(before, owned, raw_iptables_before, cgroup_root)
+        except Exception as err:  # a vanished file mid-walk, a tool missing: report, retry
+            problems = [f"restore failed: {err!r}"]
+        if not problems:
+            return []
+        if attempt < attempts - 1:
+            time.sleep(1.0)
+    return problems
+
+
+def _restore_once(before: HostState, owned: Owned, raw_iptables_before: Mapping[str, str],
+                  cgroup_root: Path) -> list[str]:
     problems: list[str] = []
     now = take(tuple(before.paths), tuple(before.sysctls), cgroup_root)
     # mounts, deepest first

@@ -152,11 +152,14 @@ class RealNode:
         try:
             for proc in reversed([p for p in self.processes if p.name.startswith("kubelet")]):
                 self.supervisor.stop_one(proc)
-            self._kill_containers()
+            try:
+                self._kill_containers()
+            except OSError as err:  # a pid or cgroup gone meanwhile: restore still runs
+                self.problems.append(f"killing containers: {err!r}")
             for proc in reversed(self.processes):
                 if proc.running() or proc in self.supervisor.processes:
                     self.supervisor.stop_one(proc)
-            self.problems = hostchanges.restore(
+            self.problems += hostchanges.restore(
                 self.before,
                 Owned(
                     mount_prefixes=(str(self.state_dir), "/run/containerd", "/run/netns",
