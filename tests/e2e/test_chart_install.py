@@ -407,8 +407,24 @@ def test_every_dashboard_rule_and_alert_query_returns_series(
         f"--sysfs={extra / 'sys'}", f"--procfs={extra / 'proc'}", f"--state-dir={extra / 'state'}",
         f"--listen=127.0.0.1:{extra_port}", "--interval=0.5", "--no-kube", "--no-nvml"])
 
+    # And one in zone DE whose live intensity provider does not answer (nothing listens on
+    # its base URL): the static factor stands in, CarbonTrackGridIntensityFallback's case.
+    live = tmp_path / "live"
+    for d in ("sys", "proc", "state"):
+        (live / d).mkdir(parents=True)
+    FakeProcStat(live / "proc", 2).advance(10, 1)
+    write_cpuinfo(live / "proc", model_name="Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", n_cpus=2)
+    write_meminfo(live / "proc", 8 << 30)
+    live_port = free_port()
+    start_process("chart-live-exporter", [
+        sys.executable, "-m", "carbontrack", "exporter", "--node-name=chart-live-0", "--zone=DE",
+        "--intensity-provider=electricitymaps", f"--intensity-base-url=http://127.0.0.1:{free_port()}",
+        f"--sysfs={live / 'sys'}", f"--procfs={live / 'proc'}", f"--state-dir={live / 'state'}",
+        f"--listen=127.0.0.1:{live_port}", "--interval=0.5", "--no-kube", "--no-nvml"],
+        env={"ELECTRICITYMAPS_API_TOKEN": "e2e-not-a-real-token"})
+
     # This test's Prometheus loads the chart's rules and scrapes the exporters, the extra
-    # exporter and the operator (started below, with the chart's ServiceAccount).
+    # exporters and the operator (started below, with the chart's ServiceAccount).
     prom_port, op_port = free_port(), free_port()
     prom_url = f"http://127.0.0.1:{prom_port}"
 
@@ -418,7 +434,8 @@ def test_every_dashboard_rule_and_alert_query_returns_series(
         "rule_files": [str(p) for p in sorted((tools.CHART / "rules").glob("*.yaml"))],
         "scrape_configs": [
             {"job_name": "carbontrack-exporter", "honor_labels": True, "scrape_timeout": "1s",
-             "static_configs": [{"targets": [*exporters, f"127.0.0.1:{extra_port}"]}]},
+             "static_configs": [{"targets": [*exporters, f"127.0.0.1:{extra_port}",
+                                             f"127.0.0.1:{live_port}"]}]},
             {"job_name": "carbontrack-operator", "honor_labels": True, "scrape_timeout": "1s",
              "static_configs": [{"targets": [f"127.0.0.1:{op_port}"]}]},
         ],
