@@ -265,7 +265,10 @@ def test_service_accounts_are_least_privilege(
         assert not access(op, verb, res, group, namespace), f"operator may {verb} {res}"
     assert access(op, "patch", "carbonbudgets", "carbontrack.io", namespace, "status")
     assert access(ex, "list", "pods", "", namespace) and access(ex, "watch", "pods", "", None)
-    for verb, res, group in [("delete", "pods", ""), ("list", "secrets", ""), ("get", "nodes", ""),
+    # it reads its own Node once at start (zone label, providerID, region): get only
+    assert access(ex, "get", "nodes", "", None)
+    for verb, res, group in [("delete", "pods", ""), ("list", "secrets", ""), ("list", "nodes", ""),
+                             ("watch", "nodes", ""), ("patch", "nodes", ""),
                              ("list", "jobs", "batch"), ("patch", "deployments", "apps")]:
         assert not access(ex, verb, res, group, namespace), f"exporter may {verb} {res}"
 
