@@ -93,6 +93,10 @@ class GhgSettings:
             return self.by_node_pool[line.node_pool]
         if line.grid_zone in self.by_zone:
             return self.by_zone[line.grid_zone]
+        # a multi-zone Job ("DE,FR"): its zones' setting when they all have the same one
+        owners = {self.by_zone.get(z) for z in line.grid_zone.split(",")} if "," in line.grid_zone else set()
+        if len(owners) == 1 and None not in owners:
+            return str(owners.pop())
         return self.default
 
 

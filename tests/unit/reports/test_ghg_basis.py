@@ -185,3 +185,10 @@ def test_the_catalogue_has_no_source_with_both_bases_and_datasets_disagree() -> 
     assert fr["owid-ember-2025"].basis.lifecycle is Lifecycle.LIFECYCLE
     assert fr["green-algorithms-2022"].basis.lifecycle is Lifecycle.DIRECT
     assert round(fr["owid-ember-2025"].g_per_kwh, 1) == 44.2 < round(fr["green-algorithms-2022"].g_per_kwh, 1) == 51.3
+
+
+def test_a_multi_zone_jobs_scope_follows_its_zones_when_they_agree() -> None:
+    settings = ghg.GhgSettings.from_dict({"default": "cloud", "zones": {"DE": "own", "FR": "own", "PL": "cloud"}})
+    assert settings.ownership(_own_line(grid_zone="DE,FR")) == ghg.OWN
+    assert settings.ownership(_own_line(grid_zone="DE,PL")) == ghg.CLOUD  # they differ: the default
+    assert settings.ownership(_own_line(grid_zone="DE,SE")) == ghg.CLOUD  # SE not set: the default
