@@ -19,6 +19,9 @@ RUN python -m venv /opt/carbontrack \
  && /opt/carbontrack/bin/pip install --upgrade pip "setuptools>=68" wheel \
  && /opt/carbontrack/bin/pip install ".[exporter]" \
  && /opt/carbontrack/bin/pip uninstall -y pip setuptools wheel \
+ && /opt/carbontrack/bin/python -m carbontrack.sbom /opt/carbontrack/lib/python3.11/site-packages \
+      --name carbontrack-exporter --version "$(/opt/carbontrack/bin/python -c 'import carbontrack; print(carbontrack.__version__)')" \
+      > /opt/carbontrack/sbom.cdx.json \
  && find /opt/carbontrack -name '__pycache__' -prune -exec rm -rf {} +
 
 # ---- runtime: no compiler, no pip, no source tree -------------------------

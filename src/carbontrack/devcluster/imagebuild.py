@@ -6,8 +6,9 @@
   Debian root filesystem from ``mmdebstrap`` (Python 3.11 from Debian, like the Dockerfiles'
   python:3.11-slim-bookworm); layer 2 is a virtual environment at /opt/carbontrack with the
   project's wheel and one extra, installed by the host's pip (same Python minor, same
-  glibc) so that building needs no chroot. :data:`SPECS` mirrors the Dockerfiles and
-  tests/e2e/test_images.py keeps the two equal.
+  glibc) so that building needs no chroot; with it ``VENV/sbom.cdx.json``, a CycloneDX
+  bill of materials of every distribution installed (``carbontrack.sbom``). :data:`SPECS`
+  mirrors the Dockerfiles and tests/e2e/test_images.py keeps the two equal.
 
 Archives land in ``<cache>/images/`` named by a hash of everything that goes into them, so
 a warm build only hashes the source tree.
@@ -25,7 +26,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import __version__
 from ..core.errors import ConfigError
+from ..sbom import bom
 from .images import ImageConfig, tree_layer, write_docker_archive
 
 PYTHON_MINOR = "3.11"  # Debian bookworm's python3; the Dockerfiles' python:3.11-slim-bookworm
@@ -34,6 +37,7 @@ MIRROR = "http://deb.debian.org/debian"
 VENV = "/opt/carbontrack"
 PATH = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOCAL_REGISTRY = "carbontrack.local"
+SBOM_NAME = "sbom.cdx.json"  # in VENV: CycloneDX of every installed distribution
 
 PAUSE_C = r"""
 #include <signal.h>
@@ -229,6 +233,10 @@ class ImageBuilder:
             (venv / "bin" / "carbontrack").chmod(0o755)
             (venv / "bin" / "python").symlink_to(f"/usr/bin/python{PYTHON_MINOR}")
             (venv / "bin" / "python3").symlink_to("python")
+            # the bill of materials of what was installed, shipped in the image (as the
+            # Dockerfiles' build stage writes it)
+            sbom = bom(site, f"carbontrack-{spec.name}", __version__)
+            (venv / SBOM_NAME).write_text(json.dumps(sbom, indent=1, sort_keys=True) + "\n")
             layer = tree_layer(t / "root", t / "app.tar")
             write_docker_archive(out, ref, spec.config(), [base, layer])
         _prune(self.cache, spec.name, out)
