@@ -111,6 +111,8 @@ def classify(line: LineItem, settings: GhgSettings) -> LineItem:
             f"whole location figure in {SCOPE_3_CAT_1} ({line.intensity_basis or 'basis not recorded'})"
         )
     parts = line.by_zone or ((line.grid_zone, line.facility_energy_kwh, line.location_kgco2e),)
+    if len(parts) == 1:  # one zone: the line's own figures (the per-zone split is rounded to 6 s.f.)
+        parts = ((parts[0][0], line.facility_energy_kwh, line.location_kgco2e),)
     market_kg, sources = 0.0, []
     for zone, kwh, loc_kg in parts:
         # the fallback is the zone's Scope 2 location figure: direct where it was split
