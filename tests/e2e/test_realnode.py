@@ -474,7 +474,7 @@ def test_teardown_restores_the_host(realstack: Any) -> None:
     taken before it started (mounts and their propagation, iptables, cgroups, sysctls,
     network devices, directories) and checks that no process of it is left."""
     from carbontrack.devcluster import hostchanges
-    from carbontrack.devcluster.realnode import _shim_pids
+    from carbontrack.devcluster.recovery import shim_pids
 
     node = realstack.real_node
     pids = [p.pid for p in node.processes]
@@ -485,5 +485,58 @@ def test_teardown_restores_the_host(realstack: Any) -> None:
     assert problems == []
     assert node.before.differences(hostchanges.take()) == []
     assert [p for p in pids if Path(f"/proc/{p}").exists()] == []
-    assert _shim_pids(socket) == []
+    assert shim_pids(str(socket)) == []
+    assert not node.record.exists()
     assert took < 30
+
+
+KILLED_HARNESS = """
+import sys, time
+from pathlib import Path
+from carbontrack.devcluster.binaries import cache_dir
+from carbontrack.devcluster.imagebuild import ImageBuilder
+from carbontrack.devcluster.pki import Pki
+from carbontrack.devcluster.process import Supervisor
+from carbontrack.devcluster.realnode import node_binary, start_real_node
+state, pki, kubeconfig, port, address = sys.argv[1:6]
+images = ImageBuilder(cache_dir() / "images", Path(state) / "build.log")
+node = start_real_node(Path(state), kubelet=node_binary("kubelet"), pki=Pki(Path(pki)),
+                       admin_kubeconfig=Path(kubeconfig), apiserver_port=int(port),
+                       address=address, supervisor=Supervisor(Path(state) / "logs"),
+                       pause=images.pause(), name="real-node-killed")
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_harness_is_undone_by_recovery(realstack: Any, tmp_path: Path) -> None:
+    """After the teardown test: a harness process starts a real node and is SIGKILLed.
+    kubelet and containerd outlive it (sessions of their own) and the host stays changed;
+    recovery (what the next start does first) stops them and restores the host."""
+    import signal
+    import subprocess
+    import sys
+
+    from carbontrack.devcluster import hostchanges
+    from carbontrack.devcluster.recovery import from_json, record_path, recover
+
+    assert realstack.real_node.stopped  # the teardown test released the one-per-machine lock
+    before = hostchanges.take()
+    c = realstack.cluster
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_HARNESS, str(tmp_path), str(c.pki.dir), str(c.kubeconfig),
+         str(c.ports.apiserver), realstack.real_node.address],
+        stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line == "ready\n", (tmp_path / "logs").glob("*.log")
+    pids = from_json(record_path().read_text()).pids
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert all(Path(f"/proc/{p}").exists() for p in pids.values())  # they outlived it
+    assert before.differences(hostchanges.take()) != []
+    assert recover(record_path()) == []
+    assert before.differences(hostchanges.take()) == []
+    assert not record_path().exists()
+    assert not any(Path(f"/proc/{p}/cmdline").exists() and Path(f"/proc/{p}/cmdline").read_bytes()
+                   for p in pids.values())

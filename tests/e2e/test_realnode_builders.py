@@ -264,3 +264,15 @@ def test_annotated_pod_targets() -> None:
     ]
     assert annotated_targets(pods, {"real-node-0"}) == {
         "10.88.0.2:9875": {}, "10.88.0.3:9875": {"__metrics_path__": "/m"}}
+
+
+def test_node_record_round_trips_through_json() -> None:
+    from carbontrack.devcluster.hostchanges import Owned
+    from carbontrack.devcluster.recovery import NodeRecord, from_json, to_json
+
+    r = NodeRecord(
+        HostState((("/sys", "private"),), ("eth0",), {"ip": "*nat"}, ("cpu/x",),
+                  {"kernel.panic": "1"}, {"/var/lib/cni": False}),
+        {"ip": "*filter\n", "ip6": ""}, Owned(("/s",), ("/sys",), ("ctbr0", "veth")),
+        "/s/containerd.sock", {"kubelet": 12, "containerd": 11})
+    assert from_json(to_json(r)) == r

@@ -32,6 +32,7 @@ from .demo_real import REAL_BANNER, install_real_exporter, real_exporter_targets
 from .imagebuild import EXPORTER
 from .ports import free_port
 from .process import kill_group
+from .recovery import record_path, recover
 from .wait import wait_for
 from .workloads import sim_job
 
@@ -145,6 +146,10 @@ def cmd_down(args: argparse.Namespace) -> int:
         kill_group(pid, 20.0, lambda: not _alive(pid))
     for pgid in state.get("pgids", []):
         kill_group(int(pgid), 2.0, partial(_dead, int(pgid)))
+    # a real node whose `up` did not get to its teardown (killed): undo it from its record
+    left = recover(record_path())
+    if left:
+        print(f"carbontrack devcluster: the real node left: {left}", file=sys.stderr)
     run_dir = Path(state["run_dir"])
     shutil.rmtree(run_dir, ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):

@@ -11,9 +11,7 @@ then restore the host to the snapshot.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -26,7 +24,7 @@ from ..core.errors import ConfigError, TemporaryError
 from . import hostchanges
 from .containerd import ContainerdPaths, containerd_args, containerd_config, ctr, import_image
 from .controlplane import wait_until
-from .hostchanges import CGROUP_ROOT, KUBEPODS, HostState, Owned
+from .hostchanges import KUBEPODS, HostState, Owned
 from .imagebuild import BuiltImage
 from .kubeconfig import write_kubeconfig
 from .kubelet import (
@@ -41,6 +39,7 @@ from .kubelet import (
 from .pki import SERVICE_CLUSTER_IP, Pki, issue_client_cert
 from .ports import free_ports
 from .process import ManagedProcess, Supervisor
+from .recovery import NodeRecord, kill_pods, record_path, recover, write_record
 
 LOCK_NAME = "\0carbontrack-realnode"  # abstract: no file
 REAL_NODE = "real-node-0"
@@ -101,27 +100,6 @@ def node_kubeconfig(server: str, pki: Pki, cert: Path, key: Path) -> dict[str, o
     }
 
 
-def _pids_in(hierarchy: Path) -> set[int]:
-    pids: set[int] = set()
-    for procs in hierarchy.rglob("cgroup.procs"):
-        with contextlib.suppress(OSError, ValueError):
-            pids |= {int(x) for x in procs.read_text().split()}
-    return pids
-
-
-def _shim_pids(socket_path: Path) -> list[int]:
-    """containerd's shims leave its process group; they name its socket in argv."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            with contextlib.suppress(OSError):
-                argv = d.joinpath("cmdline").read_bytes().split(b"\0")
-                if argv and argv[0].endswith(b"containerd-shim-runc-v2") \
-                        and str(socket_path).encode() in argv:
-                    out.append(int(d.name))
-    return out
-
-
 @dataclass
 class RealNode:
     """A started real node. Create with :func:`start_real_node`; ``stop()`` undoes it."""
@@ -135,6 +113,7 @@ class RealNode:
     before: HostState
     raw_iptables: dict[str, str]
     lock: socket.socket
+    record: Path  # what recovery.py needs if this harness is killed; gone after stop()
     processes: list[ManagedProcess] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)  # name ("exporter") -> reference
     timings: dict[str, float] = field(default_factory=dict)
@@ -143,6 +122,19 @@ class RealNode:
 
     def ctr(self, *args: str) -> str:
         return ctr(self.containerd, *args)
+
+    def owned(self) -> Owned:
+        return Owned(
+            mount_prefixes=(str(self.state_dir), "/run/containerd", "/run/netns",
+                            str(KUBELET_ROOT)),
+            propagation_roots=("/sys",),
+            link_prefixes=(BRIDGE, "veth"),
+        )
+
+    def write_record(self) -> None:
+        write_record(self.record, NodeRecord(
+            self.before, self.raw_iptables, self.owned(), str(self.containerd.socket),
+            {p.name: p.pid for p in self.processes}))
 
     def stop(self) -> list[str]:
         """Stop everything and restore the host; returns what could not be undone."""
@@ -153,42 +145,18 @@ class RealNode:
             for proc in reversed([p for p in self.processes if p.name.startswith("kubelet")]):
                 self.supervisor.stop_one(proc)
             try:
-                self._kill_containers()
+                kill_pods(str(self.containerd.socket))
             except OSError as err:  # a pid or cgroup gone meanwhile: restore still runs
                 self.problems.append(f"killing containers: {err!r}")
             for proc in reversed(self.processes):
                 if proc.running() or proc in self.supervisor.processes:
                     self.supervisor.stop_one(proc)
-            self.problems += hostchanges.restore(
-                self.before,
-                Owned(
-                    mount_prefixes=(str(self.state_dir), "/run/containerd", "/run/netns",
-                                    str(KUBELET_ROOT)),
-                    propagation_roots=("/sys",),
-                    link_prefixes=(BRIDGE, "veth"),
-                ),
-                self.raw_iptables,
-            )
+            self.problems += hostchanges.restore(self.before, self.owned(), self.raw_iptables)
+            if not self.problems:
+                self.record.unlink(missing_ok=True)
         finally:
             self.lock.close()
         return self.problems
-
-    def _kill_containers(self) -> None:
-        shims = _shim_pids(self.containerd.socket)
-        for _ in range(50):
-            pids = set()
-            for hierarchy in CGROUP_ROOT.iterdir():
-                if (hierarchy / KUBEPODS).is_dir():
-                    pids |= _pids_in(hierarchy / KUBEPODS)
-            if not pids:
-                break
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.1)
-        for pid in shims:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
 
 
 def _run(argv: Sequence[str]) -> None:
@@ -219,6 +187,11 @@ def start_real_node(
         raise ConfigError("a real node needs root (kubelet, containerd, iptables, mounts)")
     t0 = time.monotonic()
     lock = _acquire_lock(lock_timeout_s)
+    record = record_path()
+    left = recover(record)  # a node whose harness was killed: undo it first
+    if left:
+        lock.close()
+        raise ConfigError(f"could not undo a killed real node ({record}): {left}")
     raw = {"ip": hostchanges.iptables_save("ip"), "ip6": hostchanges.iptables_save("ip6")}
     before = hostchanges.take()
     leftovers = stale_leftovers(before, raw["ip"])
@@ -232,7 +205,8 @@ def start_real_node(
     port, healthz = free_ports(2)
     setup = KubeletSetup(name, address, state_dir / "kubelet", paths.socket, pki.ca_cert,
                          port, healthz)
-    node = RealNode(name, address, state_dir, supervisor, paths, setup, before, raw, lock)
+    node = RealNode(name, address, state_dir, supervisor, paths, setup, before, raw, lock,
+                    record)
     try:
         _start(node, kubelet, pki, admin_kubeconfig, apiserver_port, pause, images, timeout_s)
     except BaseException:
@@ -250,6 +224,7 @@ def _start(node: RealNode, kubelet: Path, pki: Pki, admin: Path, apiserver_port:
 
     t0 = time.monotonic()
     sup, paths, setup = node.supervisor, node.containerd, node.setup
+    node.write_record()  # from the first host change on, a killed harness is recoverable
     if dict(node.before.mounts).get("/sys") != "shared":
         _run(["mount", "--make-rshared", "/sys"])
     paths.cni_conf_dir.mkdir(parents=True, exist_ok=True)
@@ -258,6 +233,7 @@ def _start(node: RealNode, kubelet: Path, pki: Pki, admin: Path, apiserver_port:
     paths.config.write_text(containerd_config(paths, pause.ref))
     cd = sup.start("containerd", containerd_args(paths))
     node.processes.append(cd)
+    node.write_record()
     wait_until("containerd to answer", lambda: bool(ctr(paths, "version")), timeout_s,
                interval_s=0.1, procs=[cd])
     import_image(paths, pause.archive, pause.ref)
@@ -272,6 +248,7 @@ def _start(node: RealNode, kubelet: Path, pki: Pki, admin: Path, apiserver_port:
     write_kubeconfig(setup.config_path, kubelet_config(setup))
     kl = sup.start("kubelet", kubelet_args(kubelet, setup))
     node.processes.append(kl)
+    node.write_record()
 
     def import_all() -> None:  # meanwhile: no pod needs these before the node is Ready
         for image in images:
