@@ -100,6 +100,11 @@ class CgroupReader:
             cpu = next((self.root / n for n in _V1_CPU if (self.root / n).is_dir()), None)
             self._cpu_root = cpu if cpu is not None else self.root / "cpu,cpuacct"
             self._mem_root = self.root / "memory"
+        # cpu.shares lives in the cpu controller's hierarchy; where the kernel mounts cpu and
+        # cpuacct apart (seen on the harness's real node: /sys/fs/cgroup/cpu and .../cpuacct)
+        # the same relative path under "cpu" holds it
+        separate = self.version == 1 and self._cpu_root.name == "cpuacct" and (self.root / "cpu").is_dir()
+        self._shares_root_b = os.fsencode(self.root / "cpu") if separate else None
         self._cpu_name = b"cpu.stat" if self.version == 2 else b"cpuacct.usage"
         self._mem_name = b"memory.current" if self.version == 2 else b"memory.usage_in_bytes"
         self._root_file = os.fsencode(self._cpu_root) + b"/" + self._cpu_name
@@ -271,7 +276,10 @@ class CgroupReader:
             if weight is None:
                 return None
             return (weights or CpuWeightMap()).cores(weight)
-        raw = _read_small(c.dir + b"/cpu.shares")
+        directory = c.dir
+        if self._shares_root_b is not None and directory.startswith(self._cpu_root_b):
+            directory = self._shares_root_b + directory[len(self._cpu_root_b):]
+        raw = _read_small(directory + b"/cpu.shares")
         shares = _counter(raw) if raw is not None else None
         return cores_from_shares(shares) if shares is not None else None
 
