@@ -5,7 +5,7 @@ UTC day and whose UID hashes to one of ``SHARDS`` shards; when an object would g
 ``MAX_OBJECT_BYTES`` the next entries go to a link object (``...-1``, ``...-2``). Why this
 shape (docs/architecture.md "The accounting record"): etcd refuses objects over 1.5 MiB and
 slows with many small ones; at 100,000 Jobs a month in one namespace a day holds ~3,300
-entries of ~3 KB, ~650 KiB per shard (bench/bench_records.py), and a quiet namespace creates
+entries of ~3 KB, ~660 KiB per shard (bench/bench_records.py), and a quiet namespace creates
 only the shards its Jobs hash to. The name of the object a Job's entry lives in follows from the Job's
 namespace, finish time and UID alone, so exactly-once needs no index: look there first.
 
