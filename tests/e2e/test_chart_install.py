@@ -22,7 +22,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -390,40 +390,38 @@ def query(url: str, expr: str) -> list[dict[str, Any]]:
     return list(body["data"]["result"])
 
 
+def vm_exporter(start_process: Any, root: Path, node: str, cpus: int, args: Sequence[str] = (),
+                env: dict[str, str] | None = None) -> tuple[int, Any]:
+    """`carbontrack exporter` for a "VM" (fake /proc, no powercap, no cgroups, no NVML, no
+    API server): (its port, its process)."""
+    from carbontrack.sim.procfs import FakeProcStat, write_cpuinfo, write_meminfo
+
+    for d in ("sys", "proc", "state"):
+        (root / d).mkdir(parents=True)
+    FakeProcStat(root / "proc", cpus).advance(10, 1)
+    write_cpuinfo(root / "proc", model_name="Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", n_cpus=cpus)
+    write_meminfo(root / "proc", cpus * 4 << 30)
+    port = free_port()
+    proc = start_process(f"{node}-exporter", [
+        sys.executable, "-m", "carbontrack", "exporter", f"--node-name={node}", *args,
+        f"--sysfs={root / 'sys'}", f"--procfs={root / 'proc'}", f"--state-dir={root / 'state'}",
+        f"--listen=127.0.0.1:{port}", "--interval=0.5", "--no-kube", "--no-nvml"], env=env)
+    return port, proc
+
+
 def test_every_dashboard_rule_and_alert_query_returns_series(
     devstack: Any, admin: client.ApiClient, release: subprocess.CompletedProcess[str], namespace: str,
     start_process: Any, batch_v1: Any, custom_objects: Any, tmp_path: Path,
 ) -> None:
-    from carbontrack.sim.procfs import FakeProcStat, write_cpuinfo, write_meminfo
-
     # An extra exporter on a "VM": no powercap, no cgroups, no zone. Its sources are down,
     # it has no grid intensity, and it is killed later (exporter down).
-    extra = tmp_path / "extra"
-    for d in ("sys", "proc", "state"):
-        (extra / d).mkdir(parents=True)
-    FakeProcStat(extra / "proc", 4).advance(10, 1)
-    write_cpuinfo(extra / "proc", model_name="Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", n_cpus=4)
-    write_meminfo(extra / "proc", 16 << 30)
-    extra_port = free_port()
-    extra_proc = start_process("chart-extra-exporter", [
-        sys.executable, "-m", "carbontrack", "exporter", "--node-name=chart-vm-0",
-        f"--sysfs={extra / 'sys'}", f"--procfs={extra / 'proc'}", f"--state-dir={extra / 'state'}",
-        f"--listen=127.0.0.1:{extra_port}", "--interval=0.5", "--no-kube", "--no-nvml"])
-
+    extra_port, extra_proc = vm_exporter(start_process, tmp_path / "extra", "chart-vm-0", cpus=4)
     # And one in zone DE whose live intensity provider does not answer (nothing listens on
     # its base URL): the static factor stands in, CarbonTrackGridIntensityFallback's case.
-    live = tmp_path / "live"
-    for d in ("sys", "proc", "state"):
-        (live / d).mkdir(parents=True)
-    FakeProcStat(live / "proc", 2).advance(10, 1)
-    write_cpuinfo(live / "proc", model_name="Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", n_cpus=2)
-    write_meminfo(live / "proc", 8 << 30)
-    live_port = free_port()
-    start_process("chart-live-exporter", [
-        sys.executable, "-m", "carbontrack", "exporter", "--node-name=chart-live-0", "--zone=DE",
-        "--intensity-provider=electricitymaps", f"--intensity-base-url=http://127.0.0.1:{free_port()}",
-        f"--sysfs={live / 'sys'}", f"--procfs={live / 'proc'}", f"--state-dir={live / 'state'}",
-        f"--listen=127.0.0.1:{live_port}", "--interval=0.5", "--no-kube", "--no-nvml"],
+    live_port, _ = vm_exporter(
+        start_process, tmp_path / "live", "chart-live-0", cpus=2,
+        args=["--zone=DE", "--intensity-provider=electricitymaps",
+              f"--intensity-base-url=http://127.0.0.1:{free_port()}"],
         env={"ELECTRICITYMAPS_API_TOKEN": "e2e-not-a-real-token"})
 
     # This test's Prometheus loads the chart's rules and scrapes the exporters, the extra

@@ -8,7 +8,6 @@ write alice attempts goes through authentication, RBAC and admission like a user
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import test_operator as op_e2e  # its in-process operator and helpers, as test_faults_operator does
 import yaml
 from kubernetes import client, dynamic
 from kubernetes.client.exceptions import ApiException
@@ -35,17 +35,6 @@ POLICY_TEMPLATES = ("templates/admission-policies.yaml", "templates/user-rbac.ya
                     "templates/operator-rbac.yaml")
 OWNED_BY_OPERATOR = "are written only by the CarbonTrack operator"
 
-
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-op_e2e = _load("carbontrack_e2e_operator_helpers", HERE / "test_operator.py")
 
 
 @dataclass
@@ -204,6 +193,13 @@ def _job(name: str, team: str, **kw: Any) -> dict[str, Any]:
     return sim_job(name, labels={"team": team}, **kw)
 
 
+def _recorded_jobs(g: Guarded, bodies: list[dict[str, Any]], wait_for: Any) -> dict[str, dict[str, Any]]:
+    """Create the Jobs as alice and wait for the operator's record of each: UID -> entry,
+    in creation order."""
+    uids = [g.batch(g.alice).create_namespaced_job(g.namespace, b).metadata.uid for b in bodies]
+    return {uid: _record_of(g, uid, wait_for) for uid in uids}
+
+
 # ------------------------------------------------------------------------------ tests
 def test_users_cannot_set_or_change_the_operators_annotations(guarded: Guarded) -> None:
     g, ns = guarded, guarded.namespace
@@ -294,9 +290,8 @@ def test_budget_created_mid_period_counts_earlier_jobs_and_holds_50_new_ones_at_
 ) -> None:
     g, ns = guarded, guarded.namespace
     batch = g.batch(g.alice)
-    uids = [batch.create_namespaced_job(ns, _job(f"early-{i}", "hold", run_seconds=2.0)).metadata.uid
-            for i in range(2)]
-    records = [_record_of(g, uid, wait_for) for uid in uids]
+    early = _recorded_jobs(g, [_job(f"early-{i}", "hold", run_seconds=2.0) for i in range(2)], wait_for)
+    uids, records = list(early), list(early.values())
     # created after the Jobs were accounted: its ledger has them (the period's earlier Jobs)
     g.custom(g.admin).create_namespaced_custom_object(GROUP, VERSION, ns, "carbonbudgets", op_e2e.budget_body(
         "hold", "0.01mg", action="Suspend", selector={"matchLabels": {"team": "hold"}}))
@@ -406,8 +401,8 @@ def test_month_report_lists_ttl_deleted_jobs_and_equals_the_ledger_across_an_ope
     bodies = [_job(f"ttl-{i}", "ttl", run_seconds=2.0 + i) for i in range(3)]
     for body in bodies:
         body["spec"]["ttlSecondsAfterFinished"] = 0
-    uids = [g.batch(g.alice).create_namespaced_job(ns, b).metadata.uid for b in bodies]
-    records = {uid: _record_of(g, uid, wait_for) for uid in uids}
+    records = _recorded_jobs(g, bodies, wait_for)
+    uids = list(records)
 
     def all_gone() -> bool:
         names = {j.metadata.name for j in g.batch(g.admin).list_namespaced_job(ns).items}
@@ -451,10 +446,8 @@ def test_a_corrupted_record_entry_is_reported_and_never_counted(
     guarded: Guarded, guarded_operator: OperatorRun, wait_for: Any,
 ) -> None:
     g, ns = guarded, guarded.namespace
-    batch = g.batch(g.alice)
-    uids = [batch.create_namespaced_job(ns, _job(f"audit-{i}", "audit", run_seconds=2.0)).metadata.uid
-            for i in range(2)]
-    records = {uid: _record_of(g, uid, wait_for) for uid in uids}
+    records = _recorded_jobs(g, [_job(f"audit-{i}", "audit", run_seconds=2.0) for i in range(2)], wait_for)
+    uids = list(records)
     bad = uids[0]
     objs = g.custom(g.admin).list_namespaced_custom_object(GROUP, VERSION, ns, "carbonrecords")["items"]
     holder = next(o for o in objs if bad in (o["spec"].get("entries") or {}))
