@@ -443,7 +443,7 @@ def test_month_report_lists_ttl_deleted_jobs_and_equals_the_ledger_across_an_ope
 
 
 def test_a_corrupted_record_entry_is_reported_and_never_counted(
-    guarded: Guarded, guarded_operator: OperatorRun, wait_for: Any,
+    guarded: Guarded, guarded_operator: OperatorRun, devstack: Any, wait_for: Any, tmp_path: Path,
 ) -> None:
     g, ns = guarded, guarded.namespace
     records = _recorded_jobs(g, [_job(f"audit-{i}", "audit", run_seconds=2.0) for i in range(2)], wait_for)
@@ -466,6 +466,16 @@ def test_a_corrupted_record_entry_is_reported_and_never_counted(
     assert event.involved_object.kind == "CarbonRecord" and event.involved_object.name == holder["metadata"]["name"]
     assert guarded_operator.metric("carbontrack_operator_accounting_failures_total",
                                    {"reason": "malformed_record"}) >= 1
+    # the report leaves it out, says so with the same message, and keeps the sound entry
+    res = subprocess.run([sys.executable, "-m", "carbontrack", "report", "--cluster", "--kubeconfig",
+                          str(devstack.cluster.kubeconfig), "-n", ns, "-l", "team=audit", "--format", "json",
+                          "-o", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert [x["job_uid"] for x in doc["line_items"]] == [uids[1]]
+    skipped = [x for x in doc["skipped_jobs"] if bad in x["reason"]]
+    assert len(skipped) == 1 and "co2eGrams 'a lot'" in skipped[0]["reason"]
+    assert bad in res.stderr and "left out" in res.stderr
 
 
 def test_a_corrupted_budget_status_is_corrected_and_a_wrongly_held_job_released(
