@@ -276,3 +276,28 @@ def test_node_record_round_trips_through_json() -> None:
         {"ip": "*filter\n", "ip6": ""}, Owned(("/s",), ("/sys",), ("ctbr0", "veth")),
         "/s/containerd.sock", {"kubelet": 12, "containerd": 11})
     assert from_json(to_json(r)) == r
+
+
+def test_kubepods_pids_skip_cgroups_removed_during_the_walk(tmp_path: Path, monkeypatch) -> None:
+    """CI saw teardown fail with FileNotFoundError: runc removed a container's cgroup while
+    kill_pods walked the tree. A directory that vanishes mid-walk must be skipped."""
+    import os
+    import shutil
+
+    from carbontrack.devcluster.recovery import kubepods_pids
+
+    kept = tmp_path / "cpu" / "kubepods" / "podA" / "c1"
+    gone = tmp_path / "cpu" / "kubepods" / "podB" / "c2"
+    for d, pid in ((kept, "123\n"), (gone, "456\n")):
+        d.mkdir(parents=True)
+        (d / "cgroup.procs").write_text(pid)
+    (tmp_path / "memory").mkdir()  # a hierarchy without kubepods
+    real_scandir = os.scandir
+
+    def vanishing(path):  # type: ignore[no-untyped-def]
+        if not isinstance(path, int) and Path(path) == gone.parent:  # rmtree scans fds
+            shutil.rmtree(gone.parent)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", vanishing)
+    assert kubepods_pids(tmp_path) == {123}

@@ -72,7 +72,7 @@ def _cmdline(pid: int) -> list[bytes]:
 def shim_pids(socket_path: str) -> list[int]:
     """containerd's shims leave its process group; they name its socket in argv."""
     out = []
-    for d in Path("/proc").iterdir():
+    for d in list(Path("/proc").iterdir()):
         if d.name.isdigit():
             argv = _cmdline(int(d.name))
             if argv and argv[0].endswith(b"containerd-shim-runc-v2") and socket_path.encode() in argv:
@@ -80,15 +80,31 @@ def shim_pids(socket_path: str) -> list[int]:
     return out
 
 
+def kubepods_pids(cgroup_root: Path = CGROUP_ROOT) -> set[int]:
+    """Every pid in a kubepods cgroup of any hierarchy.
+
+    The kubelet and runc remove cgroups while this walks them (a container's cgroup is
+    gone within 0.3 s of its exit), so a directory that vanishes mid-walk is skipped:
+    ``os.walk`` ignores scandir errors, where ``Path.rglob`` on Python 3.11 raises
+    FileNotFoundError and would abort the whole teardown."""
+    pids: set[int] = set()
+    try:
+        hierarchies = list(cgroup_root.iterdir())
+    except OSError:
+        return pids
+    for hierarchy in hierarchies:
+        for dirpath, _dirs, files in os.walk(hierarchy / KUBEPODS):
+            if "cgroup.procs" in files:
+                with contextlib.suppress(OSError, ValueError):
+                    pids |= {int(x) for x in Path(dirpath, "cgroup.procs").read_text().split()}
+    return pids
+
+
 def kill_pods(socket_path: str, cgroup_root: Path = CGROUP_ROOT) -> None:
     """SIGKILL every process in the kubepods cgroups, then the shims of ``socket_path``."""
     shims = shim_pids(socket_path)
     for _ in range(50):
-        pids: set[int] = set()
-        for hierarchy in cgroup_root.iterdir():
-            for procs in (hierarchy / KUBEPODS).rglob("cgroup.procs"):
-                with contextlib.suppress(OSError, ValueError):
-                    pids |= {int(x) for x in procs.read_text().split()}
+        pids = kubepods_pids(cgroup_root)
         if not pids:
             break
         for pid in pids:
