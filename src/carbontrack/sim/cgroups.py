@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,6 +167,20 @@ class FakeCgroupTree:
             self._write_cpu(c.conmon_dirs, c.conmon_cpu_usec)
             usec += cu
         self._root_usec += usec
+        self._write_root()
+
+    def advance_cpu_many(self, charges: Mapping[tuple[str, str], float]) -> None:
+        """``advance_cpu`` for many (pod uid, container name) pairs at once, writing the root's
+        total once: a driver that charges every container each step would otherwise rewrite
+        the root file once per container."""
+        total = 0
+        for (uid, name), seconds in charges.items():
+            c = self.pods[uid].containers[name]
+            usec = round(seconds * 1e6)
+            c.cpu_usec += usec
+            self._write_cpu(c.dirs, c.cpu_usec)
+            total += usec
+        self._root_usec += total
         self._write_root()
 
     def advance_system(self, seconds: float) -> None:
