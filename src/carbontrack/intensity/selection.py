@@ -13,8 +13,12 @@ provider               ``--intensity-provider`` /            ``static`` (the pac
                        ``CARBONTRACK_INTENSITY_PROVIDER``    catalogue)
 base URL               ``--intensity-base-url`` /            the provider's public API
                        ``CARBONTRACK_INTENSITY_BASE_URL``
-WattTime regions       ``--watttime-region ZONE=REGION`` /   none (WattTime needs one per zone)
-                       ``WATTTIME_REGIONS`` (comma-separated)
+WattTime regions       ``--watttime-region ZONE=REGION`` /   none (WattTime needs one per zone,
+                       ``WATTTIME_REGIONS`` (comma-separated) or a location below)
+WattTime locations     ``--watttime-location ZONE=LAT,LON``  none (region asked once from
+                       / ``WATTTIME_LOCATIONS`` (;-separated) ``/v3/region-from-loc``)
+GB region              ``--gb-region postcode:RG10`` or      national
+                       ``regionid:N`` / ``CARBONTRACK_GB_REGION``
 overrides              ``--intensity-overrides FILE`` /      none
                        ``CARBONTRACK_INTENSITY_OVERRIDES``
 market-based factors   ``--market-factors FILE`` /           none
@@ -38,6 +42,7 @@ and can map it to its own zone.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import time
@@ -49,6 +54,7 @@ from pathlib import Path
 from ..core.errors import ConfigError
 from ..core.types import IntensityLookup
 from .catalogue import Catalogue
+from .forecast import ForecastSource, ForecastUnusable
 from .live import Backoff, GuardedProvider
 from .market import MarketFactors
 from .overrides import OverrideLookup
@@ -66,6 +72,8 @@ ENV_EM_TOKEN = "ELECTRICITYMAPS_API_TOKEN"
 ENV_WT_USERNAME = "WATTTIME_USERNAME"
 ENV_WT_PASSWORD = "WATTTIME_PASSWORD"
 ENV_WT_REGIONS = "WATTTIME_REGIONS"
+ENV_WT_LOCATIONS = "WATTTIME_LOCATIONS"
+ENV_GB_REGION = "CARBONTRACK_GB_REGION"
 
 # How long one answer is reused, per provider, from how often each publishes:
 # Electricity Maps hourly points (10 min: a new hour's point is seen within 10 min of
@@ -84,6 +92,8 @@ class IntensityConfig:
     provider: str = "static"
     base_url: str | None = None  # None: the provider's public API
     watttime_regions: tuple[tuple[str, str], ...] = ()  # (zone key, WattTime region)
+    watttime_locations: tuple[tuple[str, tuple[float, float]], ...] = ()  # (zone, (lat, lon))
+    gb_region: str | None = None  # "postcode:RG10" / "regionid:3"; None: national
     overrides_file: Path | None = None
     market_file: Path | None = None
     cache_ttl_s: float | None = None  # None: CACHE_TTL_S[provider]
@@ -100,6 +110,9 @@ class IntensityConfig:
             raise ConfigError(f"intensity cache TTL {self.cache_ttl_s!r}: give seconds >= 0")
         if not self.backoff_s > 0:
             raise ConfigError(f"intensity backoff {self.backoff_s!r}: give seconds > 0")
+        if self.gb_region is not None:
+            from .providers.gb import parse_region
+            parse_region(self.gb_region)  # a bad region is an error now, before any work
 
     @property
     def live(self) -> bool:
@@ -118,12 +131,32 @@ def parse_regions(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def parse_locations(items: Sequence[str]) -> tuple[tuple[str, tuple[float, float]], ...]:
+    """``ZONE=LAT,LON`` items (flags, or the ;-separated WATTTIME_LOCATIONS)."""
+    out = []
+    for item in items:
+        zone, sep, where = item.partition("=")
+        lat, comma, lon = where.partition(",")
+        try:
+            point = (float(lat), float(lon))
+        except ValueError:
+            point = (math.nan, math.nan)
+        if (not sep or not comma or not zone.strip() or not -90 <= point[0] <= 90
+                or not -180 <= point[1] <= 180):
+            raise ConfigError(f"WattTime location {item!r}: expected ZONE=LAT,LON, e.g. "
+                              "US-CAL-CISO=37.77,-122.42")
+        out.append((zone.strip(), point))
+    return tuple(out)
+
+
 def config_from(
     env: Mapping[str, str],
     *,
     provider: str | None = None,
     base_url: str | None = None,
     watttime_regions: Sequence[str] = (),
+    watttime_locations: Sequence[str] = (),
+    gb_region: str | None = None,
     overrides_file: Path | None = None,
     market_file: Path | None = None,
     cache_ttl_s: float | None = None,
@@ -132,12 +165,16 @@ def config_from(
     """Flags (the keyword arguments) win over the environment; empty means not given."""
     regions = list(watttime_regions) or [
         r for r in env.get(ENV_WT_REGIONS, "").split(",") if r.strip()]
+    locations = list(watttime_locations) or [
+        r for r in env.get(ENV_WT_LOCATIONS, "").split(";") if r.strip()]
     overrides = overrides_file or (Path(env[ENV_OVERRIDES]) if env.get(ENV_OVERRIDES) else None)
     market = market_file or (Path(env[ENV_MARKET]) if env.get(ENV_MARKET) else None)
     return IntensityConfig(
         provider=(provider or env.get(ENV_PROVIDER, "") or "static").strip().lower(),
         base_url=base_url or env.get(ENV_BASE_URL) or None,
         watttime_regions=parse_regions(regions),
+        watttime_locations=parse_locations(locations),
+        gb_region=gb_region or env.get(ENV_GB_REGION) or None,
         overrides_file=overrides, market_file=market, cache_ttl_s=cache_ttl_s,
         backoff_s=30.0 if backoff_s is None else backoff_s,
     )
@@ -156,6 +193,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--watttime-region", action="append", default=[], metavar="ZONE=REGION",
                    help=f"WattTime region for a zone key, repeatable (default: "
                         f"${ENV_WT_REGIONS}, comma-separated)")
+    g.add_argument("--watttime-location", action="append", default=[], metavar="ZONE=LAT,LON",
+                   help=f"WattTime region for a zone from a location (asked once from "
+                        f"/v3/region-from-loc), repeatable (default: ${ENV_WT_LOCATIONS}, "
+                        f";-separated)")
+    g.add_argument("--gb-region", default=None, metavar="postcode:OUTWARD|regionid:N",
+                   help=f"GB provider: regional intensity for an outward postcode (RG10) or a "
+                        f"region id 1-17 instead of national (default: ${ENV_GB_REGION})")
     g.add_argument("--intensity-overrides", type=Path, default=None, metavar="FILE",
                    help=f"JSON list of user factors {{zone, g_per_kwh, source}} that replace "
                         f"the lookup's (default: ${ENV_OVERRIDES})")
@@ -172,7 +216,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(a: argparse.Namespace, env: Mapping[str, str]) -> IntensityConfig:
     return config_from(
         env, provider=a.intensity_provider, base_url=a.intensity_base_url,
-        watttime_regions=a.watttime_region, overrides_file=a.intensity_overrides,
+        watttime_regions=a.watttime_region, watttime_locations=a.watttime_location,
+        gb_region=a.gb_region, overrides_file=a.intensity_overrides,
         market_file=a.market_factors, cache_ttl_s=a.intensity_cache_ttl,
         backoff_s=a.intensity_backoff,
     )
@@ -201,6 +246,14 @@ class Selection:
     @property
     def provider(self) -> str:
         return self.config.provider
+
+    def forecaster(self) -> ForecastSource:
+        """The live provider as a forecast source; ForecastUnusable (the visible reason)
+        when the selection has none (the static catalogue publishes no forecast)."""
+        if self.live is None:
+            raise ForecastUnusable("no forecast: the intensity provider is static (select "
+                                   "electricitymaps, watttime or gb with --intensity-provider)")
+        return self.live.provider
 
     def resolve(
         self,
@@ -232,13 +285,15 @@ def _provider(config: IntensityConfig, catalogue: Catalogue, env: Mapping[str, s
     if config.provider == "watttime":
         user = _required(env, ENV_WT_USERNAME, config.provider)
         password = _required(env, ENV_WT_PASSWORD, config.provider)
-        if not config.watttime_regions:
+        if not config.watttime_regions and not config.watttime_locations:
             raise ConfigError("intensity provider watttime needs a WattTime region per zone: "
                               f"--watttime-region ZONE=REGION or ${ENV_WT_REGIONS} (e.g. "
-                              "US-CAL-CISO=CAISO_NORTH)")
+                              "US-CAL-CISO=CAISO_NORTH), or --watttime-location ZONE=LAT,LON")
         return watttime.WattTimeProvider(catalogue, user, password, dict(config.watttime_regions),
+                                         locations=dict(config.watttime_locations),
                                          client=client(watttime.DEFAULT_BASE_URL), now=now)
-    return gb.GbCarbonIntensityProvider(catalogue, client=client(gb.DEFAULT_BASE_URL), now=now)
+    return gb.GbCarbonIntensityProvider(catalogue, client=client(gb.DEFAULT_BASE_URL), now=now,
+                                        region=config.gb_region)
 
 
 def _http(config: IntensityConfig) -> HttpSettings:

@@ -21,6 +21,7 @@ from ...core.errors import CarbonTrackError, ConfigError, UnknownZoneError
 from ...core.redact import redact
 from ...core.types import IntensityFactor
 from ..catalogue import Catalogue
+from ..forecast import Forecast, ForecastUnusable
 from ..series import as_utc
 
 log = logging.getLogger("carbontrack.intensity")
@@ -77,6 +78,25 @@ class LiveProvider(ABC):
     def _secrets(self) -> tuple[str, ...]:
         """The provider's credentials, redacted from fallback reasons."""
         return ()
+
+    def forecast(self, zone: str) -> Forecast:
+        """The provider's forecast for ``zone`` from now on. Any failure (HTTP status,
+        rate limit, malformed or wrongly shaped body, a forecast in the past) raises
+        :class:`ForecastUnusable` with the reason, credentials redacted; there is no
+        static stand-in for a forecast."""
+        try:
+            return self._forecast(zone, self._now())
+        except ForecastUnusable as err:
+            reason = str(err)
+        except CarbonTrackError as err:
+            reason = f"{self.name} forecast: {err}"
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError,
+                RecursionError) as err:
+            reason = f"{self.name} forecast: unexpected response ({type(err).__name__}: {err})"
+        raise ForecastUnusable(redact(reason, self._secrets())) from None
+
+    def _forecast(self, zone: str, now: datetime) -> Forecast:
+        raise ForecastUnusable(f"{self.name} publishes no forecast")
 
     @abstractmethod
     def _live(self, zone: str, start: datetime, end: datetime) -> IntensityFactor:

@@ -17,6 +17,7 @@ from typing import Any
 from ...core.errors import ConfigError, UnknownZoneError
 from ...core.types import Accounting, Averaging, Basis, IntensityFactor, Lifecycle
 from ..catalogue import Catalogue
+from ..forecast import Forecast, build_forecast, spacing
 from ..series import Point, ceil_time, floor_time, parse_time, time_weighted_mean
 from .base import LiveProvider, NoData, utc_now
 from .http import HttpSettings, JsonHttpClient
@@ -99,6 +100,33 @@ class ElectricityMapsProvider(LiveProvider):
             year=start.year, licence=LICENCE,
             basis=Basis(Averaging.AVERAGE, lifecycle, Accounting.LOCATION),
         )
+
+
+    def _forecast(self, zone: str, now: datetime) -> Forecast:
+        """``GET /carbon-intensity/forecast?zone=`` -> ``{"zone","forecast":[{carbonIntensity,
+        datetime}],"updatedAt"}``. Points give only their start: each lasts until the next
+        (hourly by default; the spacing of the answer decides, so 15-minute forecasts work)."""
+        em_zone = self.em_zone(zone)
+        body = self.client.get_json(
+            "carbon-intensity/forecast",
+            {"zone": em_zone, "emissionFactorType": self._factor_type},
+            {"auth-token": self._token})
+        rows = [r for r in body["forecast"] if r.get("carbonIntensity") is not None]
+        starts = [parse_time(r["datetime"]) for r in rows]
+        step = spacing(starts, HOUR)
+        points = []
+        for row, start in zip(rows, starts, strict=True):
+            value = row["carbonIntensity"]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise NoData(f"implausible carbonIntensity {value!r}")
+            points.append(Point(start, start + step, float(value)))
+        lifecycle = Lifecycle.DIRECT if self._factor_type == "direct" else Lifecycle.LIFECYCLE
+        updated = body.get("updatedAt")
+        return build_forecast(
+            zone, points, now=now,
+            source=f"Electricity Maps API v3 forecast ({em_zone}; consumption-based)",
+            basis=Basis(Averaging.AVERAGE, lifecycle, Accounting.LOCATION),
+            generated_at=parse_time(updated) if isinstance(updated, str) else None)
 
 
 def _points(rows: list[dict[str, Any]]) -> tuple[list[Point], str]:

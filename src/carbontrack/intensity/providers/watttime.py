@@ -19,6 +19,7 @@ from typing import Any
 from ...core.errors import ConfigError
 from ...core.types import Accounting, Averaging, Basis, IntensityFactor, Lifecycle
 from ..catalogue import Catalogue
+from ..forecast import Forecast, build_forecast
 from ..series import Average, Point, ceil_time, floor_time, parse_time, time_weighted_mean
 from .base import LiveProvider, NoData, utc_now
 from .http import HttpSettings, HttpStatusError, JsonHttpClient, basic_auth
@@ -41,6 +42,8 @@ class WattTimeProvider(LiveProvider):
         password: str,
         regions: Mapping[str, str],
         *,
+        locations: Mapping[str, tuple[float, float]] | None = None,
+        horizon_hours: int = 24,
         base_url: str = DEFAULT_BASE_URL,
         signal_type: str = "co2_moer",
         token_ttl: timedelta = timedelta(minutes=25),
@@ -57,6 +60,11 @@ class WattTimeProvider(LiveProvider):
         self._auth = basic_auth(username, password)
         self._password = password  # only to redact it from messages
         self._regions = {k.strip().upper(): v for k, v in regions.items()}
+        # zone -> (latitude, longitude): the region comes from /v3/region-from-loc, once
+        self._locations = {k.strip().upper(): v for k, v in (locations or {}).items()}
+        if not 0 <= horizon_hours <= 72:
+            raise ConfigError(f"WattTime forecast horizon_hours must be 0-72, got {horizon_hours}")
+        self._horizon_hours = horizon_hours
         self._signal = signal_type
         self._token_ttl = token_ttl
         self._token: str | None = None
@@ -68,10 +76,26 @@ class WattTimeProvider(LiveProvider):
         return (self._password, self._auth, self._token or "")
 
     def region(self, zone: str) -> str:
-        region = self._regions.get(zone.strip().upper())
+        key = zone.strip().upper()
+        region = self._regions.get(key)
+        if region is None and key in self._locations:
+            region = self.region_from_location(*self._locations[key])
+            self._regions[key] = region  # a grid region does not move: ask once
         if region is None:
             raise NoData(f"no WattTime region configured for zone {zone!r} "
-                         f"(configured: {', '.join(sorted(self._regions)) or 'none'})")
+                         f"(configured: {', '.join(sorted({*self._regions, *self._locations})) or 'none'}; "
+                         "give --watttime-region ZONE=REGION or --watttime-location ZONE=LAT,LON)")
+        return region
+
+    def region_from_location(self, latitude: float, longitude: float) -> str:
+        """``GET /v3/region-from-loc?latitude=&longitude=&signal_type=`` -> ``{"region": ...}``."""
+        if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
+            raise ConfigError(f"location {latitude},{longitude} is not a latitude,longitude")
+        body = self._get("v3/region-from-loc", {
+            "latitude": f"{latitude:g}", "longitude": f"{longitude:g}", "signal_type": self._signal})
+        region = body.get("region") if isinstance(body, Mapping) else None
+        if not isinstance(region, str) or not region:
+            raise NoData(f"region-from-loc answered without a region for {latitude},{longitude}")
         return region
 
     def _login(self) -> str:
@@ -122,6 +146,20 @@ class WattTimeProvider(LiveProvider):
             year=start.year, licence=LICENCE,
             basis=Basis(averaging, Lifecycle.DIRECT, Accounting.LOCATION),
         )
+
+
+    def _forecast(self, zone: str, now: datetime) -> Forecast:
+        """``GET /v3/forecast?region=&signal_type=&horizon_hours=`` (5-minute points)."""
+        region = self.region(zone)
+        body = self._get("v3/forecast", {"region": region, "signal_type": self._signal,
+                                         "horizon_hours": str(self._horizon_hours)})
+        generated = (body.get("meta") or {}).get("generated_at")
+        averaging = Averaging.MARGINAL if self._signal == "co2_moer" else Averaging.AVERAGE
+        return build_forecast(
+            zone, _points(body), now=now,
+            source=f"WattTime API v3 forecast {self._signal} ({region})",
+            basis=Basis(averaging, Lifecycle.DIRECT, Accounting.LOCATION),
+            generated_at=parse_time(generated) if isinstance(generated, str) else None)
 
 
 def _points(body: Mapping[str, Any]) -> list[Point]:

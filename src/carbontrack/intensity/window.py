@@ -1,0 +1,83 @@
+"""When to start deferrable work: the lowest-carbon window before a deadline (pure).
+
+Used by the operator (deferrable Jobs) and by ``carbontrack run --until-low-carbon``.
+
+The candidates are: now, the start of every forecast point between now and the latest
+start, and the latest start itself. The latest start is the deadline: work is never held
+past it. Each candidate is scored by the forecast's time-weighted mean over
+``[start, start + duration)``. Only a window the forecast covers completely counts: one
+that reaches past the horizon or crosses a gap has no score. The lowest mean wins, and the
+earliest start breaks a tie, because waiting for nothing has a cost.
+
+A plan always says why, in one sentence a person can check against the forecast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from .forecast import Forecast
+from .series import as_utc, time_weighted_mean
+
+FULL = 1.0 - 1e-9  # coverage that counts as complete (float sums of overlaps)
+
+
+@dataclass(frozen=True)
+class Plan:
+    start: datetime  # when to run; <= deadline
+    wait: timedelta  # start - now (zero: at once)
+    reason: str
+    at_submission_g_per_kwh: float | None  # forecast mean for starting now (the counterfactual)
+    at_start_g_per_kwh: float | None  # forecast mean of the chosen window
+    basis: str = ""  # forecast source and basis, for records and reports
+
+    @property
+    def deferred(self) -> bool:
+        return self.wait > timedelta(0)
+
+
+def window_mean(forecast: Forecast, start: datetime, duration: timedelta) -> float | None:
+    """The forecast's mean over ``[start, start + duration)``, None unless fully covered."""
+    avg = time_weighted_mean(forecast.points, start, start + duration)
+    if avg is None or avg.coverage < FULL:
+        return None
+    if duration > timedelta(0) and any(start < g1 and g0 < start + duration for g0, g1 in forecast.gaps):
+        return None
+    return avg.g_per_kwh
+
+
+def at_once(now: datetime, reason: str) -> Plan:
+    """Run now, saying why (no forecast, deadline passed, ...)."""
+    return Plan(as_utc(now), timedelta(0), reason, None, None)
+
+
+def plan(forecast: Forecast, *, now: datetime, duration: timedelta, deadline: datetime) -> Plan:
+    now, deadline = as_utc(now), as_utc(deadline)
+    if duration <= timedelta(0):
+        raise ValueError(f"expected duration must be positive, got {duration}")
+    basis = f"{forecast.describe()}; basis {forecast.basis.label()}"
+    if deadline <= now:
+        return Plan(now, timedelta(0), f"deadline {deadline.isoformat()} has passed: runs at once",
+                    window_mean(forecast, now, duration), None, basis)
+    candidates = {now, deadline}
+    candidates |= {p.start for p in forecast.points if now < p.start < deadline}
+    scored = [(mean, start) for start in sorted(candidates)
+              if (mean := window_mean(forecast, start, duration)) is not None]
+    baseline = window_mean(forecast, now, duration)
+    if not scored:
+        return Plan(now, timedelta(0),
+                    f"no window of {duration} before {deadline.isoformat()} is covered by the "
+                    f"forecast ({forecast.describe()}): runs at once", baseline, None, basis)
+    best_mean, best_start = min(scored)  # ties: the earliest start (tuples sort by start)
+    if best_start == now:
+        reason = f"now is the lowest-carbon window before the deadline ({best_mean:.0f} g/kWh forecast)"
+    elif best_start == deadline and (window_mean(forecast, deadline, duration) == best_mean):
+        reason = (f"held until its deadline {deadline.isoformat()}: the forecast falls until then "
+                  f"({best_mean:.0f} g/kWh then"
+                  + (f" vs {baseline:.0f} now)" if baseline is not None else ")"))
+    else:
+        reason = (f"held until {best_start.isoformat()}, the lowest-carbon {duration} window "
+                  f"before {deadline.isoformat()} ({best_mean:.0f} g/kWh forecast"
+                  + (f" vs {baseline:.0f} now)" if baseline is not None else ")"))
+    return Plan(best_start, best_start - now, reason, baseline, best_mean, basis)
