@@ -200,7 +200,8 @@ def main(argv: list[str], make_watcher: WatcherFactory = build_watcher) -> int:
         watcher.health = partial(engine.mark_source, HEALTH_SOURCE)
     cache = ExpositionCache(lambda: engine.snapshot)
     try:
-        server = make_server(s.host, s.port, cache)
+        server = make_server(s.host, s.port, cache, tls=s.scrape_security.ssl_context(),
+                             guard=s.scrape_security.guard())
     except OSError as err:
         raise ConfigError(f"cannot listen on {s.host}:{s.port}: {err.strerror}; "
                           "pick another --listen") from err
@@ -216,7 +217,7 @@ def main(argv: list[str], make_watcher: WatcherFactory = build_watcher) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.start()
-    log.info("serving http://%s:%d/metrics every %.3g s (node %s, state %s)",
+    log.info("serving %s://%s:%d/metrics every %.3g s (node %s, state %s)", server.scheme,
              s.host, server.server_address[1], s.interval_s, s.node_name, s.state_dir)
     stop.wait()
     server.shutdown()

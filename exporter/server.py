@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.registry import CollectorRegistry
+
+from carbontrack.core.scrapeauth import REALM, ScrapeGuard
 
 from .collector import ExporterCollector, TextRenderer
 from .engine import Engine, Snapshot
@@ -82,13 +85,18 @@ class MetricsServer:
     arrive within ``request_timeout_s``, idle connections close after ``idle_timeout_s``,
     and beyond ``max_connections`` new connections are closed at once. Responses come
     from ExpositionCache (rendered at most once per collection cycle), so serving inline
-    on the event loop is cheap.
+    on the event loop is cheap. With ``tls`` it serves HTTPS (the handshake must also finish
+    within ``request_timeout_s``); ``guard`` decides who may read /metrics
+    (carbontrack.core.scrapeauth).
     """
 
     def __init__(self, host: str, port: int, cache: ExpositionCache, *,
                  max_connections: int = 64, request_timeout_s: float = 10.0,
-                 idle_timeout_s: float = 90.0, max_header_bytes: int = 16384) -> None:
+                 idle_timeout_s: float = 90.0, max_header_bytes: int = 16384,
+                 tls: ssl.SSLContext | None = None, guard: ScrapeGuard | None = None) -> None:
         self.cache = cache
+        self.guard = guard
+        self.scheme = "https" if tls is not None else "http"
         self.max_connections = max_connections
         self.request_timeout_s = request_timeout_s
         self.idle_timeout_s = idle_timeout_s
@@ -97,7 +105,8 @@ class MetricsServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.new_event_loop()
         self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._serve, host, port, limit=max_header_bytes))
+            asyncio.start_server(self._serve, host, port, limit=max_header_bytes, ssl=tls,
+                                 ssl_handshake_timeout=request_timeout_s if tls else None))
         self.server_address: tuple[str, int] = self._server.sockets[0].getsockname()[:2]
         self._thread = threading.Thread(target=self._loop.run_forever, name="http",
                                         daemon=True)
@@ -175,6 +184,10 @@ class MetricsServer:
             # its body (if any) is not read, so the connection cannot be reused
             await self._respond(writer, 405, b"only GET and HEAD\n", "text/plain", False)
             return False
+        elif path == "/metrics" and self.guard is not None and not self.guard.allows(
+                headers.get("authorization"), writer.get_extra_info("peercert")):
+            await self._respond(writer, 401, b"credentials required for /metrics\n", "text/plain",
+                                keep, method == "HEAD", (("WWW-Authenticate", REALM),))
         elif path == "/metrics":
             body = self.cache.render()
             await self._respond(writer, 200, body, CONTENT_TYPE_LATEST, keep, method == "HEAD")
@@ -187,17 +200,20 @@ class MetricsServer:
 
     @staticmethod
     async def _respond(writer: asyncio.StreamWriter, status: int, body: bytes, ctype: str,
-                       keep: bool, head: bool = False) -> None:
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found",
+                       keep: bool, head: bool = False,
+                       extra: tuple[tuple[str, str], ...] = ()) -> None:
+        reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
                   405: "Method Not Allowed"}[status]
-        writer.write(
-            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            f"Connection: {'keep-alive' if keep else 'close'}\r\n\r\n".encode("latin-1"))
+        head_lines = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
+                      f"Content-Length: {len(body)}\r\n"
+                      + "".join(f"{k}: {v}\r\n" for k, v in extra)
+                      + f"Connection: {'keep-alive' if keep else 'close'}\r\n\r\n")
+        writer.write(head_lines.encode("latin-1"))
         if not head:
             writer.write(body)
         await writer.drain()
 
 
-def make_server(host: str, port: int, cache: ExpositionCache) -> MetricsServer:
-    return MetricsServer(host, port, cache)
+def make_server(host: str, port: int, cache: ExpositionCache, *,
+                tls: ssl.SSLContext | None = None, guard: ScrapeGuard | None = None) -> MetricsServer:
+    return MetricsServer(host, port, cache, tls=tls, guard=guard)

@@ -11,7 +11,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from carbontrack.core import scrapeauth
 from carbontrack.core.errors import ConfigError
+from carbontrack.core.scrapeauth import ScrapeSecurity
 from carbontrack.intensity.selection import IntensityConfig, add_arguments, config_from_args
 
 from .attribution import IdlePolicy
@@ -48,6 +50,8 @@ class Settings:
     cpu_weight_map: str = "auto"
     retention_s: float = 600.0  # how long a finished container's series stay exported
     log_level: str = "INFO"
+    # TLS, client certificates and a bearer token for /metrics (core/scrapeauth.py)
+    scrape_security: ScrapeSecurity = field(default_factory=ScrapeSecurity)
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -91,6 +95,7 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds a finished container's series stay exported")
     p.add_argument("--log-level", default="INFO")
     add_arguments(p)
+    scrapeauth.add_arguments(p)
     return p
 
 
@@ -115,4 +120,5 @@ def from_args(argv: list[str]) -> Settings:
         pod_resources_dir=a.pod_resources_dir, idle_policy=IdlePolicy(a.idle_policy),
         cpu_weight_map=a.cpu_weight_map,
         retention_s=a.retention, log_level=a.log_level.upper(),
+        scrape_security=scrapeauth.from_args(a),
     )

@@ -15,7 +15,9 @@ from kubernetes import client
 from prometheus_client import CollectorRegistry
 
 from carbontrack import __version__
+from carbontrack.core import scrapeauth
 from carbontrack.core.errors import ConfigError
+from carbontrack.core.scrapeauth import ScrapeSecurity
 
 from .handlers import Operator, build_registry
 from .kube import KubeApi
@@ -63,6 +65,7 @@ def parser() -> argparse.ArgumentParser:
                    help="log accounted Jobs that name an MLflow run to this tracking server "
                         "(default: $MLFLOW_TRACKING_URI; unset: off)")
     p.add_argument("--log-level", default="INFO")
+    scrapeauth.add_arguments(p)
     return p
 
 
@@ -104,6 +107,7 @@ async def run(
     ready_flag: asyncio.Event | threading.Event | None = None,
     registry: CollectorRegistry | None = None,
     clock: Callable[[], datetime] = utcnow,
+    security: ScrapeSecurity | None = None,
 ) -> None:
     """Run until ``stop_flag`` is set (or a signal). Tests call this in a thread."""
     metrics = OperatorMetrics(registry or CollectorRegistry())
@@ -117,7 +121,9 @@ async def run(
     kopf_registry = build_registry(op, login=login_handler(kube_config))
     runner = None
     if listen is not None:
-        runner = await serve(build_app(metrics.registry, lambda: (True, f"ok {__version__}")), *listen)
+        security = security or ScrapeSecurity()
+        app = build_app(metrics.registry, lambda: (True, f"ok {__version__}"), security.guard())
+        runner = await serve(app, *listen, tls=security.ssl_context())
     try:
         await kopf.operator(
             registry=kopf_registry,
@@ -140,5 +146,7 @@ def main(argv: list[str]) -> int:
     settings = settings_from_args(args)
     listen = parse_listen(args.listen)
     kube_config = load_configuration(args.kubeconfig)
-    asyncio.run(run(settings, kube_config, listen, None if args.standalone else args.peering))
+    security = scrapeauth.from_args(args)  # before anything starts: a bad file stops here
+    asyncio.run(run(settings, kube_config, listen, None if args.standalone else args.peering,
+                    security=security))
     return 0

@@ -1,7 +1,7 @@
 """A real `carbontrack exporter --no-kube` process on a fake node tree, for tests and benches.
 
 The OS picks the port (``--listen 127.0.0.1:0``); the exporter's start-up log line
-``serving http://HOST:PORT/metrics`` (part of its contract) tells which. stderr is drained
+``serving http://HOST:PORT/metrics`` (``https://`` with TLS; part of its contract) tells which. stderr is drained
 into a log file on a thread, because a full pipe would block the exporter.
 """
 
@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 # metric name -> [(labels, value)], as scraped
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
-SERVING = re.compile(rb"serving http://[\d.]+:(\d+)/metrics")
+SERVING = re.compile(rb"serving (https?)://[\d.]+:(\d+)/metrics")
 
 
 def parse(text: str) -> Samples:
@@ -45,6 +45,7 @@ class ExporterProcess:
              "--zone", zone, "--pue", str(pue), *args],
             stderr=subprocess.PIPE, stdout=self.log,
         )
+        self.scheme = "http"
         self.port = self._wait_for_port()
 
     def _wait_for_port(self) -> int:
@@ -54,7 +55,8 @@ class ExporterProcess:
             m = SERVING.search(raw)
             if m:
                 threading.Thread(target=self._drain, daemon=True).start()
-                return int(m.group(1))
+                self.scheme = m.group(1).decode()
+                return int(m.group(2))
         raise AssertionError(f"exporter exited ({self.proc.wait()}) before serving; log: {self.log_path}")
 
     def _drain(self) -> None:
@@ -64,7 +66,7 @@ class ExporterProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/metrics"
+        return f"{self.scheme}://127.0.0.1:{self.port}/metrics"
 
     def text(self, timeout: float = 10.0) -> str:
         with urllib.request.urlopen(self.url, timeout=timeout) as r:
