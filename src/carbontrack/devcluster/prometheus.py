@@ -27,8 +27,36 @@ from .process import ManagedProcess, Supervisor
 JOBS = ("carbontrack-exporter", "carbontrack-operator")
 
 
-def prometheus_config(targets_dir: Path, scrape_interval_s: float = 1.0) -> dict[str, Any]:
-    """prometheus.yml: one job per kind of target, targets from ``<targets_dir>/<job>.json``."""
+@dataclass(frozen=True)
+class ScrapeJob:
+    """A job with fixed targets and the scrape-side security settings of an endpoint that
+    requires them (core/scrapeauth.py; docs/helm.md "Authenticated scraping")."""
+
+    name: str
+    targets: tuple[str, ...]
+    scheme: str = "http"
+    ca_file: Path | None = None  # tls_config.ca_file: the CA that signed the server's certificate
+    cert_file: Path | None = None  # tls_config.cert_file/key_file: Prometheus' client certificate
+    key_file: Path | None = None
+    token_file: Path | None = None  # authorization.credentials_file (type Bearer)
+
+    def config(self, interval: str) -> dict[str, Any]:
+        job: dict[str, Any] = {"job_name": self.name, "scrape_interval": interval,
+                               "scrape_timeout": interval, "scheme": self.scheme,
+                               "static_configs": [{"targets": list(self.targets)}]}
+        tls = {k: str(v) for k, v in (("ca_file", self.ca_file), ("cert_file", self.cert_file),
+                                      ("key_file", self.key_file)) if v is not None}
+        if tls:
+            job["tls_config"] = tls
+        if self.token_file is not None:
+            job["authorization"] = {"type": "Bearer", "credentials_file": str(self.token_file)}
+        return job
+
+
+def prometheus_config(targets_dir: Path, scrape_interval_s: float = 1.0,
+                      extra_jobs: Sequence[ScrapeJob] = ()) -> dict[str, Any]:
+    """prometheus.yml: one job per kind of target, targets from ``<targets_dir>/<job>.json``;
+    ``extra_jobs`` with fixed targets after them."""
     interval = f"{int(scrape_interval_s * 1000)}ms"
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
@@ -42,7 +70,7 @@ def prometheus_config(targets_dir: Path, scrape_interval_s: float = 1.0) -> dict
                 ],
             }
             for job in JOBS
-        ],
+        ] + [job.config(interval) for job in extra_jobs],
     }
 
 
@@ -80,9 +108,14 @@ class PrometheusServer:
 
     def targets_health(self) -> dict[str, str]:
         """``scrapeUrl -> health`` of the active targets."""
+        return {url: health for (_, url), (health, _) in self.targets_state().items()}
+
+    def targets_state(self) -> dict[tuple[str, str], tuple[str, str]]:
+        """``(job, scrapeUrl) -> (health, lastError)`` of the active targets."""
         with urllib.request.urlopen(f"{self.url}/api/v1/targets", timeout=5.0) as r:
             body = json.load(r)
-        return {t["scrapeUrl"]: t["health"] for t in body["data"]["activeTargets"]}
+        return {(t["labels"].get("job", ""), t["scrapeUrl"]): (t["health"], t.get("lastError", ""))
+                for t in body["data"]["activeTargets"]}
 
 
 def query(base_url: str, promql: str, timeout_s: float = 5.0) -> list[dict[str, Any]]:
@@ -104,17 +137,19 @@ def start_prometheus(
     scrape_interval_s: float = 1.0,
     timeout_s: float = 30.0,
     address: str = "127.0.0.1",
+    extra_jobs: Sequence[ScrapeJob] = (),
 ) -> PrometheusServer:
     """Start Prometheus on a free port with its own config and data dir (the Debian
     service, if any, is untouched: it uses :9090 and /var/lib/prometheus). ``address``:
-    loopback, or the host's address when a real node's pods (the operator) query it."""
+    loopback, or the host's address when a real node's pods (the operator) query it.
+    ``extra_jobs``: more scrape jobs with fixed targets (e.g. an endpoint over TLS)."""
     binary = binary or find_prometheus()
     targets_dir = state_dir / "targets"
     targets_dir.mkdir(parents=True, exist_ok=True)
     for job in JOBS:
         (targets_dir / f"{job}.json").write_text("[]")
     cfg = state_dir / "prometheus.yml"
-    cfg.write_text(yaml.safe_dump(prometheus_config(targets_dir, scrape_interval_s)))
+    cfg.write_text(yaml.safe_dump(prometheus_config(targets_dir, scrape_interval_s, extra_jobs)))
     port = free_port()
     proc = supervisor.start(
         "prometheus",
