@@ -1,0 +1,250 @@
+"""The Kueue AdmissionCheck controller (decisions and patches: kueue_checks.py).
+
+Fed by kopf events on AdmissionChecks, Workloads and CarbonBudgets (``register``); keeps its
+own budget views (``budget_book.budget_view``, the same reading the operator's budget book
+uses) so that a budget's status update, such as a raised limit, re-decides every Workload
+that waits on one of our checks at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import kopf
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from carbontrack.core.errors import TemporaryError
+
+from .budget_book import budget_view
+from .enforcement import BudgetView
+from .kueue_checks import (
+    CONTROLLER_NAME,
+    FIELD_MANAGER,
+    GROUP,
+    VERSION,
+    Decision,
+    Owner,
+    OwnerRef,
+    WorkloadFacts,
+    active_condition_patch,
+    check_state_patch,
+    checks_to_decide,
+    controller_owner,
+    decide,
+    is_ours,
+    owner_from_object,
+    unresolved,
+    workload_facts,
+)
+
+log = logging.getLogger(__name__)
+APPLY = "application/apply-patch+yaml"
+MAX_OWNER_DEPTH = 8  # Workload -> Job -> CronJob is 2; a longer chain is a cycle or abuse
+
+
+class OwnerUnreadable(Exception):
+    """The owner chain cannot be followed (gone, a cycle, an unknown kind)."""
+
+
+class KueueApi:
+    """The reads and status writes of the controller (sync client run in a small pool)."""
+
+    def __init__(self, configuration: client.Configuration, workers: int = 4) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kueue")
+        self._api = client.ApiClient(configuration)
+        self._custom = client.CustomObjectsApi(self._api)
+        self._plurals: dict[tuple[str, str], str] = {}
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, functools.partial(fn, *args, **kwargs))
+        except OSError as err:
+            raise TemporaryError(f"API server unreachable: {err}") from err
+
+    async def apply_workload_status(self, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        await self._call(self._custom.patch_namespaced_custom_object_status, GROUP, VERSION,
+                         meta["namespace"], "workloads", meta["name"], body,
+                         field_manager=FIELD_MANAGER, force=True, _content_type=APPLY)
+
+    async def apply_check_status(self, body: dict[str, Any]) -> None:
+        await self._call(self._custom.patch_cluster_custom_object_status, GROUP, VERSION,
+                         "admissionchecks", body["metadata"]["name"], body,
+                         field_manager=FIELD_MANAGER, force=True, _content_type=APPLY)
+
+    async def get_owned(self, namespace: str, ref: OwnerRef) -> dict[str, Any]:
+        """GET the object an ownerReference names (its plural from API discovery)."""
+        base, plural = await self._resource(ref.api_version, ref.kind)
+        data, _, _ = await self._call(
+            self._api.call_api, f"{base}/namespaces/{{namespace}}/{plural}/{{name}}", "GET",
+            path_params={"namespace": namespace, "name": ref.name}, response_type="object",
+            auth_settings=["BearerToken"], _return_http_data_only=False)
+        return dict(data or {})
+
+    async def _resource(self, api_version: str, kind: str) -> tuple[str, str]:
+        """The API path and plural of a kind, from discovery (cached per apiVersion)."""
+        base = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
+        if (api_version, kind) not in self._plurals:
+            try:
+                data, _, _ = await self._call(self._api.call_api, base, "GET",
+                                              response_type="object", auth_settings=["BearerToken"],
+                                              _return_http_data_only=False)
+            except ApiException as err:
+                if err.status == 404:
+                    raise OwnerUnreadable(f"the API server serves no {api_version}") from err
+                raise
+            for res in (data or {}).get("resources", []):
+                if "/" not in str(res.get("name", "")):
+                    self._plurals[(api_version, str(res.get("kind", "")))] = str(res["name"])
+            if (api_version, kind) not in self._plurals:
+                raise OwnerUnreadable(f"the API server serves no kind {kind} in {api_version}")
+        return base, self._plurals[(api_version, kind)]
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False)
+        self._api.close()  # type: ignore[no-untyped-call]
+
+
+class KueueAdmission:
+    """Decides our AdmissionChecks on Workloads from the CarbonBudgets."""
+
+    def __init__(self, api: KueueApi, clock: Callable[[], datetime],
+                 controller_name: str = CONTROLLER_NAME) -> None:
+        self._api = api
+        self._clock = clock
+        self._controller_name = controller_name
+        self.checks: set[str] = set()  # names of AdmissionChecks with our controllerName
+        self.budgets: dict[str, BudgetView] = {}
+        self.waiting: dict[str, WorkloadFacts] = {}  # Workload UID -> facts, not decided Ready
+        self._members: dict[str, set[str]] = {}  # owner UID -> budgets that held it
+
+    # ---------------------------------------------------------------- events
+    async def on_check_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        name = str((body.get("metadata") or {}).get("name", ""))
+        if event_type == "DELETED" or not is_ours(body, self._controller_name):
+            self.checks.discard(name)
+            return
+        if name not in self.checks:
+            self.checks.add(name)
+            await self.decide_all()  # Workloads seen before the check was
+        patch = active_condition_patch(body, self._clock())
+        if patch is not None:
+            try:
+                await self._api.apply_check_status(patch)
+            except (ApiException, TemporaryError) as err:
+                log.warning("AdmissionCheck %s not marked Active yet: %s", name, err)
+
+    async def on_workload_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        facts = workload_facts(body)
+        if not facts.uid:
+            return
+        if event_type == "DELETED" or facts.admitted or facts.finished:
+            self.waiting.pop(facts.uid, None)
+            return
+        self.waiting[facts.uid] = facts
+        await self._decide(facts)
+
+    async def on_budget_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        before = self.budgets.get(key)
+        if event_type == "DELETED":
+            self.budgets.pop(key, None)
+        else:
+            self.budgets[key] = budget_view(body)
+        after = self.budgets.get(key)
+        # a budget that starts or stops holding (a raised limit, a new period, a new or
+        # deleted budget) re-decides every waiting Workload
+        if (before.holding if before else False) != (after.holding if after else False):
+            await self.decide_all()
+
+    # ---------------------------------------------------------------- decisions
+    async def decide_all(self) -> None:
+        for facts in list(self.waiting.values()):
+            await self._decide(facts)
+
+    async def _decide(self, facts: WorkloadFacts) -> None:
+        names = checks_to_decide(facts, self.checks)
+        if not names:
+            return
+        decision = await self._decision(facts)
+        for check in names:
+            patch = check_state_patch(facts, check, decision, self._clock())
+            if patch is None:
+                continue
+            try:
+                await self._api.apply_workload_status(patch)
+            except (ApiException, TemporaryError) as err:
+                # the next Workload or budget event decides again
+                log.warning("check %s of Workload %s/%s not written: %s",
+                            check, facts.namespace, facts.name, err)
+                continue
+            log.info("Workload %s/%s: check %s %s: %s", facts.namespace, facts.name, check,
+                     decision.state, decision.message)
+        if decision.state == "Ready":
+            self.waiting.pop(facts.uid, None)
+
+    async def _decision(self, facts: WorkloadFacts) -> Decision:
+        try:
+            owner = await self.top_owner(facts)
+        except OwnerUnreadable as err:
+            return unresolved(str(err))
+        except (ApiException, TemporaryError) as err:
+            return unresolved(f"the owner of Workload {facts.namespace}/{facts.name} could not "
+                              f"be read ({getattr(err, 'status', '') or err})")
+        members = self._members.setdefault(owner.uid, set())
+        decision = decide(owner, self.budgets.values(), members)
+        if decision.budget is not None:
+            members.add(decision.budget)
+        return decision
+
+    async def top_owner(self, facts: WorkloadFacts) -> Owner:
+        """Follow controller ownerReferences from the Workload to the top."""
+        ref = facts.owner
+        if ref is None:  # a Workload created directly: it is the top
+            return Owner(f"{GROUP}/{VERSION}", "Workload", facts.namespace, facts.name,
+                         facts.uid, facts.labels)
+        seen = {facts.uid}
+        for _ in range(MAX_OWNER_DEPTH):
+            try:
+                body = await self._api.get_owned(facts.namespace, ref)
+            except ApiException as err:
+                if err.status == 404:
+                    raise OwnerUnreadable(f"owner {ref.kind} {facts.namespace}/{ref.name} not found") from err
+                raise
+            meta = body.get("metadata") or {}
+            if ref.uid and meta.get("uid") != ref.uid:
+                raise OwnerUnreadable(f"owner {ref.kind} {facts.namespace}/{ref.name} was replaced")
+            seen.add(str(meta.get("uid")))
+            parent = controller_owner(meta)
+            if parent is None:
+                return owner_from_object(body)
+            if parent.uid in seen:
+                raise OwnerUnreadable(f"ownerReferences of {ref.kind} {ref.name} form a cycle")
+            ref = parent
+        raise OwnerUnreadable(f"more than {MAX_OWNER_DEPTH} controlling owners above Workload "
+                              f"{facts.namespace}/{facts.name}")
+
+
+def register(registry: kopf.OperatorRegistry, admission: KueueAdmission) -> None:
+    """Add the controller's handlers to the operator's kopf registry."""
+
+    @kopf.on.event(GROUP, VERSION, "admissionchecks", registry=registry)
+    async def _check(type: str, body: kopf.Body, **_: Any) -> None:  # kopf passes `type`
+        await admission.on_check_event(type, dict(body))
+
+    @kopf.on.event(GROUP, VERSION, "workloads", registry=registry)
+    async def _workload(type: str, body: kopf.Body, **_: Any) -> None:
+        await admission.on_workload_event(type, dict(body))
+
+    @kopf.on.event("carbontrack.io", "v1alpha1", "carbonbudgets", registry=registry)
+    async def _budget_for_kueue(type: str, body: kopf.Body, **_: Any) -> None:
+        await admission.on_budget_event(type, dict(body))

@@ -1,0 +1,220 @@
+"""CarbonTrack as a Kueue AdmissionCheck controller: the decisions and the status patches
+(pure; the controller that reads and writes them is kueue_admission.py).
+
+Kueue admits a Workload (the queue entry it creates for a Job, a PyTorchJob, a Pod group,
+...) only when every AdmissionCheck of its ClusterQueue is Ready. For the checks whose
+``spec.controllerName`` is ours the state is:
+
+- ``Pending`` while a CarbonBudget with action Suspend that is exceeded holds the Workload's
+  top-level owner (the object at the end of its chain of controller ownerReferences, e.g.
+  the Job): Kueue keeps it queued, no pod starts;
+- ``Ready`` otherwise: Kueue admits it when it has quota.
+
+A budget holds an owner when it is in the owner's namespace and either its selector matches
+the owner's labels now, or it selected the owner earlier (remembered in memory, and the
+operator-owned ``carbontrack.io/budgets`` annotation of the owner), so relabelling a queued
+Job does not take it out of a budget that holds it. Nothing on the Workload itself decides:
+its labels are not the user's object and its owner is what budgets select, as for Jobs.
+
+A Ready check is never set back to Pending: once admitted, a workload runs to the end, as a
+Job that was running when its budget was exceeded does (setting it back would make Kueue
+evict a running workload).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .enforcement import BudgetView
+
+CONTROLLER_NAME = "carbontrack.io/carbon-budget"
+GROUP, VERSION = "kueue.x-k8s.io", "v1beta2"
+API_VERSION = f"{GROUP}/{VERSION}"
+FIELD_MANAGER = "carbontrack-kueue-admission"
+PENDING, READY = "Pending", "Ready"
+
+
+@dataclass(frozen=True)
+class OwnerRef:
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The top-level owner of a Workload, as budgets see it."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    labels: Mapping[str, str]
+    remembered_budgets: frozenset[str] = frozenset()  # operator-owned annotation, same namespace
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class CheckState:
+    name: str
+    state: str
+    message: str = ""
+    last_transition_time: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkloadFacts:
+    namespace: str
+    name: str
+    uid: str
+    owner: OwnerRef | None  # the controlling ownerReference; None: the Workload is the top
+    labels: Mapping[str, str]
+    checks: Mapping[str, CheckState]
+    admitted: bool
+    finished: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: str
+    message: str
+    budget: str | None = None  # key of the holding budget
+
+
+def controller_owner(meta: Mapping[str, Any]) -> OwnerRef | None:
+    """The ownerReference with ``controller: true``, if any (pure)."""
+    for ref in meta.get("ownerReferences") or []:
+        if isinstance(ref, Mapping) and ref.get("controller") is True:
+            return OwnerRef(str(ref.get("apiVersion", "")), str(ref.get("kind", "")),
+                            str(ref.get("name", "")), str(ref.get("uid", "")))
+    return None
+
+
+def _condition_true(status: Mapping[str, Any], kind: str) -> bool:
+    return any(isinstance(c, Mapping) and c.get("type") == kind and c.get("status") == "True"
+               for c in status.get("conditions") or [])
+
+
+def workload_facts(body: Mapping[str, Any]) -> WorkloadFacts:
+    """What the controller needs of a Workload (pure; tolerant of missing fields)."""
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    checks = {}
+    for raw in status.get("admissionChecks") or []:
+        if isinstance(raw, Mapping) and isinstance(raw.get("name"), str):
+            checks[raw["name"]] = CheckState(raw["name"], str(raw.get("state", "")),
+                                             str(raw.get("message", "")),
+                                             raw.get("lastTransitionTime"))
+    return WorkloadFacts(
+        namespace=str(meta.get("namespace", "")), name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")), owner=controller_owner(meta),
+        labels=dict(meta.get("labels") or {}), checks=checks,
+        admitted=_condition_true(status, "Admitted"), finished=_condition_true(status, "Finished"),
+    )
+
+
+def checks_to_decide(workload: WorkloadFacts, ours: Iterable[str]) -> list[str]:
+    """Our checks on this Workload that still wait for a decision: not Ready yet, on a
+    Workload neither admitted nor finished (pure)."""
+    if workload.admitted or workload.finished:
+        return []
+    return sorted(name for name in set(ours) & set(workload.checks)
+                  if workload.checks[name].state != READY)
+
+
+def holds(budget: BudgetView, owner: Owner, members: Iterable[str]) -> bool:
+    """True when this budget keeps the owner from being admitted (pure)."""
+    if not budget.holding or budget.namespace != owner.namespace:
+        return False
+    assert budget.spec is not None  # holding implies a valid spec
+    return (budget.spec.selector.matches(owner.labels)
+            or budget.key in set(members) or budget.key in owner.remembered_budgets)
+
+
+def decide(owner: Owner, budgets: Iterable[BudgetView], members: Iterable[str] = ()) -> Decision:
+    """Pending with the first holding budget (by key), else Ready (pure)."""
+    members = set(members)
+    for budget in sorted(budgets, key=lambda b: b.key):
+        if holds(budget, owner, members):
+            limit = budget.spec.limit_text if budget.spec else "?"
+            return Decision(PENDING, (
+                f"held by CarbonBudget {budget.key}: exceeded ({budget.used or '?'} of {limit} "
+                f"in {budget.period_name or 'this period'}) with action Suspend; {owner.ref} is "
+                "admitted when the period resets or the limit is raised"), budget.key)
+    return Decision(READY, f"no exceeded Suspend CarbonBudget holds {owner.ref}")
+
+
+def unresolved(reason: str) -> Decision:
+    """The owner cannot be read (yet): keep the Workload queued and say why."""
+    return Decision(PENDING, f"waiting: {reason}; CarbonTrack decides once the owner is readable")
+
+
+def _rfc3339(now: datetime) -> str:
+    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_state_patch(workload: WorkloadFacts, check: str, decision: Decision,
+                      now: datetime) -> dict[str, Any] | None:
+    """The server-side apply body that sets our check's state on the Workload's status, or
+    None when it already says exactly this (pure). Only our entry is sent: the list is a map
+    keyed by name, so other controllers' checks are left alone."""
+    current = workload.checks.get(check)
+    if current is not None and current.state == decision.state and current.message == decision.message:
+        return None
+    changed = current is None or current.state != decision.state or not current.last_transition_time
+    since = _rfc3339(now) if changed or current is None else current.last_transition_time
+    return {
+        "apiVersion": API_VERSION, "kind": "Workload",
+        "metadata": {"name": workload.name, "namespace": workload.namespace},
+        "status": {"admissionChecks": [{
+            "name": check, "state": decision.state, "message": decision.message,
+            "lastTransitionTime": since,
+        }]},
+    }
+
+
+def active_condition_patch(check: Mapping[str, Any], now: datetime) -> dict[str, Any] | None:
+    """The server-side apply body that marks one of our AdmissionChecks Active, or None
+    when it is already (pure)."""
+    meta = check.get("metadata") or {}
+    status = check.get("status") or {}
+    generation = meta.get("generation")
+    for cond in status.get("conditions") or []:
+        if (isinstance(cond, Mapping) and cond.get("type") == "Active"
+                and cond.get("status") == "True" and cond.get("observedGeneration") == generation):
+            return None
+    condition: dict[str, Any] = {
+        "type": "Active", "status": "True", "reason": "Active",
+        "message": "the CarbonTrack operator decides this check from CarbonBudgets",
+        "lastTransitionTime": _rfc3339(now),
+    }
+    if isinstance(generation, int):
+        condition["observedGeneration"] = generation
+    return {"apiVersion": API_VERSION, "kind": "AdmissionCheck",
+            "metadata": {"name": str(meta.get("name", ""))},
+            "status": {"conditions": [condition]}}
+
+
+def is_ours(check: Mapping[str, Any], controller_name: str = CONTROLLER_NAME) -> bool:
+    return ((check.get("spec") or {}).get("controllerName")) == controller_name
+
+
+def owner_from_object(body: Mapping[str, Any]) -> Owner:
+    """An Owner from the object at the top of the chain (pure)."""
+    from .jobs import BUDGETS
+
+    meta = body.get("metadata") or {}
+    namespace = str(meta.get("namespace", ""))
+    remembered = str((meta.get("annotations") or {}).get(BUDGETS, ""))
+    keys = frozenset(k for k in remembered.split(",") if k.startswith(f"{namespace}/"))
+    return Owner(str(body.get("apiVersion", "")), str(body.get("kind", "")), namespace,
+                 str(meta.get("name", "")), str(meta.get("uid", "")),
+                 dict(meta.get("labels") or {}), keys)
