@@ -14,13 +14,30 @@ A plan always says why, in one sentence a person can check against the forecast.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from ..core.errors import ConfigError
 from .forecast import Forecast
 from .series import as_utc, time_weighted_mean
 
 FULL = 1.0 - 1e-9  # coverage that counts as complete (float sums of overlaps)
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|m|s)")
+_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_span(text: str, what: str = "duration") -> timedelta:
+    """"1h30m", "90m", "45s", "2.5h" (the grammar of carbontrack.io/expected-duration)."""
+    text = text.strip()
+    parts = _PART.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise ConfigError(f"invalid {what} {text!r}: use hours, minutes and seconds, e.g. "
+                          "'2h', '90m', '1h30m'")
+    seconds = sum(float(n) * _SECONDS[u] for n, u in parts)
+    if seconds <= 0:
+        raise ConfigError(f"invalid {what} {text!r}: must be longer than zero")
+    return timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,13 @@ def window_mean(forecast: Forecast, start: datetime, duration: timedelta) -> flo
     return avg.g_per_kwh
 
 
+def submission_mean(forecast: Forecast, now: datetime, duration: timedelta) -> float:
+    """The counterfactual: the forecast for starting at once, over whatever part of
+    ``[now, now + duration)`` it covers, else its first point (the nearest it knows)."""
+    avg = time_weighted_mean(forecast.points, now, now + duration)
+    return avg.g_per_kwh if avg is not None else forecast.points[0].g_per_kwh
+
+
 def at_once(now: datetime, reason: str) -> Plan:
     """Run now, saying why (no forecast, deadline passed, ...)."""
     return Plan(as_utc(now), timedelta(0), reason, None, None)
@@ -59,25 +83,25 @@ def plan(forecast: Forecast, *, now: datetime, duration: timedelta, deadline: da
     basis = f"{forecast.describe()}; basis {forecast.basis.label()}"
     if deadline <= now:
         return Plan(now, timedelta(0), f"deadline {deadline.isoformat()} has passed: runs at once",
-                    window_mean(forecast, now, duration), None, basis)
+                    submission_mean(forecast, now, duration),
+                    submission_mean(forecast, now, duration), basis)
     candidates = {now, deadline}
     candidates |= {p.start for p in forecast.points if now < p.start < deadline}
     scored = [(mean, start) for start in sorted(candidates)
               if (mean := window_mean(forecast, start, duration)) is not None]
-    baseline = window_mean(forecast, now, duration)
+    baseline = submission_mean(forecast, now, duration)
     if not scored:
         return Plan(now, timedelta(0),
                     f"no window of {duration} before {deadline.isoformat()} is covered by the "
-                    f"forecast ({forecast.describe()}): runs at once", baseline, None, basis)
+                    f"forecast ({forecast.describe()}): runs at once", baseline, baseline, basis)
     best_mean, best_start = min(scored)  # ties: the earliest start (tuples sort by start)
     if best_start == now:
         reason = f"now is the lowest-carbon window before the deadline ({best_mean:.0f} g/kWh forecast)"
-    elif best_start == deadline and (window_mean(forecast, deadline, duration) == best_mean):
+    elif best_start == deadline:
         reason = (f"held until its deadline {deadline.isoformat()}: the forecast falls until then "
-                  f"({best_mean:.0f} g/kWh then"
-                  + (f" vs {baseline:.0f} now)" if baseline is not None else ")"))
+                  f"({best_mean:.0f} g/kWh then vs {baseline:.0f} now)")
     else:
         reason = (f"held until {best_start.isoformat()}, the lowest-carbon {duration} window "
-                  f"before {deadline.isoformat()} ({best_mean:.0f} g/kWh forecast"
-                  + (f" vs {baseline:.0f} now)" if baseline is not None else ")"))
+                  f"before {deadline.isoformat()} ({best_mean:.0f} g/kWh forecast vs "
+                  f"{baseline:.0f} now)")
     return Plan(best_start, best_start - now, reason, baseline, best_mean, basis)

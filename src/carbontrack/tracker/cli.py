@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import warnings
+from datetime import timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from ..core.errors import ConfigError
 from ..intensity.selection import add_arguments, config_from_args
 from .settings import DEFAULT_INTERVAL_S, FORMATS, SCOPES, TrackerSettings, parse_gpus
+
+if TYPE_CHECKING:
+    from .api import Tracker
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,6 +33,15 @@ def _formats(text: str) -> tuple[str, ...]:
     if bad or not parts:
         raise argparse.ArgumentTypeError(f"unknown format {text!r}: use csv, json, csv,json or none")
     return parts
+
+
+def _span(text: str) -> timedelta:
+    from ..intensity.window import parse_span
+
+    try:
+        return parse_span(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project-name", default="carbontrack")
     p.add_argument("--experiment-id", default="")
     p.add_argument("--quiet", action="store_true", help="no summary table")
+    p.add_argument("--until-low-carbon", type=_span, default=None, metavar="DURATION",
+                   help="wait up to DURATION ('6h', '90m') for the lowest-carbon window of the "
+                        "live provider's forecast, then run (without a forecast: at once, "
+                        "saying why)")
+    p.add_argument("--expected-duration", type=_span, default=timedelta(hours=1),
+                   metavar="DURATION", help="how long CMD runs, for --until-low-carbon's "
+                                            "window (default 1h)")
     add_arguments(p)
     # Test and bench hooks: read a fake sysfs/procfs tree instead of the real one.
     p.add_argument("--sysfs", type=Path, default=Path("/sys"), help=argparse.SUPPRESS)
@@ -121,6 +142,8 @@ def main(argv: list[str]) -> int:
     from .summary import render
 
     tracker = Tracker(settings)
+    if a.until_low_carbon is not None:
+        _wait_for_low_carbon(tracker, settings, a.until_low_carbon, a.expected_duration)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         code, result = run_command(command, tracker)
@@ -129,3 +152,18 @@ def main(argv: list[str]) -> int:
     for w in caught:  # after the table, so they are the last thing on screen
         print(f"carbontrack run: warning: {w.message}", file=sys.stderr)
     return code
+
+
+def _wait_for_low_carbon(tracker: Tracker, settings: TrackerSettings, within: timedelta,
+                         duration: timedelta) -> None:
+    """Resolve the zone as the run will (bad input fails before any wait), then wait."""
+    from .clock import SystemClock
+    from .low_carbon import wait_for_low_carbon
+    from .wiring import build_selection
+
+    tracker.prepare()
+    assert tracker.zone_choice is not None
+    selection = build_selection(settings.resolved(), os.environ)
+    wait_for_low_carbon(selection.forecaster, tracker.zone_choice.lookup_key, within=within,
+                        duration=duration, clock=SystemClock(), sleep=time.sleep,
+                        say=lambda line: print(line, file=sys.stderr, flush=True))
