@@ -69,6 +69,10 @@ class JobFacts:
     # What a report line needs from the pod template (node selector, container resources):
     # copied into the operator's record so the line survives the Job's deletion.
     template: dict[str, Any] = field(default_factory=dict)
+    # The workload kind (operator/workloads/): "Job" for batch/v1 Jobs; JobFacts describe
+    # every finished-workload kind (PyTorchJob, JobSet, ...) with the same fields.
+    kind: str = "Job"
+    api_version: str = "batch/v1"
 
     @property
     def remembered_budgets(self) -> frozenset[str]:
