@@ -19,9 +19,11 @@ from carbontrack.core import scrapeauth
 from carbontrack.core.errors import ConfigError
 from carbontrack.core.scrapeauth import ScrapeSecurity
 
+from . import kueue_admission
 from .handlers import Operator, build_registry
 from .kube import KubeApi
 from .kubeconfig import load_configuration, login_handler
+from .long_running import attach as attach_long_running
 from .metrics import OperatorMetrics
 from .mlflow_sync import MlflowJobLogger
 from .prometheus import PrometheusClient
@@ -57,6 +59,11 @@ def parser() -> argparse.ArgumentParser:
                         "long after its annotation is seen, s")
     p.add_argument("--list-chunk-size", type=int, default=500,
                    help="page size of the start-up list of Jobs and budgets (0: one response)")
+    p.add_argument("--slice-length", type=float, default=3600.0,
+                   help="long-running workloads (Deployments, StatefulSets, ...) are accounted "
+                        "per slice of this many seconds on a UTC grid")
+    p.add_argument("--slice-catchup", type=float, default=7 * 86400.0,
+                   help="slices missed (outage, first start) are accounted this far back, s")
     p.add_argument("--no-enforcement", action="store_true", help="never suspend Jobs (Warn only)")
     p.add_argument("--no-finalizer", action="store_true",
                    help="no accounting finalizer on Jobs (Jobs deleted at once are still counted "
@@ -64,6 +71,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mlflow-tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI") or None,
                    help="log accounted Jobs that name an MLflow run to this tracking server "
                         "(default: $MLFLOW_TRACKING_URI; unset: off)")
+    p.add_argument("--kueue-admission-check", action="store_true",
+                   help="decide Kueue AdmissionChecks with controllerName "
+                        "carbontrack.io/carbon-budget from Suspend CarbonBudgets")
     p.add_argument("--log-level", default="INFO")
     scrapeauth.add_arguments(p)
     return p
@@ -84,6 +94,9 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         enforcement=not args.no_enforcement,
         finalizer=not args.no_finalizer,
         mlflow_tracking_uri=args.mlflow_tracking_uri,
+        kueue_admission=args.kueue_admission_check,
+        slice_length_s=args.slice_length,
+        slice_catchup_s=args.slice_catchup,
     )
 
 
@@ -119,6 +132,10 @@ async def run(
     kube = KubeApi(kube_config, workers=max(32, settings.max_concurrent_accountings))
     op = Operator(settings, kube, prometheus, metrics, clock, job_logger=job_logger)
     kopf_registry = build_registry(op, login=login_handler(kube_config))
+    if settings.kueue_admission:
+        kueue_admission.register(kopf_registry, kueue_admission.KueueAdmission(
+            kueue_admission.KueueApi(kube_config), clock))
+    attach_long_running(kopf_registry, op, kube_config)
     runner = None
     if listen is not None:
         security = security or ScrapeSecurity()

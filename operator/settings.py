@@ -77,6 +77,21 @@ class OperatorSettings:
     carbontrack.io/mlflow-run-id or MLFLOW_RUN_ID on its pod template) gets its energy and
     CO2e logged to that run once. None: off (mlflow is not imported)."""
 
+    slice_length_s: float = 3600.0
+    """Length of the slices long-running workloads (Deployments, StatefulSets,
+    LeaderWorkerSets, InferenceServices) are accounted in (s, whole seconds); slices lie on a
+    UTC grid counted from the Unix epoch, so hourly slices are clock hours."""
+
+    slice_catchup_s: float = 7 * 86400.0
+    """How far back slices not yet recorded are accounted (s): after an outage or a first
+    start, slices that ended longer ago than this are left out (Prometheus' retention bounds
+    what can be accounted anyway)."""
+
+    kueue_admission: bool = False
+    """Decide Kueue AdmissionChecks whose controllerName is carbontrack.io/carbon-budget:
+    Workloads (of any Kueue-managed kind) whose top-level owner an exceeded Suspend budget
+    holds stay Pending, others are Ready (operator/kueue_checks.py). Needs Kueue's CRDs."""
+
     def __post_init__(self) -> None:
         if not self.prometheus_url.startswith(("http://", "https://")):
             raise ConfigError(
@@ -86,6 +101,10 @@ class OperatorSettings:
                      "retry_max_s", "budget_interval_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"invalid setting {name}={getattr(self, name)!r}: must be > 0")
+        if not (self.slice_length_s >= 1 and self.slice_length_s == int(self.slice_length_s)):
+            raise ConfigError(f"invalid --slice-length {self.slice_length_s!r}: whole seconds >= 1")
+        if not self.slice_catchup_s > 0:
+            raise ConfigError(f"invalid --slice-catchup {self.slice_catchup_s!r}: must be > 0")
         for name in ("accounting_delay_s", "no_data_after_s", "projection_interval_s",
                      "ledger_fold_after_s"):
             if not getattr(self, name) >= 0:
