@@ -31,6 +31,10 @@ from typing import Any
 from carbontrack.core.errors import ConfigError, SourceUnavailable
 from carbontrack.core.types import Component, EnergyReading, Method, SourceHealth
 
+from .gpu import GpuDevice, GpuProcess
+
+__all__ = ["GpuDevice", "GpuProcess", "NvmlSource"]
+
 # NVIDIA documents board power readings as accurate to +/-5 % on data-centre parts.
 UNCERTAINTY_MEASURED = 0.05
 # Sampling a 1-second power average misses transients between samples.
@@ -41,29 +45,6 @@ UNCERTAINTY_MIG = 0.50
 # NVML return codes we branch on (nvml.h); pynvml raises NVMLError with .value = code.
 NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_NOT_FOUND = 6
-
-
-@dataclass(frozen=True)
-class GpuDevice:
-    """A physical GPU, or a MIG instance of one (then ``parent_uuid`` is set)."""
-
-    index: int  # NVML index of the physical GPU (for a MIG instance: its parent's)
-    uuid: str  # "GPU-…" or "MIG-…"
-    name: str
-    memory_total_bytes: int
-    parent_uuid: str | None = None
-    method: Method = Method.MEASURED  # how this device's energy is obtained
-    mig_index: int | None = None  # position among the parent's MIG devices
-
-
-@dataclass(frozen=True)
-class GpuProcess:
-    """A compute process on a GPU (or MIG instance) and its SM utilisation, if known."""
-
-    device_uuid: str
-    pid: int
-    used_memory_bytes: int | None
-    sm_util_percent: float | None
 
 
 @dataclass
