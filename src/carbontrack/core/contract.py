@@ -270,16 +270,15 @@ class FactorIdentity(TypedDict):
     basis: str
 
 
-class _ReportHead(TypedDict):
+class JobReport(TypedDict, total=False):
+    """The operator's account of one Job (``Accounting.report()``). The operator always
+    writes ``job``, ``window`` and ``toolVersion``, then ``noData`` alone when Prometheus
+    had no energy series for the Job, every other key otherwise. Every key is optional to a
+    reader: entries written by older operators lack the newer ones (``byZone``)."""
+
     job: ReportJob
     window: ReportWindow
     toolVersion: str
-
-
-class JobReport(_ReportHead, total=False):
-    """The operator's account of one Job (``Accounting.report()``); ``noData`` alone when
-    Prometheus had no energy series for it, every other optional key otherwise."""
-
     noData: str
     energyKwhByComponent: dict[str, float]
     co2eGramsByComponent: dict[str, float]

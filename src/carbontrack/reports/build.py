@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from carbontrack import __version__
+from carbontrack.core import contract
 
 from . import aggregate, aiact, ghg
 from .model import UNITS, LineItem
@@ -54,7 +55,7 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "schema": "carbontrack.io/report/v1",
+            "schema": contract.REPORT_DOCUMENT_SCHEMA,
             "tool_version": __version__,
             "generated_at": self.generated_at.isoformat(),
             "scope": self.scope.describe(),

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from carbontrack.core import contract
 from carbontrack.core.errors import ConfigError
 from carbontrack.core.outdir import ensure_output_dir, remove_created
 from carbontrack.core.redact import yaml_problem
@@ -73,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--selector", "-l", default="", help="Kubernetes label selector for Jobs")
     sc.add_argument("--cluster-name", default="", help="cluster name written into each line")
     sc.add_argument("--team-label", default="team", help="Job label naming the team (default: team)")
-    sc.add_argument("--model-label", default="carbontrack.io/model", help="Job label naming the model")
+    sc.add_argument("--model-label", default=contract.MODEL_LABEL, help="Job label naming the model")
     out = p.add_argument_group("output")
     out.add_argument("--format", default="csv,json,html",
                      help=f"comma-separated, from {','.join(FORMATS)} (default csv,json,html)")

@@ -7,35 +7,34 @@ kubernetes ``ApiClient`` and hands them over.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from carbontrack.core import contract
 from carbontrack.core.errors import ConfigError, TemporaryError
 
 from . import methods
 from .model import COMPONENTS, SOURCE_CLUSTER, LineItem, parse_time
 
-ANN = "carbontrack.io/"
-ANN_ENERGY = ANN + "energy-kwh"
-ANN_CO2E = ANN + "co2e-grams"
-ANN_ZONE = ANN + "grid-zone"
-ANN_INTENSITY = ANN + "intensity-g-per-kwh"
-ANN_METHOD = ANN + "method"
-ANN_ACCOUNTED = ANN + "accounted-at"
-ANN_ACCOUNTED_UID = ANN + "accounted-uid"
-ANN_REPORT = ANN + "report"
-ANN_MLFLOW = ANN + "mlflow-run-id"
-ANN_WANDB = ANN + "wandb-run-id"
-ANN_UNIT = ANN + "functional-unit"
-ANN_UNITS = ANN + "functional-units"
-ANN_RUN_KIND = ANN + "run-kind"
+ANN_ENERGY = contract.ENERGY_KWH
+ANN_CO2E = contract.CO2E_GRAMS
+ANN_ZONE = contract.GRID_ZONE
+ANN_INTENSITY = contract.INTENSITY_G_PER_KWH
+ANN_METHOD = contract.METHOD
+ANN_ACCOUNTED = contract.ACCOUNTED_AT
+ANN_ACCOUNTED_UID = contract.ACCOUNTED_UID
+ANN_REPORT = contract.REPORT
+ANN_MLFLOW = contract.MLFLOW_RUN_ID
+ANN_WANDB = contract.WANDB_RUN_ID
+ANN_UNIT = contract.FUNCTIONAL_UNIT
+ANN_UNITS = contract.FUNCTIONAL_UNITS
+ANN_RUN_KIND = contract.RUN_KIND
 
 # Node-selector keys that name a node pool on the common platforms (first match wins).
 NODE_POOL_KEYS = (
-    "carbontrack.io/node-pool",
+    contract.NODE_POOL_LABEL,
     "cloud.google.com/gke-nodepool",
     "eks.amazonaws.com/nodegroup",
     "karpenter.sh/nodepool",
@@ -52,7 +51,7 @@ Progress = Callable[[str], None]
 class IdentityKeys:
     """Which Job labels name the model and the team (settings, not constants)."""
 
-    model_label: str = "carbontrack.io/model"
+    model_label: str = contract.MODEL_LABEL
     team_label: str = "team"
     cluster: str = ""  # cluster name written into every line
 
@@ -101,20 +100,17 @@ def _first(mapping: Mapping[str, Any], keys: Sequence[str]) -> str:
     return ""
 
 
-def _report_json(ann: Mapping[str, str], where: str) -> dict[str, Any]:
+def _report_json(ann: Mapping[str, str], where: str) -> contract.JobReport:
     raw = ann.get(ANN_REPORT)
     if not raw:
         return {}
     try:
-        doc = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{where}: annotation {ANN_REPORT} is not valid JSON ({err})") from None
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{where}: annotation {ANN_REPORT} must be a JSON object")
-    return doc
+        return contract.decode_report(raw)
+    except ValueError as err:
+        raise ConfigError(f"{where}: annotation {ANN_REPORT}: {err}") from None
 
 
-def _components_kwh(report: Mapping[str, Any]) -> dict[str, float]:
+def _components_kwh(report: contract.JobReport) -> dict[str, float]:
     raw = report.get("energyKwhByComponent")
     if not isinstance(raw, Mapping):
         return {}
@@ -125,7 +121,7 @@ def _components_kwh(report: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def _factor_meta(report: Mapping[str, Any]) -> tuple[str, str]:
+def _factor_meta(report: contract.JobReport) -> tuple[str, str]:
     """(basis, source) of the grid factors the operator recorded, each listed once."""
     factors = report.get("intensityFactors")
     items = [f for f in factors if isinstance(f, Mapping)] if isinstance(factors, list) else []
@@ -134,7 +130,7 @@ def _factor_meta(report: Mapping[str, Any]) -> tuple[str, str]:
     return "; ".join(bases), "; ".join(sources)
 
 
-def _by_zone(report: Mapping[str, Any]) -> tuple[tuple[str, float, float], ...]:
+def _by_zone(report: contract.JobReport) -> tuple[tuple[str, float, float], ...]:
     """(zone, facility kWh, kgCO2e) per zone from the operator's ``byZone`` (absent in
     records written before it existed: the line is then one zone or unsplit)."""
     raw = report.get("byZone")
@@ -149,7 +145,7 @@ def _by_zone(report: Mapping[str, Any]) -> tuple[tuple[str, float, float], ...]:
 
 
 def _pue_and_facility(
-    report: Mapping[str, Any], it_kwh: float, grams: float, intensity: float | None
+    report: contract.JobReport, it_kwh: float, grams: float, intensity: float | None
 ) -> tuple[float, str, float]:
     """(PUE, its source, facility kWh). The operator records PUE per node; with one value
     facility = IT x PUE, with several the operator's energy-weighted intensity (per facility
@@ -158,7 +154,7 @@ def _pue_and_facility(
     by_node = {str(k): float(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}
     values = sorted(set(by_node.values()))
     if len(values) == 1:
-        return values[0], f"carbontrack_pue gauge, node(s) {', '.join(sorted(by_node))}", it_kwh * values[0]
+        return values[0], f"{contract.PUE.sample} gauge, node(s) {', '.join(sorted(by_node))}", it_kwh * values[0]
     if len(values) > 1 and intensity and it_kwh > 0:
         facility = grams / intensity
         return facility / it_kwh, f"energy-weighted over nodes {by_node}", facility
@@ -167,7 +163,7 @@ def _pue_and_facility(
     return 1.0, "not reported (1.0 assumed)", it_kwh
 
 
-def _nested(report: Mapping[str, Any], key: str, inner: str) -> float | None:
+def _nested(report: contract.JobReport, key: str, inner: str) -> float | None:
     v = report.get(key)
     if isinstance(v, Mapping):
         v = v.get(inner)
@@ -190,7 +186,7 @@ def job_to_line(
     ann: Mapping[str, str] = meta.get("annotations") or {}
     labels: Mapping[str, str] = meta.get("labels") or {}
     if ANN_ENERGY not in ann or ANN_CO2E not in ann:
-        return Skipped(ns, name, "not accounted by the operator yet (no carbontrack.io/energy-kwh)")
+        return Skipped(ns, name, f"not accounted by the operator yet (no {ANN_ENERGY})")
     report = _report_json(ann, where)
     # A Job re-created from an accounted Job's manifest carries the old Job's annotations until
     # the operator accounts the new one; counting them would report the old Job twice.
@@ -246,7 +242,7 @@ def job_to_line(
         gpus += _quantity(lim.get("nvidia.com/gpu", req.get("nvidia.com/gpu", 0)))
         cores += _quantity(req.get("cpu", lim.get("cpu", 0)))
         memory += _quantity(req.get("memory", lim.get("memory", 0)))
-    outcome = (report.get("job") or {}).get("outcome") if isinstance(report.get("job"), Mapping) else None
+    outcome = job_section.get("outcome") if isinstance(job_section, Mapping) else None
     line = LineItem(
         source=SOURCE_CLUSTER,
         cluster=keys.cluster,
@@ -275,7 +271,9 @@ def job_to_line(
         other_kwh=comps.get("other", 0.0),
         it_energy_kwh=total_kwh,
         energy_method=methods.canonical([ann.get(ANN_METHOD, "")]),
-        idle_rule=str(report.get("idleRule", "")),
+        # the operator's report does not carry the idle rule (it is per node, on the
+        # exporter's carbontrack_attribution_info): the line leaves it empty
+        idle_rule="",
         pue=pue,
         pue_source=pue_source,
         facility_energy_kwh=facility,

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from carbontrack.core import contract
 from carbontrack.core.errors import ConfigError, TemporaryError
 from carbontrack.core.types import JOULES_PER_KWH
 
@@ -28,10 +29,10 @@ from . import methods as method_words
 from .model import COMPONENTS, SOURCE_PROMETHEUS, LineItem
 from .sources_cluster import IdentityKeys
 
-ENERGY = "carbontrack_container_energy_joules_total"
-CO2E = "carbontrack_container_co2e_grams_total"
-INTENSITY = "carbontrack_grid_carbon_intensity_grams_per_kwh"
-PUE = "carbontrack_pue"
+ENERGY = contract.CONTAINER_ENERGY.sample
+CO2E = contract.CONTAINER_CO2E.sample
+INTENSITY = contract.GRID_INTENSITY.sample
+PUE = contract.PUE.sample
 
 Series = tuple[tuple[str, str], ...]
 # Namespace names are DNS labels, so they need no regex escaping in the PromQL matcher.
@@ -190,9 +191,9 @@ class PrometheusSource:
         worst = node_pues[-1] if node_pues else 1.0
         facility = sum(float(j["node_kwh"].get(n, 0.0)) * pues.get(n, worst) for n in j["node_kwh"])
         pue = facility / total if total > 0 else worst
-        pue_source = "carbontrack_pue gauge" if len(node_pues) == 1 else (
+        pue_source = f"{PUE} gauge" if len(node_pues) == 1 else (
             f"energy-weighted over node PUEs {node_pues}" if node_pues
-            else "no carbontrack_pue series (1.0 assumed)"
+            else f"no {PUE} series (1.0 assumed)"
         )
         grams = float(j["grams"])
         return LineItem(

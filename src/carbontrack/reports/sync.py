@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from carbontrack.core import contract
 from carbontrack.core.errors import CarbonTrackError, ConfigError
 
 from . import mlflow_log, wandb_log
-from .sources_cluster import ANN, ANN_ACCOUNTED, ANN_ENERGY, IdentityKeys
+from .sources_cluster import ANN_ACCOUNTED, ANN_ENERGY, IdentityKeys
 
-LOGGED = {"mlflow": ANN + "mlflow-logged-at", "wandb": ANN + "wandb-logged-at"}
+LOGGED = {"mlflow": contract.MLFLOW_LOGGED_AT, "wandb": contract.WANDB_LOGGED_AT}
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def main(argv: list[str], api_client_factory: Callable[[str | None, str | None],
     p.add_argument("--wandb-project", help="default: WANDB_PROJECT on the Job's pod template")
     p.add_argument("--interval", type=float, default=0.0, help="repeat every N seconds (0: one pass)")
     p.add_argument("--team-label", default="team")
-    p.add_argument("--model-label", default="carbontrack.io/model")
+    p.add_argument("--model-label", default=contract.MODEL_LABEL)
     p.add_argument("--cluster-name", default="")
     p.add_argument("--quiet", "-q", action="store_true")
     args = p.parse_args(argv)
