@@ -20,10 +20,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from carbontrack.core import contract
+
 from .promql import escape_label, range_seconds
 
-UNIT = "carbontrack.io/functional-unit"
-QUERY = "carbontrack.io/functional-unit-query"
+UNIT = contract.FUNCTIONAL_UNIT
+QUERY = contract.FUNCTIONAL_UNIT_QUERY
 METRIC = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 MATCH_OPS = ("=~", "!~", "!=", "=")

@@ -38,6 +38,7 @@ USER_ANNOTATIONS = frozenset({
     "carbontrack.io/run-kind",
     "carbontrack.io/mlflow-logged-at",
     "carbontrack.io/wandb-logged-at",
+    "carbontrack.io/deferrable-until",
 })
 
 

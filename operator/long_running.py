@@ -122,10 +122,19 @@ class LongRunningAccounting:
                 seen[uid] = (kind, ended)
         namespaces = sorted({f.namespace for _, f in seen.values()})
         objects = {ns: await self._intermediates(ns) for ns in namespaces}
+        for uid, (_, facts) in seen.items():
+            lws = facts.name if facts.kind == "LeaderWorkerSet" else None
+            self._owners.setdefault(uid, set()).update(
+                descendant_uids(objects[facts.namespace], uid, lws_name=lws))
+        # A workload another one controls (an InferenceService's Deployment, a
+        # LeaderWorkerSet's StatefulSets) is accounted as part of its top-level owner only.
+        nested = {u for uid, owners in self._owners.items() if uid in seen for u in owners if u != uid}
         for uid, (kind, facts) in seen.items():
+            if uid in nested:
+                self._owners.pop(uid, None)
+                continue
             self._known[uid] = facts
-            owners = self._owners.setdefault(uid, set())
-            owners |= descendant_uids(objects[facts.namespace], uid)
+            owners = self._owners[uid]
             try:
                 finished = await self._account_workload(kind, facts, sorted(owners))
             except NotReady as err:

@@ -46,9 +46,12 @@ KINDS = (
 )
 # Objects that can stand between a workload and its pods (the exporter's owner_uid is one
 # of them): ReplicaSets of Deployments, StatefulSets of LeaderWorkerSets, Deployments of
-# InferenceServices, and pods (a LeaderWorkerSet's worker StatefulSet is owned by a pod).
+# InferenceServices (raw deployment mode). A LeaderWorkerSet's worker StatefulSets are owned
+# by its leader pods; pods are not read (their specs are not the operator's business):
+# the LeaderWorkerSet controller's name label ties those StatefulSets to it instead.
 INTERMEDIATE_PLURALS = (("apps", "v1", "replicasets"), ("apps", "v1", "statefulsets"),
-                        ("apps", "v1", "deployments"), ("", "v1", "pods"))
+                        ("apps", "v1", "deployments"))
+LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
 
 
 @dataclass(frozen=True)
@@ -125,16 +128,21 @@ def controller_of(obj: Mapping[str, Any]) -> str | None:
 
 
 def descendant_uids(objects: Iterable[Mapping[str, Any]], root_uid: str,
-                    max_depth: int = 8) -> set[str]:
+                    max_depth: int = 8, lws_name: str | None = None) -> set[str]:
     """UIDs of the objects whose chain of controller owners reaches ``root_uid`` (the root
-    included). A cycle or a chain longer than ``max_depth`` never reaches it."""
+    included). A cycle or a chain longer than ``max_depth`` never reaches it. ``lws_name``:
+    the root is that LeaderWorkerSet, whose worker StatefulSets carry its name label."""
     parent: dict[str, str] = {}
+    out = {root_uid}
     for obj in objects:
-        uid = (obj.get("metadata") or {}).get("uid")
+        meta = obj.get("metadata") or {}
+        uid = meta.get("uid")
         owner = controller_of(obj)
         if uid and owner:
             parent[str(uid)] = owner
-    out = {root_uid}
+        if uid and lws_name and (meta.get("labels") or {}).get(LWS_NAME_LABEL) == lws_name \
+                and obj.get("kind", "StatefulSet") == "StatefulSet":
+            out.add(str(uid))
     for uid in parent:
         node, depth = uid, 0
         while node in parent and depth < max_depth:

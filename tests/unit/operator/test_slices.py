@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
 from carbontrack.operator.functional_unit import (
     FunctionalUnitError,
     from_annotations,
@@ -90,7 +90,7 @@ def test_slice_energy_is_end_minus_start_per_series_and_telescopes() -> None:
     # three slices of one counter add up to its value at the end
     values = [0.0, 12.5, 30.25, 44.0]
     parts = [slice_samples([sample("a", v1)], [sample("a", v0)])[0].value
-             for v0, v1 in zip(values, values[1:], strict=False)]
+             for v0, v1 in itertools.pairwise(values)]
     assert sum(parts) == values[-1]
     with pytest.raises(Exception, match="went down"):
         slice_samples([sample("a", 1.0)], [sample("a", 2.0)])
