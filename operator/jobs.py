@@ -35,6 +35,7 @@ USER_ANNOTATIONS = frozenset({
     "carbontrack.io/wandb-run-id",
     "carbontrack.io/functional-unit",
     "carbontrack.io/functional-units",
+    "carbontrack.io/functional-unit-query",
     "carbontrack.io/run-kind",
     "carbontrack.io/mlflow-logged-at",
     "carbontrack.io/wandb-logged-at",
