@@ -47,6 +47,7 @@ from .prometheus import PrometheusClient
 from .queue import AccountingQueue
 from .record_store import RecordMark, RecordStore
 from .seals import Seals
+from .deferral import Deferral, deferral_config, record_annotations
 from .settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,8 @@ class Operator:
         self.enforcer = Enforcer(kube, metrics, clock, lambda: self.book.views.values(), self._budgets_of)
         self.projector = Projector(kube, prometheus, clock, settings.scrape_interval_s)
         self.finalizers = Finalizers(kube)
+        # deferrable Jobs held for the lowest-carbon window (missing credentials fail here)
+        self.deferral = Deferral(kube, clock, deferral_config(settings))
         # UIDs of unfinished Jobs seen with a pod started: suspension clears a Job's startTime
         # (Kubernetes >= 1.36), so a Job suspended after running and then deleted would look
         # never-run; this remembers that it ran (not across operator restarts)
@@ -101,6 +104,7 @@ class Operator:
         self._ran.discard(uid)
         self._members.pop(uid, None)
         self.enforcer.forget(uid)
+        self.deferral.forget(uid)
 
     # ---------------------------------------------------------------- Job events
     async def on_job_event(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -150,6 +154,7 @@ class Operator:
         if self.settings.finalizer and FINALIZER not in facts.finalizers and not facts.deleting:
             await self.finalizers.add(facts, body)
         await self._remember_budgets(facts)
+        await self.deferral.on_job(facts)
         if self.settings.enforcement:
             await self.enforcer.enforce(facts)
 
@@ -223,7 +228,8 @@ class Operator:
             outcome=job.outcome or "", started_at=job.lifetime_start,
             finished_at=job.finished_at, accounted_at=now,
             co2e_grams=acc.co2e_grams, energy_kwh=acc.energy_kwh, labels=job.labels,
-            budgets=frozenset(self._budgets_of(job)), annotations=acc.annotations(now),
+            budgets=frozenset(self._budgets_of(job)),
+            annotations={**acc.annotations(now), **record_annotations(job)},
             inputs={k: v for k, v in job.annotations.items() if k in USER_ANNOTATIONS},
             template=job.template, parallelism=job.parallelism, queries=acc.queries,
         )
@@ -274,6 +280,7 @@ class Operator:
             if self.settings.projection_interval_s and now >= next_projection:
                 await self.projector.project_all(self.jobs.values())
                 next_projection = now + self.settings.projection_interval_s
+            await self.deferral.tick()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
 

@@ -2,50 +2,37 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from carbontrack.core import contract
+from carbontrack.core.contract import operator_owned as operator_owned  # re-exported
 from carbontrack.core.errors import ConfigError
 
 from .timeutil import parse_time
 
-ANNOTATION_PREFIX = "carbontrack.io/"
-ACCOUNTED_AT = "carbontrack.io/accounted-at"
+# The keys live in carbontrack.core.contract; these names are the operator's shorthand.
+ANNOTATION_PREFIX = contract.KEY_PREFIX
+ACCOUNTED_AT = contract.ACCOUNTED_AT
 # The UID the accounting annotations belong to. Annotations travel with a manifest
 # (`kubectl get -o yaml | kubectl apply`, templating from an old Job), so accounted-at alone
 # would let a re-created Job (new UID) escape accounting and its budget.
-ACCOUNTED_UID = "carbontrack.io/accounted-uid"
-REPORT = "carbontrack.io/report"
-SUSPENDED_BY = "carbontrack.io/suspended-by"
-EXPECTED_DURATION = "carbontrack.io/expected-duration"
-FINALIZER = "carbontrack.io/accounting"
+ACCOUNTED_UID = contract.ACCOUNTED_UID
+REPORT = contract.REPORT
+SUSPENDED_BY = contract.SUSPENDED_BY
+EXPECTED_DURATION = contract.EXPECTED_DURATION
+FINALIZER = contract.ACCOUNTING_FINALIZER
 # The budgets (namespace/name) that selected a Job while it ran, written by the operator when
 # it first sees the Job: relabelling the Job later does not take it out of them.
-BUDGETS = "carbontrack.io/budgets"
+BUDGETS = contract.BUDGETS
 GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu")
 # carbontrack.io/ annotations that users write as inputs (identity, projection, sync marks).
-# Every other carbontrack.io/ key is the operator's: the admission policy rejects anyone else
-# setting or changing it, and the operator never trusts its value (the record is the truth).
-USER_ANNOTATIONS = frozenset({
-    EXPECTED_DURATION,
-    "carbontrack.io/mlflow-run-id",
-    "carbontrack.io/wandb-run-id",
-    "carbontrack.io/functional-unit",
-    "carbontrack.io/functional-units",
-    "carbontrack.io/functional-unit-query",
-    "carbontrack.io/run-kind",
-    "carbontrack.io/mlflow-logged-at",
-    "carbontrack.io/wandb-logged-at",
-    "carbontrack.io/deferrable-until",
-})
-
-
-def operator_owned(key: str) -> bool:
-    """True for the carbontrack.io/ annotation keys only the operator may write."""
-    return key.startswith(ANNOTATION_PREFIX) and key not in USER_ANNOTATIONS
+# Every other carbontrack.io/ key is the operator's (operator_owned): the admission policy
+# rejects anyone else setting or changing it, and the operator never trusts its value (the
+# record is the truth).
+USER_ANNOTATIONS = contract.USER_ANNOTATIONS
 
 
 @dataclass(frozen=True)
@@ -113,10 +100,10 @@ def accounted_uid(annotations: Mapping[str, str]) -> str | None:
     if uid is not None:
         return uid
     try:
-        report = json.loads(annotations.get(REPORT, ""))
-    except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested past the stack
+        report = contract.decode_report(annotations.get(REPORT, ""))
+    except ValueError:
         return None
-    job = report.get("job") if isinstance(report, dict) else None
+    job = report.get("job")
     value = job.get("uid") if isinstance(job, dict) else None
     return value if isinstance(value, str) else None
 

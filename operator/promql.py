@@ -1,4 +1,4 @@
-"""PromQL for Job accounting, built from the exporter's metric contract (docs/architecture.md).
+"""PromQL for Job accounting, built from the exporter's metric contract (carbontrack.core.contract).
 
 Pure functions of their arguments, tested by equality. Label values are escaped; UIDs and
 node names come from the API server, but nothing here trusts that.
@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-ENERGY = "carbontrack_container_energy_joules_total"
-CO2E = "carbontrack_container_co2e_grams_total"
-INTENSITY = "carbontrack_grid_carbon_intensity_grams_per_kwh"
-PUE = "carbontrack_pue"
+from carbontrack.core import contract
+
+ENERGY = contract.CONTAINER_ENERGY.sample
+CO2E = contract.CONTAINER_CO2E.sample
+INTENSITY = contract.GRID_INTENSITY.sample
+PUE = contract.PUE.sample
 
 
 def escape_label(value: str) -> str:
@@ -33,25 +35,27 @@ def range_seconds(seconds: float) -> str:
     return f"{math.ceil(seconds)}s"
 
 
-def job_selector(job_uid: str) -> str:
-    return f'owner_kind="Job",owner_uid="{escape_label(job_uid)}"'
+def job_selector(job_uid: str, kind: str = "Job") -> str:
+    """The series of one workload: the exporter labels a pod's series with its root owner
+    (core.owners), so a PyTorchJob's, JobSet's or RayJob's pods are selected directly."""
+    return f'owner_kind="{escape_label(kind)}",owner_uid="{escape_label(job_uid)}"'
 
 
-def job_totals(metric: str, job_uid: str, window_s: float) -> str:
+def job_totals(metric: str, job_uid: str, window_s: float, kind: str = "Job") -> str:
     """Final counter value of each of the Job's series (max over the Job's lifetime: the
     exporter's counters never reset, so the max is the last value), summed per component,
     method and node. Evaluate at the end of the window."""
     return (
         f"sum by (node, component, method) "
-        f"(max_over_time({metric}{{{job_selector(job_uid)}}}[{range_seconds(window_s)}]))"
+        f"(max_over_time({metric}{{{job_selector(job_uid, kind)}}}[{range_seconds(window_s)}]))"
     )
 
 
-def job_pods(job_uid: str, window_s: float) -> str:
+def job_pods(job_uid: str, window_s: float, kind: str = "Job") -> str:
     """One series per (pod, component): counts pods and which of them used GPUs."""
     return (
         f"count by (pod_uid, component) "
-        f"(max_over_time({ENERGY}{{{job_selector(job_uid)}}}[{range_seconds(window_s)}]))"
+        f"(max_over_time({ENERGY}{{{job_selector(job_uid, kind)}}}[{range_seconds(window_s)}]))"
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from carbontrack.core.errors import ConfigError
+from carbontrack.intensity.selection import IntensityConfig
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,14 @@ class OperatorSettings:
     """Decide Kueue AdmissionChecks whose controllerName is carbontrack.io/carbon-budget:
     Workloads (of any Kueue-managed kind) whose top-level owner an exceeded Suspend budget
     holds stay Pending, others are Ready (operator/kueue_checks.py). Needs Kueue's CRDs."""
+
+    deferral_zone: str | None = None
+    """Grid zone whose forecast times deferrable Jobs (carbontrack.io/deferrable-until); None:
+    deferrable Jobs run at once, with that reason in an Event (operator/deferral.py)."""
+
+    intensity: IntensityConfig | None = None
+    """Intensity provider for the forecasts (carbontrack.intensity.selection; None: static,
+    which has no forecast). Credentials come from the environment."""
 
     def __post_init__(self) -> None:
         if not self.prometheus_url.startswith(("http://", "https://")):

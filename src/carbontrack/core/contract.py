@@ -206,8 +206,6 @@ PROJECTION_BASIS = _key("projection-basis")
 # a deferrable Job's plan and counterfactual (JSON), written by the operator (operator/deferral.py)
 DEFERRAL = _key("deferral")
 
-# deferral to a low-carbon window (operator/deferral.py): the plan, JSON
-DEFERRAL = _key("deferral")
 # long-running workloads accounted per slice (operator/long_running.py)
 LAST_SLICE = _key("last-slice")
 SLICE_START = _key("slice-start")
@@ -230,13 +228,9 @@ RUN_KIND = _key("run-kind")
 DEFERRABLE_UNTIL = _key("deferrable-until")  # latest start of a deferrable Job (operator/deferral.py)
 MLFLOW_LOGGED_AT = _key("mlflow-logged-at")
 WANDB_LOGGED_AT = _key("wandb-logged-at")
-# user inputs read by newer modules; not (yet) in USER_ANNOTATIONS, so the chart's admission
-# policy treats them as operator-owned
-DEFERRABLE_UNTIL = _key("deferrable-until")
-FUNCTIONAL_UNIT_QUERY = _key("functional-unit-query")
-USER_ANNOTATIONS = frozenset({DEFERRABLE_UNTIL, EXPECTED_DURATION, MLFLOW_RUN_ID, WANDB_RUN_ID, FUNCTIONAL_UNIT,
-                              FUNCTIONAL_UNITS, FUNCTIONAL_UNIT_QUERY, RUN_KIND, MLFLOW_LOGGED_AT,
-                              WANDB_LOGGED_AT})
+USER_ANNOTATIONS = frozenset({DEFERRABLE_UNTIL, EXPECTED_DURATION, MLFLOW_RUN_ID, WANDB_RUN_ID,
+                              FUNCTIONAL_UNIT, FUNCTIONAL_UNITS, FUNCTIONAL_UNIT_QUERY, RUN_KIND,
+                              MLFLOW_LOGGED_AT, WANDB_LOGGED_AT})
 
 # Kueue AdmissionCheck controller name (operator/kueue_checks.py)
 KUEUE_ADMISSION_CHECK = _key("carbon-budget")
@@ -273,11 +267,15 @@ def operator_owned(key: str) -> bool:
 
 
 # ------------------------------------------------- the report JSON (carbontrack.io/report)
-class ReportJob(TypedDict):
+class _ReportJobHead(TypedDict):
     namespace: str
     name: str
     uid: str
     outcome: str | None
+
+
+class ReportJob(_ReportJobHead, total=False):
+    kind: str  # the workload kind (Job, JobSet, ...); absent in reports of older operators
 
 
 class ReportWindow(TypedDict):
