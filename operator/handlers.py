@@ -34,6 +34,7 @@ from carbontrack.core.units import format_mass as human_mass
 
 from .accounting import Accountant, Accounting
 from .budget_book import BudgetBook
+from .deferral import Deferral, deferral_config, record_annotations
 from .enforcer import Enforcer, job_ref
 from .finalizers import Finalizers
 from .jobs import BUDGETS, FINALIZER, USER_ANNOTATIONS, JobFacts, job_facts
@@ -47,7 +48,6 @@ from .prometheus import PrometheusClient
 from .queue import AccountingQueue
 from .record_store import RecordMark, RecordStore
 from .seals import Seals
-from .deferral import Deferral, deferral_config, record_annotations
 from .settings import OperatorSettings
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,259 @@
+"""Carbon-aware timing of deferrable Jobs: hold each until the lowest-carbon window.
+
+A Job that sets ``carbontrack.io/deferrable-until`` (an RFC 3339 time, or a duration such as
+"6h" counted from the Job's creation) may be held until then. It is held through the same
+mechanism that Suspend budgets use. The chart's MutatingAdmissionPolicy
+``<release>-hold-deferrable`` creates it with ``spec.suspend: true``. Without that policy
+the operator suspends it as soon as it sees it. The operator then:
+
+1. asks the intensity provider's forecast for the deferral zone (``--deferral-zone``);
+2. picks the start of the lowest-carbon window of ``carbontrack.io/expected-duration``
+   (default 1h) that starts no later than the deadline (intensity/window.py);
+3. writes the plan to its own annotation ``carbontrack.io/deferral`` (JSON), which the
+   admission policy protects from users and which restarts resume from, and posts an Event
+   saying what the Job waits for and why;
+4. releases the Job (``spec.suspend: false``) at the planned start, never after the deadline.
+
+A Job without a usable forecast runs at once. Reasons include a static provider, a provider
+that is down, a forecast in the past, a deadline that has passed and an invalid annotation.
+Each is given in a Warning Event and in the annotation. A Job that a CarbonBudget also holds
+(``carbontrack.io/suspended-by``) is not resumed by this module: the budget's hold stands and
+the enforcer lifts it.
+
+The annotation keeps the counterfactual. It holds the forecast intensity for a start at
+submission and for the window run. Accounting copies it into the CarbonRecord, and
+``carbontrack report deferrals`` turns it into an estimate of the CO2e avoided. That figure
+is an estimate from the forecast, never a measurement, and is never counted in a budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from carbontrack.core.contract import DEFERRABLE_UNTIL, DEFERRAL
+from carbontrack.core.errors import CarbonTrackError, ConfigError, TemporaryError
+from carbontrack.intensity.forecast import ForecastSource, ForecastUnusable
+from carbontrack.intensity.window import Plan, at_once, parse_span, plan
+
+from .enforcer import job_ref
+from .jobs import EXPECTED_DURATION, SUSPENDED_BY, JobFacts
+from .kube import Conflict, Gone, KubeApi
+from .settings import OperatorSettings
+from .timeutil import format_time, parse_time
+
+log = logging.getLogger(__name__)
+
+# DEFERRABLE_UNTIL: user input, an RFC 3339 time or a duration after creation;
+# DEFERRAL: operator-owned, the plan and its counterfactual (JSON)
+DEFAULT_DURATION = timedelta(hours=1)
+HELD, RELEASED = "held", "released"
+RUNNING_FOR = timedelta(seconds=30)  # a Job running longer than this when first seen is not held
+
+
+@dataclass(frozen=True)
+class DeferralConfig:
+    zone: str | None  # the grid zone deferrable Jobs run in; None: no deferral (run at once)
+    forecaster: Callable[[], ForecastSource]  # raises ForecastUnusable when there is none
+
+
+def deadline_of(job: JobFacts) -> datetime:
+    """The latest start: an RFC 3339 time, or a duration after the Job's creation."""
+    raw = job.annotations[DEFERRABLE_UNTIL].strip()
+    if raw and raw[0].isdigit() and raw[-1] in "hms" and "T" not in raw:
+        return job.created_at + parse_span(raw, DEFERRABLE_UNTIL)
+    try:
+        return parse_time(raw)
+    except (ValueError, TypeError):
+        raise ConfigError(f"invalid {DEFERRABLE_UNTIL} {raw!r}: give an RFC 3339 time "
+                          "(2026-12-07T06:00:00Z) or a duration after creation ('6h', '90m')") from None
+
+
+def expected_duration(job: JobFacts) -> tuple[timedelta, str]:
+    raw = job.annotations.get(EXPECTED_DURATION)
+    if raw is None:
+        return DEFAULT_DURATION, f"no {EXPECTED_DURATION}: a 1h window is assumed"
+    return parse_span(raw, EXPECTED_DURATION), ""
+
+
+def record_of(job: JobFacts) -> dict[str, Any] | None:
+    """The operator's deferral annotation, if it is one it could have written."""
+    try:
+        value = json.loads(job.annotations.get(DEFERRAL, ""))
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) and value.get("state") in (HELD, RELEASED) else None
+
+
+class Deferral:
+    """Plans, holds and releases deferrable Jobs (one instance per operator)."""
+
+    def __init__(self, kube: KubeApi, clock: Callable[[], datetime], config: DeferralConfig) -> None:
+        self._kube = kube
+        self._clock = clock
+        self._config = config
+        # uid -> (release at, latest facts, the plan as written): the plan is kept here as
+        # well as in the annotation, so a release before the next watch event loses nothing
+        self._due: dict[str, tuple[datetime, JobFacts, dict[str, Any]]] = {}
+        self._planning: set[str] = set()
+
+    def forget(self, uid: str) -> None:
+        self._due.pop(uid, None)
+
+    async def on_job(self, job: JobFacts) -> None:
+        """Called for every event of an unfinished Job; plans each deferrable Job once."""
+        if (DEFERRABLE_UNTIL not in job.annotations or job.finished or job.deleting
+                or getattr(job, "kind", "Job") != "Job"):  # held through spec.suspend: Jobs only
+            return
+        record = record_of(job)
+        if record is not None:
+            if record["state"] == HELD and job.suspended:  # also after a restart: resume the plan
+                self._due[job.uid] = (parse_time(str(record["plannedStart"])), job, record)
+            return
+        if job.uid in self._planning:
+            return
+        self._planning.add(job.uid)
+        try:
+            await self._plan(job)
+        finally:
+            self._planning.discard(job.uid)
+
+    async def tick(self) -> None:
+        """Release every held Job whose window has come (called every second)."""
+        now = self._clock()
+        for uid, (when, job, record) in list(self._due.items()):
+            if when <= now:
+                del self._due[uid]
+                await self._release(job, record, now)
+
+    async def _plan(self, job: JobFacts) -> None:
+        now = self._clock()
+        submitted = job.created_at
+        try:
+            deadline = deadline_of(job)
+            duration, note = expected_duration(job)
+        except ConfigError as err:
+            await self._run_now(job, at_once(now, f"{err}: runs at once"), None, None)
+            return
+        if not job.suspended and job.started_at is not None and now - job.started_at > RUNNING_FOR:
+            # seen late (the operator was down): stopping work that has run for a while
+            # would waste it
+            await self._run_now(job, at_once(now, "already running when the operator saw it: "
+                                                  "not held"), deadline, duration)
+            return
+        chosen = await self._choose(now, deadline, duration)
+        if note:
+            chosen = Plan(chosen.start, chosen.wait, f"{chosen.reason}; {note}",
+                          chosen.at_submission_g_per_kwh, chosen.at_start_g_per_kwh, chosen.basis)
+        if not chosen.deferred:
+            await self._run_now(job, chosen, deadline, duration)
+            return
+        body = _record(HELD, chosen, submitted, deadline, duration, self._config.zone)
+        if not await self._patch(job, {"metadata": {"annotations": {DEFERRAL: json.dumps(body, sort_keys=True)}},
+                                       "spec": {"suspend": True}}):
+            return
+        self._due[job.uid] = (chosen.start, job, body)
+        await self._event(job, "DeferredForLowCarbon", f"held until {format_time(chosen.start)} "
+                          f"(deadline {format_time(deadline)}): {chosen.reason}", False)
+
+    async def _choose(self, now: datetime, deadline: datetime, duration: timedelta) -> Plan:
+        zone = self._config.zone
+        if zone is None:
+            return at_once(now, "no forecast: the operator has no --deferral-zone")
+        try:
+            # the provider clients are blocking (urllib): off the event loop
+            forecast = await asyncio.to_thread(lambda: self._config.forecaster().forecast(zone))
+        except ForecastUnusable as err:
+            return at_once(now, f"no usable forecast for {zone} ({err}): runs at once")
+        except CarbonTrackError as err:
+            return at_once(now, f"no forecast for {zone} ({err}): runs at once")
+        return plan(forecast, now=now, duration=duration, deadline=deadline)
+
+    async def _run_now(self, job: JobFacts, chosen: Plan, deadline: datetime | None,
+                       duration: timedelta | None) -> None:
+        body = _record(RELEASED, chosen, job.created_at, deadline, duration, self._config.zone,
+                       released_at=chosen.start)
+        patch: dict[str, Any] = {"metadata": {"annotations": {DEFERRAL: json.dumps(body, sort_keys=True)}}}
+        if job.suspended and SUSPENDED_BY not in job.annotations:
+            patch["spec"] = {"suspend": False}
+        if await self._patch(job, patch):
+            forecast = chosen.at_start_g_per_kwh is not None
+            await self._event(job, "NotDeferred" if not forecast else "RunsNowLowestCarbon",
+                              f"runs at once: {chosen.reason}", not forecast)
+
+    async def _release(self, job: JobFacts, planned: dict[str, Any], now: datetime) -> None:
+        record = {**planned, "state": RELEASED, "releasedAt": format_time(now)}
+        patch: dict[str, Any] = {"metadata": {"annotations": {DEFERRAL: json.dumps(record, sort_keys=True)}}}
+        held_by_budget = SUSPENDED_BY in job.annotations
+        if not held_by_budget:
+            patch["spec"] = {"suspend": False}
+        if await self._patch(job, patch):
+            why = ("its CarbonBudget still holds it" if held_by_budget else
+                   f"the planned lowest-carbon window ({record.get('intensityAtRun', '?')} g/kWh "
+                   f"forecast vs {record.get('intensityAtSubmission', '?')} at submission)")
+            await self._event(job, "ReleasedForLowCarbon", f"released at {format_time(now)}: {why}",
+                              False)
+
+    async def _patch(self, job: JobFacts, body: Mapping[str, Any]) -> bool:
+        try:
+            await self._kube.patch_job(job.namespace, job.name, job.uid, body)
+        except (Gone, Conflict) as err:
+            log.info("deferrable Job %s/%s changed or went away: %s", job.namespace, job.name, err)
+            return False
+        except TemporaryError as err:
+            log.warning("could not write the deferral of Job %s/%s (retried at its next "
+                        "event): %s", job.namespace, job.name, err)
+            return False
+        return True
+
+    async def _event(self, job: JobFacts, reason: str, message: str, warning: bool) -> None:
+        try:
+            await self._kube.post_event(job_ref(job), reason, message, warning, self._clock())
+        except TemporaryError as err:
+            log.warning("Event %s for Job %s/%s not posted: %s", reason, job.namespace, job.name, err)
+
+
+def _record(state: str, chosen: Plan, submitted: datetime, deadline: datetime | None,
+            duration: timedelta | None, zone: str | None,
+            released_at: datetime | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "state": state,
+        "submittedAt": format_time(submitted),
+        "plannedStart": format_time(chosen.start),
+        "reason": chosen.reason,
+        "zone": zone or "",
+        "intensityAtSubmission": _round(chosen.at_submission_g_per_kwh),
+        "intensityAtRun": _round(chosen.at_start_g_per_kwh),
+        "basis": chosen.basis,
+    }
+    if deadline is not None:
+        body["deadline"] = format_time(deadline)
+    if duration is not None:
+        body["expectedDurationSeconds"] = duration.total_seconds()
+    if released_at is not None:
+        body["releasedAt"] = format_time(released_at)
+    return body
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def deferral_config(settings: OperatorSettings, env: Mapping[str, str] | None = None) -> DeferralConfig:
+    """The forecast source from the operator's intensity selection (the exporter's and the
+    tracker's path: carbontrack.intensity.selection); missing credentials fail at start."""
+    from carbontrack.intensity.selection import IntensityConfig, select
+
+    selection = select(settings.intensity or IntensityConfig(), os.environ if env is None else env)
+    return DeferralConfig(settings.deferral_zone, selection.forecaster)
+
+
+def record_annotations(job: JobFacts) -> dict[str, str]:
+    """The deferral annotation for the Job's CarbonRecord entry (the counterfactual)."""
+    return {DEFERRAL: job.annotations[DEFERRAL]} if record_of(job) is not None else {}
