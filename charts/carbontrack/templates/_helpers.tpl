@@ -111,6 +111,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- with $op.mlflowTrackingUri }}
 - --mlflow-tracking-uri={{ . }}
 {{- end }}
+{{- if $op.kueueAdmission.enabled }}
+- --kueue-admission-check
+{{- end }}
 - --listen=0.0.0.0:{{ $op.port }}
 {{- range $op.extraArgs }}
 - {{ . | quote }}
