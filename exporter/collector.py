@@ -1,7 +1,7 @@
 """Prometheus exposition of the engine's latest Snapshot (a client_python custom Collector).
 
 ``collect()`` only reads an immutable snapshot (cheap, lock-free); nothing is computed per
-scrape. Metric names and labels are the contract in docs/architecture.md.
+scrape. Metric names, help and labels come from carbontrack.core.contract.
 """
 
 from __future__ import annotations
@@ -14,11 +14,14 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from carbontrack import __version__
+from carbontrack.core import contract as c
 
 from .engine import Snapshot
 
-CONTAINER_LABELS = ["node", "namespace", "pod", "pod_uid", "container", "component", "method",
-                    "owner_kind", "owner_name", "owner_uid"]
+
+def _meta(family: c.MetricFamily) -> tuple[str, str, None, list[str]]:
+    """(name, documentation, value, labels): a client_python metric family's arguments."""
+    return family.name, family.help, None, list(family.labels)
 
 
 class ExporterCollector(Collector):
@@ -31,26 +34,13 @@ class ExporterCollector(Collector):
         s = self._snapshot()
         node = s.node_name
 
-        f = CounterMetricFamily(
-            "carbontrack_node_energy_joules",
-            "Energy drawn by the node per component and device since first seen (joules).",
-            labels=["node", "component", "device", "method"],
-        )
+        f = CounterMetricFamily(*_meta(c.NODE_ENERGY))
         for (comp, dev, meth), j in s.node:
             f.add_metric([node, comp, dev, meth], j)
         yield f
 
-        energy = CounterMetricFamily(
-            "carbontrack_container_energy_joules",
-            "Node energy attributed to a container, per component (joules).",
-            labels=CONTAINER_LABELS,
-        )
-        co2e = CounterMetricFamily(
-            "carbontrack_container_co2e_grams",
-            "Emissions of the container's energy: each interval's joules x grid intensity x "
-            "PUE (grams CO2e).",
-            labels=CONTAINER_LABELS,
-        )
+        energy = CounterMetricFamily(*_meta(c.CONTAINER_ENERGY))
+        co2e = CounterMetricFamily(*_meta(c.CONTAINER_CO2E))
         for (uid, name), o, vals in s.containers:
             for comp, meth, j, g in vals:
                 labels = [node, o.namespace, o.pod, uid, name, comp, meth, o.owner_kind,
@@ -61,61 +51,39 @@ class ExporterCollector(Collector):
         yield energy
         yield co2e
 
-        un = CounterMetricFamily(
-            "carbontrack_unallocated_energy_joules",
-            "Node energy no container is charged with (idle not reserved, system processes, "
-            "departed cgroups) (joules).",
-            labels=["node", "component"],
-        )
+        un = CounterMetricFamily(*_meta(c.UNALLOCATED_ENERGY))
         for comp, j in s.unallocated:
             un.add_metric([node, comp], j)
         yield un
 
-        gi = GaugeMetricFamily(
-            "carbontrack_grid_carbon_intensity_grams_per_kwh",
-            "Grid carbon intensity used for the last interval (gCO2e per kWh).",
-            labels=["node", "zone", "source", "basis"],
-        )
+        gi = GaugeMetricFamily(*_meta(c.GRID_INTENSITY))
         if s.intensity is not None:
             zone, source, basis, value = s.intensity
             gi.add_metric([node, zone, source, basis], value)
         yield gi
 
-        fb = GaugeMetricFamily(
-            "carbontrack_grid_intensity_fallback",
-            "1 if the last interval's intensity is the static catalogue's because the live "
-            "provider failed or is backing off (see logs), 0 if it is the provider's.",
-            labels=["node", "provider"],
-        )
+        fb = GaugeMetricFamily(*_meta(c.GRID_INTENSITY_FALLBACK))
         if s.intensity_fallback is not None:
             fb.add_metric([node, s.intensity_fallback[0]], 1.0 if s.intensity_fallback[1] else 0.0)
         yield fb
 
-        pue = GaugeMetricFamily("carbontrack_pue", "Power usage effectiveness applied to "
-                                "emissions (facility energy / IT energy).", labels=["node"])
+        pue = GaugeMetricFamily(*_meta(c.PUE))
         pue.add_metric([node], s.pue)
         yield pue
 
-        up = GaugeMetricFamily("carbontrack_source_up",
-                               "1 if the source worked in the last cycle, else 0 (see logs).",
-                               labels=["node", "source"])
-        dur = GaugeMetricFamily("carbontrack_collection_duration_seconds",
-                                "Wall time the source took in the last cycle (seconds).",
-                                labels=["node", "source"])
+        up = GaugeMetricFamily(*_meta(c.SOURCE_UP))
+        dur = GaugeMetricFamily(*_meta(c.COLLECTION_DURATION))
         for name, st in s.sources:
             up.add_metric([node, name], 1.0 if st.up else 0.0)
             dur.add_metric([node, name], st.duration_s)
         yield up
         yield dur
 
-        attr = InfoMetricFamily("carbontrack_attribution", "Attribution rules in force.",
-                                labels=["cpu_weight_basis", "cpu_weight_map", "idle_policy",
-                                        "node"])
+        attr = InfoMetricFamily(*_meta(c.ATTRIBUTION_INFO))
         attr.add_metric([s.cpu_weight_basis, s.cpu_weight_map, s.idle_policy, node], {})
         yield attr
 
-        build = InfoMetricFamily("carbontrack_build", "CarbonTrack exporter build.",
-                                 labels=["version"])
+        build = InfoMetricFamily(*_meta(c.BUILD_INFO))
         build.add_metric([__version__], {})
         yield build
 
@@ -129,6 +97,20 @@ class ExporterCollector(Collector):
 
 # client_python's value formatting (untyped there), so the bytes match generate_latest
 _FMT = cast(Callable[[float], str], floatToGoString)
+
+
+# sample names (name_total, name_info, ...) of the contract's families
+_S_NODE_ENERGY = c.NODE_ENERGY.sample
+_S_CONTAINER_ENERGY = c.CONTAINER_ENERGY.sample
+_S_CONTAINER_CO2E = c.CONTAINER_CO2E.sample
+_S_UNALLOCATED_ENERGY = c.UNALLOCATED_ENERGY.sample
+_S_GRID_INTENSITY = c.GRID_INTENSITY.sample
+_S_GRID_INTENSITY_FALLBACK = c.GRID_INTENSITY_FALLBACK.sample
+_S_PUE = c.PUE.sample
+_S_SOURCE_UP = c.SOURCE_UP.sample
+_S_COLLECTION_DURATION = c.COLLECTION_DURATION.sample
+_S_ATTRIBUTION_INFO = c.ATTRIBUTION_INFO.sample
+_S_BUILD_INFO = c.BUILD_INFO.sample
 
 
 def _escape(v: str) -> str:
@@ -168,9 +150,9 @@ class TextRenderer:
         fmt = _FMT
         enode = _escape(node)
 
-        w(self._head(s, "carbontrack_node_energy_joules"))
+        w(self._head(s, c.NODE_ENERGY.name))
         for (comp, dev, meth), j in s.node:
-            w(f"carbontrack_node_energy_joules_total{{{_labels([('node', node), ('component', comp), ('device', dev), ('method', meth)])}}} {fmt(j)}\n")  # noqa: E501
+            w(f"{_S_NODE_ENERGY}{{{_labels([('node', node), ('component', comp), ('device', dev), ('method', meth)])}}} {fmt(j)}\n")  # noqa: E501
 
         frag: dict[tuple[tuple[str, str], object], tuple[str, str]] = {}
         old = self._frag
@@ -189,43 +171,43 @@ class TextRenderer:
             ctr, tail = f
             for comp, meth, j, g in vals:
                 lab = f'component="{_escape(comp)}",{ctr},method="{_escape(meth)}",{tail}'
-                energy.append(f"carbontrack_container_energy_joules_total{{{lab}}} {fmt(j)}\n")
+                energy.append(f"{_S_CONTAINER_ENERGY}{{{lab}}} {fmt(j)}\n")
                 if g is not None:
-                    co2e.append(f"carbontrack_container_co2e_grams_total{{{lab}}} {fmt(g)}\n")
+                    co2e.append(f"{_S_CONTAINER_CO2E}{{{lab}}} {fmt(g)}\n")
         self._frag = frag
-        w(self._head(s, "carbontrack_container_energy_joules"))
+        w(self._head(s, c.CONTAINER_ENERGY.name))
         out += energy
-        w(self._head(s, "carbontrack_container_co2e_grams"))
+        w(self._head(s, c.CONTAINER_CO2E.name))
         out += co2e
 
-        w(self._head(s, "carbontrack_unallocated_energy_joules"))
+        w(self._head(s, c.UNALLOCATED_ENERGY.name))
         for comp, j in s.unallocated:
-            w(f'carbontrack_unallocated_energy_joules_total{{component="{_escape(comp)}",'
+            w(f'{_S_UNALLOCATED_ENERGY}{{component="{_escape(comp)}",'
               f'node="{enode}"}} {fmt(j)}\n')
-        w(self._head(s, "carbontrack_grid_carbon_intensity_grams_per_kwh"))
+        w(self._head(s, c.GRID_INTENSITY.name))
         if s.intensity is not None:
             zone, source, basis, value = s.intensity
             lab = _labels([("node", node), ("zone", zone), ("source", source), ("basis", basis)])
-            w(f"carbontrack_grid_carbon_intensity_grams_per_kwh{{{lab}}} {fmt(value)}\n")
-        w(self._head(s, "carbontrack_grid_intensity_fallback"))
+            w(f"{_S_GRID_INTENSITY}{{{lab}}} {fmt(value)}\n")
+        w(self._head(s, c.GRID_INTENSITY_FALLBACK.name))
         if s.intensity_fallback is not None:
             provider, fallback = s.intensity_fallback
-            w(f'carbontrack_grid_intensity_fallback{{node="{enode}",'
+            w(f'{_S_GRID_INTENSITY_FALLBACK}{{node="{enode}",'
               f'provider="{_escape(provider)}"}} {fmt(1.0 if fallback else 0.0)}\n')
-        w(self._head(s, "carbontrack_pue"))
-        w(f'carbontrack_pue{{node="{enode}"}} {fmt(s.pue)}\n')
-        w(self._head(s, "carbontrack_source_up"))
+        w(self._head(s, c.PUE.name))
+        w(f'{_S_PUE}{{node="{enode}"}} {fmt(s.pue)}\n')
+        w(self._head(s, c.SOURCE_UP.name))
         for name, st in s.sources:
-            w(f'carbontrack_source_up{{node="{enode}",source="{_escape(name)}"}} '
+            w(f'{_S_SOURCE_UP}{{node="{enode}",source="{_escape(name)}"}} '
               f"{fmt(1.0 if st.up else 0.0)}\n")
-        w(self._head(s, "carbontrack_collection_duration_seconds"))
+        w(self._head(s, c.COLLECTION_DURATION.name))
         for name, st in s.sources:
-            w(f'carbontrack_collection_duration_seconds{{node="{enode}",'
+            w(f'{_S_COLLECTION_DURATION}{{node="{enode}",'
               f'source="{_escape(name)}"}} {fmt(st.duration_s)}\n')
-        w(self._head(s, "carbontrack_attribution"))
-        w(f'carbontrack_attribution_info{{cpu_weight_basis="{_escape(s.cpu_weight_basis)}",'
+        w(self._head(s, c.ATTRIBUTION_INFO.name))
+        w(f'{_S_ATTRIBUTION_INFO}{{cpu_weight_basis="{_escape(s.cpu_weight_basis)}",'
           f'cpu_weight_map="{_escape(s.cpu_weight_map)}",'
           f'idle_policy="{_escape(s.idle_policy)}",node="{enode}"}} 1.0\n')
-        w(self._head(s, "carbontrack_build"))
-        w(f'carbontrack_build_info{{version="{_escape(__version__)}"}} 1.0\n')
+        w(self._head(s, c.BUILD_INFO.name))
+        w(f'{_S_BUILD_INFO}{{version="{_escape(__version__)}"}} 1.0\n')
         return "".join(out).encode()
