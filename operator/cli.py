@@ -18,6 +18,8 @@ from carbontrack import __version__
 from carbontrack.core import scrapeauth
 from carbontrack.core.errors import ConfigError
 from carbontrack.core.scrapeauth import ScrapeSecurity
+from carbontrack.intensity.selection import add_arguments as add_intensity_arguments
+from carbontrack.intensity.selection import config_from_args as intensity_from_args
 
 from . import kueue_admission
 from .handlers import Operator, build_registry
@@ -75,6 +77,12 @@ def parser() -> argparse.ArgumentParser:
                    help="decide Kueue AdmissionChecks with controllerName "
                         "carbontrack.io/carbon-budget from Suspend CarbonBudgets")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--deferral-zone", default=os.environ.get("CARBONTRACK_DEFERRAL_ZONE") or None,
+                   metavar="ZONE",
+                   help="grid zone whose forecast times Jobs annotated carbontrack.io/deferrable-until "
+                        "(default: $CARBONTRACK_DEFERRAL_ZONE; unset: such Jobs run at once, "
+                        "saying why); the forecast comes from --intensity-provider")
+    add_intensity_arguments(p)
     scrapeauth.add_arguments(p)
     return p
 
@@ -94,6 +102,8 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         enforcement=not args.no_enforcement,
         finalizer=not args.no_finalizer,
         mlflow_tracking_uri=args.mlflow_tracking_uri,
+        deferral_zone=args.deferral_zone,
+        intensity=intensity_from_args(args, os.environ),
         kueue_admission=args.kueue_admission_check,
         slice_length_s=args.slice_length,
         slice_catchup_s=args.slice_catchup,
