@@ -21,6 +21,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
+from carbontrack.core import contract
 from carbontrack.core.errors import ConfigError, TemporaryError
 from carbontrack.core.records import RecordEntry, build_entry
 from carbontrack.core.timeutil import format_time
@@ -47,27 +48,24 @@ from .workload_api import WorkloadApi
 
 log = logging.getLogger(__name__)
 
-LAST_SLICE = "carbontrack.io/last-slice"  # start of the latest recorded slice, epoch s
-SLICE_START = "carbontrack.io/slice-start"
-SLICE_END = "carbontrack.io/slice-end"
-CO2E_TOTAL = "carbontrack.io/co2e-grams-total"
-ENERGY_TOTAL = "carbontrack.io/energy-kwh-total"
+LAST_SLICE = contract.LAST_SLICE  # start of the latest recorded slice, epoch s (a hint)
+SLICE_START = contract.SLICE_START
+SLICE_END = contract.SLICE_END
+CO2E_TOTAL = contract.CO2E_GRAMS_TOTAL
+ENERGY_TOTAL = contract.ENERGY_KWH_TOTAL
 KIND_RECHECK_S = 300.0  # how often CRDs that were absent are looked for again
 
 
 class LongRunningMetrics:
+    """contract.OPERATOR_SLICES_ACCOUNTED, WORKLOAD_SLICE_CO2E, WORKLOAD_FUNCTIONAL_UNITS."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.slices = Counter("carbontrack_operator_slices_accounted_total",
-                              "Slices of long-running workloads recorded (result=ok|no_data)",
-                              ["result"], registry=registry)
-        self.co2e = Counter("carbontrack_workload_slice_co2e_grams_total",
-                            "CO2e of recorded slices, per long-running workload (restarts at 0 "
-                            "with the operator: use increase())",
-                            ["namespace", "kind", "workload"], registry=registry)
-        self.units = Counter("carbontrack_workload_functional_units_total",
-                             "Functional units (carbontrack.io/functional-unit-query) of recorded "
-                             "slices, per long-running workload",
-                             ["namespace", "kind", "workload", "unit"], registry=registry)
+        def counter(family: contract.MetricFamily) -> Counter:
+            return Counter(family.name, family.help, family.labels, registry=registry)
+
+        self.slices = counter(contract.OPERATOR_SLICES_ACCOUNTED)
+        self.co2e = counter(contract.WORKLOAD_SLICE_CO2E)
+        self.units = counter(contract.WORKLOAD_FUNCTIONAL_UNITS)
 
 
 @dataclass
@@ -227,12 +225,11 @@ class LongRunningAccounting:
         inputs = {k: v for k, v in facts.annotations.items() if k in USER_ANNOTATIONS}
         # the unit count of a slice is the operator's (from the user's counter), never the
         # user's number: it is written over whatever the annotations say
-        inputs.pop("carbontrack.io/functional-units", None)
         if units is not None and units.count is not None:
             inputs[UNIT] = facts.annotations.get(UNIT, "unit")
-            inputs["carbontrack.io/functional-units"] = repr(units.count)
+            inputs[contract.FUNCTIONAL_UNITS] = repr(units.count)
         else:
-            inputs[UNIT], inputs["carbontrack.io/functional-units"] = "slice", "1"
+            inputs[UNIT], inputs[contract.FUNCTIONAL_UNITS] = "slice", "1"
         prior = _cumulative(previous.entry) if previous else (0.0, 0.0)
         data = build_entry(
             uid=job.uid, namespace=facts.namespace, name=facts.name, kind=facts.kind,

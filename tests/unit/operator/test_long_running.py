@@ -1,0 +1,410 @@
+"""Per-slice accounting of long-running workloads (operator/long_running.py) against a
+Prometheus that answers over real HTTP from a model of counters sampled every 2 s, and the
+record store's optimistic-concurrency protocol held in memory: exactly once on retry, and a
+restart that catches up the missed slices with no gap and no double count."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiohttp import web
+from carbontrack.operator.functional_unit import parse_selector
+from carbontrack.operator.kube import Conflict, Gone
+from carbontrack.operator.long_running import (
+    CO2E_TOTAL,
+    LAST_SLICE,
+    LongRunningAccounting,
+    LongRunningMetrics,
+)
+from carbontrack.operator.metrics import OperatorMetrics
+from carbontrack.operator.prometheus import PrometheusClient
+from carbontrack.operator.record_store import RecordStore
+from carbontrack.operator.settings import OperatorSettings
+from carbontrack.operator.slice_accounting import SliceAccountant
+from carbontrack.operator.slices import EPOCH, Slice, contiguous, parse_slice_key
+from prometheus_client import CollectorRegistry
+
+from carbontrack.core.errors import TemporaryError
+from carbontrack.core.records import parse_object
+
+UTC = timezone.utc
+CREATED = datetime(2026, 12, 7, 10, 0, 20, tzinfo=UTC)
+LENGTH = 60.0
+G_PER_J = 0.0002
+
+
+@dataclass
+class Series:
+    labels: dict[str, str]
+    start: float  # epoch s of the first sample
+    rate: float  # counter units per second
+    end: float = 1e12
+    gap: tuple[float, float] = (0.0, 0.0)  # no samples in (gap[0], gap[1]): an exporter down
+
+    def last_sample(self, t: float) -> float | None:
+        last = min(math.floor(t / 2) * 2, math.floor(self.end / 2) * 2)
+        if self.gap[0] < last < self.gap[1]:
+            last = math.floor(self.gap[0] / 2) * 2
+        return last if last >= self.start else None
+
+    def value_at(self, t: float) -> float | None:
+        """The counter's value at its last sample at or before t (samples every 2 s)."""
+        last = self.last_sample(t)
+        return None if last is None else self.rate * (last - self.start)
+
+    def sample_in(self, t: float, range_s: float) -> float | None:
+        last = self.last_sample(t)
+        return None if last is None or last < t - range_s else self.rate * (last - self.start)
+
+
+def matches(labels: Mapping[str, str], matchers: list[tuple[str, str, str]]) -> bool:
+    for key, op, value in matchers:
+        have = labels.get(key, "")
+        ok = {"=": have == value, "!=": have != value,
+              "=~": re.fullmatch(value, have) is not None,
+              "!~": re.fullmatch(value, have) is None}[op]
+        if not ok:
+            return False
+    return True
+
+
+@dataclass
+class ModelPrometheus:
+    """Answers the operator's slice queries from ``series`` like Prometheus 2.x would."""
+
+    series: dict[str, list[Series]]
+    now: float
+    seen: list[str] = field(default_factory=list)
+    port: int = 0
+    runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/api/v1/query", self._route)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self.runner.addresses[0][1]
+
+    def answer(self, query: str, at: float) -> list[tuple[dict[str, str], float]] | str:
+        m = re.fullmatch(r"(max_over_time|last_over_time|avg_over_time)\((.*)\[(\d+)s\]\)", query)
+        if m:
+            metric, matchers = parse_selector(m.group(2))
+            if metric == "carbontrack_pue":
+                return [({"node": "n1"}, 1.5)]
+            if metric == "carbontrack_grid_carbon_intensity_grams_per_kwh":
+                return [({"node": "n1", "zone": "DE", "source": "catalogue", "basis": "location"}, 400.0)]
+            out = []
+            for s in self.series.get(metric, []):
+                value = s.sample_in(at, float(m.group(3)))
+                if value is not None and matches(s.labels, matchers):
+                    out.append((dict(s.labels), value))
+            return out
+        if query.startswith("count by (pod_uid, component) ("):
+            got = self.answer(query[len("count by (pod_uid, component) ("):-1], at)
+            assert isinstance(got, list)
+            return [({"pod_uid": lab["pod_uid"], "component": lab["component"]}, 1.0) for lab, _ in got]
+        if query.startswith("timestamp(carbontrack_pue") or query == "max(timestamp(carbontrack_pue))":
+            return [({"node": "n1"}, float(math.floor(min(at, self.now) / 2) * 2))]
+        return f"unknown query {query}"
+
+    async def _route(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        query, at = str(form["query"]), float(str(form["time"]))
+        self.seen.append(query)
+        got = self.answer(query, at)
+        if isinstance(got, str):
+            return web.Response(status=400, text=json.dumps(
+                {"status": "error", "errorType": "bad_data", "error": got}))
+        result = [{"metric": labels, "value": [at, repr(v)]} for labels, v in got]
+        return web.json_response({"status": "success",
+                                  "data": {"resultType": "vector", "result": result}})
+
+
+class MemoryRecords:
+    """The CarbonRecord API's contract: create fails on an existing name, an entries patch
+    fails when the resourceVersion moved on."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.adds = 0
+
+    async def get_record(self, namespace: str, name: str) -> dict[str, Any]:
+        if (namespace, name) not in self.objects:
+            raise Gone(name)
+        return json.loads(json.dumps(self.objects[(namespace, name)]))
+
+    async def create_record(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if key in self.objects:
+            raise Conflict(key[1])
+        obj = json.loads(json.dumps(body))
+        obj["metadata"]["resourceVersion"] = "1"
+        self.objects[key] = obj
+        self.adds += len(obj["spec"]["entries"])
+        return obj
+
+    async def add_record_entries(self, namespace: str, name: str, entries: Mapping[str, Any],
+                                 resource_version: str) -> dict[str, Any]:
+        obj = self.objects[(namespace, name)]
+        if obj["metadata"]["resourceVersion"] != resource_version:
+            raise Conflict(name)
+        obj["spec"]["entries"].update(json.loads(json.dumps(entries)))
+        obj["metadata"]["resourceVersion"] = str(int(resource_version) + 1)
+        self.adds += len(entries)
+        return obj
+
+    async def list_records(self, namespace: str, label_selector: str, limit: int,
+                           token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        return [o for (ns, _), o in self.objects.items() if ns == namespace], None
+
+    def entries(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for obj in self.objects.values():
+            out.update(parse_object(obj).entries)
+        return out
+
+
+class Workloads:
+    def __init__(self, deployment: dict[str, Any], replicasets: list[dict[str, Any]]) -> None:
+        self.deployment = deployment
+        self.replicasets = replicasets
+        self.fail_patches = 0
+        self.patches = 0
+
+    async def served(self, group: str, version: str, plural: str) -> bool:
+        return False
+
+    async def list(self, group: str, version: str, plural: str, namespace: str | None) -> list[dict[str, Any]]:
+        return {"deployments": [self.deployment], "replicasets": self.replicasets}.get(plural, [])
+
+    async def patch_annotations(self, group: str, version: str, plural: str, namespace: str,
+                                name: str, uid: str, annotations: Mapping[str, str]) -> None:
+        if self.fail_patches:
+            self.fail_patches -= 1
+            raise TemporaryError("API server restarting")
+        self.patches += 1
+        self.deployment["metadata"].setdefault("annotations", {}).update(annotations)
+
+
+class Events:
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, str]] = []
+
+    async def post_event(self, involved: Mapping[str, str], reason: str, message: str,
+                         warning: bool, now: datetime) -> None:
+        self.posted.append((reason, message))
+
+
+def deployment(annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"metadata": {"uid": "dep-1", "namespace": "ns", "name": "llm", "labels": {"team": "a"},
+                         "annotations": dict(annotations or {}),
+                         "creationTimestamp": CREATED.isoformat().replace("+00:00", "Z")},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "s"}]}}}}
+
+
+def model(now: float) -> ModelPrometheus:
+    t0 = CREATED.timestamp()
+    energy = [
+        Series({"namespace": "ns", "owner_uid": "rs-1", "pod_uid": "a", "node": "n1",
+                "component": "cpu", "method": "measured"}, t0 + 6, 10.0),
+        Series({"namespace": "ns", "owner_uid": "rs-2", "pod_uid": "b", "node": "n1",
+                "component": "cpu", "method": "measured"}, t0 + 70, 20.0, end=t0 + 150),
+        # a pod whose exporter stopped for 100 s (10:02:00-10:03:40): its counter grew meanwhile
+        Series({"namespace": "ns", "owner_uid": "rs-1", "pod_uid": "c", "node": "n1",
+                "component": "cpu", "method": "measured"}, t0 + 10, 5.0, gap=(t0 + 100, t0 + 200)),
+        # another namespace's pod with the same owner UID: never counted
+        Series({"namespace": "other", "owner_uid": "rs-1", "pod_uid": "x", "node": "n1",
+                "component": "cpu", "method": "measured"}, t0, 1000.0),
+    ]
+    co2e = [Series(s.labels, s.start, s.rate * G_PER_J, s.end, s.gap) for s in energy]
+    tokens = [Series({"namespace": "ns", "pod": "llm-a", "model_name": "m"}, t0 + 6, 3.0),
+              Series({"namespace": "other", "pod": "spy", "model_name": "m"}, t0, 999.0)]
+    return ModelPrometheus({"carbontrack_container_energy_joules_total": energy,
+                            "carbontrack_container_co2e_grams_total": co2e,
+                            "vllm:generation_tokens_total": tokens}, now)
+
+
+@dataclass
+class Rig:
+    prom: ModelPrometheus
+    records: MemoryRecords
+    workloads: Workloads
+    events: Events
+    now: list[datetime]
+    clients: list[PrometheusClient] = field(default_factory=list)
+
+    def operator(self) -> LongRunningAccounting:
+        """A fresh operator (nothing in memory), as after a restart."""
+        url = f"http://127.0.0.1:{self.prom.port}"
+        settings = OperatorSettings(prometheus_url=url, scrape_interval_s=1.0, accounting_delay_s=1.0,
+                                    slice_length_s=LENGTH)
+        client = PrometheusClient(url, OperatorMetrics(CollectorRegistry()), timeout_s=2.0)
+        self.clients.append(client)
+        clock = lambda: self.now[0]  # noqa: E731
+        book = SimpleNamespace(views={})
+        return LongRunningAccounting(settings, self.workloads, self.events,  # type: ignore[arg-type]
+                                     SliceAccountant(client, settings, clock), RecordStore(self.records),
+                                     book, LongRunningMetrics(CollectorRegistry()), clock)  # type: ignore[arg-type]
+
+    def at(self, when: datetime) -> None:
+        self.now[0] = when
+        self.prom.now = when.timestamp()
+
+    def total(self, metric: str, at: datetime) -> float:
+        """The counters' value at ``at`` (what the slices must add up to)."""
+        values = [s.value_at(at.timestamp()) for s in self.prom.series[metric]
+                  if s.labels["namespace"] == "ns"]
+        return math.fsum(v for v in values if v is not None)
+
+
+def rig(annotations: dict[str, str] | None = None) -> Rig:
+    rs = [{"metadata": {"uid": u, "ownerReferences": [{"uid": "dep-1", "controller": True}]}}
+          for u in ("rs-1", "rs-2")]
+    start = CREATED + timedelta(minutes=3)
+    return Rig(model(start.timestamp()), MemoryRecords(), Workloads(deployment(annotations), rs),
+               Events(), [start])
+
+
+def slices_of(records: MemoryRecords) -> list[tuple[Slice, Any]]:
+    out = []
+    for key, entry in records.entries().items():
+        parsed = parse_slice_key(key)
+        assert parsed is not None and parsed[0] == "dep-1"
+        out.append((Slice(parsed[1], entry.finished_at), entry))
+    return sorted(out, key=lambda pair: pair[0])
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_slices_are_recorded_once_contiguous_and_add_up_to_the_counters() -> None:
+    async def go() -> None:
+        r = rig()
+        await r.prom.start()
+        op = r.operator()
+        await op.tick()
+        await op.tick()  # the same slices again: nothing new
+        got = slices_of(r.records)
+        # created 10:00:20; at 10:03:20 the slices 10:00, 10:01, 10:02 have settled
+        assert [p.start for p, _ in got] == [CREATED.replace(second=0) + timedelta(minutes=i) for i in range(3)]
+        assert contiguous([p for p, _ in got]) and r.records.adds == 3
+        end = got[-1][0].end
+        total = math.fsum(e.co2e_grams for _, e in got)
+        assert total == pytest.approx(r.total("carbontrack_container_co2e_grams_total", end), rel=1e-12)
+        for piece, entry in got:  # each slice: end minus start of the counters
+            expected = r.total("carbontrack_container_co2e_grams_total", piece.end) \
+                - r.total("carbontrack_container_co2e_grams_total", piece.start)
+            assert entry.co2e_grams == pytest.approx(expected, rel=1e-12)
+        ann = r.workloads.deployment["metadata"]["annotations"]
+        assert ann[LAST_SLICE] == str(int((got[-1][0].start - EPOCH).total_seconds()))
+        assert float(ann[CO2E_TOTAL]) == pytest.approx(total, rel=1e-5)
+        for c in r.clients:
+            await c.close()
+
+    run(go())
+
+
+def test_a_retry_after_a_crash_between_record_and_annotation_writes_nothing_twice() -> None:
+    async def go() -> None:
+        r = rig()
+        await r.prom.start()
+        r.workloads.fail_patches = 1
+        op = r.operator()
+        await op.tick()  # slice 1 recorded, its annotation refused: the round stops there
+        assert r.records.adds == 1 and r.workloads.patches == 0
+        energy_queries = sum("energy_joules" in q for q in r.prom.seen)
+        await r.operator().tick()  # a fresh operator (restart) retries
+        got = slices_of(r.records)
+        assert r.records.adds == 3 and len(got) == 3 and contiguous([p for p, _ in got])
+        # the first slice came from its record, not from Prometheus again: 2 new slices' queries
+        assert sum("energy_joules" in q for q in r.prom.seen) - energy_queries == 2 * 3  # energy at both ends, pods
+        for c in r.clients:
+            await c.close()
+
+    run(go())
+
+
+@pytest.mark.parametrize("hint", ["", "99999999999", "not-a-number"])
+def test_a_restart_catches_up_the_slices_missed_while_down(hint: str) -> None:
+    async def go() -> None:
+        r = rig()
+        await r.prom.start()
+        await r.operator().tick()
+        assert len(r.records.entries()) == 3
+        # the operator is down for four slices; its hint is lost or forged on the way
+        if hint:
+            r.workloads.deployment["metadata"]["annotations"][LAST_SLICE] = hint
+        else:
+            r.workloads.deployment["metadata"]["annotations"].pop(LAST_SLICE)
+        r.at(CREATED + timedelta(minutes=7))
+        await r.operator().tick()
+        got = slices_of(r.records)
+        assert len(got) == 7 and r.records.adds == 7 and contiguous([p for p, _ in got])
+        end = got[-1][0].end
+        for metric, attr in (("carbontrack_container_co2e_grams_total", "co2e_grams"),
+                             ("carbontrack_container_energy_joules_total", "energy_kwh")):
+            total = math.fsum(getattr(e, attr) for _, e in got) * (3.6e6 if attr == "energy_kwh" else 1)
+            assert total == pytest.approx(r.total(metric, end), rel=1e-9), metric
+        # the running total on the workload is the records' sum
+        cumulative = got[-1][1].data["slice"]["cumulativeCo2eGrams"]
+        assert cumulative == pytest.approx(math.fsum(e.co2e_grams for _, e in got), rel=1e-12)
+        for c in r.clients:
+            await c.close()
+
+    run(go())
+
+
+def test_functional_units_come_from_the_workloads_namespace_only() -> None:
+    async def go() -> None:
+        r = rig({"carbontrack.io/functional-unit": "token",
+                 "carbontrack.io/functional-unit-query": 'vllm:generation_tokens_total{model_name="m"}'})
+        await r.prom.start()
+        await r.operator().tick()
+        got = slices_of(r.records)
+        counts = [e.data["slice"]["functionalUnit"]["count"] for _, e in got]
+        t0 = CREATED.timestamp() + 6
+        series = Series({}, t0, 3.0)
+
+        def value(t: datetime) -> float:
+            return series.value_at(t.timestamp()) or 0.0
+
+        assert counts == [value(p.end) - value(p.start) for p, _ in got]
+        assert all(e.data["inputs"]["carbontrack.io/functional-unit"] == "token" for _, e in got)
+        assert r.events.posted == []
+        for c in r.clients:
+            await c.close()
+
+    run(go())
+
+
+@pytest.mark.parametrize(("query", "reason"), [
+    ('vllm:generation_tokens_total{namespace="other"}', "FunctionalUnitInvalid"),
+    ("sum(rate(x[5m]))", "FunctionalUnitInvalid"),
+    ("no_such_counter_total", "FunctionalUnitNoData"),
+])
+def test_a_bad_functional_unit_gives_an_event_and_the_slice_is_still_accounted(query: str, reason: str) -> None:
+    async def go() -> None:
+        r = rig({"carbontrack.io/functional-unit-query": query})
+        await r.prom.start()
+        await r.operator().tick()
+        got = slices_of(r.records)
+        assert len(got) == 3 and all(e.co2e_grams and e.co2e_grams > 0 for _, e in got)
+        assert all(e.data["inputs"]["carbontrack.io/functional-units"] == "1" for _, e in got)
+        assert {why for why, _ in r.events.posted} == {reason}
+        assert "accounted by energy only" in r.events.posted[0][1]
+        for c in r.clients:
+            await c.close()
+
+    run(go())
