@@ -153,6 +153,10 @@ def main(argv: list[str]) -> int:
         from .sync import main as sync_main
 
         return sync_main(argv[1:], _kube_api_client)
+    if argv[:1] == ["deferrals"]:
+        from .deferrals import main as deferrals_main
+
+        return deferrals_main(argv[1:], _kube_api_client)
     args = _parser().parse_args(argv)
     formats = {f.strip() for f in args.format.split(",") if f.strip()}
     bad = formats - set(FORMATS)
