@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from carbontrack.core import contract
 from carbontrack.core.errors import ConfigError, TemporaryError
 
 from .budgets import BudgetSpec, StatusUpdate, compute_status, invalid_status, parse_spec
@@ -32,7 +33,7 @@ from .timeutil import parse_time
 
 log = logging.getLogger(__name__)
 
-BUDGET_REF = {"kind": "CarbonBudget", "apiVersion": "carbontrack.io/v1alpha1"}
+BUDGET_REF = {"kind": "CarbonBudget", "apiVersion": contract.GROUP_VERSION}
 JOB_REF = {"kind": "Job", "apiVersion": "batch/v1"}
 Pending = tuple[LedgerEntry, JobFacts, "asyncio.Future[None]"]
 

@@ -15,7 +15,7 @@ from kubernetes import client
 from prometheus_client import CollectorRegistry
 
 from carbontrack import __version__
-from carbontrack.core import scrapeauth
+from carbontrack.core import contract, scrapeauth
 from carbontrack.core.errors import ConfigError
 from carbontrack.core.scrapeauth import ScrapeSecurity
 from carbontrack.intensity.selection import add_arguments as add_intensity_arguments
@@ -75,11 +75,11 @@ def parser() -> argparse.ArgumentParser:
                         "(default: $MLFLOW_TRACKING_URI; unset: off)")
     p.add_argument("--kueue-admission-check", action="store_true",
                    help="decide Kueue AdmissionChecks with controllerName "
-                        "carbontrack.io/carbon-budget from Suspend CarbonBudgets")
+                        f"{contract.KUEUE_ADMISSION_CHECK} from Suspend CarbonBudgets")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--deferral-zone", default=os.environ.get("CARBONTRACK_DEFERRAL_ZONE") or None,
                    metavar="ZONE",
-                   help="grid zone whose forecast times Jobs annotated carbontrack.io/deferrable-until "
+                   help=f"grid zone whose forecast times Jobs annotated {contract.DEFERRABLE_UNTIL} "
                         "(default: $CARBONTRACK_DEFERRAL_ZONE; unset: such Jobs run at once, "
                         "saying why); the forecast comes from --intensity-provider")
     add_intensity_arguments(p)

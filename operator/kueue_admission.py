@@ -20,6 +20,7 @@ import kopf
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from carbontrack.core import contract
 from carbontrack.core.errors import TemporaryError
 
 from .budget_book import budget_view
@@ -245,6 +246,6 @@ def register(registry: kopf.OperatorRegistry, admission: KueueAdmission) -> None
     async def _workload(type: str, body: kopf.Body, **_: Any) -> None:
         await admission.on_workload_event(type, dict(body))
 
-    @kopf.on.event("carbontrack.io", "v1alpha1", "carbonbudgets", registry=registry)
+    @kopf.on.event(contract.API_GROUP, contract.API_VERSION, "carbonbudgets", registry=registry)
     async def _budget_for_kueue(type: str, body: kopf.Body, **_: Any) -> None:
         await admission.on_budget_event(type, dict(body))

@@ -28,9 +28,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from carbontrack.core import contract
+
 from .enforcement import BudgetView
 
-CONTROLLER_NAME = "carbontrack.io/carbon-budget"
+CONTROLLER_NAME = contract.KUEUE_ADMISSION_CHECK
 GROUP, VERSION = "kueue.x-k8s.io", "v1beta2"
 API_VERSION = f"{GROUP}/{VERSION}"
 FIELD_MANAGER = "carbontrack-kueue-admission"

@@ -20,6 +20,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from carbontrack.core import contract
+
 from .metrics import OperatorMetrics
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,7 @@ def _log_with_reports(job: Mapping[str, Any], tracking_uri: str) -> str | None:
 def names_a_run(job: Mapping[str, Any]) -> bool:
     """Cheap pre-check (no import) so Jobs without a run never start a thread."""
     meta = job.get("metadata") or {}
-    if (meta.get("annotations") or {}).get("carbontrack.io/mlflow-run-id"):
+    if (meta.get("annotations") or {}).get(contract.MLFLOW_RUN_ID):
         return True
     pod = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
     return any(e.get("name") == "MLFLOW_RUN_ID" and e.get("value")

@@ -24,17 +24,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from . import contract
 from .errors import ConfigError
 from .timeutil import format_time, parse_time
 
-GROUP, VERSION, PLURAL, KIND = "carbontrack.io", "v1alpha1", "carbonrecords", "CarbonRecord"
+GROUP, VERSION, PLURAL, KIND = contract.API_GROUP, contract.API_VERSION, "carbonrecords", "CarbonRecord"
 SHARDS = 16
 MAX_OBJECT_BYTES = 768 * 1024  # half of etcd's default 1.5 MiB request limit: room to spare
-DAY_LABEL = "carbontrack.io/day"
-MONTH_LABEL = "carbontrack.io/month"
-RECORD_LABEL = "carbontrack.io/record"
-CO2E_ANNOTATION = "carbontrack.io/co2e-grams"
-ENERGY_ANNOTATION = "carbontrack.io/energy-kwh"
+DAY_LABEL = contract.DAY_LABEL
+MONTH_LABEL = contract.MONTH_LABEL
+RECORD_LABEL = contract.RECORD_LABEL
+CO2E_ANNOTATION = contract.CO2E_GRAMS
+ENERGY_ANNOTATION = contract.ENERGY_KWH
 
 
 def record_day(finished_at: datetime) -> str:

@@ -21,11 +21,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..core import contract
 from ..core.errors import UnknownZoneError
 from ..core.types import IntensityFactor
 from .catalogue import Catalogue
 
-ZONE_LABEL = "carbontrack.io/grid-zone"
+ZONE_LABEL = contract.GRID_ZONE
 REGION_LABELS = ("topology.kubernetes.io/region", "failure-domain.beta.kubernetes.io/region")
 PROVIDER_ID_PREFIXES = {"aws://": "aws", "gce://": "gcp", "azure://": "azure"}
 

@@ -445,11 +445,11 @@ class ClusterSource:
             if namespaces:
                 for ns in namespaces:
                     got: Any = self._custom.list_namespaced_custom_object(
-                        "carbontrack.io", "v1alpha1", ns, "carbonbudgets"
+                        contract.API_GROUP, contract.API_VERSION, ns, "carbonbudgets"
                     )
                     items += got["items"]
             else:
-                got = self._custom.list_cluster_custom_object("carbontrack.io", "v1alpha1", "carbonbudgets")
+                got = self._custom.list_cluster_custom_object(contract.API_GROUP, contract.API_VERSION, "carbonbudgets")
                 items = list(got["items"])
         except ApiException as err:
             if err.status == 404:  # CRD not installed: budgets are optional in a report
@@ -458,7 +458,7 @@ class ClusterSource:
             if err.status in (401, 403):  # optional too: say so, keep the Job lines
                 self._progress(
                     f"warning: CarbonBudgets not readable (HTTP {err.status}); grant get/list on "
-                    "carbonbudgets.carbontrack.io to include budget ledgers"
+                    f"carbonbudgets.{contract.API_GROUP} to include budget ledgers"
                 )
                 return []
             raise _api_error(err, "list CarbonBudgets") from None
@@ -470,6 +470,6 @@ def _api_error(err: Any, what: str) -> Exception:
     if err.status in (401, 403):
         return ConfigError(
             f"Kubernetes API refused to {what} (HTTP {err.status}); give the report's "
-            "credentials get/list on jobs.batch and carbonbudgets.carbontrack.io"
+            f"credentials get/list on jobs.batch and carbonbudgets.{contract.API_GROUP}"
         )
     return TemporaryError(f"Kubernetes API failed to {what}: HTTP {err.status} {err.reason}")
