@@ -114,6 +114,20 @@ app.kubernetes.io/component: {{ .component }}
 {{- if $op.kueueAdmission.enabled }}
 - --kueue-admission-check
 {{- end }}
+{{- with $op.deferral.zone }}
+- --deferral-zone={{ . }}
+{{- with $.Values.exporter.intensity }}
+{{- if and .provider (ne .provider "static") }}
+- --intensity-provider={{ .provider }}
+{{- end }}
+{{- with .baseUrl }}
+- --intensity-base-url={{ . }}
+{{- end }}
+{{- range $zoneKey, $wtRegion := .watttimeRegions }}
+- --watttime-region={{ $zoneKey }}={{ $wtRegion }}
+{{- end }}
+{{- end }}
+{{- end }}
 - --listen=0.0.0.0:{{ $op.port }}
 {{- range $op.extraArgs }}
 - {{ . | quote }}
