@@ -14,11 +14,17 @@ COPY pyproject.toml setup.py README.md ./
 COPY src ./src
 COPY exporter ./exporter
 COPY operator ./operator
-# Same base image and path in both stages, so the venv runs unchanged.
-RUN python -m venv /opt/carbontrack \
- && /opt/carbontrack/bin/pip install --upgrade pip "setuptools>=68" wheel \
- && /opt/carbontrack/bin/pip install ".[exporter]" \
- && /opt/carbontrack/bin/pip uninstall -y pip setuptools wheel \
+COPY docker/requirements-build.lock docker/requirements-exporter.lock ./docker/
+# Same base image and path in both stages, so the venv runs unchanged. Every distribution
+# comes from a hash-locked file (scripts/lock.py): pip refuses any other file; the project
+# itself is built into a wheel from this context in a separate venv with locked build tools.
+RUN python -m venv /opt/build \
+ && /opt/build/bin/pip install --require-hashes --no-deps -r docker/requirements-build.lock \
+ && /opt/build/bin/pip wheel --no-deps --no-build-isolation -w /tmp/dist . \
+ && python -m venv /opt/carbontrack \
+ && /opt/carbontrack/bin/pip install --require-hashes --no-deps -r docker/requirements-exporter.lock \
+ && /opt/carbontrack/bin/pip install --no-deps /tmp/dist/carbontrack-*.whl \
+ && /opt/carbontrack/bin/pip uninstall -y pip setuptools \
  && /opt/carbontrack/bin/python -m carbontrack.sbom /opt/carbontrack/lib/python3.11/site-packages \
       --name carbontrack-exporter --version "$(/opt/carbontrack/bin/python -c 'import carbontrack; print(carbontrack.__version__)')" \
       > /opt/carbontrack/sbom.cdx.json \

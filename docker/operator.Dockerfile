@@ -7,18 +7,26 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---- build ----------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS build
-# Extras to install; add mlflow for --mlflow-tracking-uri (docker build --build-arg EXTRAS=operator,mlflow).
-ARG EXTRAS=operator
+# The hash-locked requirements to install (docker/requirements-${LOCK}.lock). For the mlflow
+# extra (--mlflow-tracking-uri): python scripts/lock.py operator-mlflow=operator,mlflow, then
+# docker build --build-arg LOCK=operator-mlflow.
+ARG LOCK=operator
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY src ./src
 COPY exporter ./exporter
 COPY operator ./operator
-RUN python -m venv /opt/carbontrack \
- && /opt/carbontrack/bin/pip install --upgrade pip "setuptools>=68" wheel \
- && /opt/carbontrack/bin/pip install ".[${EXTRAS}]" \
- && /opt/carbontrack/bin/pip uninstall -y pip setuptools wheel \
+COPY docker/requirements-*.lock ./docker/
+# pip refuses any file whose hash is not in the lock; the project itself is built into a wheel from
+# this context in a separate venv with locked build tools (none of them ship).
+RUN python -m venv /opt/build \
+ && /opt/build/bin/pip install --require-hashes --no-deps -r docker/requirements-build.lock \
+ && /opt/build/bin/pip wheel --no-deps --no-build-isolation -w /tmp/dist . \
+ && python -m venv /opt/carbontrack \
+ && /opt/carbontrack/bin/pip install --require-hashes --no-deps -r "docker/requirements-${LOCK}.lock" \
+ && /opt/carbontrack/bin/pip install --no-deps /tmp/dist/carbontrack-*.whl \
+ && /opt/carbontrack/bin/pip uninstall -y pip setuptools \
  && /opt/carbontrack/bin/python -m carbontrack.sbom /opt/carbontrack/lib/python3.11/site-packages \
       --name carbontrack-operator --version "$(/opt/carbontrack/bin/python -c 'import carbontrack; print(carbontrack.__version__)')" \
       > /opt/carbontrack/sbom.cdx.json \

@@ -1,6 +1,8 @@
 """The images ship a bill of materials: the exporter image is built Docker-free
 (carbontrack.devcluster.imagebuild, the real node's image) and its /opt/carbontrack/sbom.cdx.json
-lists exactly the distributions installed in the image, with their versions."""
+lists exactly the distributions installed in the image, with their versions; those are exactly
+the hash-locked requirements (docker/requirements-exporter.lock) and the project's wheel, and
+every installed distribution's requirements are met (nothing the lock misses is needed)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from carbontrack.devcluster.binaries import cache_dir
-from carbontrack.devcluster.imagebuild import EXPORTER, SBOM_NAME, VENV, ImageBuilder
+from carbontrack.devcluster.imagebuild import EXPORTER, PYTHON_MINOR, SBOM_NAME, VENV, ImageBuilder
+from carbontrack.devcluster.locks import lock_path, parse_lock, unmet_requirements
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -41,6 +44,10 @@ def test_exporter_image_sbom_lists_every_installed_distribution(tmp_path: Path) 
             member = layer.extractfile(f"{VENV.lstrip('/')}/{SBOM_NAME}")
             assert member is not None
             doc = json.load(member)
+            site = tmp_path / "site"  # the installed distributions' metadata, read back below
+            layer.extractall(site, members=[m for m in layer.getmembers()
+                                            if re.search(r"\.dist-info/(METADATA|RECORD)$", m.name)],
+                             filter="data")
     installed = set()
     for n in names:
         if n.endswith(".dist-info"):
@@ -50,3 +57,16 @@ def test_exporter_image_sbom_lists_every_installed_distribution(tmp_path: Path) 
     assert listed == installed
     assert {"carbontrack", "prometheus-client", "grpcio", "protobuf", "psutil"} <= {n for n, _ in listed}
     assert doc["bomFormat"] == "CycloneDX" and doc["metadata"]["component"]["name"] == "carbontrack-exporter"
+    # installed from the lock: exactly its distributions and versions, plus the project
+    import carbontrack
+
+    locked = {(n, item.version) for n, item in parse_lock(lock_path(REPO, "exporter").read_text()).items()}
+    assert listed == locked | {("carbontrack", carbontrack.__version__)}
+    # with --no-deps nothing resolves dependencies at install time: check them now, for the
+    # image's Python on Linux, the exporter extra asked of carbontrack
+    (pkgs,) = list(site.glob(f"**/lib/python{PYTHON_MINOR}/site-packages"))
+    env = {"python_version": PYTHON_MINOR, "python_full_version": f"{PYTHON_MINOR}.2",
+           "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
+           "platform_machine": "x86_64", "implementation_name": "cpython",
+           "platform_python_implementation": "CPython"}
+    assert unmet_requirements(pkgs, {"carbontrack": ["exporter"]}, env) == []

@@ -1,6 +1,6 @@
 """The Docker-free image definitions (carbontrack.devcluster.imagebuild) stay equivalent to
 docker/*.Dockerfile: same Python and Debian release, entrypoint, default command, user,
-venv path, environment, port, title and installed extra."""
+venv path, environment, port, title, and the hash-locked requirements the build stage installs."""
 
 from __future__ import annotations
 
@@ -61,10 +61,13 @@ def test_image_spec_matches_dockerfile(name: str) -> None:
         k: v for k, v in cfg.env.items() if k not in ("PATH", "LANG")}
     label = re.search(r'org\.opencontainers\.image\.title="([^"]+)"', text)
     assert label is not None and label.group(1) == cfg.labels["org.opencontainers.image.title"]
-    # the extra the build stage installs into the same venv path
-    install = re.search(r'pip install "?\.\[([^\]]+)\]', text)
-    assert install is not None
-    extras = args.get(install.group(1)[2:-1], install.group(1)) \
-        if install.group(1).startswith("${") else install.group(1)
-    assert extras == spec.extras
+    # the build stage installs the image's hash-locked requirements (the lock scripts/lock.py
+    # writes from spec.extras, which imagebuild installs too) and the project without deps
+    installs = re.findall(r"/bin/pip install ([^&]+)", re.sub(r"\\\n\s*", " ", text))
+    locks = [re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], i.split("-r ", 1)[1].strip().strip('"'))
+             for i in installs if " -r " in f" {i}"]
+    assert locks == ["docker/requirements-build.lock", f"docker/requirements-{name}.lock"]
+    assert all("--require-hashes --no-deps -r" in i for i in installs if "-r " in i)
+    # nothing else comes from an index: the only other install is the wheel built from the context
+    assert [i.strip() for i in installs if "-r " not in i] == ["--no-deps /tmp/dist/carbontrack-*.whl"]
     assert f"python -m venv {VENV}" in text

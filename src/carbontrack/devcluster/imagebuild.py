@@ -5,8 +5,10 @@
 - ``exporter`` / ``operator``: the same images docker/*.Dockerfile describe. Layer 1 is a
   Debian root filesystem from ``mmdebstrap`` (Python 3.11 from Debian, like the Dockerfiles'
   python:3.11-slim-bookworm); layer 2 is a virtual environment at /opt/carbontrack with the
-  project's wheel and one extra, installed by the host's pip (same Python minor, same
-  glibc) so that building needs no chroot; with it ``VENV/sbom.cdx.json``, a CycloneDX
+  project's wheel and the distributions of its hash-locked requirements
+  (docker/requirements-<image>.lock, carbontrack.devcluster.locks), installed by the host's
+  pip with ``--require-hashes --no-deps`` for the image's Python and glibc (same Python
+  minor) so that building needs no chroot; with it ``VENV/sbom.cdx.json``, a CycloneDX
   bill of materials of every distribution installed (``carbontrack.sbom``). :data:`SPECS`
   mirrors the Dockerfiles and tests/e2e/test_images.py keeps the two equal.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 import shutil
 import subprocess
 import sys
@@ -30,6 +33,7 @@ from .. import __version__
 from ..core.errors import ConfigError
 from ..sbom import bom
 from .images import ImageConfig, tree_layer, write_docker_archive
+from .locks import install_requirements, lock_path, target_args
 
 PYTHON_MINOR = "3.11"  # Debian bookworm's python3; the Dockerfiles' python:3.11-slim-bookworm
 SUITE = "bookworm"
@@ -208,8 +212,12 @@ class ImageBuilder:
                 f"image builds install wheels with this Python; it must be {PYTHON_MINOR} "
                 f"like the image's, not {sys.version_info.major}.{sys.version_info.minor}"
             )
+        lock = lock_path(repo, spec.name)
+        if not lock.is_file():
+            raise ConfigError(f"{lock} is missing: write it with `python scripts/lock.py`")
+        lock_text = lock.read_text()
         base = self.base_layer()
-        key = _key(base.name, spec, source_hash(repo), venv_files())
+        key = _key(base.name, spec, source_hash(repo), venv_files(), lock_text)
         ref = f"{LOCAL_REGISTRY}/{spec.name}:{key}"
         out = self.cache / f"{spec.name}-{key}.tar"
         if out.exists():
@@ -223,9 +231,13 @@ class ImageBuilder:
             wheel = next((t / "dist").glob("carbontrack-*.whl"))
             venv = t / "root" / VENV.lstrip("/")
             site = venv / "lib" / f"python{PYTHON_MINOR}" / "site-packages"
+            # exactly the locked files and the wheel just built, each checked by hash
+            reqs = t / "requirements.txt"
+            reqs.write_text(install_requirements(lock_text, wheel))
             _run([sys.executable, "-m", "pip", "install", "-q", "--no-compile",
-                  "--disable-pip-version-check", "--target", str(site),
-                  f"{wheel}[{spec.extras}]"], self.log, f"installing {wheel.name}[{spec.extras}]")
+                  "--disable-pip-version-check", "--require-hashes", "--no-deps",
+                  *target_args(platform.machine()), "--target", str(site), "-r", str(reqs)],
+                 self.log, f"installing {wheel.name} and {lock.name} (--require-hashes)")
             shutil.rmtree(site / "bin", ignore_errors=True)  # --target's scripts: host paths
             for rel, text in venv_files().items():
                 (venv / rel).parent.mkdir(parents=True, exist_ok=True)
