@@ -26,6 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ..core import contract
 from ..core.errors import ConfigError
 from .binaries import bin_dir, cache_dir, ensure_all, repo_root
 from .demo_real import REAL_BANNER, install_real_exporter, real_exporter_targets, real_job
@@ -200,7 +201,7 @@ def _ensure_up(timeout_s: float, real_node: bool = True) -> dict[str, Any]:
 
 def budget_manifest(name: str, limit: str, team: str) -> dict[str, Any]:
     return {
-        "apiVersion": "carbontrack.io/v1alpha1",
+        "apiVersion": contract.GROUP_VERSION,
         "kind": "CarbonBudget",
         "metadata": {"name": name},
         "spec": {
@@ -267,10 +268,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             core.create_namespace({"metadata": {"name": DEMO_NS}})
         if crds:
             wait_for("the CarbonBudget CRD", lambda: custom.list_namespaced_custom_object(
-                "carbontrack.io", "v1alpha1", DEMO_NS, "carbonbudgets") is not None, 30)
+                contract.API_GROUP, contract.API_VERSION, DEMO_NS, "carbonbudgets") is not None, 30)
             with contextlib.suppress(ApiException):
                 custom.create_namespaced_custom_object(
-                    "carbontrack.io", "v1alpha1", DEMO_NS, "carbonbudgets",
+                    contract.API_GROUP, contract.API_VERSION, DEMO_NS, "carbonbudgets",
                     budget_manifest("ml-research-monthly", "6g", "ml-research"))
         names = []
         manifests = demo_jobs(args.run_seconds)
@@ -295,14 +296,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         operator = state.get("operator_pid") is not None
         if operator:
             wait_for("the operator to annotate the Jobs", lambda: all(
-                "carbontrack.io/co2e-grams" in (batch.read_namespaced_job(n, DEMO_NS)
+                contract.CO2E_GRAMS in (batch.read_namespaced_job(n, DEMO_NS)
                                                 .metadata.annotations or {})
                 for n in names), 120, interval_s=1.0)
         print()
         for n in names:
             job = batch.read_namespaced_job(n, DEMO_NS)
             ann = {k: v for k, v in (job.metadata.annotations or {}).items()
-                   if k.startswith("carbontrack.io/") and k != "carbontrack.io/report"}
+                   if k.startswith(contract.KEY_PREFIX) and k != contract.REPORT}
             cond = [c.type for c in job.status.conditions or [] if c.status == "True"]
             print(f"Job {n}: {', '.join(cond)}")
             for k, v in sorted(ann.items()):
@@ -310,14 +311,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
             if not ann:
                 print("    (no carbontrack.io annotations: the operator is not running)")
         if crds:
-            b = custom.get_namespaced_custom_object("carbontrack.io", "v1alpha1", DEMO_NS,
+            b = custom.get_namespaced_custom_object(contract.API_GROUP, contract.API_VERSION, DEMO_NS,
                                                     "carbonbudgets", "ml-research-monthly")
             print("\n" + budget_summary(b))
         print("\nEvents:")
         for e in core.list_namespaced_event(DEMO_NS).items[-15:]:
             print(f"  {e.type} {e.involved_object.kind}/{e.involved_object.name} "
                   f"{e.reason}: {e.message}")
-    promql = ('sum by (owner_name, component, node) (carbontrack_container_energy_joules_total'
+    promql = (f'sum by (owner_name, component, node) ({contract.CONTAINER_ENERGY.sample}'
               f'{{namespace="{DEMO_NS}"}})')
     print(f"\nPrometheus {state['prometheus']}\n  query: {promql}")
     time.sleep(2)  # one more scrape after the pods ended

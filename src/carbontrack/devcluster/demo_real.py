@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from ..core import contract
 from ..core.errors import ConfigError
 from .binaries import bin_dir, repo_root
 from .wait import wait_for
@@ -35,7 +36,7 @@ def real_job(name: str, image: str, *, threads: int, seconds: int,
                 "restartPolicy": "Never",
                 # no cluster DNS here: the host's resolver, without the kubelet's warning
                 "dnsPolicy": "Default",
-                "nodeSelector": {"carbontrack.io/node-kind": "real"},
+                "nodeSelector": {contract.NODE_KIND_LABEL: "real"},
                 "containers": [{"name": "burn", "image": image, "imagePullPolicy": "Never",
                                 "command": ["sh", "-c", script]}],
             }}},

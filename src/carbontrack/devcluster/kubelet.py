@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core import contract
+
 # The kubelet's root stays the default: the chart mounts the pod-resources socket from
 # /var/lib/kubelet/pod-resources, and /var/lib/kubelet/device-plugins is used whatever
 # --root-dir says. So one real node per machine (realnode.py holds a lock).
@@ -97,7 +99,7 @@ def kubelet_args(kubelet: Path, s: KubeletSetup) -> list[str]:
         f"--cert-dir={s.cert_dir}",  # else /var/lib/kubelet/pki
         f"--hostname-override={s.node_name}",
         f"--node-ip={s.node_ip}",
-        f"--node-labels=carbontrack.io/node-kind=real,topology.kubernetes.io/region={REGION}",
+        f"--node-labels={contract.NODE_KIND_LABEL}=real,topology.kubernetes.io/region={REGION}",
         "--v=1",
     ]
 

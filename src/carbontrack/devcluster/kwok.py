@@ -5,10 +5,11 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from ..core import contract
 from .nodes import KWOK_ANNOTATION
 
-RUN_SECONDS_ANNOTATION = "sim.carbontrack.io/run-seconds"
-FAIL_ANNOTATION = "sim.carbontrack.io/fail"
+RUN_SECONDS_ANNOTATION = contract.SIM_RUN_SECONDS
+FAIL_ANNOTATION = contract.SIM_FAIL
 
 
 def stages_yaml() -> str:

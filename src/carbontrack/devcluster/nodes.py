@@ -12,8 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..core import contract
+
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
-SIM_LABEL = "sim.carbontrack.io/node"  # marks nodes whose hardware is simulated
+SIM_LABEL = contract.SIM_NODE  # marks nodes whose hardware is simulated
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core import contract
 from ..sim.cgroups import FakeCgroupTree
 from ..sim.fakenvml import (
     FakeGpu,
@@ -47,10 +48,10 @@ from .nodes import FakeNode
 
 log = logging.getLogger("carbontrack.devcluster.simulator")
 
-CPU_CORES = "sim.carbontrack.io/cpu-cores"
-GPU_WATTS = "sim.carbontrack.io/gpu-watts"
-GPUS = "sim.carbontrack.io/gpus"
-GPU_UTIL = "sim.carbontrack.io/gpu-util"
+CPU_CORES = contract.SIM_CPU_CORES
+GPU_WATTS = contract.SIM_GPU_WATTS
+GPUS = contract.SIM_GPUS
+GPU_UTIL = contract.SIM_GPU_UTIL
 DEFAULT_CPU_CORES = 1.0
 DEFAULT_GPU_WATTS = 250.0
 DEFAULT_GPU_UTIL = 90.0
@@ -149,7 +150,7 @@ def _gpu_uuid(node: str, index: int) -> str:
     """A stable, well-formed ``GPU-<uuid>`` per node and index."""
     import uuid
 
-    return f"GPU-{uuid.uuid5(uuid.NAMESPACE_DNS, f'{index}.{node}.sim.carbontrack.io')}"
+    return f"GPU-{uuid.uuid5(uuid.NAMESPACE_DNS, f'{index}.{node}.sim.{contract.API_GROUP}')}"
 
 
 class NodeSim:
