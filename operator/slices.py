@@ -14,9 +14,12 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+from carbontrack.core.slices import EPOCH, parse_slice_key, slice_key
+
+__all__ = ["EPOCH", "Slice", "contiguous", "due_slices", "grid_slice", "parse_slice_key",
+           "slice_key", "slice_start"]
 
 
 @dataclass(frozen=True, order=True)
@@ -48,18 +51,6 @@ def slice_start(at: datetime, length_s: float) -> datetime:
 def grid_slice(at: datetime, length_s: float) -> Slice:
     start = slice_start(at, length_s)
     return Slice(start, start + timedelta(seconds=length_s))
-
-
-def slice_key(workload_uid: str, start: datetime) -> str:
-    """The record key of a slice: ``<workload uid>@<start, epoch seconds>``."""
-    return f"{workload_uid}@{int((start - EPOCH).total_seconds())}"
-
-
-def parse_slice_key(key: str) -> tuple[str, datetime] | None:
-    uid, sep, stamp = key.rpartition("@")
-    if not sep or not uid or not stamp.isdigit():
-        return None
-    return uid, EPOCH + timedelta(seconds=int(stamp))
 
 
 def due_slices(first: datetime, after: datetime | None, now: datetime, length_s: float,

@@ -13,7 +13,7 @@ from typing import Any
 from carbontrack import __version__
 from carbontrack.core import contract
 
-from . import aggregate, aiact, ghg
+from . import aggregate, aiact, ghg, long_running
 from .model import UNITS, LineItem
 from .sci import EmbodiedModel
 from .sources_cluster import Budget, Skipped
@@ -64,6 +64,9 @@ class Report:
             "totals": self.totals,
             "ghg": aggregate_ghg(self.lines),
             "eu_ai_act": [vars(e) for e in aiact.model_energy(self.lines)],
+            # long-running workloads (Deployments, ...): their slices summed per workload,
+            # with gCO2e per 1,000 functional units (reports/long_running.py)
+            "long_running": [w.to_dict() for w in long_running.section(self.lines)],
             "budgets": [vars(b) for b in self.budgets],
             "skipped_jobs": [vars(s) for s in self.skipped],
             "notes": self.notes,

@@ -16,9 +16,9 @@ from html import escape
 from carbontrack import __version__
 from carbontrack.core.units import format_energy, format_mass
 
-from . import aggregate, aiact
+from . import aggregate, aiact, long_running
 from .build import Report, aggregate_ghg
-from .model import COMPONENTS, LineItem
+from .model import COMPONENTS, LineItem, _iso
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1d2a33;max-width:72rem}
@@ -224,7 +224,21 @@ def render(report: Report) -> str:
         )
     )
     out += [f'<p class="note"><b>{escape(e.model)}</b>: {escape(e.methodology)}</p>' for e in models]
-    out.append('<h2>Line items (one per Job)</h2><div class="wide">')
+    serving = long_running.section(lines)
+    if serving:
+        out.append("<h2>Long-running workloads (per-slice accounting)</h2>")
+        out.append(
+            _table(
+                ["namespace/workload", "kind", "slices", "from", "to", "contiguous", "IT energy",
+                 "location", "functional unit", "units", "gCO2e per 1,000 units", "SCI g/unit"],
+                [[f"{w.namespace}/{w.name}", w.kind, w.slices, _iso(w.start), _iso(w.end),
+                  "yes" if w.contiguous else "NO (gap)", _kwh(w.it_energy_kwh),
+                  _kg(w.location_gco2e / 1000.0), w.functional_unit or "none",
+                  f"{_n(w.units)} ({w.units_coverage})" if w.units is not None else "",
+                  _n(w.g_per_1000_units), _n(w.sci_g_per_unit)] for w in serving],
+            )
+        )
+    out.append('<h2>Line items (one per Job or slice)</h2><div class="wide">')
     out.append(
         _table(
             ["namespace/job", "team", "model", "status", "end", "GPU-h", "cpu", "dram",

@@ -101,6 +101,9 @@ class LineItem:
     tool_version: str = ""
     accounted_at: datetime | None = None
     notes: str = ""
+    # the recorded workload's kind (Job, Deployment, ...; a slice of a long-running workload
+    # has job_uid "<workload uid>@<slice start>"); "" where the source does not say
+    workload_kind: str = ""
 
     @property
     def duration_h(self) -> float:

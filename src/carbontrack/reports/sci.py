@@ -13,15 +13,18 @@ RR / ToR: resources reserved / total resources of the server, from the Job's CPU
 spread over several nodes reserves several servers' worth: the share is not capped at one
 server, only at the number of nodes it ran on (when recorded), since it cannot hold more
 than all of each.
-R: the functional unit, one Job unless the Job declares epochs/tokens via annotations.
+R: the functional unit, one Job unless the Job declares epochs/tokens via annotations; for
+a slice of a long-running workload, the units its carbontrack.io/functional-unit-query counter
+counted in the slice (the operator's count, recorded), and per workload ``sci_over`` its slices.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -196,3 +199,13 @@ def sci(line: LineItem, m_kg: float | None) -> float | None:
     if line.functional_units <= 0:
         return None
     return (line.location_kgco2e + (m_kg or 0.0)) * 1000.0 / line.functional_units
+
+
+def sci_over(lines: Sequence[LineItem]) -> float | None:
+    """SCI of several lines of one functional unit (a long-running workload's slices): their
+    (O + M) over their summed R, in gCO2e per unit; M missing counts 0 as in ``sci``. None
+    when R is not positive."""
+    r = math.fsum(x.functional_units for x in lines)
+    if r <= 0:
+        return None
+    return math.fsum(x.location_kgco2e + (x.embodied_kgco2e or 0.0) for x in lines) * 1000.0 / r

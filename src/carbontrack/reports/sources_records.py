@@ -117,7 +117,8 @@ class RecordSource:
                     skipped.append(Skipped(ns, entry.name, f"record entry {entry.uid}: {err}"))
                     continue
                 if isinstance(got, LineItem):
-                    lines.append(got)
+                    kind = (entry.data.get("job") or {}).get("kind")
+                    lines.append(got.with_(workload_kind=str(kind)) if isinstance(kind, str) else got)
                 else:
                     skipped.append(got)
         self._progress(f"cluster: {objects} CarbonRecord objects read, {len(lines)} lines")
