@@ -2,7 +2,7 @@
 # Build (once) and cache the binaries of the local control plane used by
 # tests/e2e and `make demo`: helm, kubeconform, etcd, kwok, kube-apiserver,
 # kube-controller-manager, kube-scheduler, and for the real worker node kubelet
-# (plus kubectl, which the demo tells users to run).
+# (plus kubectl, which the demo tells users to run), and Kueue's manager.
 #
 # Every tool is a small Go module under tools/<name>/ whose go.mod/go.sum pin
 # the exact version, so the build is reproducible from the repo through the Go
@@ -13,7 +13,7 @@
 # A warm run only checks that the files exist (well under a second per tool).
 #
 # Usage: scripts/build-control-plane.sh [TOOL...]   (default: all, in order)
-#        TOOL is one of: helm kubeconform etcd kwok k8s
+#        TOOL is one of: helm kubeconform etcd kwok k8s kueue
 # Env:   CARBONTRACK_CACHE_DIR  cache root (default ~/.cache/carbontrack)
 #        CARBONTRACK_BUILD_LOG  append timings here (default: stderr only)
 set -euo pipefail
@@ -22,7 +22,7 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools_dir="$repo_root/tools"
 cache_root="${CARBONTRACK_CACHE_DIR:-$HOME/.cache/carbontrack}"
 bin_dir="$cache_root/bin"
-mkdir -p "$bin_dir"
+mkdir -p "$bin_dir" "$cache_root/share"
 
 # Pure-Go static binaries: no C toolchain needed, and -trimpath keeps the
 # output independent of where the checkout lives.
@@ -57,6 +57,12 @@ link() {
     mv -T "$bin_dir/.$1.tmp.$$" "$bin_dir/$1"
 }
 
+# link_share NAME VERSION: <cache>/share/NAME -> NAME-VERSION (data kept beside a binary)
+link_share() {
+    ln -sfn "$1-$2" "$cache_root/share/.$1.tmp.$$"
+    mv -T "$cache_root/share/.$1.tmp.$$" "$cache_root/share/$1"
+}
+
 # build_one NAME MODULE_DIR GO_MODULE PACKAGE [LDFLAGS]
 build_one() {
     local name="$1" dir="$2" mod="$3" pkg="$4" ldflags="${5:-}"
@@ -89,6 +95,26 @@ build_etcd() {
     # etcd's server module has no main package at a stable path:
     # tools/etcd/main.go is the three-line etcdmain.Main wrapper.
     build_one etcd "$tools_dir/etcd" go.etcd.io/etcd/server/v3 .
+}
+# Kueue's manager (queueing and admission of Jobs and other workloads); its
+# module has no replace directives, so the tool module pins it directly. Its
+# CRDs and webhook list come from the same module source and are kept beside
+# the binary (<cache>/share/kueue-<version>/), so tests need no Go at run time.
+build_kueue() {
+    local dir="$tools_dir/kueue"
+    build_one kueue "$dir" sigs.k8s.io/kueue sigs.k8s.io/kueue/cmd/kueue
+    local version; version="$(module_version "$dir" sigs.k8s.io/kueue)"
+    local share="$cache_root/share/kueue-$version"
+    if [[ -f "$share/webhooks.yaml" ]]; then link_share kueue "$version"; return; fi
+    local src; src="$(cd "$dir" && go list -m -f '{{.Dir}}' sigs.k8s.io/kueue)"
+    local tmp; tmp="$(mktemp -d "$cache_root/share/.kueue.XXXXXX")"; tmp_dirs+=("$tmp")
+    mkdir -p "$tmp/crd"
+    cp "$src"/config/components/crd/bases/*.yaml "$tmp/crd/"
+    cp "$src/config/components/webhook/manifests.yaml" "$tmp/webhooks.yaml"
+    chmod -R u+w "$tmp"; chmod 755 "$tmp"
+    rm -rf "$share"; mv "$tmp" "$share"
+    link_share kueue "$version"
+    log "kueue $version CRDs and webhooks copied to $share"
 }
 build_kwok() {
     local v; v="$(module_version "$tools_dir/kwok" sigs.k8s.io/kwok)"
@@ -130,13 +156,14 @@ build_k8s() {
     log "kubernetes $version built ${missing[*]} in $((SECONDS - start)) s"
 }
 
+# Kueue is built after the Kubernetes binaries: only the Kueue e2e tests need it.
 # Order matters for people waiting: helm and kubeconform are small and needed
 # by the chart tests; the Kubernetes build is the long pole, so it goes last.
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(helm kubeconform etcd kwok k8s)
+[[ ${#targets[@]} -gt 0 ]] || targets=(helm kubeconform etcd kwok k8s kueue)
 for t in "${targets[@]}"; do
     case "$t" in
-        helm|kubeconform|etcd|kwok|k8s) "build_$t" ;;
-        *) die "unknown tool '$t' (expected helm, kubeconform, etcd, kwok or k8s)" ;;
+        helm|kubeconform|etcd|kwok|k8s|kueue) "build_$t" ;;
+        *) die "unknown tool '$t' (expected helm, kubeconform, etcd, kwok, k8s or kueue)" ;;
     esac
 done

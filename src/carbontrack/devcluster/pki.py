@@ -192,3 +192,26 @@ def issue_client_cert(
     cert_path.parent.mkdir(parents=True, exist_ok=True)
     _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     _write(key_path, _key_pem(key))
+
+
+def issue_serving_cert(
+    pki: Pki, cn: str, ips: tuple[str, ...], cert_path: Path, key_path: Path,
+    now: dt.datetime | None = None,
+) -> None:
+    """A server certificate for ``ips`` signed by the cluster CA: a webhook the API server
+    calls by URL on the host (Kueue's) is then trusted with the CA's PEM as caBundle."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = _key()
+    cert = (
+        _builder(_name(cn), ca.subject, key, now)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
+    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    _write(key_path, _key_pem(key))
