@@ -58,7 +58,7 @@ def _sane(line: LineItem, where: str) -> LineItem:
         line.validate()
     except ConfigError as err:  # its message names the run; say which file and row too
         raise ConfigError(f"{where}: {err}") from None
-    if line.end < line.start:
+    if line.start is not None and line.end is not None and line.end < line.start:
         raise ConfigError(f"{where}: the run ends before it starts (negative duration)")
     for name in ("gpu_hours", "cpu_cores_reserved", "memory_gb_reserved"):
         if getattr(line, name) < 0:
