@@ -10,6 +10,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from carbontrack.core.scrapeauth import REALM, ScrapeGuard
@@ -17,7 +18,7 @@ from carbontrack.core.scrapeauth import REALM, ScrapeGuard
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def guard_middleware(guard: ScrapeGuard) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def guard_middleware(guard: ScrapeGuard) -> Middleware:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path == "/metrics":
