@@ -29,6 +29,7 @@ from .cpu_weight import CpuWeightMap
 from .emissions import EmissionsRates
 from .engine import Engine, EngineConfig, GpuTopologyProvider
 from .kubeapi import ApiClient, ApiError
+from .owners import RootOwners
 from .pods import PodCache
 from .podwatch import HEALTH_SOURCE, PodWatcher
 from .server import CollectionLoop, ExpositionCache, make_server
@@ -142,7 +143,8 @@ def build_api(s: Settings) -> ApiClient:
 
 def build_watcher(s: Settings, pods: PodCache) -> PodWatcher:
     """The pod watch of this node (its health is wired to the engine in ``main``)."""
-    return PodWatcher(build_api(s), s.node_name, pods, keep_deleted_s=s.retention_s)
+    api = build_api(s)
+    return PodWatcher(api, s.node_name, pods, keep_deleted_s=s.retention_s, owners=RootOwners(api))
 
 
 def build_engine(s: Settings, pods: PodCache, node: Mapping[str, Any] | None = None) -> Engine:

@@ -31,6 +31,7 @@ from dataclasses import replace
 from typing import Any
 
 from .kubeapi import ApiClient, ApiError, WatchStream
+from .owners import RootOwners
 from .pods import PodCache, PodMeta, meta_from_event, pod_meta
 
 log = logging.getLogger("carbontrack.exporter.podwatch")
@@ -81,8 +82,11 @@ class PodWatcher:
         keep_deleted_s: float = 600.0,
         page_size: int = 500,
         clock: Callable[[], float] = time.monotonic,
+        owners: RootOwners | None = None,
     ) -> None:
         self.api = api
+        # pods' owner labels name their root owner (exporter/owners.py); None: direct controller
+        self.owners = owners
         self.selector = f"spec.nodeName={node_name}"
         self.cache = cache
         self.health = health
@@ -153,7 +157,7 @@ class PodWatcher:
         query = {"fieldSelector": self.selector, "limit": str(self.page_size)}
         while True:
             page = self.api.get_json(PODS_PATH, query)
-            metas += [pod_meta(p) for p in page.get("items") or [] if isinstance(p, dict)]
+            metas += [self._meta(pod_meta(p), p) for p in page.get("items") or [] if isinstance(p, dict)]
             md = page.get("metadata") or {}
             if not md.get("continue"):
                 break
@@ -211,6 +215,8 @@ class PodWatcher:
         if kind == "ERROR":  # obj is a Status: 410 Gone is the usual one
             raise ApiError(int(obj.get("code") or 500), str(obj.get("message") or "watch error"))
         meta = meta_from_event(kind, obj)
+        if meta is not None:
+            meta = self._meta(meta, obj)
         now = self.clock()
         if meta is not None:
             self.cache.put(meta)
@@ -221,6 +227,17 @@ class PodWatcher:
         if rv:
             self.resource_version = str(rv)
         self._forget_deleted(now)
+
+    def _meta(self, meta: PodMeta, pod: dict[str, Any]) -> PodMeta:
+        if self.owners is None:
+            return meta
+        known = self.cache.get(meta.uid)
+        if known is not None and known.owner.owner_uid:
+            # the first owner a pod got sticks: its series' labels never change while it runs
+            return replace(meta, owner=replace(meta.owner, owner_kind=known.owner.owner_kind,
+                                               owner_name=known.owner.owner_name,
+                                               owner_uid=known.owner.owner_uid))
+        return self.owners.rooted(meta, pod)
 
     def _forget_deleted(self, now: float) -> None:
         expired = [uid for uid, t in self._deleted.items() if now - t >= self.keep_deleted_s]

@@ -271,7 +271,7 @@ class Accountant:
         # predate the Job's recorded startTime by up to a scrape.
         start = job.lifetime_start - timedelta(seconds=self._settings.scrape_interval_s)
         window_s = (now - start).total_seconds()
-        queries = {"energy": promql.job_totals(promql.ENERGY, job.uid, window_s)}
+        queries = {"energy": promql.job_totals(promql.ENERGY, job.uid, window_s, job.kind)}
         energy = await self._prom.query(queries["energy"], now)
         if not energy:
             return replace(await self._no_data(job, start, now), queries=queries)
@@ -286,10 +286,10 @@ class Accountant:
                 self._settings.scrape_interval_s / 2,
             )
         queries.update({
-            "co2e": promql.job_totals(promql.CO2E, job.uid, window_s),
+            "co2e": promql.job_totals(promql.CO2E, job.uid, window_s, job.kind),
             "pue": promql.node_pue(nodes, window_s),
             "intensity": promql.node_intensity(nodes, window_s),
-            "pods": promql.job_pods(job.uid, window_s),
+            "pods": promql.job_pods(job.uid, window_s, job.kind),
         })
         co2e = await self._prom.query(queries["co2e"], now)
         pue = await self._prom.query(queries["pue"], now)
@@ -308,7 +308,7 @@ class Accountant:
             raise NotReady("no energy series for this Job yet", min(
                 (give_up - now).total_seconds(), self._settings.scrape_interval_s))
         reason = (
-            f"no {promql.ENERGY} series with owner_uid={job.uid} in Prometheus"
+            f"no {promql.ENERGY} series with owner_kind={job.kind}, owner_uid={job.uid} in Prometheus"
             + ("" if scraped_after else "; no carbontrack exporter scraped since the Job finished")
         )
         return Accounting(job=job, window_start=job.lifetime_start, window_end=job.finished_at,

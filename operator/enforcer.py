@@ -9,9 +9,10 @@ budget it belongs to holds any more.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from carbontrack.core.errors import TemporaryError
 
@@ -22,21 +23,31 @@ from .metrics import OperatorMetrics
 
 log = logging.getLogger(__name__)
 JOB_REF = {"kind": "Job", "apiVersion": "batch/v1"}
+# kind, hold (True) or release (False) -> the merge patch (the workload adapter's); None: the
+# kind cannot be held
+HoldPatch = Callable[[str, bool], Mapping[str, Any] | None]
+
+
+def _job_hold(kind: str, hold: bool) -> Mapping[str, Any] | None:
+    return {"spec": {"suspend": hold}}
 
 
 def job_ref(job: JobFacts) -> dict[str, str]:
-    return {**JOB_REF, "name": job.name, "namespace": job.namespace, "uid": job.uid}
+    """The Event's involvedObject: the workload of any kind."""
+    return {"kind": job.kind, "apiVersion": job.api_version, "name": job.name,
+            "namespace": job.namespace, "uid": job.uid}
 
 
 class Enforcer:
     def __init__(self, kube: KubeApi, metrics: OperatorMetrics, clock: Callable[[], datetime],
                  budgets: Callable[[], Iterable[BudgetView]],
-                 members: Callable[[JobFacts], set[str]]) -> None:
+                 members: Callable[[JobFacts], set[str]], hold: HoldPatch = _job_hold) -> None:
         self._kube = kube
         self._metrics = metrics
         self._clock = clock
         self._budgets = budgets  # the current views
         self._members = members  # budgets a Job belongs to (relabelling does not escape them)
+        self._hold = hold
         self._announced: set[str] = set()  # UIDs of held Jobs whose hold was announced (Event)
 
     def forget(self, uid: str) -> None:
@@ -68,13 +79,14 @@ class Enforcer:
                 jobs[job.uid] = replace(job, suspended=False, annotations=annotations)
 
     async def _suspend(self, job: JobFacts, budget: BudgetView) -> None:
+        patch = self._hold(job.kind, True)
+        if patch is None:
+            return
         try:
-            await self._kube.patch_job(job.namespace, job.name, job.uid, {
-                "metadata": {"annotations": {SUSPENDED_BY: budget.key}},
-                "spec": {"suspend": True},
-            })
+            await self._kube.patch_workload(job.kind, job.namespace, job.name, job.uid, {
+                **patch, "metadata": {"annotations": {SUSPENDED_BY: budget.key}}})
         except (Gone, Conflict, TemporaryError) as err:
-            log.warning("could not suspend Job %s/%s: %s", job.namespace, job.name, err)
+            log.warning("could not suspend %s %s/%s: %s", job.kind, job.namespace, job.name, err)
             return
         self._metrics.jobs_suspended.inc()
         self._announced.add(job.uid)
@@ -87,13 +99,14 @@ class Enforcer:
         )
 
     async def _resume(self, job: JobFacts) -> None:
+        patch = self._hold(job.kind, False)
+        if patch is None:
+            return
         try:
-            await self._kube.patch_job(job.namespace, job.name, job.uid, {
-                "metadata": {"annotations": {SUSPENDED_BY: None}},
-                "spec": {"suspend": False},
-            })
+            await self._kube.patch_workload(job.kind, job.namespace, job.name, job.uid, {
+                **patch, "metadata": {"annotations": {SUSPENDED_BY: None}}})
         except (Gone, Conflict, TemporaryError) as err:
-            log.warning("could not resume Job %s/%s: %s", job.namespace, job.name, err)
+            log.warning("could not resume %s %s/%s: %s", job.kind, job.namespace, job.name, err)
             return
         self._metrics.jobs_resumed.inc()
         self._announced.discard(job.uid)

@@ -1,4 +1,5 @@
-"""The accounting finalizer on Jobs: added while a Job runs so that a Job deleted right after
+"""The accounting finalizer on workloads (Jobs and every kind of operator/workloads/): added
+while a Job runs so that a Job deleted right after
 it finishes (``ttlSecondsAfterFinished: 0``) stays readable until it is accounted."""
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class Finalizers:
         finalizers = [*facts.finalizers, FINALIZER]
         rv = str(body["metadata"].get("resourceVersion", ""))
         try:
-            await self._kube.set_job_finalizers(facts.namespace, facts.name, facts.uid, finalizers, rv)
+            await self._kube.set_workload_finalizers(facts.kind, facts.namespace, facts.name, facts.uid, finalizers, rv)
         except (Conflict, Gone, TemporaryError) as err:
             log.info("finalizer not added to Job %s/%s yet: %s", facts.namespace, facts.name, err)
 
@@ -31,7 +32,7 @@ class Finalizers:
         for _ in range(5):
             if body is None:
                 try:
-                    body = await self._kube.get_job(facts.namespace, facts.name)
+                    body = await self._kube.get_workload(facts.kind, facts.namespace, facts.name)
                 except Gone:
                     return
             meta = body.get("metadata") or {}
@@ -42,8 +43,8 @@ class Finalizers:
                 return
             remaining = [f for f in current if f != FINALIZER]
             try:
-                await self._kube.set_job_finalizers(
-                    facts.namespace, facts.name, facts.uid, remaining, str(meta.get("resourceVersion"))
+                await self._kube.set_workload_finalizers(
+                    facts.kind, facts.namespace, facts.name, facts.uid, remaining, str(meta.get("resourceVersion"))
                 )
                 return
             except Conflict:

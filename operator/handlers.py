@@ -37,7 +37,7 @@ from .budget_book import BudgetBook
 from .deferral import Deferral, deferral_config, record_annotations
 from .enforcer import Enforcer, job_ref
 from .finalizers import Finalizers
-from .jobs import BUDGETS, FINALIZER, USER_ANNOTATIONS, JobFacts, job_facts
+from .jobs import BUDGETS, FINALIZER, USER_ANNOTATIONS, JobFacts
 from .kube import Conflict, Gone, KubeApi
 from .ledger import LedgerEntry
 from .malformed import MalformedReporter
@@ -49,6 +49,8 @@ from .queue import AccountingQueue
 from .record_store import RecordMark, RecordStore
 from .seals import Seals
 from .settings import OperatorSettings
+from .workloads import JOB, Registry, WorkloadAdapter, default_registry
+from .workloads.ownership import Ownership
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +70,10 @@ class Operator:
         clock: Callable[[], datetime],
         sleep: Callable[[float], Any] = asyncio.sleep,
         job_logger: MlflowJobLogger | None = None,
+        registry: Registry | None = None,
     ) -> None:
         self.settings = settings
+        self.registry = registry or default_registry()
         self.job_logger = job_logger  # MLflow: accounted Jobs to the run they name; None = off
         self.kube = kube
         self.prometheus = prometheus
@@ -87,7 +91,10 @@ class Operator:
         self.jobs = self.queue.jobs  # latest facts of Jobs not yet accounted/finished
         self.book = BudgetBook(kube, metrics, clock, self.records, self.seals, malformed,
                                on_not_exceeded=self._release_jobs)
-        self.enforcer = Enforcer(kube, metrics, clock, lambda: self.book.views.values(), self._budgets_of)
+        self.enforcer = Enforcer(kube, metrics, clock, lambda: self.book.views.values(), self._budgets_of,
+                                 hold=self._hold_patch)
+        # which workloads are units of accounting (root owners), and Events for bad owners
+        self.ownership = Ownership(kube.read_owner, kube.post_event, clock)
         self.projector = Projector(kube, prometheus, clock, settings.scrape_interval_s)
         self.finalizers = Finalizers(kube)
         # deferrable Jobs held for the lowest-carbon window (missing credentials fail here)
@@ -99,6 +106,10 @@ class Operator:
         # Job UID -> budgets that selected it while it ran (relabelling does not escape them)
         self._members: dict[str, set[str]] = {}
 
+    def _hold_patch(self, kind: str, hold: bool) -> dict[str, Any] | None:
+        adapter = self.registry.by_kind(kind)
+        return adapter.hold_patch() if hold else adapter.release_patch()
+
     def _forget(self, uid: str) -> None:
         self.jobs.pop(uid, None)
         self._ran.discard(uid)
@@ -108,12 +119,23 @@ class Operator:
 
     # ---------------------------------------------------------------- Job events
     async def on_job_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        await self.on_workload_event(JOB, event_type, body)
+
+    async def on_workload_event(self, adapter: WorkloadAdapter, event_type: str | None,
+                                body: dict[str, Any]) -> None:
+        """An event of any registered kind: the same accounting for every kind; a workload
+        whose root owner is another workload (a JobSet's Jobs) is left to that root."""
         if not (body.get("metadata") or {}).get("uid"):
             return
         try:
-            facts = job_facts(body)
-        except ConfigError as err:  # not a Job the API server would serve: nothing to account
+            facts = adapter.facts(body)
+        except ConfigError as err:  # not an object the API server would serve: nothing to account
             log.warning("%s; ignored", err)
+            return
+        if not await self.ownership.is_root(facts, body, deleted=event_type == "DELETED"):
+            self._forget(facts.uid)
+            if FINALIZER in facts.finalizers:  # put on before its owner was known
+                await self.finalizers.remove(facts, body)
             return
         ran = facts.ever_ran or facts.uid in self._ran
         # Annotations saying "accounted" are only a claim (a namespace user can write them):
@@ -188,7 +210,7 @@ class Operator:
         if keys <= job.remembered_budgets:
             return
         try:
-            await self.kube.patch_job(job.namespace, job.name, job.uid,
+            await self.kube.patch_workload(job.kind, job.namespace, job.name, job.uid,
                                       {"metadata": {"annotations": {BUDGETS: ",".join(sorted(keys))}}})
         except (Gone, Conflict, TemporaryError) as err:
             log.info("budget membership not written to Job %s/%s yet: %s", job.namespace, job.name, err)
@@ -204,7 +226,7 @@ class Operator:
             recorded = await self.records.find(facts.namespace, facts.uid, facts.finished_at)
             if recorded is None:
                 return
-            await self.kube.patch_job(facts.namespace, facts.name, facts.uid,
+            await self.kube.patch_workload(facts.kind, facts.namespace, facts.name, facts.uid,
                                       {"metadata": {"annotations": dict(recorded.annotations)}})
 
     # ---------------------------------------------------------------- accounting one Job
@@ -224,7 +246,7 @@ class Operator:
         job = acc.job
         assert job.finished_at is not None
         data = build_entry(
-            uid=job.uid, namespace=job.namespace, name=job.name, kind="Job",
+            uid=job.uid, namespace=job.namespace, name=job.name, kind=job.kind,
             outcome=job.outcome or "", started_at=job.lifetime_start,
             finished_at=job.finished_at, accounted_at=now,
             co2e_grams=acc.co2e_grams, energy_kwh=acc.energy_kwh, labels=job.labels,
@@ -245,7 +267,7 @@ class Operator:
         patched: dict[str, Any] | None = None
         # Gone: deleted without our finalizer; the record, ledger and Event keep it.
         with contextlib.suppress(Gone):
-            patched = await self.kube.patch_job(job.namespace, job.name, job.uid,
+            patched = await self.kube.patch_workload(job.kind, job.namespace, job.name, job.uid,
                                                 {"metadata": {"annotations": dict(stored.annotations)}})
         summary = _summary(acc) if acc is not None else _record_summary(stored)
         no_data = stored.co2e_grams is None
@@ -261,7 +283,8 @@ class Operator:
         assert job.finished_at is not None
         self.metrics.accounting_latency.observe(
             max((stored.accounted_at - job.finished_at).total_seconds(), 0.0))
-        log.info("accounted Job %s/%s: %s", job.namespace, job.name, summary)
+        self.ownership.forget(job.uid)
+        log.info("accounted %s %s/%s: %s", job.kind, job.namespace, job.name, summary)
 
     async def _release_jobs(self) -> None:
         if self.settings.enforcement:
@@ -321,6 +344,12 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, ours: OperatorSettings)
     kopf_settings.watching.chunk_size = ours.list_chunk_size or None
 
 
+def _watch_workload(registry: kopf.OperatorRegistry, op: Operator, adapter: WorkloadAdapter) -> None:
+    @kopf.on.event(adapter.group, adapter.version, adapter.plural, registry=registry)
+    async def _workload(type: str, body: kopf.Body, **_: Any) -> None:  # kopf passes the event type as `type`
+        await op.on_workload_event(adapter, type, dict(body))
+
+
 def build_registry(op: Operator, login: Callable[..., Any] | None = None) -> kopf.OperatorRegistry:
     """A fresh kopf registry with the operator's handlers (no module-level globals)."""
     registry = kopf.OperatorRegistry()
@@ -335,9 +364,8 @@ def build_registry(op: Operator, login: Callable[..., Any] | None = None) -> kop
     if login is not None:
         kopf.on.login(registry=registry)(login)
 
-    @kopf.on.event("batch", "v1", "jobs", registry=registry)
-    async def _job(type: str, body: kopf.Body, **_: Any) -> None:  # kopf passes the event type as `type`
-        await op.on_job_event(type, dict(body))
+    for adapter in op.registry:  # one watch per workload kind (a kind whose CRD is absent waits)
+        _watch_workload(registry, op, adapter)
 
     @kopf.on.event("carbontrack.io", "v1alpha1", "carbonbudgets", registry=registry)
     async def _budget(type: str, body: kopf.Body, **_: Any) -> None:  # kopf passes the event type as `type`

@@ -18,6 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from carbontrack.core.errors import TemporaryError
+from carbontrack.core.owners import KINDS, KindInfo, OwnerRef
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,13 @@ def _translate(err: ApiException, what: str) -> Exception:
     if err.status in (429, 500, 502, 503, 504) or err.status is None:
         return TemporaryError(f"API server error on {what}: {err.status} {err.reason}")
     return err
+
+
+def _kind(kind: str) -> KindInfo:
+    for info in KINDS.values():
+        if info.kind == kind:
+            return info
+    raise ValueError(f"no API resource known for workload kind {kind!r}")
 
 
 class KubeApi:
@@ -80,26 +88,65 @@ class KubeApi:
         self, namespace: str, name: str, uid: str, body: Mapping[str, Any]
     ) -> dict[str, Any]:
         """Merge patch with a UID precondition: never writes onto a re-created namesake."""
+        return await self.patch_workload("Job", namespace, name, uid, body)
+
+    async def patch_workload(
+        self, kind: str, namespace: str, name: str, uid: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Merge patch of a workload of ``kind`` (a kind of core.owners.KINDS) with a UID
+        precondition: never writes onto a re-created namesake."""
         meta = dict(body.get("metadata") or {})
         meta["uid"] = uid
         patch = {**body, "metadata": meta}
-        result = await self._call(
-            f"Job {namespace}/{name}", self._batch.patch_namespaced_job, name, namespace, patch,
-            _content_type=MERGE_PATCH,
-        )
-        return dict(self._serialize(result))
+        what = f"{kind} {namespace}/{name}"
+        if kind == "Job":
+            result = await self._call(what, self._batch.patch_namespaced_job, name, namespace, patch,
+                                      _content_type=MERGE_PATCH)
+            return dict(self._serialize(result))
+        info = _kind(kind)
+        return dict(await self._call(
+            what, self._custom.patch_namespaced_custom_object, info.group, info.version, namespace,
+            info.plural, name, patch, _content_type=MERGE_PATCH))
 
     async def set_job_finalizers(
         self, namespace: str, name: str, uid: str, finalizers: list[str], resource_version: str
     ) -> None:
+        await self.set_workload_finalizers("Job", namespace, name, uid, finalizers, resource_version)
+
+    async def set_workload_finalizers(
+        self, kind: str, namespace: str, name: str, uid: str, finalizers: list[str], resource_version: str
+    ) -> None:
         """Replace the finalizer list, conditional on resourceVersion (409 -> Conflict)."""
         patch = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
-        await self.patch_job(namespace, name, uid, patch)
+        await self.patch_workload(kind, namespace, name, uid, patch)
 
     async def get_job(self, namespace: str, name: str) -> dict[str, Any]:
-        result = await self._call(f"Job {namespace}/{name}", self._batch.read_namespaced_job,
-                                  name, namespace)
-        return dict(self._serialize(result))
+        return await self.get_workload("Job", namespace, name)
+
+    async def get_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        what = f"{kind} {namespace}/{name}"
+        if kind == "Job":
+            result = await self._call(what, self._batch.read_namespaced_job, name, namespace)
+            return dict(self._serialize(result))
+        info = _kind(kind)
+        return dict(await self._call(what, self._custom.get_namespaced_custom_object,
+                                     info.group, info.version, namespace, info.plural, name))
+
+    async def read_owner(self, namespace: str, ref: OwnerRef) -> dict[str, Any] | None:
+        """An owner named by an ownerReference (root-owner walk), or None when it does not
+        exist or its kind is not served here. The reference's own group and kind decide the
+        resource (core.owners.KINDS), at the version the table names."""
+        info = KINDS.get((ref.group, ref.kind))
+        if info is None:
+            return None
+        try:
+            if info.group == "batch" and info.kind == "Job":
+                return await self.get_job(namespace, ref.name)
+            return dict(await self._call(
+                f"{ref.kind} {namespace}/{ref.name}", self._custom.get_namespaced_custom_object,
+                info.group, info.version, namespace, info.plural, ref.name))
+        except Gone:
+            return None
 
     async def get_budget(self, namespace: str, name: str) -> dict[str, Any]:
         result = await self._call(

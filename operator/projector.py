@@ -41,10 +41,10 @@ class Projector:
         if elapsed <= 0:
             return
         window = elapsed + self._scrape_interval_s
-        co2e = await self._prometheus.query(promql.job_totals(promql.CO2E, job.uid, window), now)
+        co2e = await self._prometheus.query(promql.job_totals(promql.CO2E, job.uid, window, job.kind), now)
         if not co2e:
             return  # no data yet: say nothing rather than "0 g so far"
-        energy = await self._prometheus.query(promql.job_totals(promql.ENERGY, job.uid, window), now)
+        energy = await self._prometheus.query(promql.job_totals(promql.ENERGY, job.uid, window, job.kind), now)
         so_far = sum(s.value for s in co2e)
         kwh = sum(s.value for s in energy) / 3.6e6
         expected = job.annotations.get(EXPECTED_DURATION)
@@ -59,4 +59,5 @@ class Projector:
             ),
             "carbontrack.io/projection-basis": projection.basis if projection else None,
         }
-        await self._kube.patch_job(job.namespace, job.name, job.uid, {"metadata": {"annotations": annotations}})
+        await self._kube.patch_workload(job.kind, job.namespace, job.name, job.uid,
+                                        {"metadata": {"annotations": annotations}})

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from carbontrack.operator.workloads import default_registry
 from test_chart_tools import (
     CHART,
     REPO,
@@ -27,6 +28,8 @@ from test_chart_tools import (
     require_tool,
     run,
 )
+
+from carbontrack.core.owners import KINDS, Role
 
 Doc = dict[str, Any]
 
@@ -169,11 +172,19 @@ def test_exporter_scheduling_resources_and_priority(default: list[Doc]) -> None:
 
 
 def test_exporter_rbac_is_pods_and_its_node_read_only(default: list[Doc]) -> None:
-    assert rules_of(default, "ct-carbontrack-exporter") == [
+    rules = rules_of(default, "ct-carbontrack-exporter")
+    assert rules[:2] == [
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
         # its own Node's labels and providerID give its grid zone (intensity.resolve)
         {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
     ]
+    # the owners above its pods, read one by one (exporter/owners.py): get only, and exactly
+    # the kinds the root-owner walk reads
+    assert all(r["verbs"] == ["get"] for r in rules[2:])
+    granted = {(g, res) for r in rules[2:] for g in r["apiGroups"] for res in r["resources"]}
+    walked = {(i.group, i.plural) for i in KINDS.values() if i.role is not Role.BOUNDARY}
+    assert walked <= granted
+    assert {res for _, res in granted} == {p for _, p in walked}
     binding = one(default, "ClusterRoleBinding", "exporter")
     sa = one(default, "ServiceAccount", "exporter")
     ds = one(default, "DaemonSet", "exporter")
@@ -247,6 +258,9 @@ def test_exporter_only_scenario_is_non_root_without_rapl() -> None:
 # ------------------------------------------------------------------ operator
 EXPECTED_OPERATOR_RULES = [
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "patch"]},
+    # every finished-workload kind of the registry, with the verbs its adapter names
+    *[{"apiGroups": [a.group], "resources": [a.plural], "verbs": list(a.rbac_verbs)}
+      for a in default_registry() if a.kind != "Job"],
     {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["get", "list", "patch"]},
     {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list"]},
     {"apiGroups": ["leaderworkerset.x-k8s.io"], "resources": ["leaderworkersets"], "verbs": ["get", "list", "patch"]},
@@ -293,9 +307,12 @@ def test_no_role_grants_secrets_wildcards_or_more_than_annotating_deployments(va
         for rule in role["rules"]:
             assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
             assert "secrets" not in rule["resources"], role["metadata"]["name"]
-            # Deployments: the operator lists and annotates them (long-running accounting), never more
+            # Deployments: the operator lists and annotates them (long-running accounting), the
+            # exporter reads them as pods' owners (root-owner walk), never more
             if "deployments" in rule["resources"]:
-                assert role["metadata"]["name"].endswith("-operator") and rule["verbs"] == ["get", "list", "patch"]
+                name = role["metadata"]["name"]
+                assert (name.endswith("-operator") and rule["verbs"] == ["get", "list", "patch"]) or (
+                    name.endswith("-exporter") and rule["verbs"] == ["get"])
             # create only Events and the operator's append-only records; never delete/update
             creatable = rule["resources"] in (["events"], ["carbonrecords"])
             assert not {"create", "delete", "deletecollection", "update", "escalate", "bind", "impersonate"} & (

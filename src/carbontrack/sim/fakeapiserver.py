@@ -48,6 +48,9 @@ class FakeApiServer:
         self.token = token
         self.gone_as_http = gone_as_http
         self.requests: list[tuple[str, dict[str, str]]] = []
+        # other objects served by GET at their API path (e.g. a pod's owners), as the API
+        # server answers a read: 200 with the object, 404 for any path not here
+        self.objects: dict[str, dict[str, Any]] = {}
         self._s = _State()
         self._cond = threading.Condition()
         handler = type("Handler", (_Handler,), {"api": self})
@@ -207,6 +210,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.api.token is not None and (
                 self.headers.get("Authorization") != f"Bearer {self.api.token}"):
             return self._json(401, _status(401, "Unauthorized"))
+        if url.path in self.api.objects:
+            return self._json(200, self.api.objects[url.path])
         if url.path != "/api/v1/pods":
             return self._json(404, _status(404, f"{url.path} not found"))
         sel = q.get("fieldSelector", "")
