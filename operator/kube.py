@@ -9,7 +9,7 @@ import asyncio
 import copy
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -70,7 +70,8 @@ class KubeApi:
         configuration.connection_pool_maxsize = max(workers, configuration.connection_pool_maxsize or 0)
         api_client = client.ApiClient(configuration)
         self.pool_size: int = api_client.rest_client.pool_manager.connection_pool_kw["maxsize"]
-        self._serialize = api_client.sanitize_for_serialization
+        # the client's JSON-ready dict of a model object (untyped in the kubernetes package)
+        self._serialize: Callable[[Any], Any] = api_client.sanitize_for_serialization
         self._batch = client.BatchV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,7 +24,8 @@ class WorkloadApi:
         api_client = client.ApiClient(copy.deepcopy(configuration))
         self._custom = client.CustomObjectsApi(api_client)
         self._core = client.CoreV1Api(api_client)
-        self._serialize = api_client.sanitize_for_serialization
+        # the client's JSON-ready dict of a model object (untyped in the kubernetes package)
+        self._serialize: Callable[[Any], Any] = api_client.sanitize_for_serialization
 
     async def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
