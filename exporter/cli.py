@@ -8,6 +8,7 @@ missing, ``carbontrack_source_up{source=…}`` is 0 and one log line says why.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Mapping
@@ -21,7 +22,7 @@ from carbontrack.core.errors import (
     UnknownZoneError,
 )
 from carbontrack.core.types import EnergySource
-from carbontrack.sources import procstat
+from carbontrack.sources import procstat, registry
 
 from .apiconfig import from_kubeconfig, in_cluster
 from .cgroups import CgroupReader
@@ -38,47 +39,22 @@ from .settings import Settings, from_args
 log = logging.getLogger("carbontrack.exporter")
 
 
-def build_sources(s: Settings, down: dict[str, str]) -> list[EnergySource]:
-    """Energy sources in order; ``down`` collects (name -> reason) for those that failed."""
-    out: list[EnergySource] = []
-    have_rapl = False
-    if s.rapl:
-        from carbontrack.sources.rapl import RaplSource
+def build_sources(s: Settings, pods: PodCache, down: dict[str, str]
+                  ) -> tuple[list[EnergySource], GpuTopologyProvider | None]:
+    """Energy sources from the registry (carbontrack.sources.registry, as the tracker's):
+    CPU sources first, then every GPU vendor's, with one topology provider over all GPU
+    vendors. ``down`` collects (name -> reason) for enabled sources that did not open."""
+    ctx = registry.SourceContext(sysfs=s.sysfs, procfs=s.procfs, env=os.environ,
+                                 provider=s.provider or "aws")
+    built = registry.build(ctx, s.sources)
+    down.update(built.down)
+    gpu = {id(src) for _, src in built.gpus}
+    sources = [x for x in built.sources if id(x) not in gpu] + [x for _, x in built.gpus]
+    if not built.gpus:
+        return sources, None
+    from .gpu_topology import build_topology
 
-        try:
-            out.append(RaplSource(s.sysfs))
-            have_rapl = True
-        except SourceUnavailable as err:
-            down["rapl"] = str(err)
-    if s.estimate and not have_rapl:
-        # model-based CPU/DRAM energy only where no counter exists, never both (no double count)
-        from carbontrack.sources.estimate import CpuEstimateSource, MemoryEstimateSource
-
-        try:
-            out.append(CpuEstimateSource(s.procfs, provider=s.provider or "aws"))
-        except CarbonTrackError as err:
-            down["cpu-estimate"] = str(err)
-        try:
-            out.append(MemoryEstimateSource(s.procfs))
-        except CarbonTrackError as err:
-            down["memory-estimate"] = str(err)
-    return out
-
-
-def build_gpu(s: Settings, pods: PodCache, down: dict[str, str]
-              ) -> tuple[EnergySource | None, GpuTopologyProvider | None]:
-    if not s.nvml:
-        return None, None
-    try:
-        from .nvml_gpu import open_gpu
-    except ImportError as err:
-        down["nvml"] = f"NVML support unavailable: {err}"
-        return None, None
-    try:
-        return open_gpu(s, pods)
-    except SourceUnavailable as err:
-        down["nvml"] = str(err)
-        return None, None
+    return sources, build_topology(s, pods, built.gpus)
 
 
 def build_emissions(s: Settings, node: Mapping[str, Any] | None = None,
@@ -151,10 +127,7 @@ def build_engine(s: Settings, pods: PodCache, node: Mapping[str, Any] | None = N
     from .state import StateStore
 
     down: dict[str, str] = {}
-    sources = build_sources(s, down)
-    gpu_source, gpu_topo = build_gpu(s, pods, down)
-    if gpu_source is not None:
-        sources.append(gpu_source)
+    sources, gpu_topo = build_sources(s, pods, down)
     try:
         st = procstat.read_proc_stat(s.procfs)
         cpus: int | None = st.online_cpus

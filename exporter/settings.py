@@ -15,6 +15,7 @@ from carbontrack.core import scrapeauth
 from carbontrack.core.errors import ConfigError
 from carbontrack.core.scrapeauth import ScrapeSecurity
 from carbontrack.intensity.selection import IntensityConfig, add_arguments, config_from_args
+from carbontrack.sources import registry
 
 from .attribution import IdlePolicy
 
@@ -40,9 +41,9 @@ class Settings:
     default_zone: str | None = None  # the cluster default, after node label and cloud region
     # provider, base URL, overrides... (carbontrack.intensity.selection; flags or env)
     intensity: IntensityConfig = field(default_factory=IntensityConfig)
-    rapl: bool = True
-    nvml: bool = True
-    estimate: bool = True  # model-based CPU/DRAM energy where RAPL is absent
+    # registry names of the energy sources switched on (carbontrack.sources.registry; each
+    # source's --<flag>/--no-<flag>): RAPL, NVML and the estimates by default, amdsmi on ask
+    sources: frozenset[str] = registry.DEFAULT_ENABLED
     pod_resources_dir: Path | None = None  # kubelet pod-resources socket directory
     idle_policy: IdlePolicy = IdlePolicy.RESERVED
     # how a v2 cpu.weight is read back into a request when the pod spec is missing:
@@ -79,9 +80,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--default-zone", default=None,
                    help="cluster default grid zone, used when neither --zone nor the node's "
                         "carbontrack.io/grid-zone label nor its cloud region resolves")
-    p.add_argument("--no-rapl", action="store_true")
-    p.add_argument("--no-nvml", action="store_true")
-    p.add_argument("--no-estimate", action="store_true")
+    for flag, (default, text) in registry.flags().items():  # --rapl/--no-rapl, ...
+        p.add_argument(f"--{flag}", dest=_source_dest(flag), default=default,
+                       action=argparse.BooleanOptionalAction,
+                       help=f"{text} (default: {'on' if default else 'off'})")
     p.add_argument("--pod-resources-dir", type=Path, default=None)
     p.add_argument("--idle-policy", choices=[x.value for x in IdlePolicy],
                    default=IdlePolicy.RESERVED.value,
@@ -97,6 +99,10 @@ def parser() -> argparse.ArgumentParser:
     add_arguments(p)
     scrapeauth.add_arguments(p)
     return p
+
+
+def _source_dest(flag: str) -> str:
+    return "source_" + flag.replace("-", "_")
 
 
 def from_args(argv: list[str]) -> Settings:
@@ -116,7 +122,8 @@ def from_args(argv: list[str]) -> Settings:
         host=host, port=port, state_dir=a.state_dir, kube=not a.no_kube,
         kubeconfig=a.kubeconfig, zone=a.zone, pue=a.pue, provider=a.provider, region=a.region,
         default_zone=a.default_zone, intensity=config_from_args(a, os.environ),
-        rapl=not a.no_rapl, nvml=not a.no_nvml, estimate=not a.no_estimate,
+        sources=registry.enabled_by_flags(
+            {flag: getattr(a, _source_dest(flag)) for flag in registry.flags()}),
         pod_resources_dir=a.pod_resources_dir, idle_policy=IdlePolicy(a.idle_policy),
         cpu_weight_map=a.cpu_weight_map,
         retention_s=a.retention, log_level=a.log_level.upper(),

@@ -141,8 +141,11 @@ class SliceAccountant:
         query = unit.at_end(ns, piece.seconds)
         try:
             end = await self._prom.query(query, piece.end)
-            start = await self._prom.query(unit.at_start(ns, self._lookback_s(workload, piece)),
-                                           piece.start)
+            # a unit counter may predate the workload (a serving pod's sidecar, a shared
+            # gateway): its value before the first slice is looked up at least a slice back
+            lookback = max(self._lookback_s(workload, piece), piece.seconds,
+                           3 * self._settings.scrape_interval_s)
+            start = await self._prom.query(unit.at_start(ns, lookback), piece.start)
         except QueryError as err:
             return Units(None, query, f"Prometheus refused the functional-unit query: {err}")
         if not end:

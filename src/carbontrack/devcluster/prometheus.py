@@ -24,7 +24,9 @@ from ..core.errors import ConfigError, TemporaryError
 from .ports import free_port
 from .process import ManagedProcess, Supervisor
 
-JOBS = ("carbontrack-exporter", "carbontrack-operator")
+# "workload-metrics": applications' own metrics (e.g. an inference server's token counter),
+# labelled with namespace and pod as Kubernetes service discovery would label them.
+JOBS = ("carbontrack-exporter", "carbontrack-operator", "workload-metrics")
 
 
 @dataclass(frozen=True)

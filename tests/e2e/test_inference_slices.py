@@ -1,0 +1,231 @@
+"""Long-running workloads end to end (operator/long_running.py): a Deployment serving a
+simulated load on kwok nodes (the node simulator drives its pods' cgroup CPU; the exporters
+measure it; Prometheus scrapes them) is accounted per 5-second slice. The operator is stopped
+for two slices and started again: every slice is recorded once, the slices are contiguous and
+their CO2e adds up to the counters' total in Prometheus. A real HTTP server in this process
+serves the inference server's token counter (vLLM's ``vllm:generation_tokens_total``),
+scraped by the harness' Prometheus with the namespace label Kubernetes service discovery
+would give it, plus a decoy in another namespace; the report's gCO2e per 1,000 tokens equals
+CO2e / tokens computed here from Prometheus by hand."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_operator import InProcessOperator, budget_body, create_budget, get_budget, install_crd
+
+from carbontrack.core.records import GROUP, PLURAL, VERSION, parse_object
+from carbontrack.core.slices import parse_slice_key
+from carbontrack.devcluster.simulator import CPU_CORES
+
+pytestmark = pytest.mark.e2e
+
+SLICE_S = 5.0
+TOKENS_PER_S = 40.0
+UTC = timezone.utc
+
+
+@pytest.fixture(scope="module")
+def crd(devstack: Any) -> None:
+    from carbontrack.devcluster.kube import api_client
+
+    with api_client(Path(devstack.cluster.kubeconfig)) as api:
+        install_crd(api)  # idempotent: replaces the definition if test_operator installed it
+
+
+class TokenServer:
+    """An inference server's /metrics: a token counter growing at TOKENS_PER_S (as a serving
+    pod's would); /decoy is another namespace's server with a far larger counter."""
+
+    def __init__(self) -> None:
+        self.t0 = time.time()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                scale = 1000.0 if self.path == "/decoy" else 1.0
+                tokens = math.floor((time.time() - server.t0) * TOKENS_PER_S * scale)
+                body = ("# TYPE vllm:generation_tokens_total counter\n"
+                        f'vllm:generation_tokens_total{{model_name="sim"}} {tokens}\n').encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: Any) -> None:
+                return
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def tokens(prometheus: Any, namespace: str) -> Iterator[TokenServer]:
+    server = TokenServer()
+    prometheus.set_targets("workload-metrics", {
+        f"127.0.0.1:{server.port}": {"namespace": namespace, "pod": "llm-gateway"},
+        f"localhost:{server.port}": {"namespace": "someone-else", "pod": "spy",
+                                     "__metrics_path__": "/decoy"},
+    })
+    yield server
+    prometheus.set_targets("workload-metrics", {})
+    server.close()
+
+
+def query_at(url: str, promql: str, at: datetime) -> list[dict[str, Any]]:
+    params = urllib.parse.urlencode({"query": promql, "time": f"{at.timestamp():.3f}"})
+    with urllib.request.urlopen(f"{url}/api/v1/query?{params}", timeout=10) as r:
+        body = json.load(r)
+    assert body["status"] == "success", body
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def total(result: list[dict[str, Any]]) -> float:
+    return math.fsum(float(x["value"][1]) for x in result)
+
+
+def deployment(name: str) -> dict[str, Any]:
+    pod_ann = {CPU_CORES: "1"}  # the simulator keeps one core busy per pod
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"team": "serving"}, "annotations": {
+            "carbontrack.io/functional-unit": "token",
+            "carbontrack.io/functional-unit-query": 'vllm:generation_tokens_total{model_name="sim"}'}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}, "annotations": pod_ann},
+                              "spec": {"nodeSelector": {"type": "kwok"}, "containers": [
+                                  {"name": "serve", "image": "registry.invalid/carbontrack/sim-serve:1",
+                                   "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]}}},
+    }
+
+
+def recorded_slices(custom: Any, namespace: str, uid: str) -> dict[datetime, Any]:
+    """Slice start -> the operator's record entry, for this workload."""
+    out: dict[datetime, Any] = {}
+    for obj in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]:
+        parsed = parse_object(obj)
+        assert not parsed.errors
+        for key, entry in parsed.entries.items():
+            got = parse_slice_key(key)
+            if got is not None and got[0] == uid:
+                assert got[1] not in out, f"slice {key} recorded twice"
+                out[got[1]] = entry
+    return out
+
+
+def test_a_deployment_is_accounted_per_slice_across_an_operator_restart(
+    crd: None, kubeconfig: Path, prometheus: Any, namespace: str, custom_objects: Any,
+    api_client: Any, wait_for: Any, tokens: TokenServer, tmp_path: Path,
+) -> None:
+    from kubernetes import client
+
+    apps = client.AppsV1Api(api_client)
+    wait_for("the token counter scraped", lambda: prometheus.query(
+        f'vllm:generation_tokens_total{{namespace="{namespace}"}}') or None, 30)
+    create_budget(custom_objects, namespace, budget_body(
+        "serving", "1kg", selector={"matchLabels": {"team": "serving"}}))
+
+    def start() -> InProcessOperator:
+        return InProcessOperator(kubeconfig, prometheus.url, namespace, slice_length_s=SLICE_S,
+                                 projection_interval_s=0.0).start()
+
+    op = start()
+    dep = apps.create_namespaced_deployment(namespace, deployment("llm"))
+    uid, created = dep.metadata.uid, dep.metadata.creation_timestamp
+    wait_for("3 slices recorded", lambda: len(recorded_slices(custom_objects, namespace, uid)) >= 3 or None, 60)
+    op.stop()
+    stopped = datetime.now(UTC)
+    time.sleep(2 * SLICE_S + 1)  # two slices pass with no operator
+    restarted = datetime.now(UTC)
+    op = start()
+    try:
+        wait_for("the slices after the restart recorded", lambda: any(
+            s >= restarted + timedelta(seconds=SLICE_S)
+            for s in recorded_slices(custom_objects, namespace, uid)) or None, 60)
+        # the last slice's copy on the Deployment and its budget ledger are written right after
+        # its record: give the round a moment to finish
+        time.sleep(1.5)
+    finally:
+        op.stop()
+    slices = recorded_slices(custom_objects, namespace, uid)
+    starts = sorted(slices)
+
+    # contiguous from the slice holding the Deployment's creation, none missing or twice
+    first = datetime.fromtimestamp(math.floor(created.timestamp() / SLICE_S) * SLICE_S, UTC)
+    assert starts[0] == first
+    for a, b in itertools.pairwise(starts):
+        assert slices[a].finished_at == b, f"gap or overlap after the slice at {a}"
+    assert any(stopped <= s + timedelta(seconds=SLICE_S) and s <= restarted for s in starts), \
+        "the slices of the downtime were caught up"
+    assert all(slices[s].co2e_grams is not None for s in starts)
+    end = slices[starts[-1]].finished_at
+
+    # Σ slices = the counters' total in Prometheus over the span (no gap, no double count)
+    span = math.ceil((end - first).total_seconds()) + 5
+    prom_g = total(query_at(prometheus.url, f'max_over_time(carbontrack_container_co2e_grams_total'
+                                            f'{{namespace="{namespace}"}}[{span}s])', end))
+    slice_g = math.fsum(slices[s].co2e_grams for s in starts)
+    assert prom_g > 0
+    assert slice_g == pytest.approx(prom_g, rel=1e-5)
+
+    # counted by the budget that selects the Deployment's labels, once per slice
+    def ledger_settled() -> dict[str, Any] | None:
+        st = get_budget(custom_objects, namespace, "serving").get("status") or {}
+        return st if len(st.get("ledger") or {}) >= len(starts) else None
+
+    status = wait_for("the budget ledger", ledger_settled, 20)
+    in_ledger = [k for k in status["ledger"] if parse_slice_key(k) and parse_slice_key(k)[0] == uid]
+    assert len(in_ledger) == len(set(in_ledger)) == len(starts)
+    assert status["usedGrams"] == pytest.approx(slice_g, rel=1e-6)
+
+    # the copy on the Deployment: latest slice and running total
+    ann = apps.read_namespaced_deployment("llm", namespace).metadata.annotations
+    latest = int(ann["carbontrack.io/last-slice"])
+    upto = [s for s in starts if s.timestamp() <= latest]
+    assert float(ann["carbontrack.io/co2e-grams-total"]) == pytest.approx(
+        math.fsum(slices[s].co2e_grams for s in upto), rel=1e-5)
+
+    # the report: gCO2e per 1,000 tokens = CO2e / tokens, tokens from Prometheus by hand
+    # (each series' last value at the end minus its last value at the start)
+    sel = f'vllm:generation_tokens_total{{namespace="{namespace}"}}'
+    tokens_used = (total(query_at(prometheus.url, f"last_over_time({sel}[{int(SLICE_S)}s])", end))
+                   - total(query_at(prometheus.url, f"last_over_time({sel}[{int(SLICE_S)}s])", first)))
+    assert tokens_used > 0
+    out = tmp_path / "report"
+    res = subprocess.run(
+        [sys.executable, "-m", "carbontrack", "report", "--cluster", "--kubeconfig", str(kubeconfig),
+         "-n", namespace, "--since", first.isoformat(), "--until", (end + timedelta(seconds=1)).isoformat(),
+         "--format", "json,html", "-o", str(out), "-q"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads((out / "report.json").read_text())
+    [w] = doc["long_running"]
+    assert (w["name"], w["kind"], w["uid"], w["slices"], w["contiguous"]) == ("llm", "Deployment", uid,
+                                                                           len(starts), True)
+    assert w["units_coverage"] == f"{len(starts)}/{len(starts)} slices"
+    assert w["units"] == pytest.approx(tokens_used, rel=1e-9)
+    assert w["location_gco2e"] == pytest.approx(slice_g, rel=1e-9)
+    assert w["g_per_1000_units"] == pytest.approx(prom_g / tokens_used * 1000.0, rel=1e-5)
+    assert "gCO2e per 1,000 units" in (out / "report.html").read_text()
