@@ -57,13 +57,15 @@ class GpuTopology:
     ``total_slices``: that GPU's slice count; ``processes``: (unit uuid, pid, SM %|None,
     used memory bytes|None) — SM % is None on MIG instances, where NVML has no utilisation;
     ``allocations``: unit uuid -> containers from the kubelet pod-resources API (empty when
-    unavailable, then PIDs are mapped through /proc/<pid>/cgroup).
+    unavailable, then PIDs are mapped through /proc/<pid>/cgroup); ``problems``: devices
+    allocated here whose energy no source measures (exporter/gpu_topology.py).
     """
 
     mig: Mapping[str, Sequence[tuple[str, float]]] = field(default_factory=dict)
     total_slices: Mapping[str, float] = field(default_factory=dict)
     processes: Sequence[tuple[str, int, float | None, int | None]] = ()
     allocations: Mapping[str, Sequence[ContainerKey]] = field(default_factory=dict)
+    problems: Sequence[str] = ()
 
 
 class GpuTopologyProvider(Protocol):
@@ -333,7 +335,8 @@ class Engine:
         t0 = self.perf()
         try:
             topo = self.gpu.topology()
-            self._set_status("gpu-processes", True, "", self.perf() - t0)
+            self._set_status("gpu-processes", not topo.problems, "; ".join(topo.problems),
+                             self.perf() - t0)
             return topo
         except Exception as err:
             self._set_status("gpu-processes", False, f"{type(err).__name__}: {err}",

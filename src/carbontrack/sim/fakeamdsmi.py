@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from types import ModuleType
 
 from ._atomic import write_atomic
 
@@ -174,3 +175,19 @@ def build_fake_libamdsmi(cache_dir: Path, *, old: bool = False, cc: str | None =
                 f"compiling fakeamdsmi.c failed ({' '.join(cmd)}): {proc.stderr.strip()}")
         os.replace(tmp_lib, lib)  # atomic: a parallel builder sees all or nothing
     return root
+
+
+def load_in_process(root: Path) -> ModuleType:
+    """Import the real ``amdsmi`` bindings in this process, bound to the fake library under
+    ``root`` (from :func:`build_fake_libamdsmi`). The bindings load their library once, at
+    import: a process that already imported them bound to another library keeps it, and
+    this raises RuntimeError (run such a test in a subprocess)."""
+    os.environ["ROCM_PATH"] = str(root)  # the bindings search $ROCM_PATH/lib first
+    import amdsmi
+
+    loaded = str(getattr(amdsmi.amdsmi_wrapper._libraries.get(LIBRARY), "_name", ""))
+    # any build of this same fake source will do (its directory is named by its digest)
+    if Path(loaded).parent.parent.name != Path(root).name:
+        raise RuntimeError(f"amdsmi is already bound to {loaded!r} in this process")
+    mod: ModuleType = amdsmi
+    return mod

@@ -39,15 +39,19 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from carbontrack.core.errors import SourceUnavailable
 from carbontrack.core.types import Component, EnergyReading, Method, SourceHealth
 
 from .gpu import GpuDevice, GpuProcess
+
+if TYPE_CHECKING:
+    from .registry import SourceContext
 
 # AMD does not publish an accuracy for the SMU's energy accumulator; the board power it
 # integrates is the same telemetry as NVIDIA's +/-5 % class, so the same figure is used.
@@ -388,3 +392,17 @@ def _power_w(info: dict[str, Any]) -> float | None:
         if isinstance(v, (int, float)) and v != 0xFFFF:
             return float(v)
     return None
+
+
+def present(env: Mapping[str, str]) -> bool:
+    """Cheap checks only: the amdgpu compute device, or libamd_smi.so where the bindings
+    look for it (ROCM_HOME/ROCM_PATH, then /opt/rocm)."""
+    if Path("/dev/kfd").exists():
+        return True
+    roots = [env.get("ROCM_HOME"), env.get("ROCM_PATH"), "/opt/rocm"]
+    return any(Path(r, "lib", "libamd_smi.so").exists() for r in roots if r)
+
+
+def open_source(ctx: SourceContext) -> AmdSmiSource:
+    """The registry's factory (carbontrack.sources.registry)."""
+    return AmdSmiSource.open()

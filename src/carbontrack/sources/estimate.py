@@ -28,12 +28,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from carbontrack.core.errors import ConfigError, SourceUnavailable
 from carbontrack.core.types import Component, EnergyReading, Method, SourceHealth
 
 from .procstat import CpuInfo, ProcStat, read_cpuinfo, read_memtotal_bytes, read_proc_stat
+
+if TYPE_CHECKING:
+    from .registry import SourceContext
 
 # Relative half-widths. Judgement, documented in docs/sources.md: the CCF coefficients of
 # one architecture differ by ~10 % between providers, and a linear utilisation model of
@@ -360,3 +363,15 @@ class MemoryEstimateSource:
 
     def close(self) -> None:
         """Nothing held open."""
+
+
+def open_cpu_source(ctx: SourceContext) -> CpuEstimateSource:
+    """The registry's factory for the CPU estimate (carbontrack.sources.registry)."""
+    if ctx.provider:
+        return CpuEstimateSource(ctx.procfs, watts=ctx.cpu_watts, provider=ctx.provider)
+    return CpuEstimateSource(ctx.procfs, watts=ctx.cpu_watts)
+
+
+def open_memory_source(ctx: SourceContext) -> MemoryEstimateSource:
+    """The registry's factory for the memory estimate."""
+    return MemoryEstimateSource(ctx.procfs)

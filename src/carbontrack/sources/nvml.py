@@ -23,15 +23,19 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from carbontrack.core.errors import ConfigError, SourceUnavailable
 from carbontrack.core.types import Component, EnergyReading, Method, SourceHealth
 
 from .gpu import GpuDevice, GpuProcess
+
+if TYPE_CHECKING:
+    from .registry import SourceContext
 
 __all__ = ["GpuDevice", "GpuProcess", "NvmlSource"]
 
@@ -403,3 +407,17 @@ def _list_migs(nvml: ModuleType, idx: int, handle: Any, parent_uuid: str) -> lis
         )
         out.append((dev, mh))
     return out
+
+
+def present(env: Mapping[str, str]) -> bool:
+    """Cheap checks only (no ldconfig): a driver node, the driver's procfs, or the library
+    on LD_LIBRARY_PATH (how tests load the fake libnvidia-ml.so.1)."""
+    if Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia").exists():
+        return True
+    dirs = [d for d in env.get("LD_LIBRARY_PATH", "").split(":") if d]
+    return any(Path(d, "libnvidia-ml.so.1").exists() for d in dirs)
+
+
+def open_source(ctx: SourceContext) -> NvmlSource:
+    """The registry's factory: every GPU, or the indices the tracker's --gpus names."""
+    return NvmlSource.open(gpu_indices=list(ctx.gpu_indices) if ctx.gpu_indices else None)

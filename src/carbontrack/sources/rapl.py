@@ -32,11 +32,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from carbontrack.core.errors import SourceUnavailable
 from carbontrack.core.types import Component, EnergyReading, Method, SourceHealth
 
 from .rapl_zones import FileReader, RaplZone, discover_zones, parse_uint
+
+if TYPE_CHECKING:
+    from .registry import SourceContext
 
 __all__ = ["RaplSettings", "RaplSource", "RaplZone", "discover_zones", "read_sysfs_file"]
 
@@ -275,3 +279,8 @@ def _summed_tdp(zones: list[RaplZone]) -> float | None:
     if any(t is None for t in tdps):
         return None
     return sum(t for t in tdps if t is not None)
+
+
+def open_source(ctx: SourceContext) -> RaplSource:
+    """The registry's factory (carbontrack.sources.registry)."""
+    return RaplSource(ctx.sysfs)

@@ -2,8 +2,8 @@
 
 Source selection (always reported as the run's method):
 1. RAPL if the powercap tree exists and its counters are readable (measured);
-2. NVML if an NVIDIA driver or library is present (measured, or sampled where the
-   energy counter is NotSupported);
+2. each GPU vendor whose driver or library is present: NVML (NVIDIA), amdsmi (AMD)
+   (measured, or sampled where the energy counter is NotSupported);
 3. otherwise CPU and memory estimation (estimated). ``cpu_watts`` forces a fixed CPU power.
 
 Heavy or optional modules (pynvml, the catalogue) are imported only when used, so that
@@ -16,10 +16,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..core.errors import ConfigError, SourceUnavailable, UnknownZoneError
+from ..core.errors import ConfigError, UnknownZoneError
 from ..core.types import EnergySource, IntensityLookup
 from .settings import TrackerSettings
 
@@ -28,53 +27,34 @@ if TYPE_CHECKING:
     from ..intensity.selection import Selection
 
 
-def _nvidia_present(env: dict[str, str] | os._Environ[str]) -> bool:
-    """Cheap checks only (no ldconfig): a driver node, the driver's procfs, or the library
-    on LD_LIBRARY_PATH (how tests load the fake libnvidia-ml.so.1)."""
-    if Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia").exists():
-        return True
-    dirs = [d for d in env.get("LD_LIBRARY_PATH", "").split(":") if d]
-    return any(Path(d, "libnvidia-ml.so.1").exists() for d in dirs)
-
-
 def build_sources(settings: TrackerSettings) -> tuple[list[EnergySource], list[str]]:
-    """Energy sources for this machine, and notes saying why others were not used."""
-    notes: list[str] = []
-    sources: list[EnergySource] = []
-    cpu_measured = False
-    if settings.cpu_watts is None:
-        try:
-            from ..sources.rapl import RaplSource
+    """Energy sources for this machine, and notes saying why others were not used.
 
-            rapl = RaplSource(settings.sysfs_root)
-            health = rapl.health()
-            if health.up:
-                sources.append(rapl)
-                cpu_measured = True
-            else:
-                notes.append(f"RAPL not used: {health.message}")
-                rapl.close()
-        except SourceUnavailable as err:
-            notes.append(f"RAPL not used: {err}")
-    if settings.gpus is not None or _nvidia_present(os.environ):
-        try:
-            from ..sources.nvml import NvmlSource
+    Built from the source registry (carbontrack.sources.registry), as the exporter's are:
+    a CPU counter only if it reads, a GPU library only where its driver is present (or
+    --gpus asks for NVIDIA GPUs), estimates only where no CPU counter was used."""
+    from ..sources import registry
 
-            gpu = NvmlSource.open(gpu_indices=list(settings.gpus) if settings.gpus else None)
-            sources.append(gpu)
-        except SourceUnavailable as err:
-            if settings.gpus:  # the user asked for GPUs: not finding them is an error
-                raise ConfigError(f"--gpus {','.join(map(str, settings.gpus))}: {err}") from None
-            notes.append(f"NVML not used: {err}")
-    if not cpu_measured:
-        from ..sources.estimate import CpuEstimateSource, MemoryEstimateSource
+    ctx = registry.SourceContext(
+        sysfs=settings.sysfs_root, procfs=settings.procfs_root, env=os.environ,
+        cpu_watts=settings.cpu_watts, gpu_indices=settings.gpus,
+        require_healthy=True, detect_gpus=True)
+    enabled = {s.name for s in registry.SOURCES}  # one machine: whatever is present
+    built = registry.build(ctx, enabled)
+    notes = [f"{registry.spec(name).label} not used: {why}" for name, why in built.down.items()]
+    for src in built.sources:  # the estimates' basis (their module is loaded only if used)
+        if src.name == "cpu-estimate":
+            from ..sources.estimate import CpuEstimateSource
 
-        cpu = CpuEstimateSource(settings.procfs_root, watts=settings.cpu_watts)
-        mem = MemoryEstimateSource(settings.procfs_root)
-        sources += [cpu, mem]
-        notes.append(f"cpu-estimate: {cpu.power_model.basis}")
-        notes.append(f"memory-estimate: {mem.gb:.3g} GB x CCF memory coefficient ({mem.watts:.3g} W)")
-    return sources, notes
+            assert isinstance(src, CpuEstimateSource)
+            notes.append(f"cpu-estimate: {src.power_model.basis}")
+        elif src.name == "memory-estimate":
+            from ..sources.estimate import MemoryEstimateSource
+
+            assert isinstance(src, MemoryEstimateSource)
+            notes.append(f"memory-estimate: {src.gb:.3g} GB x CCF memory coefficient "
+                         f"({src.watts:.3g} W)")
+    return built.sources, notes
 
 
 def build_selection(settings: TrackerSettings, env: Mapping[str, str]) -> Selection:

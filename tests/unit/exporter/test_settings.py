@@ -21,10 +21,20 @@ def test_contract_flags() -> None:
                    "--retention", "120", "--cpu-weight-map", "linear"])
     assert s == Settings(node_name="n1", sysfs=Path("/h/sys"), procfs=Path("/h/proc"),
                          interval_s=2.5, host="127.0.0.1", port=9100, state_dir=Path("/st"),
-                         kube=False, zone="DE", pue=1.2, rapl=False, nvml=False,
-                         estimate=False, pod_resources_dir=Path("/pr"),
+                         kube=False, zone="DE", pue=1.2, sources=frozenset(),
+                         pod_resources_dir=Path("/pr"),
                          idle_policy=IdlePolicy.EVEN, retention_s=120.0,
                          cpu_weight_map="linear")
+
+
+@pytest.mark.parametrize(("argv", "enabled"), [
+    ([], {"rapl", "nvml", "cpu-estimate", "memory-estimate"}),  # amdsmi only on ask
+    (["--amdsmi"], {"rapl", "nvml", "amdsmi", "cpu-estimate", "memory-estimate"}),
+    (["--amdsmi", "--no-nvml", "--no-estimate"], {"rapl", "amdsmi"}),
+    (["--no-rapl", "--rapl"], {"rapl", "nvml", "cpu-estimate", "memory-estimate"}),  # last wins
+])
+def test_source_flags_come_from_the_registry(argv: list[str], enabled: set[str]) -> None:
+    assert from_args(["--node-name", "n1", *argv]).sources == frozenset(enabled)
 
 
 @pytest.mark.parametrize(("argv", "needle"), [

@@ -25,6 +25,7 @@ from carbontrack.sim.fakeamdsmi import (
     FakePartition,
     build_fake_libamdsmi,
     counts_for_joules,
+    load_in_process,
     write_state,
 )
 from carbontrack.sources.amdgpu import WRAP_32, AmdSmiSource
@@ -61,21 +62,17 @@ def amd_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.fixture
-def smi(fake_amdsmi_root: Path, amd_state: Callable[..., None],
-        monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+def smi(fake_amdsmi_root: Path, amd_state: Callable[..., None]) -> ModuleType:
     """The real amdsmi module, bound to the fake library (ROCM_PATH is searched first)."""
-    monkeypatch.setenv("ROCM_PATH", str(fake_amdsmi_root))
-    import amdsmi
-
+    amdsmi = load_in_process(fake_amdsmi_root)
     amd_state([FakeAmdGpu(BDF0, "probe")], lib_version="7.0.2")
     amdsmi.amdsmi_init()
     try:
         bdf = amdsmi.amdsmi_get_gpu_device_bdf(amdsmi.amdsmi_get_processor_handles()[0])
     finally:
         amdsmi.amdsmi_shut_down()
-    assert bdf == BDF0, "amdsmi is bound to another libamd_smi.so in this process"
-    mod: ModuleType = amdsmi
-    return mod
+    assert bdf == BDF0
+    return amdsmi
 
 
 def open_source(smi: ModuleType, clock: Clock, **kw: float) -> AmdSmiSource:
