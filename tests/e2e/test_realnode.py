@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,15 +177,16 @@ def _wait_chart_ready(core: Any, generation: dict[str, str] | None = None) -> di
 
 @pytest.fixture(scope="module")
 def chart(realstack: Any, core: Any) -> Iterator[dict[str, Any]]:
-    """`helm install` of charts/carbontrack with only the image references changed (and the
-    operator pinned to the real node: the kwok nodes would take it otherwise)."""
+    """`helm install` of charts/carbontrack with only the image references changed, by digest
+    as a release pins them (and the operator pinned to the real node: the kwok nodes would
+    take it otherwise)."""
     core.create_namespace({"metadata": {"name": RELEASE_NS, "labels": {
         "pod-security.kubernetes.io/enforce": "privileged"}}})  # the exporter's hostPaths
-    images = realstack.real_node.images
+    node = realstack.real_node
     sets = []
     for c in ("exporter", "operator"):
-        repo, tag = images[c].rsplit(":", 1)
-        sets += ["--set", f"{c}.image.repository={repo}", "--set", f"{c}.image.tag={tag}"]
+        repo = node.images[c].rsplit(":", 1)[0]
+        sets += ["--set", f"{c}.image.repository={repo}", "--set", f"{c}.image.digest={node.digests[c]}"]
     _helm(realstack, "install", RELEASE, str(REPO_ROOT / "charts" / "carbontrack"), "-n",
           RELEASE_NS, *sets, "--set-json",
           'operator.nodeSelector={"carbontrack.io/node-kind":"real"}')
@@ -195,8 +197,11 @@ def test_chart_exporter_and_operator_run_ready_on_the_real_node(
     realstack: Any, chart: dict[str, Any]
 ) -> None:
     exporter, operator = chart["exporter"], chart["operator"]
+    node = realstack.real_node
     c = exporter.spec.containers[0]
-    assert c.image == realstack.real_node.images["exporter"]
+    # referenced by the digest containerd recorded at import (image.digest), and running
+    assert c.image == f"{node.images['exporter'].rsplit(':', 1)[0]}@{node.digests['exporter']}"
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", node.digests["exporter"])
     assert not exporter.spec.host_pid and not exporter.spec.host_network  # false is omitted
     assert not c.security_context.privileged
     assert c.security_context.read_only_root_filesystem is True
@@ -204,7 +209,7 @@ def test_chart_exporter_and_operator_run_ready_on_the_real_node(
     sys_mount = next(m for m in c.volume_mounts if m.mount_path == "/host/sys")
     assert sys_mount.read_only is True
     o = operator.spec.containers[0]
-    assert o.image == realstack.real_node.images["operator"]
+    assert o.image == f"{node.images['operator'].rsplit(':', 1)[0]}@{node.digests['operator']}"
     assert operator.spec.security_context.run_as_non_root is True
     assert [s.restart_count for s in operator.status.container_statuses] == [0]
     assert [s.restart_count for s in exporter.status.container_statuses] == [0]

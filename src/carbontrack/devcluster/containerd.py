@@ -102,3 +102,23 @@ def import_image(paths: ContainerdPaths, archive: Path, ref: str) -> None:
     """Import a ``docker save`` archive unless ``ref`` is already there."""
     if not image_present(paths, ref):
         ctr(paths, "images", "import", str(archive))
+
+
+def image_digest(paths: ContainerdPaths, ref: str) -> str:
+    """The manifest digest (``sha256:...``) containerd recorded when it imported ``ref``."""
+    for line in ctr(paths, "images", "list").splitlines()[1:]:
+        cols = line.split()  # REF TYPE DIGEST SIZE PLATFORMS LABELS
+        if len(cols) >= 3 and cols[0] == ref and cols[2].startswith("sha256:"):
+            return cols[2]
+    raise TemporaryError(f"containerd has no image {ref} to read a digest from")
+
+
+def pin_by_digest(paths: ContainerdPaths, ref: str) -> str:
+    """Also name the imported image ``repository@digest``, as a registry pull would have
+    recorded it, so that a pod may refer to it by digest (the chart's ``image.digest``): the
+    CRI resolves a reference only among the names containerd holds. Returns the digest."""
+    digest = image_digest(paths, ref)
+    by_digest = f"{ref.rsplit(':', 1)[0]}@{digest}"
+    if not image_present(paths, by_digest):
+        ctr(paths, "images", "tag", ref, by_digest)
+    return digest

@@ -22,7 +22,14 @@ from pathlib import Path
 
 from ..core.errors import ConfigError, TemporaryError
 from . import hostchanges
-from .containerd import ContainerdPaths, containerd_args, containerd_config, ctr, import_image
+from .containerd import (
+    ContainerdPaths,
+    containerd_args,
+    containerd_config,
+    ctr,
+    import_image,
+    pin_by_digest,
+)
 from .controlplane import wait_until
 from .hostchanges import KUBEPODS, HostState, Owned
 from .imagebuild import BuiltImage
@@ -116,6 +123,8 @@ class RealNode:
     record: Path  # what recovery.py needs if this harness is killed; gone after stop()
     processes: list[ManagedProcess] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)  # name ("exporter") -> reference
+    # name -> the manifest digest containerd recorded; the image is also named repo@digest
+    digests: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     stopped: bool = False
@@ -253,7 +262,9 @@ def _start(node: RealNode, kubelet: Path, pki: Pki, admin: Path, apiserver_port:
     def import_all() -> None:  # meanwhile: no pod needs these before the node is Ready
         for image in images:
             import_image(paths, image.archive, image.ref)
-            node.images[image.ref.rsplit("/", 1)[-1].split(":")[0]] = image.ref
+            name = image.ref.rsplit("/", 1)[-1].split(":")[0]
+            node.digests[name] = pin_by_digest(paths, image.ref)
+            node.images[name] = image.ref
         node.timings["images"] = time.monotonic() - t0
 
     with ThreadPoolExecutor(1) as pool:
