@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from carbontrack.core import scrapeauth
+from carbontrack.core import contract, scrapeauth
 from carbontrack.core.errors import ConfigError
 from carbontrack.core.scrapeauth import ScrapeSecurity
 from carbontrack.intensity.selection import IntensityConfig, add_arguments, config_from_args
@@ -79,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--region", default=None)
     p.add_argument("--default-zone", default=None,
                    help="cluster default grid zone, used when neither --zone nor the node's "
-                        "carbontrack.io/grid-zone label nor its cloud region resolves")
+                        f"{contract.GRID_ZONE} label nor its cloud region resolves")
     for flag, (default, text) in registry.flags().items():  # --rapl/--no-rapl, ...
         p.add_argument(f"--{flag}", dest=_source_dest(flag), default=default,
                        action=argparse.BooleanOptionalAction,

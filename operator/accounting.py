@@ -6,7 +6,6 @@ decides whether Prometheus is ready (scraped past the completion) and runs the q
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from carbontrack import __version__
+from carbontrack.core import contract
 from carbontrack.core.errors import TemporaryError
 from carbontrack.core.types import JOULES_PER_KWH
 
@@ -51,7 +51,7 @@ class Accounting:
     methods: dict[str, list[str]] = field(default_factory=dict)  # component -> methods
     nodes: list[str] = field(default_factory=list)
     pue: dict[str, float] = field(default_factory=dict)  # node -> average PUE
-    factors: list[dict[str, str]] = field(default_factory=list)  # zone, source, basis, node
+    factors: list[contract.FactorIdentity] = field(default_factory=list)
     intensity_g_per_kwh: float | None = None  # energy-weighted, per facility kWh
     gpu_hours: float = 0.0
     pods: int = 0
@@ -82,14 +82,14 @@ class Accounting:
     def method(self) -> str:
         return "+".join(sorted({m for ms in self.methods.values() for m in ms})) or "none"
 
-    def report(self) -> dict[str, object]:
-        base: dict[str, object] = {
+    def report(self) -> contract.JobReport:
+        base: contract.JobReport = {
             "job": {"namespace": self.job.namespace, "name": self.job.name, "uid": self.job.uid,
                     "outcome": self.job.outcome},
             "window": {"start": format_time(self.window_start), "end": format_time(self.window_end)},
             "toolVersion": __version__,
         }
-        if self.no_data:
+        if self.no_data_reason is not None:
             base["noData"] = self.no_data_reason
             return base
         base.update(
@@ -117,29 +117,29 @@ class Accounting:
         return base
 
     def annotations(self, now: datetime) -> dict[str, str]:
-        report = json.dumps(self.report(), separators=(",", ":"), sort_keys=True)
+        report = contract.encode_report(self.report())
         if self.no_data:
             return {
-                "carbontrack.io/energy-kwh": "no-data",
-                "carbontrack.io/co2e-grams": "no-data",
-                "carbontrack.io/method": "none",
+                contract.ENERGY_KWH: "no-data",
+                contract.CO2E_GRAMS: "no-data",
+                contract.METHOD: "none",
                 ACCOUNTED_AT: format_time(now),
                 ACCOUNTED_UID: self.job.uid,
-                "carbontrack.io/report": report,
+                contract.REPORT: report,
             }
         kwh, grams = self.energy_kwh, self.co2e_grams
         assert kwh is not None and grams is not None
         return {
-            "carbontrack.io/energy-kwh": _fmt(kwh),
-            "carbontrack.io/co2e-grams": _fmt(grams),
-            "carbontrack.io/grid-zone": ",".join(self.zones) or "unknown",
-            "carbontrack.io/intensity-g-per-kwh": (
+            contract.ENERGY_KWH: _fmt(kwh),
+            contract.CO2E_GRAMS: _fmt(grams),
+            contract.GRID_ZONE: ",".join(self.zones) or "unknown",
+            contract.INTENSITY_G_PER_KWH: (
                 _fmt(self.intensity_g_per_kwh) if self.intensity_g_per_kwh is not None else "unknown"
             ),
-            "carbontrack.io/method": self.method,
+            contract.METHOD: self.method,
             ACCOUNTED_AT: format_time(now),
             ACCOUNTED_UID: self.job.uid,
-            "carbontrack.io/report": report,
+            contract.REPORT: report,
         }
 
 
@@ -199,7 +199,8 @@ def build_accounting(
         raise TemporaryError(f"no PUE gauge for node(s) {', '.join(missing)} yet")
     factors = sorted(
         (
-            {k: s.labels.get(k, "") for k in ("node", "zone", "source", "basis")}
+            contract.FactorIdentity(node=s.labels.get("node", ""), zone=s.labels.get("zone", ""),
+                                    source=s.labels.get("source", ""), basis=s.labels.get("basis", ""))
             for s in intensity
         ),
         key=lambda f: (f["node"], f["zone"], f["source"], f["basis"]),
