@@ -14,6 +14,7 @@ from typing import Any
 
 from carbontrack.core import contract
 from carbontrack.core.errors import ConfigError, TemporaryError
+from carbontrack.sources.registry import gpu_count, gpu_vendors
 
 from . import methods
 from .model import COMPONENTS, SOURCE_CLUSTER, LineItem, parse_time
@@ -42,7 +43,9 @@ NODE_POOL_KEYS = (
     "agentpool",
 )
 INSTANCE_TYPE_KEYS = ("node.kubernetes.io/instance-type", "beta.kubernetes.io/instance-type")
-GPU_MODEL_KEYS = ("nvidia.com/gpu.product", "cloud.google.com/gke-accelerator")
+# every registered GPU vendor's model label (carbontrack.sources.registry), then GKE's
+GPU_MODEL_KEYS = (*(k for v in gpu_vendors() for k in v.product_labels),
+                  "cloud.google.com/gke-accelerator")
 
 Progress = Callable[[str], None]
 
@@ -239,7 +242,8 @@ def job_to_line(
     for c in pod.get("containers") or []:
         res = c.get("resources") or {}
         lim, req = res.get("limits") or {}, res.get("requests") or {}
-        gpus += _quantity(lim.get("nvidia.com/gpu", req.get("nvidia.com/gpu", 0)))
+        # whole GPUs of every registered vendor (nvidia.com/gpu, amd.com/gpu, ...)
+        gpus += gpu_count({**req, **lim}, _quantity)
         cores += _quantity(req.get("cpu", lim.get("cpu", 0)))
         memory += _quantity(req.get("memory", lim.get("memory", 0)))
     outcome = job_section.get("outcome") if isinstance(job_section, Mapping) else None

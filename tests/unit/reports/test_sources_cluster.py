@@ -205,3 +205,18 @@ def test_job_recreated_with_another_jobs_annotations_is_not_reported_twice() -> 
     assert "uid-ml-nightly" in got.reason and "not accounted yet" in got.reason
     job["metadata"]["annotations"]["carbontrack.io/accounted-uid"] = "uid-of-the-new-job"
     assert isinstance(job_to_line(job, IdentityKeys()), LineItem)
+
+
+def test_amd_gpus_count_and_name_their_model() -> None:
+    """amd.com/gpu is a GPU like nvidia.com/gpu (the vendor registry), and AMD's node
+    labeller names the model."""
+    lines = []
+    for resource, label in (("amd.com/gpu", "amd.com/gpu.product-name"),
+                            ("nvidia.com/gpu", "nvidia.com/gpu.product")):
+        job = make_job("train", node_selector={label: "the-model"})
+        job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] = {resource: "4"}
+        got = job_to_line(job, IdentityKeys())
+        assert isinstance(got, LineItem)
+        lines.append((got.gpu_count, got.gpu_hours, got.gpu_model))
+    assert lines[0] == lines[1]
+    assert lines[0][0] == 4 and lines[0][1] > 0 and lines[0][2] == "the-model"
