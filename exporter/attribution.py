@@ -1,6 +1,6 @@
 """Splitting one component's node energy over one interval among containers. Pure functions.
 
-Rules (design notes §4), for one component (cpu or dram) and one interval:
+Rules (docs/exporter.md "Attribution"), for one component (cpu or dram) and one interval:
 
 1. The node energy ``E`` is split into active ``A = E * active_fraction`` and idle ``E - A``.
    The exporter passes the node's CPU busy fraction (busy CPU seconds / (interval * CPUs)):

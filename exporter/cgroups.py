@@ -4,7 +4,7 @@ Only the kubelet's subtree (``kubepods.slice`` / ``kubepods``) is walked, so ``s
 ``user.slice`` and containers started outside Kubernetes are never attributed to a pod: their
 CPU time shows up only in the root's total and its energy stays unallocated.
 
-Layouts recognised (design notes §3)::
+Layouts recognised (docs/exporter.md)::
 
     v2 systemd : kubepods.slice/kubepods-<qos>.slice/kubepods-<qos>-pod<UID_>.slice/<rt>-<id>.scope
     v2 cgroupfs: kubepods/<qos>/pod<UID>/<id>              (CRI-O: crio-<id>, crio-conmon-<id>)

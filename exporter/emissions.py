@@ -1,6 +1,6 @@
 """Per-interval emissions: each interval's energy x that interval's grid intensity x PUE.
 
-Never total energy x final intensity (design notes §4): the exporter asks the intensity lookup
+Never total energy x final intensity (docs/exporter.md "Attribution"): the exporter asks the intensity lookup
 for every collection interval, so a time-resolved provider gives each interval its own factor.
 """
 

@@ -5,7 +5,7 @@ per *physical* GPU only, so a MIG instance's energy is an estimate: the parent's
 the instance's share of the parent's compute slices (``mig_units``); those joules carry
 method ``estimated``. Slices no instance holds leave their energy unallocated.
 
-Per unit (design notes §4):
+Per unit (docs/exporter.md "Attribution"):
 
 - **exclusive**: allocated to exactly one container (kubelet pod-resources), or, without
   pod-resources, every process on it belongs to one container: all its energy, idle

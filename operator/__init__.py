@@ -2,7 +2,7 @@
 
 The product keeps its operator code in a folder called ``operator/``, but the
 import name is ``carbontrack.operator``: a bare ``operator`` package would
-collide with the standard library (design notes §1). One path still reaches
+collide with the standard library (docs/architecture.md, import names). One path still reaches
 this file under the bare name: ``python -S`` started from the checkout root,
 where the current directory precedes the standard library on ``sys.path``.
 In that case this module steps aside and installs the real standard

@@ -26,6 +26,7 @@ from typing import Any
 
 import kopf
 
+from carbontrack.core import contract
 from carbontrack.core.errors import ConfigError, TemporaryError
 from carbontrack.core.records import RecordEntry, build_entry
 from carbontrack.core.types import JOULES_PER_KWH
@@ -54,7 +55,7 @@ from .workloads.ownership import Ownership
 
 log = logging.getLogger(__name__)
 
-RECORD_REF = {"kind": "CarbonRecord", "apiVersion": "carbontrack.io/v1alpha1"}
+RECORD_REF = {"kind": "CarbonRecord", "apiVersion": contract.GROUP_VERSION}
 
 
 class Operator:
@@ -317,8 +318,8 @@ def _record_summary(entry: RecordEntry) -> str:
         return "no energy data (from the operator's record)"
     annotations = entry.annotations
     return (f"{human_mass(entry.co2e_grams)}, {human_energy((entry.energy_kwh or 0.0) * JOULES_PER_KWH)} "
-            f"({annotations.get('carbontrack.io/method', 'unknown')}) in "
-            f"{annotations.get('carbontrack.io/grid-zone', 'unknown zone')} (from the operator's record)")
+            f"({annotations.get(contract.METHOD, 'unknown')}) in "
+            f"{annotations.get(contract.GRID_ZONE, 'unknown zone')} (from the operator's record)")
 
 
 def _summary(acc: Accounting) -> str:
@@ -336,7 +337,7 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, ours: OperatorSettings)
     """kopf's settings for this operator (applied at start-up)."""
     # Nothing of kopf's own bookkeeping on users' Jobs: no progress or diff-base
     # annotations (only event handlers are used) and no kopf finalizers.
-    kopf_settings.persistence.finalizer = "carbontrack.io/kopf"
+    kopf_settings.persistence.finalizer = contract.KOPF_FINALIZER
     kopf_settings.posting.level = logging.WARNING
     kopf_settings.watching.server_timeout = 300
     kopf_settings.networking.request_timeout = 60
@@ -367,7 +368,7 @@ def build_registry(op: Operator, login: Callable[..., Any] | None = None) -> kop
     for adapter in op.registry:  # one watch per workload kind (a kind whose CRD is absent waits)
         _watch_workload(registry, op, adapter)
 
-    @kopf.on.event("carbontrack.io", "v1alpha1", "carbonbudgets", registry=registry)
+    @kopf.on.event(contract.API_GROUP, contract.API_VERSION, "carbonbudgets", registry=registry)
     async def _budget(type: str, body: kopf.Body, **_: Any) -> None:  # kopf passes the event type as `type`
         await op.on_budget_event(type, dict(body))
 

@@ -17,12 +17,13 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from carbontrack.core import contract
 from carbontrack.core.errors import TemporaryError
 from carbontrack.core.owners import KINDS, KindInfo, OwnerRef
 
 log = logging.getLogger(__name__)
 
-GROUP, VERSION, PLURAL = "carbontrack.io", "v1alpha1", "carbonbudgets"
+GROUP, VERSION, PLURAL = contract.API_GROUP, contract.API_VERSION, "carbonbudgets"
 RECORDS = "carbonrecords"
 COMPONENT = "carbontrack-operator"
 MERGE_PATCH = "application/merge-patch+json"

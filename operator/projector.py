@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
+from carbontrack.core import contract
 from carbontrack.core.errors import ConfigError, TemporaryError
 
 from . import promql
@@ -51,13 +52,13 @@ class Projector:
         projection = project(so_far, elapsed, parse_duration(expected) if expected else None,
                              job.completions, job.succeeded)
         annotations: dict[str, str | None] = {
-            "carbontrack.io/co2e-grams-so-far": f"{so_far:.6g}",
-            "carbontrack.io/energy-kwh-so-far": f"{kwh:.6g}",
-            "carbontrack.io/projected-at": format_time(now),
-            "carbontrack.io/projected-co2e-grams": (
+            contract.CO2E_GRAMS_SO_FAR: f"{so_far:.6g}",
+            contract.ENERGY_KWH_SO_FAR: f"{kwh:.6g}",
+            contract.PROJECTED_AT: format_time(now),
+            contract.PROJECTED_CO2E_GRAMS: (
                 f"{projection.total_grams:.6g}" if projection else None
             ),
-            "carbontrack.io/projection-basis": projection.basis if projection else None,
+            contract.PROJECTION_BASIS: projection.basis if projection else None,
         }
         await self._kube.patch_workload(job.kind, job.namespace, job.name, job.uid,
                                         {"metadata": {"annotations": annotations}})

@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== ruff"; ruff check .
-echo "== mypy (strict on the core)"; mypy
+echo "== mypy (strict, every package)"; mypy
 echo "== pytest"; pytest --e2e "$@"

@@ -19,6 +19,7 @@ PACKAGE_ROOTS = {
     "carbontrack.sim": REPO / "src/carbontrack/sim",
     "carbontrack.tracker": REPO / "src/carbontrack/tracker",
     "carbontrack.reports": REPO / "src/carbontrack/reports",
+    "carbontrack.devcluster": REPO / "src/carbontrack/devcluster",
     "carbontrack.exporter": REPO / "exporter",
     "carbontrack.operator": REPO / "operator",
 }
@@ -33,6 +34,9 @@ ALLOWED = {
     "carbontrack.reports": {
         "carbontrack.core", "carbontrack.sources", "carbontrack.intensity", "carbontrack.tracker",
     },
+    # the local cluster for tests and the demo: starts the exporter and operator as processes,
+    # never imports them
+    "carbontrack.devcluster": {"carbontrack.core", "carbontrack.sim"},
     "carbontrack.exporter": {"carbontrack.core", "carbontrack.sources", "carbontrack.intensity"},
     "carbontrack.operator": {"carbontrack.core", "carbontrack.intensity", "carbontrack.reports"},
 }
@@ -108,3 +112,9 @@ def test_the_exporter_never_imports_the_kubernetes_client() -> None:
     assert _kubernetes_modules_after_import(exporter) == []
     # the check can fail: the operator does import it
     assert _kubernetes_modules_after_import(["carbontrack.operator.kube"]) == ["kubernetes"]
+
+
+def test_every_package_is_layered() -> None:
+    """A new package under src/carbontrack cannot escape the rules by not being listed."""
+    packages = {f"carbontrack.{p.parent.name}" for p in (REPO / "src/carbontrack").glob("*/__init__.py")}
+    assert packages <= PACKAGE_ROOTS.keys(), f"add to PACKAGE_ROOTS/ALLOWED: {packages - PACKAGE_ROOTS.keys()}"

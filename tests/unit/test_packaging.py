@@ -1,4 +1,4 @@
-"""Packaging guards: import names never collide with the standard library (design notes §1),
+"""Packaging guards: import names never collide with the standard library (docs/architecture.md),
 and CI tests the installed package rather than the source tree."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The local control plane: etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler and kwok as plain processes on loopback, plus the fake Nodes.
 
-Start order (design notes §9): PKI -> etcd -> apiserver -> controller-manager ->
+Start order: PKI -> etcd -> apiserver -> controller-manager ->
 scheduler -> kwok -> Nodes. Every port is a free loopback port and every file
 lives under ``state_dir``, so several clusters can run side by side.
 """

@@ -1,6 +1,6 @@
 """Which grid zone a machine or Kubernetes node draws from.
 
-Rules, first match wins (design notes section 6):
+Rules, first match wins (docs/methodology.md "Machines and nodes"):
 
 1. ``explicit`` - a setting (``--zone``, ``CARBONTRACK_ZONE``, a tracker argument);
 2. ``node-label`` - the node label ``carbontrack.io/grid-zone``;

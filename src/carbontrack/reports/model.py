@@ -1,4 +1,5 @@
-"""The report line item: one Job (or one tracker run) with every field of design notes §8.
+"""The report line item: one Job (or one tracker run) with every field docs/reports.md lists
+("What a line carries").
 
 Field names carry their units (``_kwh``, ``_kgco2e``, ``_g_per_kwh``, ``_h``) so a CSV
 column never needs a legend; factors (intensity, PUE, market factor) sit on the same line

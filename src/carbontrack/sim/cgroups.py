@@ -1,6 +1,6 @@
 """A fake Linux cgroup tree as the kubelet and a container runtime leave it: ``<sysfs>/fs/cgroup``.
 
-Covers the layouts the exporter must recognise (design notes §3):
+Covers the layouts the exporter must recognise (docs/exporter.md, exporter/cgroups.py):
 
 - cgroup v2 (one unified hierarchy, ``cpu.stat`` ``usage_usec``, ``memory.current``,
   ``cpu.weight``) and v1 (the same paths under ``cpu,cpuacct/`` with ``cpuacct.usage`` in ns
