@@ -260,13 +260,12 @@ class LongRunningAccounting:
         try:
             unit = from_annotations(facts.annotations, facts.namespace)
         except FunctionalUnitError as err:
-            units = Units(None, "", str(err))
+            units = Units(None, "", str(err), invalid=True)
         else:
             assert unit is not None
             units = await self._accountant.units(facts, piece, unit)
         if units.problem is not None:
-            await self._warn(facts, "FunctionalUnitInvalid" if units.count is None and not units.query
-                             else "FunctionalUnitNoData",
+            await self._warn(facts, "FunctionalUnitInvalid" if units.invalid else "FunctionalUnitNoData",
                              f"{units.problem}; this slice is accounted by energy only")
         return units
 

@@ -69,6 +69,7 @@ class Units:
     count: float | None  # None: no data or an error (see ``problem``)
     query: str = ""
     problem: str | None = None  # what the workload's owner should fix
+    invalid: bool = False  # the query itself is unusable (else: it had no data)
 
 
 class SliceAccountant:
@@ -147,7 +148,7 @@ class SliceAccountant:
                            3 * self._settings.scrape_interval_s)
             start = await self._prom.query(unit.at_start(ns, lookback), piece.start)
         except QueryError as err:
-            return Units(None, query, f"Prometheus refused the functional-unit query: {err}")
+            return Units(None, query, f"Prometheus refused the functional-unit query: {err}", True)
         if not end:
             return Units(None, query, f"the functional-unit query {unit.selector(ns)} has no data "
                                       "in this slice")

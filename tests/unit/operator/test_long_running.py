@@ -100,6 +100,12 @@ class ModelPrometheus:
         m = re.fullmatch(r"(max_over_time|last_over_time|avg_over_time)\((.*)\[(\d+)s\]\)", query)
         if m:
             metric, matchers = parse_selector(m.group(2))
+            for _, op, value in matchers:
+                if op in ("=~", "!~"):
+                    try:
+                        re.compile(value)
+                    except re.error as err:  # Prometheus: 400 bad_data
+                        return f"invalid regular expression {value!r}: {err}"
             if metric == "carbontrack_pue":
                 return [({"node": "n1"}, 1.5)]
             if metric == "carbontrack_grid_carbon_intensity_grams_per_kwh":
@@ -393,6 +399,7 @@ def test_functional_units_come_from_the_workloads_namespace_only() -> None:
     ('vllm:generation_tokens_total{namespace="other"}', "FunctionalUnitInvalid"),
     ("sum(rate(x[5m]))", "FunctionalUnitInvalid"),
     ("no_such_counter_total", "FunctionalUnitNoData"),
+    ('vllm:generation_tokens_total{model_name=~"("}', "FunctionalUnitInvalid"),  # Prometheus refuses it
 ])
 def test_a_bad_functional_unit_gives_an_event_and_the_slice_is_still_accounted(query: str, reason: str) -> None:
     async def go() -> None:
