@@ -77,7 +77,8 @@ def group_totals(lines: Sequence[LineItem], key: Callable[[LineItem], str]) -> d
 
 
 def all_totals(lines: Sequence[LineItem]) -> dict[str, object]:
-    """The totals block of a report: overall and by namespace, team, model, GHG scope."""
+    """The totals block of a report: overall and by namespace, team, model, GHG scope, zone and
+    workload kind."""
     return {
         "all": totals(lines).as_dict(),
         "by_namespace": {k: t.as_dict() for k, t in group_totals(lines, lambda x: x.namespace).items()},
@@ -85,4 +86,6 @@ def all_totals(lines: Sequence[LineItem]) -> dict[str, object]:
         "by_model": {k: t.as_dict() for k, t in group_totals(lines, lambda x: x.model).items()},
         "by_ghg_scope": {k: t.as_dict() for k, t in group_totals(lines, lambda x: x.ghg_scope).items()},
         "by_zone": {k: t.as_dict() for k, t in group_totals(lines, lambda x: x.grid_zone).items()},
+        # Job, PyTorchJob, JobSet, TrainJob, RayJob, ... (the operator's record says which)
+        "by_workload_kind": {k: t.as_dict() for k, t in group_totals(lines, lambda x: x.workload_kind).items()},
     }

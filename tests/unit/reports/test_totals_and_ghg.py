@@ -66,7 +66,8 @@ def test_totals_in_csv_and_json_recompute_from_the_line_items(tmp_path: Path) ->
         if f in doc["totals"]["all"]:
             assert doc["totals"]["all"][f] == pytest.approx(expect, rel=1e-12)
     # each group's totals are the sums of its own lines, and groups partition the lines
-    for group, col in (("by_team", "team"), ("by_namespace", "namespace"), ("by_model", "model")):
+    for group, col in (("by_team", "team"), ("by_namespace", "namespace"), ("by_model", "model"),
+                       ("by_workload_kind", "workload_kind")):
         keys = {r[col] or "(none)" for r in rows}
         assert {k for g, k in tot if g == group} == keys
         for k in keys:
