@@ -75,12 +75,14 @@ class RootOwners:
                 self._cache[ref.uid] = (hit[0], now)
                 return hit[0]
         walk = RootWalk(ref)
+        reading = ref  # the owner being read when a read fails
         try:
             while (pending := walk.pending) is not None:
+                reading = pending
                 walk.feed(self._read(namespace, pending))
         except (ApiError, OSError) as err:
             log.warning("owner %s of a pod in %s not readable now (%s); the pod keeps its direct "
-                        "controller as owner until a later event", pending.describe(), namespace, err)
+                        "controller as owner until a later event", reading.describe(), namespace, err)
             return None
         result = walk.result
         assert result is not None
