@@ -101,28 +101,33 @@ class Deferral:
         # uid -> (release at, latest facts, the plan as written): the plan is kept here as
         # well as in the annotation, so a release before the next watch event loses nothing
         self._due: dict[str, tuple[datetime, JobFacts, dict[str, Any]]] = {}
-        self._planning: set[str] = set()
+        # UIDs this process has decided: a watch event older than the decision (no annotation
+        # yet) must not plan the Job a second time
+        self._decided: set[str] = set()
 
     def forget(self, uid: str) -> None:
         self._due.pop(uid, None)
+        self._decided.discard(uid)
 
     async def on_job(self, job: JobFacts) -> None:
         """Called for every event of an unfinished Job; plans each deferrable Job once."""
         if (DEFERRABLE_UNTIL not in job.annotations or job.finished or job.deleting
                 or getattr(job, "kind", "Job") != "Job"):  # held through spec.suspend: Jobs only
             return
+        if job.uid in self._decided:
+            return
+        self._decided.add(job.uid)  # before any await: later events wait for this decision
         record = record_of(job)
         if record is not None:
-            if record["state"] == HELD and job.suspended:  # also after a restart: resume the plan
+            if record["state"] == HELD and job.suspended:  # after a restart: resume the plan
                 self._due[job.uid] = (parse_time(str(record["plannedStart"])), job, record)
             return
-        if job.uid in self._planning:
-            return
-        self._planning.add(job.uid)
+        decided = False
         try:
-            await self._plan(job)
+            decided = await self._plan(job)
         finally:
-            self._planning.discard(job.uid)
+            if not decided:  # not written (API error): the Job's next event tries again
+                self._decided.discard(job.uid)
 
     async def tick(self) -> None:
         """Release every held Job whose window has come (called every second)."""
@@ -132,35 +137,34 @@ class Deferral:
                 del self._due[uid]
                 await self._release(job, record, now)
 
-    async def _plan(self, job: JobFacts) -> None:
+    async def _plan(self, job: JobFacts) -> bool:
+        """Decide and write; False when the decision could not be written."""
         now = self._clock()
         submitted = job.created_at
         try:
             deadline = deadline_of(job)
             duration, note = expected_duration(job)
         except ConfigError as err:
-            await self._run_now(job, at_once(now, f"{err}: runs at once"), None, None)
-            return
+            return await self._run_now(job, at_once(now, f"{err}: runs at once"), None, None)
         if not job.suspended and job.started_at is not None and now - job.started_at > RUNNING_FOR:
             # seen late (the operator was down): stopping work that has run for a while
             # would waste it
-            await self._run_now(job, at_once(now, "already running when the operator saw it: "
-                                                  "not held"), deadline, duration)
-            return
+            return await self._run_now(job, at_once(now, "already running when the operator saw it: "
+                                                         "not held"), deadline, duration)
         chosen = await self._choose(now, deadline, duration)
         if note:
             chosen = Plan(chosen.start, chosen.wait, f"{chosen.reason}; {note}",
                           chosen.at_submission_g_per_kwh, chosen.at_start_g_per_kwh, chosen.basis)
         if not chosen.deferred:
-            await self._run_now(job, chosen, deadline, duration)
-            return
+            return await self._run_now(job, chosen, deadline, duration)
         body = _record(HELD, chosen, submitted, deadline, duration, self._config.zone)
         if not await self._patch(job, {"metadata": {"annotations": {DEFERRAL: json.dumps(body, sort_keys=True)}},
                                        "spec": {"suspend": True}}):
-            return
+            return False
         self._due[job.uid] = (chosen.start, job, body)
         await self._event(job, "DeferredForLowCarbon", f"held until {format_time(chosen.start)} "
                           f"(deadline {format_time(deadline)}): {chosen.reason}", False)
+        return True
 
     async def _choose(self, now: datetime, deadline: datetime, duration: timedelta) -> Plan:
         zone = self._config.zone
@@ -176,16 +180,18 @@ class Deferral:
         return plan(forecast, now=now, duration=duration, deadline=deadline)
 
     async def _run_now(self, job: JobFacts, chosen: Plan, deadline: datetime | None,
-                       duration: timedelta | None) -> None:
+                       duration: timedelta | None) -> bool:
         body = _record(RELEASED, chosen, job.created_at, deadline, duration, self._config.zone,
                        released_at=chosen.start)
         patch: dict[str, Any] = {"metadata": {"annotations": {DEFERRAL: json.dumps(body, sort_keys=True)}}}
         if job.suspended and SUSPENDED_BY not in job.annotations:
             patch["spec"] = {"suspend": False}
-        if await self._patch(job, patch):
-            forecast = chosen.at_start_g_per_kwh is not None
-            await self._event(job, "NotDeferred" if not forecast else "RunsNowLowestCarbon",
-                              f"runs at once: {chosen.reason}", not forecast)
+        if not await self._patch(job, patch):
+            return False
+        forecast = chosen.at_start_g_per_kwh is not None
+        await self._event(job, "NotDeferred" if not forecast else "RunsNowLowestCarbon",
+                          f"runs at once: {chosen.reason}", not forecast)
+        return True
 
     async def _release(self, job: JobFacts, planned: dict[str, Any], now: datetime) -> None:
         record = {**planned, "state": RELEASED, "releasedAt": format_time(now)}

@@ -1,0 +1,55 @@
+"""The deferrable Job's inputs (operator/deferral.py, pure parts): its deadline, its expected
+duration and the operator's own plan annotation; bad input is a clear error, never a crash."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from carbontrack.operator.deferral import (
+    DEFAULT_DURATION,
+    DEFERRABLE_UNTIL,
+    DEFERRAL,
+    deadline_of,
+    expected_duration,
+    record_annotations,
+    record_of,
+)
+from carbontrack.operator.jobs import JobFacts, job_facts
+
+from carbontrack.core.errors import ConfigError
+
+CREATED = datetime(2026, 12, 7, 1, tzinfo=timezone.utc)
+
+
+def job(annotations: dict[str, str]) -> JobFacts:
+    return job_facts({"metadata": {"uid": "u1", "namespace": "ml", "name": "train",
+                                   "creationTimestamp": "2026-12-07T01:00:00Z", "annotations": annotations},
+                      "spec": {"suspend": True}, "status": {}})
+
+
+def test_deadline_is_a_time_or_a_duration_after_creation() -> None:
+    assert deadline_of(job({DEFERRABLE_UNTIL: "2026-12-07T06:30:00Z"})) == CREATED + timedelta(hours=5.5)
+    assert deadline_of(job({DEFERRABLE_UNTIL: "1h30m"})) == CREATED + timedelta(minutes=90)
+    for bad in ("tomorrow", "", "-3h", "2026-13-01T00:00:00Z", "0s"):
+        with pytest.raises(ConfigError, match="deferrable-until"):
+            deadline_of(job({DEFERRABLE_UNTIL: bad}))
+
+
+def test_expected_duration_defaults_to_an_hour_and_says_so() -> None:
+    assert expected_duration(job({})) == (DEFAULT_DURATION, "no carbontrack.io/expected-duration: "
+                                                            "a 1h window is assumed")
+    assert expected_duration(job({"carbontrack.io/expected-duration": "45m"})) == (timedelta(minutes=45), "")
+    with pytest.raises(ConfigError, match="expected-duration"):
+        expected_duration(job({"carbontrack.io/expected-duration": "soon"}))
+
+
+def test_only_a_plan_the_operator_could_have_written_is_read_and_recorded() -> None:
+    plan = {"state": "released", "intensityAtSubmission": 400.0, "intensityAtRun": 100.0}
+    ok = job({DEFERRAL: json.dumps(plan)})
+    assert record_of(ok) == plan
+    assert record_annotations(ok) == {DEFERRAL: json.dumps(plan)}
+    for junk in ("", "[[[", json.dumps({"state": "whatever"}), json.dumps([1, 2])):
+        assert record_of(job({DEFERRAL: junk})) is None
+        assert record_annotations(job({DEFERRAL: junk})) == {}
