@@ -97,8 +97,11 @@ def test_build_stage_context_builds_a_wheel_with_the_entry_point(name: str, tmp_
         if op != "COPY":
             continue
         *sources, dest = rest.split()
-        for src in sources:
-            root = REPO / src
+        # COPY sources may be wildcards (docker/requirements-*.lock): Docker expands them
+        roots = [r for src in sources
+                 for r in (sorted(REPO.glob(src)) if any(c in src for c in "*?[") else [REPO / src])]
+        assert roots, f"COPY {rest}: nothing matches"
+        for root in roots:
             files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
             for path in files:
                 if ignored(path.relative_to(REPO).as_posix(), patterns):
@@ -114,6 +117,9 @@ def test_build_stage_context_builds_a_wheel_with_the_entry_point(name: str, tmp_
                 shutil.copy2(path, target)
     assert not list(ctx.rglob("__pycache__"))
     assert not (ctx / "tests").exists() and not (ctx / "charts").exists()
+    # the hash locks the build stage installs from pass the .dockerignore
+    assert (ctx / "docker" / "requirements-build.lock").is_file()
+    assert (ctx / "docker" / f"requirements-{name}.lock").is_file()
     env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
          "-w", tmp_path / "dist", ctx], env=env)
