@@ -415,3 +415,45 @@ def test_a_bad_functional_unit_gives_an_event_and_the_slice_is_still_accounted(q
             await c.close()
 
     run(go())
+
+
+class KServe(Workloads):
+    """An InferenceService (its CRD served) whose controller made the Deployment dep-1."""
+
+    def __init__(self) -> None:
+        dep = deployment()
+        dep["metadata"]["ownerReferences"] = [{"uid": "isvc-1", "controller": True}]
+        super().__init__(dep, [{"metadata": {"uid": u, "ownerReferences": [{"uid": "dep-1", "controller": True}]}}
+                               for u in ("rs-1", "rs-2")])
+        self.isvc = {"metadata": {"uid": "isvc-1", "namespace": "ns", "name": "llm", "labels": {"team": "a"},
+                                  "annotations": {},
+                                  "creationTimestamp": CREATED.isoformat().replace("+00:00", "Z")},
+                     "spec": {"predictor": {"model": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}}
+
+    async def served(self, group: str, version: str, plural: str) -> bool:
+        return plural == "inferenceservices"
+
+    async def list(self, group: str, version: str, plural: str, namespace: str | None) -> list[dict[str, Any]]:
+        if plural == "inferenceservices":
+            return [self.isvc]
+        return await super().list(group, version, plural, namespace)
+
+
+def test_an_inference_services_deployment_is_counted_under_the_inference_service_only() -> None:
+    async def go() -> None:
+        r = rig()
+        r.workloads = KServe()
+        await r.prom.start()
+        await r.operator().tick()
+        keys = sorted(r.records.entries())
+        assert len(keys) == 3 and all(k.startswith("isvc-1@") for k in keys)
+        entries = list(r.records.entries().values())
+        assert {e.data["job"]["kind"] for e in entries} == {"InferenceService"}
+        assert set(entries[0].data["slice"]["ownerUids"]) == {"isvc-1", "dep-1", "rs-1", "rs-2"}
+        end = max(e.finished_at for e in entries)
+        assert math.fsum(e.co2e_grams for e in entries) == pytest.approx(
+            r.total("carbontrack_container_co2e_grams_total", end), rel=1e-12)
+        for c in r.clients:
+            await c.close()
+
+    run(go())

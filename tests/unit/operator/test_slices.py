@@ -159,3 +159,15 @@ def test_workload_facts_and_descendants() -> None:
     objects = [obj("rs1", "d1"), obj("rs0", "d1"), obj("pod1", "rs1"), obj("other", "d2"),
                obj("x", "y"), obj("y", "x")]  # a cycle never reaches the root
     assert descendant_uids(objects, "d1") == {"d1", "rs0", "rs1", "pod1"}
+
+
+def test_a_leaderworkersets_worker_sets_are_found_by_its_name_label() -> None:
+    leader_sts = {"kind": "StatefulSet", "metadata": {"uid": "sts-l", "labels": {
+        "leaderworkerset.sigs.k8s.io/name": "vllm"}, "ownerReferences": [{"uid": "lws-1", "controller": True}]}}
+    worker_sts = {"kind": "StatefulSet", "metadata": {"uid": "sts-w", "labels": {
+        "leaderworkerset.sigs.k8s.io/name": "vllm"}, "ownerReferences": [{"uid": "pod-l", "controller": True}]}}
+    other = {"kind": "StatefulSet", "metadata": {"uid": "sts-x", "labels": {
+        "leaderworkerset.sigs.k8s.io/name": "other"}}}
+    objects = [leader_sts, worker_sts, other]
+    assert descendant_uids(objects, "lws-1", lws_name="vllm") == {"lws-1", "sts-l", "sts-w"}
+    assert descendant_uids(objects, "lws-1") == {"lws-1", "sts-l"}
