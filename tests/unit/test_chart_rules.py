@@ -61,7 +61,8 @@ def substitute(expr: str) -> str:
     if m:
         expr = f"count by ({m.group(2)}) ({m.group(1)})"
     return (expr.replace("$__rate_interval", "1m").replace("$__range", "5m")
-            .replace("$node", ".*").replace("$namespace", "team-a").replace("$job", ".*"))
+            .replace("$node", ".*").replace("$namespace", "team-a").replace("$job", ".*")
+            .replace("$kind", "Job"))
 
 
 def metric_names(expr: str) -> set[str]:
@@ -197,6 +198,9 @@ def test_promtool_rule_unit_tests(tmp_path: Path) -> None:
         _series(cont_j, {**pod, "component": "cpu"}, "0+300x40"),
         _series(cont_j, {**pod, "component": "gpu"}, "0+18000x40"),
         _series(cont_g, {**pod, "component": "cpu"}, "0+6x40"),
+        # a PyTorchJob's pod (its series carry the PyTorchJob, its top-level owner): 0.1 g/s
+        _series(cont_g, {**pod, "pod": "resnet-master-0", "pod_uid": "u2", "owner_kind": "PyTorchJob",
+                         "owner_name": "resnet", "owner_uid": "p1", "component": "gpu"}, "0+6x40"),
         _series(unalloc, {**n1, "component": "cpu"}, "0+300x40"),
         _series(unalloc, {**n1, "component": "dram"}, "0+120x40"),
         _series(unalloc, {**n1, "component": "gpu"}, "0+0x40"),
@@ -245,9 +249,12 @@ def test_promtool_rule_unit_tests(tmp_path: Path) -> None:
             "input_series": series,
             "promql_expr_test": [
                 expect("namespace:carbontrack_container_energy_joules:rate5m", ('namespace="team-a"', 305)),
-                expect("namespace:carbontrack_container_co2e_grams:rate5m", ('namespace="team-a"', 0.1)),
+                expect("namespace:carbontrack_container_co2e_grams:rate5m", ('namespace="team-a"', 0.2)),
                 expect("namespace_owner:carbontrack_container_energy_joules:rate5m", (job_key, 305)),
-                expect("namespace_owner:carbontrack_container_co2e_grams:sum", (job_key, 60)),
+                expect("namespace_owner:carbontrack_container_co2e_grams:sum", (job_key, 60),
+                       ('namespace="team-a",owner_kind="PyTorchJob",owner_name="resnet",owner_uid="p1"', 60)),
+                expect("namespace_owner_kind:carbontrack_container_co2e_grams:rate5m",
+                       ('namespace="team-a",owner_kind="Job"', 0.1), ('namespace="team-a",owner_kind="PyTorchJob"', 0.1)),
                 expect("node_component:carbontrack_node_energy_joules:rate5m",
                        ('component="cpu",node="n1"', 10), ('component="dram",node="n1"', 2),
                        ('component="gpu",node="n1"', 300), ('component="cpu",node="n2"', 10)),
