@@ -93,7 +93,7 @@ class Operator:
         self.book = BudgetBook(kube, metrics, clock, self.records, self.seals, malformed,
                                on_not_exceeded=self._release_jobs)
         self.enforcer = Enforcer(kube, metrics, clock, lambda: self.book.views.values(), self._budgets_of,
-                                 hold=self._hold_patch)
+                                 hold=self.registry.hold_patch)
         # which workloads are units of accounting (root owners), and Events for bad owners
         self.ownership = Ownership(kube.read_owner, kube.post_event, clock)
         self.projector = Projector(kube, prometheus, clock, settings.scrape_interval_s)
@@ -106,10 +106,6 @@ class Operator:
         self._ran: set[str] = set()
         # Job UID -> budgets that selected it while it ran (relabelling does not escape them)
         self._members: dict[str, set[str]] = {}
-
-    def _hold_patch(self, kind: str, hold: bool) -> dict[str, Any] | None:
-        adapter = self.registry.by_kind(kind)
-        return adapter.hold_patch() if hold else adapter.release_patch()
 
     def _forget(self, uid: str) -> None:
         self.jobs.pop(uid, None)

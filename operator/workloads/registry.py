@@ -8,6 +8,7 @@ module next to job.py, add it to ``_ADAPTERS`` below and its owner role to
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from carbontrack.core.owners import KINDS
 
@@ -47,6 +48,11 @@ class Registry:
 
     def get(self, group: str, kind: str) -> WorkloadAdapter | None:
         return self._by_group_kind.get((group, kind))
+
+    def hold_patch(self, kind: str, hold: bool) -> dict[str, Any] | None:
+        """The merge patch that holds (True) or releases (False) a workload of ``kind``."""
+        adapter = self.by_kind(kind)
+        return adapter.hold_patch() if hold else adapter.release_patch()
 
     def __iter__(self) -> Iterator[WorkloadAdapter]:
         return iter(list(self._by_kind.values()))
