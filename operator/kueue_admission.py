@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import kopf
 from kubernetes import client
@@ -84,30 +86,37 @@ class KueueApi:
     async def get_owned(self, namespace: str, ref: OwnerRef) -> dict[str, Any]:
         """GET the object an ownerReference names (its plural from API discovery)."""
         base, plural = await self._resource(ref.api_version, ref.kind)
-        data, _, _ = await self._call(
-            self._api.call_api, f"{base}/namespaces/{{namespace}}/{plural}/{{name}}", "GET",
-            path_params={"namespace": namespace, "name": ref.name}, response_type="object",
-            auth_settings=["BearerToken"], _return_http_data_only=False)
-        return dict(data or {})
+        body: dict[str, Any] = await self._call(
+            self._get_json, f"{base}/namespaces/{quote(namespace)}/{plural}/{quote(ref.name)}")
+        return body
 
     async def _resource(self, api_version: str, kind: str) -> tuple[str, str]:
         """The API path and plural of a kind, from discovery (cached per apiVersion)."""
         base = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
         if (api_version, kind) not in self._plurals:
             try:
-                data, _, _ = await self._call(self._api.call_api, base, "GET",
-                                              response_type="object", auth_settings=["BearerToken"],
-                                              _return_http_data_only=False)
+                data = await self._call(self._get_json, base)
             except ApiException as err:
                 if err.status == 404:
                     raise OwnerUnreadable(f"the API server serves no {api_version}") from err
                 raise
-            for res in (data or {}).get("resources", []):
+            for res in data.get("resources", []):
                 if "/" not in str(res.get("name", "")):
                     self._plurals[(api_version, str(res.get("kind", "")))] = str(res["name"])
             if (api_version, kind) not in self._plurals:
                 raise OwnerUnreadable(f"the API server serves no kind {kind} in {api_version}")
         return base, self._plurals[(api_version, kind)]
+
+    def _get_json(self, path: str) -> dict[str, Any]:
+        """GET any API path as JSON with the client's credentials (blocking)."""
+        method, url, headers, _, _ = self._api.param_serialize(
+            "GET", path, header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
+        response = self._api.call_api(method, url, header_params=headers)
+        response.read()  # type: ignore[no-untyped-call]
+        if not 200 <= response.status < 300:
+            raise ApiException(http_resp=response)
+        data = json.loads(response.data or b"null")
+        return data if isinstance(data, dict) else {}
 
     def close(self) -> None:
         self._executor.shutdown(wait=False)

@@ -102,8 +102,9 @@ build_etcd() {
 # the binary (<cache>/share/kueue-<version>/), so tests need no Go at run time.
 build_kueue() {
     local dir="$tools_dir/kueue"
-    build_one kueue "$dir" sigs.k8s.io/kueue sigs.k8s.io/kueue/cmd/kueue
     local version; version="$(module_version "$dir" sigs.k8s.io/kueue)"
+    build_one kueue "$dir" sigs.k8s.io/kueue sigs.k8s.io/kueue/cmd/kueue \
+        "-X sigs.k8s.io/kueue/pkg/version.GitVersion=$version"
     local share="$cache_root/share/kueue-$version"
     if [[ -f "$share/webhooks.yaml" ]]; then link_share kueue "$version"; return; fi
     local src; src="$(cd "$dir" && go list -m -f '{{.Dir}}' sigs.k8s.io/kueue)"

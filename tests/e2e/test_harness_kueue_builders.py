@@ -10,7 +10,13 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from carbontrack.devcluster.kueue import MANAGED_LABEL, KueueFiles, manager_config, url_webhooks
+from carbontrack.devcluster.kueue import (
+    MANAGED_LABEL,
+    KueueFiles,
+    manager_config,
+    private_etc_argv,
+    url_webhooks,
+)
 from carbontrack.devcluster.pki import create_pki, issue_serving_cert
 
 KUEUE_WEBHOOKS = [
@@ -75,3 +81,14 @@ def test_kueue_files_in_cache(tmp_path: Path) -> None:
     assert files == KueueFiles(tmp_path / "bin" / "kueue", tmp_path / "share" / "kueue" / "crd",
                                tmp_path / "share" / "kueue" / "webhooks.yaml")
     assert files.missing() == [files.binary, files.crd_dir, files.webhooks]
+
+
+def test_private_etc_argv_overlays_the_metrics_certs_and_execs_the_manager() -> None:
+    argv = private_etc_argv(["/c/bin/kueue", "--config=/s/k.yaml"], certs=Path("/s/mc"),
+                            scratch=Path("/s/ovl"))
+    assert argv[:7] == ["unshare", "--mount", "--propagation", "private", "sh", "-c", argv[6]]
+    assert argv[7:] == ["kueue-etc", "/s/ovl", "/s/mc", "/c/bin/kueue", "--config=/s/k.yaml"]
+    script = argv[6]
+    assert 'mount -t tmpfs carbontrack-kueue "$s"' in script
+    assert '"lowerdir=/etc,upperdir=$s/upper,workdir=$s/work" /etc' in script
+    assert script.endswith('exec "$@"')

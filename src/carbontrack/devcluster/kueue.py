@@ -7,7 +7,9 @@ the host, so the webhook configurations name a URL (``https://127.0.0.1:<port>/<
 instead of an in-cluster Service, and the serving certificate is issued by the harness's own
 CA (``pki.issue_serving_cert``), whose PEM is the webhooks' caBundle. Kueue's internal
 certificate management is off: it writes a Secret and patches webhooks that name a Service,
-neither of which applies to a process on the host.
+neither of which applies to a process on the host. With it off, Kueue 0.17 insists on a
+metrics certificate at /etc/kueue/metrics/certs; ``private_etc_argv`` gives it one in a
+private mount namespace instead of writing to the host.
 
 The webhooks of namespaced objects (Jobs, Pods, Deployments, ...) only see namespaces with
 the label ``MANAGED_LABEL``, and Kueue's ``managedJobsNamespaceSelector`` says the same:
@@ -205,6 +207,7 @@ def start_kueue(*, files: KueueFiles, kubeconfig: Path, pki: Pki, supervisor: Su
             if err.status != 409:
                 raise
     state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "etc-overlay").mkdir(exist_ok=True)
     cert_dir = state_dir / "certs"
     issue_serving_cert(pki, "kueue-webhook", ("127.0.0.1",),
                        cert_dir / "tls.crt", cert_dir / "tls.key")
@@ -213,13 +216,16 @@ def start_kueue(*, files: KueueFiles, kubeconfig: Path, pki: Pki, supervisor: Su
     config_path.write_text(yaml.safe_dump(manager_config(
         webhook_port=webhook_port, health_port=health_port, cert_dir=cert_dir,
         frameworks=frameworks)))
+    metrics_certs = state_dir / "metrics-certs"
+    issue_serving_cert(pki, "kueue-metrics", ("127.0.0.1",),
+                       metrics_certs / "tls.crt", metrics_certs / "tls.key")
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-    proc = supervisor.start("kueue", [
-        str(files.binary), f"--config={config_path}",
-        # the visibility API is an aggregated API server: it needs in-cluster wiring and
-        # nothing here reads it
-        "--feature-gates=VisibilityOnDemand=false", "--zap-log-level=info",
-    ], env=env)
+    proc = supervisor.start("kueue", private_etc_argv(
+        [str(files.binary), f"--config={config_path}",
+         # the visibility API is an aggregated API server: it needs in-cluster wiring and
+         # nothing here reads it
+         "--feature-gates=VisibilityOnDemand=false", "--zap-log-level=info"],
+        certs=metrics_certs, scratch=state_dir / "etc-overlay"), env=env)
     try:
         wait_until("Kueue /readyz", lambda: _healthy(f"http://127.0.0.1:{health_port}/readyz"),
                    timeout_s, interval_s=0.5, procs=[proc])
@@ -244,6 +250,26 @@ def start_kueue(*, files: KueueFiles, kubeconfig: Path, pki: Pki, supervisor: Su
         supervisor.stop_one(proc)
         raise
     return KueueController(proc, supervisor, kubeconfig, tuple(names))
+
+
+def private_etc_argv(argv: Sequence[str], *, certs: Path, scratch: Path) -> list[str]:
+    """``argv`` run in a private mount namespace whose /etc is the host's with
+    ``kueue/metrics/certs`` added on top (overlayfs, its upper layer on a tmpfs), pure.
+
+    Without internal certificate management Kueue 0.17 reads its metrics certificate from the
+    fixed path /etc/kueue/metrics/certs and exits when it is missing, even with metrics off
+    (cmd/kueue/main.go). The overlay gives it one without writing to the host's /etc, and
+    it vanishes with the process. Needs root (CAP_SYS_ADMIN), as the real node does."""
+    script = (
+        'set -e; s="$1"; c="$2"; shift 2; '
+        'mount -t tmpfs carbontrack-kueue "$s"; '
+        'mkdir -p "$s/upper/kueue/metrics/certs" "$s/work"; '
+        'cp "$c/tls.crt" "$c/tls.key" "$s/upper/kueue/metrics/certs/"; '
+        'mount -t overlay carbontrack-kueue -o "lowerdir=/etc,upperdir=$s/upper,workdir=$s/work" /etc; '
+        'exec "$@"'
+    )
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+            "kueue-etc", str(scratch), str(certs), *argv]
 
 
 def _tls_up(url: str, ctx: ssl.SSLContext) -> bool:

@@ -1,0 +1,176 @@
+"""CarbonTrack as a Kueue AdmissionCheck controller, with Kueue's real manager (v0.17.0,
+built from its Go module) on the session's control plane: workloads of two Kueue-managed
+kinds (a batch/v1 Job and a plain Pod) queued while a Suspend CarbonBudget that selects them
+is exceeded are not admitted; raising the budget's limit admits them and they run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_operator as op_e2e  # its in-process operator and helpers, as test_integrity does
+from kubernetes import client
+
+from carbontrack.devcluster.workloads import sim_job
+
+pytestmark = pytest.mark.e2e
+
+KUEUE = ("kueue.x-k8s.io", "v1beta2")
+CHECK = "carbon-budget"
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
+
+@pytest.fixture(scope="module")
+def kueue(devstack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from carbontrack.devcluster.kueue import ensure_kueue, start_kueue
+
+    cluster = devstack.cluster
+    if not hasattr(cluster, "pki"):
+        pytest.skip("Kueue runs beside the local control plane only (its webhooks use the harness CA)")
+    state = tmp_path_factory.mktemp("kueue")
+    files = ensure_kueue(log=state / "build.log")
+    controller = start_kueue(files=files, kubeconfig=Path(cluster.kubeconfig), pki=cluster.pki,
+                             supervisor=devstack.supervisor, state_dir=state)
+    try:
+        yield controller
+    finally:
+        controller.stop()
+
+
+def kueue_objects(custom: client.CustomObjectsApi, namespace: str) -> None:
+    """A ResourceFlavor, our AdmissionCheck, a ClusterQueue that uses it (for this namespace
+    only) and a LocalQueue ``lq`` in the namespace."""
+    group, version = KUEUE
+    cluster_objects = [
+        ("resourceflavors", {"apiVersion": f"{group}/{version}", "kind": "ResourceFlavor",
+                             "metadata": {"name": "default-flavor"}}),
+        ("admissionchecks", {"apiVersion": f"{group}/{version}", "kind": "AdmissionCheck",
+                             "metadata": {"name": CHECK},
+                             "spec": {"controllerName": "carbontrack.io/carbon-budget"}}),
+        ("clusterqueues", {
+            "apiVersion": f"{group}/{version}", "kind": "ClusterQueue",
+            "metadata": {"name": f"cq-{namespace}"},
+            "spec": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                "admissionChecksStrategy": {"admissionChecks": [{"name": CHECK}]},
+                "resourceGroups": [{"coveredResources": ["cpu", "memory"], "flavors": [{
+                    "name": "default-flavor",
+                    "resources": [{"name": "cpu", "nominalQuota": "16"},
+                                  {"name": "memory", "nominalQuota": "64Gi"}]}]}],
+            }}),
+    ]
+    for plural, body in cluster_objects:
+        try:
+            custom.create_cluster_custom_object(group, version, plural, body)
+        except client.exceptions.ApiException as err:
+            if err.status != 409:  # the flavor and the check are shared by the module's tests
+                raise
+    custom.create_namespaced_custom_object(group, version, namespace, "localqueues", {
+        "apiVersion": f"{group}/{version}", "kind": "LocalQueue",
+        "metadata": {"name": "lq"}, "spec": {"clusterQueue": f"cq-{namespace}"}})
+
+
+def queued_pod(name: str) -> dict[str, Any]:
+    """A plain Pod for Kueue's pod integration, like the pods of ``sim_job``."""
+    template = copy.deepcopy(sim_job(name, run_seconds=120.0, labels={"team": "nlp"})["spec"]["template"])
+    template["metadata"]["labels"][QUEUE_LABEL] = "lq"
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, **template["metadata"]}, "spec": template["spec"]}
+
+
+def workload_of(custom: client.CustomObjectsApi, namespace: str, owner_uid: str) -> dict[str, Any] | None:
+    for wl in custom.list_namespaced_custom_object(*KUEUE, namespace, "workloads")["items"]:
+        if any(ref.get("uid") == owner_uid for ref in wl["metadata"].get("ownerReferences") or []):
+            return dict(wl)
+    return None
+
+
+def our_check(wl: dict[str, Any]) -> dict[str, Any]:
+    return next((c for c in (wl.get("status") or {}).get("admissionChecks") or []
+                 if c["name"] == CHECK), {})
+
+
+def admitted(wl: dict[str, Any] | None) -> bool:
+    return wl is not None and any(c["type"] == "Admitted" and c["status"] == "True"
+                                  for c in (wl.get("status") or {}).get("conditions") or [])
+
+
+def test_exceeded_suspend_budget_keeps_kueue_workloads_queued_until_the_limit_is_raised(
+    kueue: Any, kubeconfig: Path, prometheus: Any, namespace: str, core_v1: Any, batch_v1: Any,
+    custom_objects: Any, wait_for: Any,
+) -> None:
+    from carbontrack.devcluster.kube import api_client
+    from carbontrack.devcluster.kueue import MANAGED_LABEL
+
+    with api_client(kubeconfig) as api:
+        op_e2e.install_crd(api)  # the CarbonBudget and CarbonRecord CRDs
+
+    core_v1.patch_namespace(namespace, {"metadata": {"labels": {MANAGED_LABEL: "true"}}})
+    kueue_objects(custom_objects, namespace)
+    op = op_e2e.InProcessOperator(kubeconfig, prometheus.url, namespace, kueue_admission=True).start()
+    try:
+        check = wait_for("the AdmissionCheck marked Active", lambda: next((
+            c for c in (custom_objects.get_cluster_custom_object(*KUEUE, "admissionchecks", CHECK)
+                        .get("status") or {}).get("conditions") or []
+            if c["type"] == "Active" and c["status"] == "True"), None), 60)
+        assert check["reason"] == "Active"
+
+        # A Job outside Kueue (no queue name) spends the whole budget.
+        op_e2e.create_budget(custom_objects, namespace, op_e2e.budget_body("nlp", "0.01mg", action="Suspend"))
+        batch_v1.create_namespaced_job(namespace, op_e2e.nlp_job("spender", run_seconds=2.0))
+        wait_for("spender accounted", lambda: op_e2e.accounted(batch_v1, namespace, "spender"), 90)
+        wait_for("the budget exceeded", lambda: (
+            op_e2e.get_budget(custom_objects, namespace, "nlp").get("status") or {}).get("exceeded"), 30)
+
+        # Two kinds queued in Kueue: a Job and a plain Pod, both of team nlp.
+        job = sim_job("queued-job", run_seconds=120.0, labels={"team": "nlp"})
+        job["metadata"]["labels"][QUEUE_LABEL] = "lq"  # the Job is queued, not its pods
+        job_uid = batch_v1.create_namespaced_job(namespace, job).metadata.uid
+        pod_uid = core_v1.create_namespaced_pod(namespace, queued_pod("queued-pod")).metadata.uid
+        held = f"held by CarbonBudget {namespace}/nlp: exceeded"
+        for kind, uid in (("Job", job_uid), ("Pod", pod_uid)):
+            wl = wait_for(f"the {kind}'s Workload held with our message", lambda uid=uid: (
+                w := workload_of(custom_objects, namespace, uid)) and held in our_check(w).get("message", "") and w, 60)
+            check_state = our_check(wl)
+            assert check_state["state"] == "Pending"
+            assert check_state["message"].endswith("is admitted when the period resets or the limit is raised")
+            assert f"{kind} {namespace}/queued-" in check_state["message"]
+            assert not admitted(wl)
+        # held, not just slow: nothing starts while the budget stays exceeded
+        wait_for("Kueue's scheduler to see the quota free", lambda: all(
+            (w := workload_of(custom_objects, namespace, uid)) and any(
+                c["type"] == "QuotaReserved" and c["status"] == "True" for c in w["status"].get("conditions", []))
+            for uid in (job_uid, pod_uid)), 30)
+        assert batch_v1.read_namespaced_job("queued-job", namespace).spec.suspend is True
+        pod = core_v1.read_namespaced_pod("queued-pod", namespace)
+        assert "kueue.x-k8s.io/admission" in [g.name for g in pod.spec.scheduling_gates or []]
+        assert pod.spec.node_name is None
+        assert not core_v1.list_namespaced_pod(namespace, label_selector="job-name=queued-job").items
+        for uid in (job_uid, pod_uid):
+            assert not admitted(workload_of(custom_objects, namespace, uid))
+
+        # The budget manager raises the limit: both are admitted and run.
+        custom_objects.patch_namespaced_custom_object(
+            "carbontrack.io", "v1alpha1", namespace, "carbonbudgets", "nlp", {"spec": {"limit": "10kg"}})
+        for kind, uid in (("Job", job_uid), ("Pod", pod_uid)):
+            wl = wait_for(f"the {kind}'s Workload admitted", lambda uid=uid: admitted(
+                w := workload_of(custom_objects, namespace, uid)) and w, 60)
+            assert our_check(wl)["state"] == "Ready"
+            assert our_check(wl)["message"] == (
+                f"no exceeded Suspend CarbonBudget holds {kind} {namespace}/queued-{kind.lower()}")
+        wait_for("the Job's pod Running", lambda: any(
+            p.status.phase == "Running"
+            for p in core_v1.list_namespaced_pod(namespace, label_selector="job-name=queued-job").items), 60)
+        assert batch_v1.read_namespaced_job("queued-job", namespace).spec.suspend is False
+        wait_for("the Pod Running", lambda: core_v1.read_namespaced_pod(
+            "queued-pod", namespace).status.phase == "Running", 60)
+    finally:
+        op.stop()
+        # the namespace's deletion takes its Workloads; the ClusterQueue is cluster-scoped
+        with contextlib.suppress(client.exceptions.ApiException):
+            custom_objects.delete_cluster_custom_object(*KUEUE, "clusterqueues", f"cq-{namespace}")
