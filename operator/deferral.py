@@ -37,6 +37,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter
+
+from carbontrack.core import contract
 from carbontrack.core.contract import DEFERRABLE_UNTIL, DEFERRAL
 from carbontrack.core.errors import CarbonTrackError, ConfigError, TemporaryError
 from carbontrack.intensity.forecast import ForecastSource, ForecastUnusable
@@ -91,13 +94,38 @@ def record_of(job: JobFacts) -> dict[str, Any] | None:
     return value if isinstance(value, dict) and value.get("state") in (HELD, RELEASED) else None
 
 
+class DeferralMetrics:
+    """Decisions (``decision``: held | at_once) and the estimated CO2e avoided, both exported
+    at 0 from the start so that dashboards and increase() see the first one."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        family = contract.OPERATOR_JOBS_DEFERRED
+        self.decisions = Counter(family.name, family.help, family.labels, registry=registry)
+        for decision in ("held", "at_once"):
+            self.decisions.labels(decision=decision)
+        family = contract.OPERATOR_DEFERRAL_AVOIDED
+        self.avoided_grams = Counter(family.name, family.help, family.labels, registry=registry)
+
+
+def avoided_estimate(plan: Mapping[str, Any], energy_kwh: float | None) -> float | None:
+    """energy x (forecast at submission - forecast of the window run), grams; None without
+    both forecasts or the energy (reports/deferrals.py explains the basis)."""
+    sub, run = plan.get("intensityAtSubmission"), plan.get("intensityAtRun")
+    if energy_kwh is None or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                     for v in (sub, run)):
+        return None
+    return float(energy_kwh) * (float(sub) - float(run))
+
+
 class Deferral:
     """Plans, holds and releases deferrable Jobs (one instance per operator)."""
 
-    def __init__(self, kube: KubeApi, clock: Callable[[], datetime], config: DeferralConfig) -> None:
+    def __init__(self, kube: KubeApi, clock: Callable[[], datetime], config: DeferralConfig,
+                 metrics: DeferralMetrics | None = None) -> None:
         self._kube = kube
         self._clock = clock
         self._config = config
+        self._metrics = metrics
         # uid -> (release at, latest facts, the plan as written): the plan is kept here as
         # well as in the annotation, so a release before the next watch event loses nothing
         self._due: dict[str, tuple[datetime, JobFacts, dict[str, Any]]] = {}
@@ -128,6 +156,16 @@ class Deferral:
         finally:
             if not decided:  # not written (API error): the Job's next event tries again
                 self._decided.discard(job.uid)
+
+    def recorded(self, annotations: Mapping[str, str], energy_kwh: float | None) -> None:
+        """A deferred Job's record was written (once per Job): add its estimate."""
+        try:
+            plan = json.loads(annotations.get(DEFERRAL, ""))
+        except (ValueError, RecursionError):
+            return
+        grams = avoided_estimate(plan, energy_kwh) if isinstance(plan, dict) else None
+        if grams is not None and self._metrics is not None:
+            self._metrics.avoided_grams.inc(max(grams, 0.0))  # a counter: a worse window adds 0
 
     async def tick(self) -> None:
         """Release every held Job whose window has come (called every second)."""
@@ -162,6 +200,8 @@ class Deferral:
                                        "spec": {"suspend": True}}):
             return False
         self._due[job.uid] = (chosen.start, job, body)
+        if self._metrics is not None:
+            self._metrics.decisions.labels(decision="held").inc()
         await self._event(job, "DeferredForLowCarbon", f"held until {format_time(chosen.start)} "
                           f"(deadline {format_time(deadline)}): {chosen.reason}", False)
         return True
@@ -188,6 +228,8 @@ class Deferral:
             patch["spec"] = {"suspend": False}
         if not await self._patch(job, patch):
             return False
+        if self._metrics is not None:
+            self._metrics.decisions.labels(decision="at_once").inc()
         forecast = chosen.at_start_g_per_kwh is not None
         await self._event(job, "NotDeferred" if not forecast else "RunsNowLowestCarbon",
                           f"runs at once: {chosen.reason}", not forecast)

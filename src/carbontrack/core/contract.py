@@ -156,12 +156,23 @@ WORKLOAD_FUNCTIONAL_UNITS = MetricFamily(
     "long-running workload",
     ("namespace", "kind", "workload", "unit"))
 
+# carbon-aware timing of deferrable Jobs (operator/deferral.py)
+OPERATOR_JOBS_DEFERRED = MetricFamily(
+    "carbontrack_operator_jobs_deferred", "counter",
+    "Deferrable Jobs by decision: held for a lower-carbon window, or run at once (the Job's "
+    "Events say why)", ("decision",))
+OPERATOR_DEFERRAL_AVOIDED = MetricFamily(
+    "carbontrack_operator_deferral_avoided_co2e_grams_estimate", "counter",
+    "ESTIMATE of the CO2e deferred Jobs avoided: metered energy x (forecast intensity at "
+    "submission - forecast intensity of the window run), grams, positive estimates only; "
+    "never counted in budgets (carbontrack report deferrals lists each Job)", ())
+
 OPERATOR_FAMILIES = (OPERATOR_JOBS_ACCOUNTED, OPERATOR_ACCOUNTING_FAILURES,
                      OPERATOR_ACCOUNTING_LATENCY, OPERATOR_PROMETHEUS_QUERIES,
                      OPERATOR_PENDING_JOBS, OPERATOR_JOBS_SUSPENDED, OPERATOR_JOBS_RESUMED,
                      BUDGET_USED, BUDGET_LIMIT, OPERATOR_MLFLOW_LOGS, OPERATOR_BUDGET_UPDATES,
                      OPERATOR_LEDGER_FOLDED, OPERATOR_SLICES_ACCOUNTED, WORKLOAD_SLICE_CO2E,
-                     WORKLOAD_FUNCTIONAL_UNITS)
+                     WORKLOAD_FUNCTIONAL_UNITS, OPERATOR_JOBS_DEFERRED, OPERATOR_DEFERRAL_AVOIDED)
 
 
 def sample_labels(families: Iterable[MetricFamily]) -> dict[str, frozenset[str]]:

@@ -53,3 +53,29 @@ def test_only_a_plan_the_operator_could_have_written_is_read_and_recorded() -> N
     for junk in ("", "[[[", json.dumps({"state": "whatever"}), json.dumps([1, 2])):
         assert record_of(job({DEFERRAL: junk})) is None
         assert record_annotations(job({DEFERRAL: junk})) == {}
+
+
+def test_avoided_estimate_and_the_metrics_it_feeds() -> None:
+    from carbontrack.operator.deferral import Deferral, DeferralConfig, DeferralMetrics, avoided_estimate
+    from prometheus_client import CollectorRegistry
+
+    from carbontrack.core import contract
+
+    assert avoided_estimate({"intensityAtSubmission": 400.0, "intensityAtRun": 150.0}, 2.0) == 500.0
+    assert avoided_estimate({"intensityAtSubmission": None, "intensityAtRun": 150.0}, 2.0) is None
+    assert avoided_estimate({"intensityAtSubmission": 400.0, "intensityAtRun": True}, 2.0) is None
+    assert avoided_estimate({"intensityAtSubmission": 400.0, "intensityAtRun": 150.0}, None) is None
+    registry = CollectorRegistry()
+    metrics = DeferralMetrics(registry)
+    # exported at 0 from the start, as the contract describes them
+    by_name = {f.name: f for f in contract.OPERATOR_FAMILIES}
+    for fam in registry.collect():
+        assert (fam.type, fam.documentation) == (by_name[fam.name].kind, by_name[fam.name].help)
+    assert registry.get_sample_value("carbontrack_operator_jobs_deferred_total", {"decision": "held"}) == 0.0
+    deferral = Deferral(None, lambda: CREATED, DeferralConfig(None, lambda: None), metrics)  # type: ignore[arg-type]
+    deferral.recorded({DEFERRAL: json.dumps({"intensityAtSubmission": 400.0, "intensityAtRun": 150.0})}, 2.0)
+    deferral.recorded({DEFERRAL: json.dumps({"intensityAtSubmission": 100.0, "intensityAtRun": 150.0})}, 2.0)
+    deferral.recorded({DEFERRAL: "[[["}, 2.0)
+    deferral.recorded({}, 2.0)
+    assert registry.get_sample_value(
+        "carbontrack_operator_deferral_avoided_co2e_grams_estimate_total") == 500.0
