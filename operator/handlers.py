@@ -35,7 +35,7 @@ from carbontrack.core.units import format_mass as human_mass
 
 from .accounting import Accountant, Accounting
 from .budget_book import BudgetBook
-from .deferral import Deferral, deferral_config, record_annotations
+from .deferral import Deferral, DeferralMetrics, deferral_config, record_annotations
 from .enforcer import Enforcer, job_ref
 from .finalizers import Finalizers
 from .jobs import BUDGETS, FINALIZER, USER_ANNOTATIONS, JobFacts
@@ -99,7 +99,7 @@ class Operator:
         self.projector = Projector(kube, prometheus, clock, settings.scrape_interval_s)
         self.finalizers = Finalizers(kube)
         # deferrable Jobs held for the lowest-carbon window (missing credentials fail here)
-        self.deferral = Deferral(kube, clock, deferral_config(settings))
+        self.deferral = Deferral(kube, clock, deferral_config(settings), DeferralMetrics(metrics.registry))
         # UIDs of unfinished Jobs seen with a pod started: suspension clears a Job's startTime
         # (Kubernetes >= 1.36), so a Job suspended after running and then deleted would look
         # never-run; this remembers that it ran (not across operator restarts)
@@ -252,7 +252,9 @@ class Operator:
             inputs={k: v for k, v in job.annotations.items() if k in USER_ANNOTATIONS},
             template=job.template, parallelism=job.parallelism, queries=acc.queries,
         )
-        return await self.records.add(job.namespace, job.uid, job.finished_at, data)
+        stored = await self.records.add(job.namespace, job.uid, job.finished_at, data)
+        self.deferral.recorded(stored.annotations, stored.energy_kwh)
+        return stored
 
     async def _apply_record(self, job: JobFacts, stored: RecordEntry, acc: Accounting | None) -> None:
         """Budgets, then the Job's annotations (a copy of the record), then the finalizer."""
