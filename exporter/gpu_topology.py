@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 from carbontrack.sources.registry import SOURCES, GpuVendor, vendor_for_resource
 
-from .engine import GpuTopology
 from .pods import PodCache
+from .reading import GpuTopology
 from .state import ContainerKey
 
 if TYPE_CHECKING:
