@@ -19,6 +19,7 @@ from carbontrack.core import contract, scrapeauth
 from carbontrack.core.errors import ConfigError
 from carbontrack.core.scrapeauth import ScrapeSecurity
 from carbontrack.intensity.selection import add_arguments as add_intensity_arguments
+from carbontrack.intensity.selection import IntensityConfig
 from carbontrack.intensity.selection import config_from_args as intensity_from_args
 
 from . import kueue_admission
@@ -103,11 +104,17 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         finalizer=not args.no_finalizer,
         mlflow_tracking_uri=args.mlflow_tracking_uri,
         deferral_zone=args.deferral_zone,
-        intensity=intensity_from_args(args, os.environ),
+        intensity=live_intensity(args),
         kueue_admission=args.kueue_admission_check,
         slice_length_s=args.slice_length,
         slice_catchup_s=args.slice_catchup,
     )
+
+
+def live_intensity(args: argparse.Namespace) -> IntensityConfig | None:
+    """The forecast provider for deferrable Jobs; None for the static catalogue (no forecast)."""
+    config = intensity_from_args(args, os.environ)
+    return config if config.live else None
 
 
 def parse_listen(text: str) -> tuple[str, int]:
