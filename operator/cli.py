@@ -18,8 +18,8 @@ from carbontrack import __version__
 from carbontrack.core import contract, scrapeauth
 from carbontrack.core.errors import ConfigError
 from carbontrack.core.scrapeauth import ScrapeSecurity
-from carbontrack.intensity.selection import add_arguments as add_intensity_arguments
 from carbontrack.intensity.selection import IntensityConfig
+from carbontrack.intensity.selection import add_arguments as add_intensity_arguments
 from carbontrack.intensity.selection import config_from_args as intensity_from_args
 
 from . import kueue_admission
