@@ -457,3 +457,35 @@ def test_an_inference_services_deployment_is_counted_under_the_inference_service
             await c.close()
 
     run(go())
+
+
+def test_a_deleted_workloads_last_slice_ends_when_the_deletion_is_noticed() -> None:
+    async def go() -> None:
+        r = rig()
+        await r.prom.start()
+        op = r.operator()
+        await op.tick()
+        assert len(r.records.entries()) == 3
+        r.workloads.deployment = {"metadata": {}}  # listed no more
+        gone_at = CREATED + timedelta(minutes=3, seconds=30)
+        r.at(gone_at)
+
+        class Gone(Workloads):
+            async def list(self, group: str, version: str, plural: str, ns: str | None) -> list[dict[str, Any]]:
+                return [] if plural == "deployments" else await super().list(group, version, plural, ns)
+
+        op._api = Gone(r.workloads.deployment, r.workloads.replicasets)  # type: ignore[assignment]
+        await op.tick()  # noticed; its last slice is not settled yet
+        assert len(r.records.entries()) == 3
+        r.at(gone_at + timedelta(seconds=5))
+        await op.tick()
+        got = slices_of(r.records)
+        assert len(got) == 4 and contiguous([p for p, _ in got])
+        assert got[-1][0] == Slice(CREATED.replace(second=0) + timedelta(minutes=3), gone_at)
+        r.at(gone_at + timedelta(minutes=5))
+        await op.tick()  # done with it: nothing more
+        assert len(r.records.entries()) == 4 and "dep-1" not in op._known
+        for c in r.clients:
+            await c.close()
+
+    run(go())
