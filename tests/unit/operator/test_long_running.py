@@ -389,6 +389,10 @@ def test_functional_units_come_from_the_workloads_namespace_only() -> None:
         assert counts == [value(p.end) - value(p.start) for p, _ in got]
         assert all(e.data["inputs"]["carbontrack.io/functional-unit"] == "token" for _, e in got)
         assert r.events.posted == []
+        # the unit never changes what CO2e is counted: each slice is the counters' end - start
+        g = "carbontrack_container_co2e_grams_total"
+        assert [e.co2e_grams for _, e in got] == pytest.approx(
+            [r.total(g, p.end) - r.total(g, p.start) for p, _ in got], rel=1e-12)
         for c in r.clients:
             await c.close()
 
