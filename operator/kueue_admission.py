@@ -22,7 +22,7 @@ import kopf
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from carbontrack.core import contract
+from carbontrack.core import contract, owners
 from carbontrack.core.errors import TemporaryError
 
 from .budget_book import budget_view
@@ -39,7 +39,6 @@ from .kueue_checks import (
     active_condition_patch,
     check_state_patch,
     checks_to_decide,
-    controller_owner,
     decide,
     is_ours,
     owner_from_object,
@@ -217,31 +216,42 @@ class KueueAdmission:
         return decision
 
     async def top_owner(self, facts: WorkloadFacts) -> Owner:
-        """Follow controller ownerReferences from the Workload to the top."""
-        ref = facts.owner
-        if ref is None:  # a Workload created directly: it is the top
+        """The Workload's top-level owner, as accounting sees it: the root of the walk in
+        carbontrack.core.owners (a Job under a JobSet is the JobSet's; one under a CronJob is
+        its own). An owner of a kind that walk does not know (a plain Pod, a kind Kueue
+        manages that CarbonTrack does not account yet) is the root itself."""
+        if facts.owner is None:  # a Workload created directly: it is the top
             return Owner(f"{GROUP}/{VERSION}", "Workload", facts.namespace, facts.name,
                          facts.uid, facts.labels)
-        seen = {facts.uid}
-        for _ in range(MAX_OWNER_DEPTH):
-            try:
-                body = await self._api.get_owned(facts.namespace, ref)
-            except ApiException as err:
-                if err.status == 404:
-                    raise OwnerUnreadable(f"owner {ref.kind} {facts.namespace}/{ref.name} not found") from err
-                raise
-            meta = body.get("metadata") or {}
-            if ref.uid and meta.get("uid") != ref.uid:
-                raise OwnerUnreadable(f"owner {ref.kind} {facts.namespace}/{ref.name} was replaced")
-            seen.add(str(meta.get("uid")))
-            parent = controller_owner(meta)
-            if parent is None:
-                return owner_from_object(body)
-            if parent.uid in seen:
-                raise OwnerUnreadable(f"ownerReferences of {ref.kind} {ref.name} form a cycle")
-            ref = parent
-        raise OwnerUnreadable(f"more than {MAX_OWNER_DEPTH} controlling owners above Workload "
-                              f"{facts.namespace}/{facts.name}")
+        start = owners.OwnerRef(facts.owner.api_version, facts.owner.kind, facts.owner.name,
+                                facts.owner.uid)
+        walk = owners.RootWalk(start, MAX_OWNER_DEPTH)
+        bodies: dict[str, dict[str, Any]] = {}
+        while (ref := walk.pending) is not None:
+            body = await self._read(facts.namespace, ref)
+            if body is not None:
+                bodies[ref.uid] = body
+            walk.feed(body)
+        result = walk.result
+        assert result is not None
+        if result.reason == owners.DANGLING:
+            raise OwnerUnreadable(result.message or "an owner does not exist")
+        root = result.root
+        body = bodies.get(root.uid) or await self._read(facts.namespace, root)
+        if body is None or str((body.get("metadata") or {}).get("uid")) != root.uid:
+            raise OwnerUnreadable(f"owner {root.kind} {facts.namespace}/{root.name} not found")
+        if result.reason is not None:
+            log.info("Workload %s/%s: %s", facts.namespace, facts.name, result.message)
+        return owner_from_object(body)
+
+    async def _read(self, namespace: str, ref: owners.OwnerRef) -> dict[str, Any] | None:
+        try:
+            return await self._api.get_owned(namespace, OwnerRef(ref.api_version, ref.kind,
+                                                                 ref.name, ref.uid))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
 
 
 def register(registry: kopf.OperatorRegistry, admission: KueueAdmission) -> None:
