@@ -111,8 +111,8 @@ def avoided_estimate(plan: Mapping[str, Any], energy_kwh: float | None) -> float
     """energy x (forecast at submission - forecast of the window run), grams; None without
     both forecasts or the energy (reports/deferrals.py explains the basis)."""
     sub, run = plan.get("intensityAtSubmission"), plan.get("intensityAtRun")
-    if energy_kwh is None or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                     for v in (sub, run)):
+    if (energy_kwh is None or not isinstance(sub, (int, float)) or not isinstance(run, (int, float))
+            or isinstance(sub, bool) or isinstance(run, bool)):
         return None
     return float(energy_kwh) * (float(sub) - float(run))
 

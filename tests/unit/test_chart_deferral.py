@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from test_chart_tools import helm_template, helm_template_error, one
-
 from carbontrack.operator.cli import parser, settings_from_args
+from test_chart_tools import helm_template, helm_template_error, one
 
 
 def args_of(docs: list[dict[str, Any]]) -> list[str]:
