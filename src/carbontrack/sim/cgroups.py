@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +42,12 @@ def container_id(seed: str) -> str:
 
 
 WEIGHT_MAPS = ("quadratic", "linear")
+
+
+def cpu_stat_v2_text(usec: int) -> str:
+    """A v2 ``cpu.stat`` with ``usec`` of CPU time, 70 % of it user time."""
+    return (f"usage_usec {usec}\nuser_usec {usec * 7 // 10}\n"
+            f"system_usec {usec - usec * 7 // 10}\n")
 
 
 def shares_for_request(cpu_cores: float) -> int:
@@ -169,20 +174,6 @@ class FakeCgroupTree:
         self._root_usec += usec
         self._write_root()
 
-    def advance_cpu_many(self, charges: Mapping[tuple[str, str], float]) -> None:
-        """``advance_cpu`` for many (pod uid, container name) pairs at once, writing the root's
-        total once: a driver that charges every container each step would otherwise rewrite
-        the root file once per container."""
-        total = 0
-        for (uid, name), seconds in charges.items():
-            c = self.pods[uid].containers[name]
-            usec = round(seconds * 1e6)
-            c.cpu_usec += usec
-            self._write_cpu(c.dirs, c.cpu_usec)
-            total += usec
-        self._root_usec += total
-        self._write_root()
-
     def advance_system(self, seconds: float) -> None:
         """CPU time of non-pod work (system.slice daemons, users): root only, never a pod."""
         usec = round(seconds * 1e6)
@@ -259,11 +250,7 @@ class FakeCgroupTree:
         # go to the first only; on v2 there is one dir
         for d in dirs[:1]:
             if self.version == 2:
-                write_atomic(
-                    d / "cpu.stat",
-                    f"usage_usec {usec}\nuser_usec {usec * 7 // 10}\n"
-                    f"system_usec {usec - usec * 7 // 10}\n",
-                )
+                write_atomic(d / "cpu.stat", cpu_stat_v2_text(usec))
             else:
                 write_atomic(d / "cpuacct.usage", f"{usec * 1000}\n")
 

@@ -35,8 +35,8 @@ class Ticks:
         ]  # fmt: skip
 
 
-def write_proc_stat(procfs_root: Path, ticks: Ticks, n_cpus: int, btime: int = 1_700_000_000) -> None:
-    """Write ``/proc/stat`` with the aggregate line and ``n_cpus`` per-CPU lines (ticks split
+def proc_stat_text(ticks: Ticks, n_cpus: int, btime: int = 1_700_000_000) -> str:
+    """``/proc/stat`` with the aggregate line and ``n_cpus`` per-CPU lines (ticks split
     evenly, the remainder on cpu0), plus the usual trailing counters."""
     lines = ["cpu  " + " ".join(str(v) for v in [*ticks.fields(), 0, 0])]
     for i in range(n_cpus):
@@ -51,7 +51,12 @@ def write_proc_stat(procfs_root: Path, ticks: Ticks, n_cpus: int, btime: int = 1
         "procs_blocked 0",
         "softirq 0 0 0 0 0 0 0 0 0 0 0",
     ]
-    write_atomic(Path(procfs_root) / "stat", "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def write_proc_stat(procfs_root: Path, ticks: Ticks, n_cpus: int, btime: int = 1_700_000_000) -> None:
+    """Write ``/proc/stat`` (``proc_stat_text``)."""
+    write_atomic(Path(procfs_root) / "stat", proc_stat_text(ticks, n_cpus, btime))
 
 
 @dataclass
@@ -142,6 +147,25 @@ def write_meminfo(procfs_root: Path, total_bytes: int, available_bytes: int | No
     write_atomic(Path(procfs_root) / "meminfo", text)
 
 
+def pid_stat_text(
+    pid: int,
+    *,
+    comm: str = "python",
+    ppid: int = 1,
+    utime: int = 0,
+    stime: int = 0,
+    cutime: int = 0,
+    cstime: int = 0,
+    starttime: int = 1000,
+    state: str = "R",
+) -> str:
+    """The text of ``/proc/<pid>/stat`` (52 fields; the ones not named here are zero)."""
+    fields: list[str | int] = [state, ppid, pid, pid, 0, -1, 4194304, 0, 0, 0, 0]
+    fields += [utime, stime, cutime, cstime, 20, 0, 1, 0, starttime]
+    fields += [0] * (50 - len(fields))
+    return f"{pid} ({comm}) " + " ".join(str(f) for f in fields) + "\n"
+
+
 def write_pid_stat(
     procfs_root: Path,
     pid: int,
@@ -155,14 +179,10 @@ def write_pid_stat(
     starttime: int = 1000,
     state: str = "R",
 ) -> None:
-    """``/proc/<pid>/stat`` (52 fields; the ones not named here are zero)."""
-    fields: list[str | int] = [state, ppid, pid, pid, 0, -1, 4194304, 0, 0, 0, 0]
-    fields += [utime, stime, cutime, cstime, 20, 0, 1, 0, starttime]
-    fields += [0] * (50 - len(fields))
-    write_atomic(
-        Path(procfs_root) / str(pid) / "stat",
-        f"{pid} ({comm}) " + " ".join(str(f) for f in fields) + "\n",
-    )
+    """Write ``/proc/<pid>/stat`` (``pid_stat_text``)."""
+    text = pid_stat_text(pid, comm=comm, ppid=ppid, utime=utime, stime=stime, cutime=cutime,
+                         cstime=cstime, starttime=starttime, state=state)
+    write_atomic(Path(procfs_root) / str(pid) / "stat", text)
 
 
 def write_pid_cgroup(procfs_root: Path, pid: int, path: str, *, v1_controllers: list[str] | None = None) -> None:
