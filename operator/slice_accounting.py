@@ -61,6 +61,7 @@ def slice_job_facts(workload: WorkloadFacts, piece: Slice) -> JobFacts:
         deleting=False, finalizers=(), suspended=False, completions=None,
         parallelism=max(workload.replicas, 1), succeeded=0, active=workload.replicas,
         gpus_per_pod=workload.gpus_per_pod, template=workload.template,
+        kind=workload.kind, api_version=workload.api_version,
     )
 
 
