@@ -90,6 +90,25 @@ def test_node_manifest() -> None:
     assert "nvidia.com/gpu" not in cpu_only["status"]["capacity"]
 
 
+def test_amd_pool_node_and_job() -> None:
+    """The AMD pool advertises amd.com/gpu, names its model with AMD's label and is tainted;
+    a sim Job asking for AMD GPUs requests amd.com/gpu and tolerates the taint."""
+    from carbontrack.devcluster.nodes import AMD_GPU_TAINT, DEFAULT_NODES
+
+    amd = next(n for n in DEFAULT_NODES if n.gpu_vendor == "amd")
+    m = node_manifest(amd)
+    assert m["status"]["capacity"]["amd.com/gpu"] == str(amd.gpus)
+    assert "nvidia.com/gpu" not in m["status"]["capacity"]
+    assert m["metadata"]["labels"]["amd.com/gpu.product-name"] == "AMD-Instinct-MI300X"
+    assert m["spec"]["taints"] == [{"key": "amd.com/gpu", "value": "present",
+                                    "effect": "NoSchedule"}]
+    spec = sim_job("ft", gpus=2, gpu_vendor="amd", node=amd.name)["spec"]["template"]["spec"]
+    assert spec["containers"][0]["resources"]["limits"] == {"amd.com/gpu": "2"}
+    assert spec["tolerations"] == [{"key": AMD_GPU_TAINT[0], "operator": "Equal",
+                                    "value": AMD_GPU_TAINT[1], "effect": AMD_GPU_TAINT[2]}]
+    assert "tolerations" not in sim_job("cpu")["spec"]["template"]["spec"]
+
+
 def test_kwok_stages_cover_the_pod_lifecycle() -> None:
     stages = list(yaml.safe_load_all(stages_yaml()))
     assert [s["metadata"]["name"] for s in stages] == [
@@ -149,6 +168,10 @@ def test_exporter_args() -> None:
                     "--sysfs=/n/sys", "--procfs=/n/proc", "--state-dir=/n/st",
                     "--listen=127.0.0.1:9", "--kubeconfig=/k", "--interval=0.5",
                     "--provider=aws", "--region=eu-west-1", "--no-estimate", "--no-nvml"]
+    amd = exporter_args(python="py", node=node, sysfs=Path("/n/sys"), procfs=Path("/n/proc"),
+                        state_dir=Path("/n/st"), port=9, kubeconfig=Path("/k"),
+                        interval_s=0.5, nvml=False, amdsmi=True)
+    assert amd == [*args, "--amdsmi"]
 
 
 def test_sim_job_and_pod_load_agree() -> None:
@@ -271,7 +294,11 @@ def test_demo_workloads_fit_the_simulated_nodes() -> None:
     from carbontrack.devcluster.nodes import DEFAULT_NODES
 
     jobs = {j["metadata"]["name"]: j for j in demo_jobs(20)}
-    assert sorted(jobs) == ["data-prep", "train-llm"]
+    assert sorted(jobs) == ["data-prep", "finetune-amd", "train-llm"]
+    amd_job = jobs["finetune-amd"]["spec"]["template"]["spec"]
+    amd_nodes = [n for n in DEFAULT_NODES if n.gpu_vendor == "amd"]
+    assert int(amd_job["containers"][0]["resources"]["limits"]["amd.com/gpu"]) <= max(
+        n.gpus for n in amd_nodes)
     gpu_job = jobs["train-llm"]["spec"]
     gpus_needed = gpu_job["parallelism"] * int(
         gpu_job["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])

@@ -16,7 +16,7 @@ import pytest
 
 from carbontrack.devcluster.binaries import cache_dir
 from carbontrack.devcluster.nodes import FakeNode
-from carbontrack.devcluster.simulator import GpuBackend, NodeSimulator
+from carbontrack.devcluster.simulator import AmdGpuBackend, GpuBackend, NodeSimulator
 from carbontrack.sources.procstat import read_proc_stat
 from carbontrack.sources.rapl import RaplSource
 
@@ -160,3 +160,48 @@ def test_gpu_energy_of_allocated_gpu_goes_to_its_pod_via_real_pynvml(
     s.tick()
     assert ns.gpus[0].pod is None and "g" not in ns.cgroups.pods
     assert not (ns.procfs / str(main.pid)).exists()
+
+
+AMD_NODE = FakeNode("a1", "eu-west-1", "eu-west-1b", "mi300x.8gpu", "aws:///x/i-4", cpu_cores=8,
+                    memory="32Gi", gpus=2, idle_cpu_watts=20.0, watts_per_busy_core=5.0,
+                    idle_gpu_watts=90.0, gpu_model="AMD Instinct MI300X", gpu_vendor="amd")
+
+
+def test_amd_gpu_energy_goes_to_its_pod_via_real_amdsmi(tmp_path: Path) -> None:
+    """An AMD node: the pod asks for amd.com/gpu; an exporter's amdsmi bindings on the fake
+    libamd_smi.so see the GPU's energy (ticks x 15.3 uJ) and the pod's process."""
+    clock = Clock()
+    backend = AmdGpuBackend.build(cache_dir())
+    if backend is None:
+        pytest.skip("no C compiler for the fake libamd_smi.so")
+    s = NodeSimulator(Path("/unused"), [AMD_NODE], tmp_path / "nodes", amd_backend=backend,
+                      clock=clock)
+    ns = s.nodes["a1"]
+    p = pod("g", "Running", gpus=0, node="a1")
+    p["metadata"]["annotations"].update({"sim.carbontrack.io/gpu-watts": "500",
+                                         "sim.carbontrack.io/gpu-util": "80"})
+    p["spec"]["containers"][0]["resources"]["limits"] = {"amd.com/gpu": "1"}
+    s.observe(p)
+    for _ in range(4):
+        clock.t += 0.5
+        s.tick()
+    assert s.joules("g")["gpu"] == pytest.approx(500.0 * 2.0)
+    script = (
+        "import json, amdsmi\n"
+        "amdsmi.amdsmi_init()\n"
+        "out = []\n"
+        "for h in amdsmi.amdsmi_get_processor_handles():\n"
+        "    e = amdsmi.amdsmi_get_energy_count(h)\n"
+        "    procs = [(p['pid'], p['engine_usage']['gfx']) for p in amdsmi.amdsmi_get_gpu_process_list(h)]\n"
+        "    out.append([amdsmi.amdsmi_get_gpu_device_bdf(h),\n"
+        "                e['energy_accumulator'] * e['counter_resolution'] * 1e-6, procs])\n"
+        "print(json.dumps(out))\n"
+    )
+    env = {**backend.env(ns.gpu_state, {}), "PATH": "/usr/bin:/bin"}
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    (b0, j0, p0), (b1, j1, p1) = json.loads(r.stdout)
+    assert (b0, b1) == ("0000:c1:00.0", "0000:c2:00.0")  # PCI addresses, as AMD's plugin
+    assert j0 == pytest.approx(1000.0, abs=1e-3) and j1 == pytest.approx(180.0, abs=1e-3)
+    main = ns.cgroups.pods["g"].containers["train"]
+    assert p0 == [[main.pid, int(0.8 * 2.0 * 1e9)]] and p1 == []  # 80 % of 2 s busy

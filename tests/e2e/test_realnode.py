@@ -94,7 +94,7 @@ def test_real_node_joins_ready_beside_the_kwok_nodes(realstack: Any, core: Any) 
     ready = {n: any(c.type == "Ready" and c.status == "True" for c in v.status.conditions)
              for n, v in nodes.items()}
     assert ready == {"real-node-0": True, "sim-gpu-0": True, "sim-small-0": True,
-                     "sim-cpu-0": True}
+                     "sim-cpu-0": True, "sim-amd-0": True}
     addresses = {a.type: a.address for a in real.status.addresses}
     assert addresses["InternalIP"] == realstack.real_node.address
     # the apiserver advertises the address pods reach it at, not loopback

@@ -14,22 +14,28 @@ pytestmark = pytest.mark.e2e
 
 RUN_S = 10.0
 
-# (component, node, Job): CPU on sim-small-0 (2 cores at 10 W, no idle power, so a pod that
-# keeps both busy gets exactly the energy it causes); GPU on sim-gpu-0 (an exclusively
-# allocated GPU's whole energy is its pod's, read through the real pynvml bindings).
+# case -> (component, node, Job): CPU on sim-small-0 (2 cores at 10 W, no idle power, so a
+# pod that keeps both busy gets exactly the energy it causes); GPU on sim-gpu-0 (an
+# exclusively allocated GPU's whole energy is its pod's, read through the real pynvml
+# bindings); AMD GPU on sim-amd-0 (the Job asks for amd.com/gpu and tolerates the pool's
+# taint; the node's exporter reads it through the real amdsmi bindings, ticks x 15.3 uJ).
 CASES = {
-    "cpu": ("sim-small-0", sim_job("smoke", run_seconds=RUN_S, cpu_cores=2, node="sim-small-0")),
-    "gpu": ("sim-gpu-0", sim_job("smoke", run_seconds=RUN_S, cpu_cores=1, gpus=1, gpu_watts=300,
-                                 node="sim-gpu-0")),
+    "cpu": ("cpu", "sim-small-0",
+            sim_job("smoke", run_seconds=RUN_S, cpu_cores=2, node="sim-small-0")),
+    "gpu": ("gpu", "sim-gpu-0", sim_job("smoke", run_seconds=RUN_S, cpu_cores=1, gpus=1,
+                                        gpu_watts=300, node="sim-gpu-0")),
+    "amd-gpu": ("gpu", "sim-amd-0", sim_job("smoke", run_seconds=RUN_S, cpu_cores=1, gpus=1,
+                                            gpu_watts=300, node="sim-amd-0",
+                                            gpu_vendor="amd")),
 }
 
 
-@pytest.mark.parametrize("component", sorted(CASES))
+@pytest.mark.parametrize("case", sorted(CASES))
 def test_job_completes_on_kwok_node_and_prometheus_returns_its_energy(
-    component: str, namespace: str, batch_v1: Any, core_v1: Any, simulator: Any,
+    case: str, namespace: str, batch_v1: Any, core_v1: Any, simulator: Any,
     prometheus: Any, exporters: Any, wait_for: Any,
 ) -> None:
-    node, job = CASES[component]
+    component, node, job = CASES[case]
     watts = 2 * 10.0 if component == "cpu" else 300.0
     batch_v1.create_namespaced_job(namespace, job)
 

@@ -37,7 +37,8 @@ from .recovery import record_path, recover
 from .wait import wait_for
 from .workloads import sim_job
 
-BANNER = "SIMULATED HARDWARE: kwok nodes, fake RAPL/NVML counters; numbers are not measurements"
+BANNER = ("SIMULATED HARDWARE: kwok nodes, fake RAPL/NVML/AMD SMI counters; numbers are not "
+          "measurements")
 DEMO_NS = "carbontrack-demo"
 
 
@@ -236,6 +237,9 @@ def demo_jobs(run_seconds: float) -> list[dict[str, Any]]:
                 gpus=4, gpu_watts=320, gpu_util=95, parallelism=2, labels=labels),
         sim_job("data-prep", run_seconds=run_seconds, cpu_cores=2, memory_request="4Gi",
                 parallelism=3, labels=labels),
+        # the AMD Instinct pool: amd.com/gpu, read through amdsmi on the simulated node
+        sim_job("finetune-amd", run_seconds=run_seconds, cpu_cores=4, memory_request="32Gi",
+                gpus=2, gpu_watts=550, gpu_util=90, labels=labels, gpu_vendor="amd"),
     ]
 
 

@@ -2,7 +2,8 @@
 
 For every simulated node there is a directory with a fake ``sysfs`` (powercap RAPL
 zone + ``fs/cgroup``), a fake ``procfs`` (``stat``, ``meminfo``, ``<pid>/cgroup``)
-and, for GPU nodes, a fake NVML state file. A watch on Pods creates a pod's cgroup
+and, for GPU nodes, the state file of their vendor's fake library (NVML for NVIDIA nodes,
+libamd_smi for AMD ones). A watch on Pods creates a pod's cgroup
 when it is Running on the node and removes it when it ends; a ticker (every
 ``tick_s``) advances CPU time, the RAPL counter and the GPU energy counters.
 
@@ -10,9 +11,9 @@ Power model (simulated hardware, stated so tests can reason about it):
 - CPU package: ``idle_cpu_watts + watts_per_busy_core * busy_cores``; a pod keeps
   ``sim.carbontrack.io/cpu-cores`` cores busy (default 1), charged to its first
   container's cgroup; ``/proc/stat`` shows the same busy cores.
-- GPU: a GPU allocated to a pod (``sim.carbontrack.io/gpus``, else its
-  ``nvidia.com/gpu`` limit) draws ``sim.carbontrack.io/gpu-watts`` (default 250),
-  any other GPU ``idle_gpu_watts``.
+- GPU: a GPU allocated to a pod (``sim.carbontrack.io/gpus``, else its GPU limit under
+  any vendor's resource name: ``nvidia.com/gpu``, ``amd.com/gpu``) draws
+  ``sim.carbontrack.io/gpu-watts`` (default 250), any other GPU ``idle_gpu_watts``.
 
 ``joules(pod_uid)`` returns exactly what the simulator added on the pod's behalf:
 ``cpu`` = its busy cores' share (``watts_per_busy_core * cores * seconds``), ``gpu`` =
@@ -26,6 +27,7 @@ read the final counters before they disappear.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core import contract
+from ..core.accelerators import gpu_count
+from ..sim import fakeamdsmi
 from ..sim.cgroups import FakeCgroupTree
 from ..sim.fakenvml import (
     FakeGpu,
@@ -111,7 +115,7 @@ def pod_load(pod: Mapping[str, Any]) -> PodLoad:
         lim = res.get("limits") or {}
         cpu = parse_quantity(req.get("cpu", lim.get("cpu", "0")))
         mem = int(parse_quantity(req.get("memory", lim.get("memory", "0"))))
-        gpu_limit += int(parse_quantity(lim.get("nvidia.com/gpu", "0")))
+        gpu_limit += int(gpu_count(lim, lambda q: parse_quantity(str(q))))
         containers.append((c["name"], cpu, mem))
     return PodLoad(
         uid=meta["uid"],
@@ -144,6 +148,7 @@ class GpuState:
     power_w: float = 0.0
     util: float = 0.0
     pod: str | None = None  # uid of the pod it is allocated to
+    busy_ns: float = 0.0  # compute-engine time of the process on it (AMD's per-process gfx)
 
 
 def _gpu_uuid(node: str, index: int) -> str:
@@ -153,10 +158,17 @@ def _gpu_uuid(node: str, index: int) -> str:
     return f"GPU-{uuid.uuid5(uuid.NAMESPACE_DNS, f'{index}.{node}.sim.{contract.API_GROUP}')}"
 
 
+def _gpu_id(node: FakeNode, index: int) -> str:
+    """The id the vendor's device plugin allocates: an NVML UUID, or (AMD) a PCI address."""
+    if node.gpu_vendor == "amd":
+        return f"0000:{0xc1 + index:02x}:00.0"
+    return _gpu_uuid(node.name, index)
+
+
 class NodeSim:
     """One node's fake tree. Not thread-safe on its own: NodeSimulator serialises calls."""
 
-    def __init__(self, node: FakeNode, root: Path, gpu_backend: GpuBackend | None,
+    def __init__(self, node: FakeNode, root: Path, gpu_backend: GpuBackend | AmdGpuBackend | None,
                  linger_s: float = 2.0) -> None:
         self.node = node
         self.linger_s = linger_s
@@ -173,9 +185,11 @@ class NodeSim:
         self.cgroups = FakeCgroupTree(self.sysfs, procfs_root=self.procfs)
         self.stat = FakeProcStat(self.procfs, node.cpu_cores)
         write_meminfo(self.procfs, int(parse_quantity(node.memory)))
-        self.gpus = [GpuState(i, _gpu_uuid(node.name, i)) for i in range(node.gpus)]
+        self.gpus = [GpuState(i, _gpu_id(node, i)) for i in range(node.gpus)]
         self.gpu_backend = gpu_backend if node.gpus else None
         self.nvml_state = root / "nvml-state.json"
+        self.amdsmi_state = root / "amdsmi-state"
+        self.gpu_state = self.amdsmi_state if node.gpu_vendor == "amd" else self.nvml_state
         self.pods: dict[str, PodRecord] = {}
         self.finished: dict[str, PodRecord] = {}
         self.idle_joules: dict[str, float] = {"cpu": 0.0, "gpu": 0.0}
@@ -252,6 +266,7 @@ class NodeSim:
             if owner is not None:
                 g.power_w, g.util = owner.load.gpu_watts, owner.load.gpu_util
                 owner.joules["gpu"] += g.power_w * dt
+                g.busy_ns += g.util / 100.0 * dt * 1e9
             elif g.pod is not None:
                 # still allocated to a pod that ended (cleanup lag): idle power, and an
                 # exclusively allocated GPU's energy is still its pod's
@@ -271,7 +286,7 @@ class NodeSim:
             if g.pod is not None and g.pod in self.cgroups.pods:
                 c = self.cgroups.pods[g.pod].containers[self._main_container(g.pod)]
                 procs.append((g.index, c.pid))
-        self.gpu_backend.write(self.nvml_state, self.node, self.gpus, procs)
+        self.gpu_backend.write(self.gpu_state, self.node, self.gpus, procs)
 
 
 class GpuBackend:
@@ -280,6 +295,11 @@ class GpuBackend:
 
     def __init__(self, lib_dir: Path) -> None:
         self.lib_dir = lib_dir
+
+    def env(self, state: Path, base: Mapping[str, str]) -> dict[str, str]:
+        """What the node's exporter needs in its environment to load the fake library."""
+        path = os.pathsep.join([str(self.lib_dir), *filter(None, [base.get("LD_LIBRARY_PATH")])])
+        return {"LD_LIBRARY_PATH": path, "CARBONTRACK_FAKE_NVML_STATE": str(state)}
 
     @classmethod
     def build(cls, cache_dir: Path) -> GpuBackend | None:
@@ -302,6 +322,39 @@ class GpuBackend:
         )
 
 
+class AmdGpuBackend:
+    """Writes an AMD node's GPU state for the fake ``libamd_smi.so``
+    (carbontrack.sim.fakeamdsmi), which the node's exporter's real amdsmi bindings load from
+    ``$ROCM_PATH/lib``. Energy goes in as accumulator ticks of 15.3 uJ, as the library's."""
+
+    def __init__(self, rocm_root: Path) -> None:
+        self.rocm_root = rocm_root
+
+    @classmethod
+    def build(cls, cache_dir: Path) -> AmdGpuBackend | None:
+        """Compile the fake library (cached); None where there is no C compiler."""
+        try:
+            return cls(fakeamdsmi.build_fake_libamdsmi(cache_dir))
+        except fakeamdsmi.FakeAmdSmiBuildError as err:
+            log.warning("AMD GPU nodes run without amdsmi: %s", err)
+            return None
+
+    def env(self, state: Path, base: Mapping[str, str]) -> dict[str, str]:
+        return {"ROCM_PATH": str(self.rocm_root), fakeamdsmi.STATE_ENV: str(state)}
+
+    def write(self, path: Path, node: FakeNode, gpus: Sequence[GpuState],
+              procs: Sequence[tuple[int, int]]) -> None:
+        fakeamdsmi.write_state(
+            path,
+            [fakeamdsmi.FakeAmdGpu(
+                bdf=g.uuid, uuid=f"{node.name}-{g.index}", name=node.gpu_model,
+                energy_counts=fakeamdsmi.counts_for_joules(g.energy_mj / 1000.0),
+                power_w=round(g.power_w)) for g in gpus],
+            [fakeamdsmi.FakeAmdProcess(gpu=i, pid=pid, vram_bytes=8 << 30,
+                                       gfx_ns=int(gpus[i].busy_ns)) for i, pid in procs],
+        )
+
+
 class NodeSimulator:
     """Runs the node sims: a Pod watch thread and a ticker thread."""
 
@@ -315,11 +368,14 @@ class NodeSimulator:
         gpu_backend: GpuBackend | None = None,
         linger_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        amd_backend: AmdGpuBackend | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.tick_s = tick_s
         self.clock = clock
-        self.nodes = {n.name: NodeSim(n, root / n.name, gpu_backend, linger_s) for n in nodes}
+        self.nodes = {n.name: NodeSim(n, root / n.name,
+                                      amd_backend if n.gpu_vendor == "amd" else gpu_backend,
+                                      linger_s) for n in nodes}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

@@ -24,7 +24,7 @@ from .ports import free_port
 from .process import ManagedProcess, Supervisor
 from .prometheus import PrometheusServer, start_prometheus
 from .realnode import RealNode, host_address, node_binary, start_real_node
-from .simulator import GpuBackend, NodeSimulator
+from .simulator import AmdGpuBackend, GpuBackend, NodeSimulator
 
 log = logging.getLogger("carbontrack.devcluster")
 
@@ -40,6 +40,7 @@ def exporter_args(
     kubeconfig: Path,
     interval_s: float,
     nvml: bool,
+    amdsmi: bool = False,
 ) -> list[str]:
     """The exporter's command line for one simulated node (pure; tested by equality)."""
     args = [
@@ -58,6 +59,8 @@ def exporter_args(
     ]
     if not nvml:
         args.append("--no-nvml")
+    if amdsmi:
+        args.append("--amdsmi")  # off by default: an AMD node's exporter turns it on
     return args
 
 
@@ -121,21 +124,17 @@ def start_exporters(
 ) -> dict[str, Exporter]:
     sup = cluster.supervisor
     exporters: dict[str, Exporter] = {}
-    backend = None
     for name, sim in simulator.nodes.items():
         port = free_port()
         env = dict(os.environ)
-        nvml = sim.gpu_backend is not None
-        if nvml and sim.gpu_backend is not None:
-            backend = sim.gpu_backend
-            env["LD_LIBRARY_PATH"] = os.pathsep.join(
-                [str(backend.lib_dir), *filter(None, [env.get("LD_LIBRARY_PATH")])]
-            )
-            env["CARBONTRACK_FAKE_NVML_STATE"] = str(sim.nvml_state)
+        backend = sim.gpu_backend
+        if backend is not None:  # the node's vendor library (fake), found where it looks
+            env.update(backend.env(sim.gpu_state, env))
         args = exporter_args(
             python=sys.executable, node=sim.node, sysfs=sim.sysfs, procfs=sim.procfs,
             state_dir=sim.state_dir, port=port, kubeconfig=cluster.kubeconfig,
-            interval_s=interval_s, nvml=nvml,
+            interval_s=interval_s, nvml=isinstance(backend, GpuBackend),
+            amdsmi=isinstance(backend, AmdGpuBackend),
         )
         proc = sup.start(f"exporter-{name}", args, env=env)
         exporters[name] = Exporter(name, f"http://127.0.0.1:{port}", proc)
@@ -208,9 +207,10 @@ def start_stack(
         if real_node:
             node = _join_real_node(state_dir, cluster, sup, address, real_node_images,
                                    cache_dir or default_cache_dir())
-        backend = GpuBackend.build(cache_dir or default_cache_dir())
+        cache = cache_dir or default_cache_dir()
         simulator = NodeSimulator(cluster.kubeconfig, nodes, state_dir / "nodes",
-                                  tick_s=tick_s, gpu_backend=backend)
+                                  tick_s=tick_s, gpu_backend=GpuBackend.build(cache),
+                                  amd_backend=AmdGpuBackend.build(cache))
         simulator.start()
         prom = start_prometheus(sup, state_dir / "prometheus",
                                 scrape_interval_s=scrape_interval_s, address=address)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..core.accelerators import vendor_named
 from .kwok import FAIL_ANNOTATION, RUN_SECONDS_ANNOTATION
+from .nodes import AMD_GPU_TAINT, toleration
 from .simulator import CPU_CORES, GPU_UTIL, GPU_WATTS, GPUS
 
 
@@ -24,9 +26,13 @@ def sim_job(
     parallelism: int = 1,
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
+    gpu_vendor: str = "nvidia",
+    tolerations: Sequence[Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
     """A batch/v1 Job whose pods run on simulated nodes for ``run_seconds`` keeping
-    ``cpu_cores`` cores busy and ``gpus`` GPUs at ``gpu_watts`` each."""
+    ``cpu_cores`` cores busy and ``gpus`` GPUs at ``gpu_watts`` each. GPUs are asked for
+    under ``gpu_vendor``'s resource name (``amd.com/gpu`` for "amd", whose pool's taint the
+    pods then tolerate unless ``tolerations`` says otherwise)."""
     pod_ann = {
         RUN_SECONDS_ANNOTATION: f"{run_seconds:g}",
         CPU_CORES: f"{cpu_cores:g}",
@@ -37,7 +43,9 @@ def sim_job(
     }
     if gpus:
         pod_ann.update({GPUS: str(gpus), GPU_WATTS: f"{gpu_watts:g}", GPU_UTIL: f"{gpu_util:g}"})
-        resources["limits"]["nvidia.com/gpu"] = str(gpus)
+        resources["limits"][vendor_named(gpu_vendor).gpu_resources[0]] = str(gpus)
+    if tolerations is None:
+        tolerations = [toleration(AMD_GPU_TAINT)] if gpus and gpu_vendor == "amd" else []
     if fail:
         pod_ann[FAIL_ANNOTATION] = "true"
     pod_spec: dict[str, Any] = {
@@ -51,6 +59,8 @@ def sim_job(
     pod_spec["nodeSelector"] = {"type": "kwok"}
     if node:
         pod_spec["nodeSelector"]["kubernetes.io/hostname"] = node
+    if tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in tolerations]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

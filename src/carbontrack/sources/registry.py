@@ -8,22 +8,31 @@ and duration series (``carbontrack_source_up{source=<name>}``) follow from that 
 exporter (exporter/cli.py) and the tracker (tracker/wiring.py) both build their sources
 with :func:`build`.
 
-A GPU vendor's spec also carries its :class:`GpuVendor`: the Kubernetes extended-resource
-names its device plugin allocates, so pod-resources answers, reports and the node
-simulator find every vendor's GPUs in one place. Modules are imported only when enabled:
+A GPU vendor's spec also carries its :class:`GpuVendor` (carbontrack.core.accelerators):
+the Kubernetes extended-resource names its device plugin allocates, so pod-resources
+answers, reports and the node simulator find every vendor's GPUs in one place. Modules are imported only when enabled:
 ``carbontrack run`` must not pay for pynvml or amdsmi on a laptop.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, cast
 
+from carbontrack.core.accelerators import (
+    AMD,
+    NVIDIA,
+    UNSUPPORTED_ACCELERATOR_PREFIXES,
+    GpuVendor,
+    gpu_count,
+    is_unsupported_accelerator,
+    vendor_for_resource,
+)
 from carbontrack.core.errors import CarbonTrackError, ConfigError, SourceUnavailable
 from carbontrack.core.types import EnergySource
 
@@ -35,37 +44,6 @@ class Kind(str, Enum):
     CPU_COUNTER = "cpu-counter"  # measured CPU/DRAM energy: estimates stand aside for it
     CPU_ESTIMATE = "cpu-estimate"  # opened only where no CPU counter opened (no double count)
     GPU = "gpu"
-
-
-@dataclass(frozen=True)
-class GpuVendor:
-    """Where a GPU vendor meets Kubernetes.
-
-    ``resource_prefix``: every extended resource its device plugin advertises starts with it
-    (whole GPUs and their slices: ``nvidia.com/gpu``, ``nvidia.com/mig-3g.40gb``;
-    ``amd.com/gpu``, ``amd.com/cpx_nps4``); ``gpu_resources``: the whole-GPU names a Job's
-    GPU count adds up; ``product_labels``: node labels naming the GPU model."""
-
-    name: str
-    resource_prefix: str
-    gpu_resources: tuple[str, ...]
-    product_labels: tuple[str, ...] = ()
-    device_ids: str = ""  # what the device plugin's device IDs are (docs only)
-
-
-NVIDIA = GpuVendor("nvidia", "nvidia.com/", ("nvidia.com/gpu",), ("nvidia.com/gpu.product",),
-                   "NVML UUIDs (GPU-…, MIG-…)")
-# AMD's device plugin: ROCm/k8s-device-plugin internal/pkg/plugin/plugin.go (resource
-# namespace "amd.com", device IDs are PCI bus IDs, partition resources
-# "<compute>_<memory>" partition names); its node labeller sets amd.com/gpu.product-name
-AMD = GpuVendor("amd", "amd.com/", ("amd.com/gpu",), ("amd.com/gpu.product-name",),
-                "PCI addresses (0000:c1:00.0)")
-
-# Accelerators some device plugin advertises that no module here measures: a pod holding one
-# is reported (never silently left at zero). Intel's GPU plugin (gpu.intel.com/i915, xe),
-# Habana Gaudi, AWS Neuron, Google TPUs.
-UNSUPPORTED_ACCELERATOR_PREFIXES = ("gpu.intel.com/", "habana.ai/", "aws.amazon.com/neuron",
-                                    "google.com/tpu")
 
 
 @dataclass(frozen=True)
@@ -124,36 +102,14 @@ def spec(name: str) -> SourceSpec:
 
 
 def gpu_vendors() -> tuple[GpuVendor, ...]:
+    """The vendors of registered GPU sources (carbontrack.core.accelerators.VENDORS)."""
     return tuple(s.gpu for s in SOURCES if s.gpu is not None)
 
 
-def vendor_for_resource(resource: str) -> GpuVendor | None:
-    """The registered vendor whose device plugin advertises ``resource``, if any."""
-    for v in gpu_vendors():
-        if resource.startswith(v.resource_prefix):
-            return v
-    return None
-
-
-def is_unsupported_accelerator(resource: str) -> bool:
-    """A GPU or accelerator resource no registered vendor measures (``intel.com/gpu``,
-    ``habana.ai/gaudi``, any ``…/gpu``): its holder's energy would be missed."""
-    if vendor_for_resource(resource) is not None:
-        return False
-    return (resource.startswith(UNSUPPORTED_ACCELERATOR_PREFIXES)
-            or "gpu" in resource.rpartition("/")[2].lower())
-
-
-def gpu_count(resources: Mapping[str, object],
-              quantity: Callable[[object], float] = lambda q: float(str(q))) -> float:
-    """Whole GPUs of every registered vendor in a container's limits/requests map
-    (``quantity`` parses a Kubernetes quantity)."""
-    total = 0.0
-    for v in gpu_vendors():
-        for name in v.gpu_resources:
-            if name in resources:
-                total += quantity(resources[name])
-    return total
+__all__ = ["AMD", "NVIDIA", "SOURCES", "UNSUPPORTED_ACCELERATOR_PREFIXES", "Built", "GpuVendor",
+           "Kind", "SourceContext", "SourceSpec", "build", "enabled_by_flags", "flags",
+           "gpu_count", "gpu_vendors", "is_unsupported_accelerator", "spec",
+           "vendor_for_resource"]
 
 
 def flags() -> dict[str, tuple[bool, str]]:
