@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter
 from carbontrack.core import contract
 from carbontrack.core.errors import ConfigError, TemporaryError
 from carbontrack.core.records import RecordEntry, build_entry
-from carbontrack.core.timeutil import format_time
+from carbontrack.core.timeutil import format_time, parse_time
 
 from .accounting import NotReady
 from .budget_book import BudgetBook
@@ -166,7 +166,7 @@ class LongRunningAccounting:
         now = self._clock()
         latest = await self._find_latest(facts, now)
         first = max(facts.created_at, now - timedelta(seconds=self._settings.slice_catchup_s))
-        due = due_slices(first, latest.piece.start if latest else None, now, self.length_s,
+        due = due_slices(first, latest.piece.end if latest else None, now, self.length_s,
                          self._accountant.settle_s, ended_at=facts.deleted_at)
         for piece in due:
             latest = await self._account_slice(kind, facts, piece, owners, latest)
@@ -183,7 +183,11 @@ class LongRunningAccounting:
         hint = facts.annotations.get(LAST_SLICE, "")
         if hint.isdigit():
             start = EPOCH + timedelta(seconds=int(hint))
-            entry = await self._records.find(facts.namespace, slice_key(facts.uid, start), start + step)
+            try:  # the record is filed under the slice's end (whatever the length was then)
+                end = parse_time(facts.annotations.get(SLICE_END, ""))
+            except ValueError:
+                end = start + step
+            entry = await self._records.find(facts.namespace, slice_key(facts.uid, start), end)
             if entry is not None:
                 return _Latest(Slice(start, entry.finished_at), entry)
         first = max(facts.created_at, now - timedelta(seconds=self._settings.slice_catchup_s))

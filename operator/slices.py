@@ -53,20 +53,21 @@ def grid_slice(at: datetime, length_s: float) -> Slice:
     return Slice(start, start + timedelta(seconds=length_s))
 
 
-def due_slices(first: datetime, after: datetime | None, now: datetime, length_s: float,
+def due_slices(first: datetime, resume_at: datetime | None, now: datetime, length_s: float,
                settle_s: float, ended_at: datetime | None = None, limit: int = 1000) -> list[Slice]:
     """Slices to account, oldest first: from the slice holding ``first`` (the workload's
-    creation), or from the one after ``after`` (the start of the latest recorded slice),
-    up to the last slice whose end lies ``settle_s`` (a scrape interval plus margin) in the
-    past. ``ended_at`` (deletion): the slice holding it ends there and is the last one.
-    At most ``limit`` slices (a long outage is caught up over several rounds)."""
-    start = slice_start(first, length_s) if after is None else after + timedelta(seconds=length_s)
-    if ended_at is not None and after is not None and ended_at <= start:
+    creation), or from ``resume_at`` (the end of the latest recorded slice), up to the last
+    slice whose end lies ``settle_s`` (a scrape interval plus margin) in the past. Each slice
+    ends at the grid line after its start, so after a change of the slice length the first
+    new slice runs from the old slice's end to the new grid (no gap, no overlap).
+    ``ended_at`` (deletion): the slice holding it ends there and is the last one. At most
+    ``limit`` slices (a long outage is caught up over several rounds)."""
+    start = slice_start(first, length_s) if resume_at is None else resume_at
+    if ended_at is not None and resume_at is not None and ended_at <= start:
         return []
-    step = timedelta(seconds=length_s)
     out: list[Slice] = []
     while len(out) < limit:
-        end = start + step
+        end = slice_start(start, length_s) + timedelta(seconds=length_s)
         if ended_at is not None and ended_at < end:
             end = max(ended_at, start + timedelta(seconds=1))
             if end + timedelta(seconds=settle_s) <= now:

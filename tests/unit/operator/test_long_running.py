@@ -250,11 +250,11 @@ class Rig:
     now: list[datetime]
     clients: list[PrometheusClient] = field(default_factory=list)
 
-    def operator(self) -> LongRunningAccounting:
+    def operator(self, length: float = LENGTH) -> LongRunningAccounting:
         """A fresh operator (nothing in memory), as after a restart."""
         url = f"http://127.0.0.1:{self.prom.port}"
         settings = OperatorSettings(prometheus_url=url, scrape_interval_s=1.0, accounting_delay_s=1.0,
-                                    slice_length_s=LENGTH)
+                                    slice_length_s=length)
         client = PrometheusClient(url, OperatorMetrics(CollectorRegistry()), timeout_s=2.0)
         self.clients.append(client)
         clock = lambda: self.now[0]  # noqa: E731
@@ -518,3 +518,23 @@ def test_the_slice_loop_attaches_to_the_operators_registry() -> None:
     assert {"carbontrack_operator_slices_accounted", "carbontrack_workload_slice_co2e_grams",
             "carbontrack_workload_functional_units"} <= families
     kube.close()
+
+
+def test_a_restart_with_another_slice_length_continues_where_the_records_end() -> None:
+    async def go() -> None:
+        r = rig()
+        await r.prom.start()
+        await r.operator().tick()  # 60 s slices up to 10:03
+        r.at(CREATED + timedelta(minutes=9))
+        await r.operator(length=120).tick()  # restarted with 2-minute slices
+        got = slices_of(r.records)
+        assert contiguous([p for p, _ in got]) and got[2][0].end == got[3][0].start
+        # 10:03-10:04 to the new grid, then on it (10:08-10:10 has not settled at 10:09)
+        assert [p.seconds for p, _ in got][3:] == [60.0, 120.0, 120.0]
+        end = got[-1][0].end
+        assert math.fsum(e.co2e_grams for _, e in got) == pytest.approx(
+            r.total("carbontrack_container_co2e_grams_total", end), rel=1e-12)
+        for c in r.clients:
+            await c.close()
+
+    run(go())

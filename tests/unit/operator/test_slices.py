@@ -58,9 +58,9 @@ def test_due_slices_are_contiguous_from_creation_and_wait_for_the_final_scrape()
     due = due_slices(created, None, at(12, 0, 30), H, settle_s=35)
     assert due == [Slice(at(9), at(10)), Slice(at(10), at(11))]  # 11-12 settles at 12:00:35
     assert due_slices(created, None, at(12, 0, 35), H, settle_s=35)[-1] == Slice(at(11), at(12))
-    # after the latest recorded slice: the next ones only, never it again
-    assert due_slices(created, at(10), at(12, 0, 35), H, 35) == [Slice(at(11), at(12))]
-    assert due_slices(created, at(11), at(12, 0, 35), H, 35) == []
+    # from the end of the latest recorded slice: the next ones only, never it again
+    assert due_slices(created, at(11), at(12, 0, 35), H, 35) == [Slice(at(11), at(12))]
+    assert due_slices(created, at(12), at(12, 0, 35), H, 35) == []
     assert contiguous(due_slices(created, None, at(20), H, 0))
     assert len(due_slices(created, None, at(20), H, 0, limit=3)) == 3
 
@@ -68,11 +68,18 @@ def test_due_slices_are_contiguous_from_creation_and_wait_for_the_final_scrape()
 def test_a_deleted_workloads_last_slice_ends_at_the_deletion() -> None:
     due = due_slices(at(9, 20), None, at(11, 0, 10), H, 5, ended_at=at(10, 40))
     assert due == [Slice(at(9), at(10)), Slice(at(10), at(10, 40))]
-    assert due_slices(at(9, 20), at(10), at(11), H, 5, ended_at=at(10, 40)) == []
+    assert due_slices(at(9, 20), at(10, 40), at(11), H, 5, ended_at=at(10, 40)) == []
     # not before its own final scrape
-    assert due_slices(at(9, 20), at(9), at(10, 40, 3), H, 5, ended_at=at(10, 40)) == []
+    assert due_slices(at(9, 20), at(10), at(10, 40, 3), H, 5, ended_at=at(10, 40)) == []
     # deleted exactly on a boundary: the slice before is the last
-    assert due_slices(at(9, 20), at(9), at(12), H, 5, ended_at=at(10)) == []
+    assert due_slices(at(9, 20), at(10), at(12), H, 5, ended_at=at(10)) == []
+
+
+def test_a_new_slice_length_continues_from_the_old_slices_end() -> None:
+    # hourly slices up to 10:00, then 40-minute slices (a grid of 40 min from the epoch)
+    due = due_slices(at(9, 20), at(10), at(12, 1), 2400, 5)
+    assert due[0].start == at(10) and contiguous(due)
+    assert all(s.end.timestamp() % 2400 == 0 for s in due)
     assert not contiguous([Slice(at(9), at(10)), Slice(at(11), at(12))])
 
 
