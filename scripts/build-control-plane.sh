@@ -13,7 +13,7 @@
 # A warm run only checks that the files exist (well under a second per tool).
 #
 # Usage: scripts/build-control-plane.sh [TOOL...]   (default: all, in order)
-#        TOOL is one of: helm kubeconform etcd kwok k8s kueue
+#        TOOL is one of: helm kubeconform etcd kwok k8s kueue training-operator
 # Env:   CARBONTRACK_CACHE_DIR  cache root (default ~/.cache/carbontrack)
 #        CARBONTRACK_BUILD_LOG  append timings here (default: stderr only)
 set -euo pipefail
@@ -117,6 +117,38 @@ build_kueue() {
     link_share kueue "$version"
     log "kueue $version CRDs and webhooks copied to $share"
 }
+# The Kubeflow training-operator v1 (PyTorchJob and the other Kubeflow v1 kinds), run by
+# the workload e2e tests, and the workload CRDs they install: the training-operator's own
+# (its module's manifests/base/crds) and JobSet's, Kubeflow Trainer's (TrainJob) and KubeRay's
+# (RayJob, RayCluster) from the modules pinned in tools/workload-crds (sources only, nothing
+# built). The CRDs are kept in <cache>/share/workload-crds-<key>/, keyed by the
+# training-operator version and tools/workload-crds/go.sum.
+build_training_operator() {
+    local dir="$tools_dir/training-operator" crds="$tools_dir/workload-crds"
+    local version; version="$(module_version "$dir" github.com/kubeflow/training-operator)"
+    build_one training-operator "$dir" github.com/kubeflow/training-operator \
+        github.com/kubeflow/training-operator/cmd/training-operator.v1
+    local key; key="$version-$(sha256sum "$crds/go.sum" | cut -c1-12)"
+    local share="$cache_root/share/workload-crds-$key"
+    if [[ -f "$share/.complete" ]]; then link_share workload-crds "$key"; return; fi
+    mkdir -p "$cache_root/share"
+    local tmp; tmp="$(mktemp -d "$cache_root/share/.workload-crds.XXXXXX")"; tmp_dirs+=("$tmp")
+    local src
+    src="$(cd "$dir" && go list -m -f '{{.Dir}}' github.com/kubeflow/training-operator)"
+    cp "$src/manifests/base/crds/kubeflow.org_pytorchjobs.yaml" "$tmp/"
+    (cd "$crds" && go mod download sigs.k8s.io/jobset github.com/kubeflow/trainer/v2 \
+        github.com/ray-project/kuberay/ray-operator)
+    src="$(cd "$crds" && go list -m -f '{{.Dir}}' sigs.k8s.io/jobset)"
+    cp "$src/config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml" "$tmp/"
+    src="$(cd "$crds" && go list -m -f '{{.Dir}}' github.com/kubeflow/trainer/v2)"
+    cp "$src/manifests/base/crds/trainer.kubeflow.org_trainjobs.yaml" "$tmp/"
+    src="$(cd "$crds" && go list -m -f '{{.Dir}}' github.com/ray-project/kuberay/ray-operator)"
+    cp "$src/config/crd/bases/ray.io_rayjobs.yaml" "$src/config/crd/bases/ray.io_rayclusters.yaml" "$tmp/"
+    chmod -R u+w "$tmp"; chmod 755 "$tmp"; touch "$tmp/.complete"
+    rm -rf "$share"; mv "$tmp" "$share"
+    link_share workload-crds "$key"
+    log "workload CRDs ($(ls "$share" | tr '\n' ' ')) copied to $share"
+}
 build_kwok() {
     local v; v="$(module_version "$tools_dir/kwok" sigs.k8s.io/kwok)"
     build_one kwok "$tools_dir/kwok" sigs.k8s.io/kwok sigs.k8s.io/kwok/cmd/kwok \
@@ -161,10 +193,11 @@ build_k8s() {
 # Order matters for people waiting: helm and kubeconform are small and needed
 # by the chart tests; the Kubernetes build is the long pole, so it goes last.
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(helm kubeconform etcd kwok k8s kueue)
+[[ ${#targets[@]} -gt 0 ]] || targets=(helm kubeconform etcd kwok k8s kueue training-operator)
 for t in "${targets[@]}"; do
     case "$t" in
         helm|kubeconform|etcd|kwok|k8s|kueue) "build_$t" ;;
-        *) die "unknown tool '$t' (expected helm, kubeconform, etcd, kwok, k8s or kueue)" ;;
+        training-operator) build_training_operator ;;
+        *) die "unknown tool '$t' (expected helm, kubeconform, etcd, kwok, k8s, kueue or training-operator)" ;;
     esac
 done

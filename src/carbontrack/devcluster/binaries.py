@@ -114,3 +114,40 @@ def ensure_all(
     if still:
         raise ConfigError(f"build finished but {', '.join(map(str, still))} are missing")
     return binaries
+
+
+@dataclass(frozen=True)
+class WorkloadTools:
+    """The Kubeflow training-operator binary and the workload CRDs (PyTorchJob, JobSet,
+    TrainJob, RayJob, RayCluster) kept beside it by the build script."""
+
+    training_operator: Path
+    crd_dir: Path
+
+    def crds(self) -> list[Path]:
+        return sorted(self.crd_dir.glob("*.yaml"))
+
+
+def ensure_workload_tools(
+    *, env: Mapping[str, str] | None = None, root: Path | None = None, log: Path | None = None,
+) -> WorkloadTools:
+    """Build (cold: minutes) or find (warm) the training-operator and the workload CRDs."""
+    env = dict(os.environ if env is None else env)
+    tools = WorkloadTools(bin_dir(env) / "training-operator", cache_dir(env) / "share" / "workload-crds")
+    if os.access(tools.training_operator, os.X_OK) and (tools.crd_dir / ".complete").is_file():
+        return tools
+    root = root or repo_root()
+    if root is None:
+        raise ConfigError("training-operator or workload CRDs missing and no checkout to build them "
+                          "from: run scripts/build-control-plane.sh training-operator")
+    cmd = ["nice", "-n", "10", "bash", str(root / "scripts" / "build-control-plane.sh"), "training-operator"]
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            result = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    else:
+        result = subprocess.run(cmd, env=env)
+    if result.returncode != 0 or not os.access(tools.training_operator, os.X_OK):
+        where = f"; see {log}" if log is not None else ""
+        raise ConfigError(f"building the training-operator failed (exit {result.returncode}){where}")
+    return tools
