@@ -136,7 +136,8 @@ def _response(pods: list[tuple[str, str, list[tuple[str, str, list[str]]]]]) -> 
 answers = st.one_of(
     st.binary(max_size=200),
     st.builds(_response, st.lists(st.tuples(st.text(max_size=6), st.text(max_size=6), st.lists(st.tuples(
-        st.text(max_size=6), st.sampled_from(["nvidia.com/gpu", "nvidia.com/mig-1g.10gb", "amd.com/gpu", "", "example.com/fpga"]),
+        st.text(max_size=6),
+        st.sampled_from(["nvidia.com/gpu", "nvidia.com/mig-1g.10gb", "amd.com/gpu", "", "example.com/fpga"]),
         st.lists(st.text(max_size=8), max_size=3)), max_size=3)), max_size=3)),
 )
 
