@@ -198,8 +198,6 @@ class KueueAdmission:
                 continue
             log.info("Workload %s/%s: check %s %s: %s", facts.namespace, facts.name, check,
                      decision.state, decision.message)
-        if decision.state == "Ready":
-            self.waiting.pop(facts.uid, None)
 
     async def _decision(self, facts: WorkloadFacts) -> Decision:
         try:

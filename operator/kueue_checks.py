@@ -16,9 +16,12 @@ operator-owned ``carbontrack.io/budgets`` annotation of the owner), so relabelli
 Job does not take it out of a budget that holds it. Nothing on the Workload itself decides:
 its labels are not the user's object and its owner is what budgets select, as for Jobs.
 
-A Ready check is never set back to Pending: once admitted, a workload runs to the end, as a
-Job that was running when its budget was exceeded does (setting it back would make Kueue
-evict a running workload).
+Once admitted, a workload runs to the end, as a Job that was running when its budget was
+exceeded does: checks of admitted Workloads are never touched (setting one back would make
+Kueue evict running work). A Workload that is Ready but not admitted yet (another check or
+quota still missing) goes back to Pending when a budget starts holding it. Every status
+patch carries the resourceVersion it was decided on, so a Workload Kueue admitted meanwhile
+is never changed (the API server refuses the stale patch; the next event decides again).
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ class WorkloadFacts:
     checks: Mapping[str, CheckState]
     admitted: bool
     finished: bool
+    resource_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -120,16 +124,15 @@ def workload_facts(body: Mapping[str, Any]) -> WorkloadFacts:
         uid=str(meta.get("uid", "")), owner=controller_owner(meta),
         labels=dict(meta.get("labels") or {}), checks=checks,
         admitted=_condition_true(status, "Admitted"), finished=_condition_true(status, "Finished"),
+        resource_version=str(meta.get("resourceVersion", "")),
     )
 
 
 def checks_to_decide(workload: WorkloadFacts, ours: Iterable[str]) -> list[str]:
-    """Our checks on this Workload that still wait for a decision: not Ready yet, on a
-    Workload neither admitted nor finished (pure)."""
+    """Our checks on this Workload while it is neither admitted nor finished (pure)."""
     if workload.admitted or workload.finished:
         return []
-    return sorted(name for name in set(ours) & set(workload.checks)
-                  if workload.checks[name].state != READY)
+    return sorted(set(ours) & set(workload.checks))
 
 
 def holds(budget: BudgetView, owner: Owner, members: Iterable[str]) -> bool:
@@ -167,7 +170,8 @@ def check_state_patch(workload: WorkloadFacts, check: str, decision: Decision,
                       now: datetime) -> dict[str, Any] | None:
     """The server-side apply body that sets our check's state on the Workload's status, or
     None when it already says exactly this (pure). Only our entry is sent: the list is a map
-    keyed by name, so other controllers' checks are left alone."""
+    keyed by name, so other controllers' checks are left alone. The resourceVersion makes it
+    conditional on the Workload being as it was when decided."""
     current = workload.checks.get(check)
     if current is not None and current.state == decision.state and current.message == decision.message:
         return None
@@ -175,7 +179,8 @@ def check_state_patch(workload: WorkloadFacts, check: str, decision: Decision,
     since = _rfc3339(now) if changed or current is None else current.last_transition_time
     return {
         "apiVersion": API_VERSION, "kind": "Workload",
-        "metadata": {"name": workload.name, "namespace": workload.namespace},
+        "metadata": {"name": workload.name, "namespace": workload.namespace,
+                     "resourceVersion": workload.resource_version},
         "status": {"admissionChecks": [{
             "name": check, "state": decision.state, "message": decision.message,
             "lastTransitionTime": since,

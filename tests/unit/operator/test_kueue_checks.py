@@ -41,7 +41,7 @@ def workload(checks: list[dict[str, Any]], conditions: list[dict[str, Any]] | No
              owners: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "Workload",
-        "metadata": {"name": "job-train-1a2b3", "namespace": "ml", "uid": "wl-uid",
+        "metadata": {"name": "job-train-1a2b3", "namespace": "ml", "uid": "wl-uid", "resourceVersion": "41",
                      "labels": {"kueue.x-k8s.io/job-uid": "job-uid"},
                      "ownerReferences": owners if owners is not None else [
                          {"apiVersion": "batch/v1", "kind": "Job", "name": "train",
@@ -118,9 +118,10 @@ def test_owner_reference_without_controller_is_no_owner() -> None:
 @pytest.mark.parametrize(("checks", "conditions", "expected"), [
     ([PENDING_CHECK], [], ["carbon"]),
     ([{**PENDING_CHECK, "state": "Retry"}], [], ["carbon"]),
-    ([{**PENDING_CHECK, "state": "Ready"}], [], []),           # decided: never taken back
+    ([{**PENDING_CHECK, "state": "Ready"}], [], ["carbon"]),   # Ready, not admitted: re-decided
     ([{**PENDING_CHECK, "name": "provisioning"}], [], []),      # another controller's check
-    ([PENDING_CHECK], [{"type": "Admitted", "status": "True"}], []),
+    ([PENDING_CHECK], [{"type": "Admitted", "status": "True"}], []),  # admitted: never touched
+    ([{**PENDING_CHECK, "state": "Ready"}], [{"type": "Admitted", "status": "True"}], []),
     ([PENDING_CHECK], [{"type": "Finished", "status": "True"}], []),
 ])
 def test_checks_to_decide(checks: list[dict[str, Any]], conditions: list[dict[str, Any]],
@@ -134,7 +135,7 @@ def test_check_state_patch_holds_with_the_message() -> None:
     # Kueue set Pending earlier: the state does not change, so neither does its time
     assert check_state_patch(facts, "carbon", Decision("Pending", HELD_MSG), NOW) == {
         "apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "Workload",
-        "metadata": {"name": "job-train-1a2b3", "namespace": "ml"},
+        "metadata": {"name": "job-train-1a2b3", "namespace": "ml", "resourceVersion": "41"},
         "status": {"admissionChecks": [{"name": "carbon", "state": "Pending", "message": HELD_MSG,
                                         "lastTransitionTime": "2026-03-10T08:00:00Z"}]},
     }
@@ -145,7 +146,7 @@ def test_check_state_patch_ready_moves_the_transition_time() -> None:
     ready = Decision("Ready", "no exceeded Suspend CarbonBudget holds Job ml/train")
     assert check_state_patch(facts, "carbon", ready, NOW) == {
         "apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "Workload",
-        "metadata": {"name": "job-train-1a2b3", "namespace": "ml"},
+        "metadata": {"name": "job-train-1a2b3", "namespace": "ml", "resourceVersion": "41"},
         "status": {"admissionChecks": [{"name": "carbon", "state": "Ready", "message": ready.message,
                                         "lastTransitionTime": "2026-03-10T08:30:00Z"}]},
     }
@@ -182,3 +183,12 @@ def test_active_condition_patch_none_when_active_for_this_generation() -> None:
 def test_is_ours() -> None:
     assert is_ours(admission_check([]))
     assert not is_ours({"spec": {"controllerName": "kueue.x-k8s.io/provisioning-request"}})
+
+
+def test_ready_but_not_admitted_goes_back_to_pending_when_a_budget_holds() -> None:
+    facts = workload_facts(workload([{**PENDING_CHECK, "state": "Ready", "message": "x"}]))
+    patch = check_state_patch(facts, "carbon", decide(owner(), [budget()]), NOW)
+    assert patch is not None
+    assert patch["status"]["admissionChecks"][0]["state"] == "Pending"
+    assert patch["status"]["admissionChecks"][0]["lastTransitionTime"] == "2026-03-10T08:30:00Z"
+    assert patch["metadata"]["resourceVersion"] == "41"
