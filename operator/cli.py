@@ -65,6 +65,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--slice-length", type=float, default=3600.0,
                    help="long-running workloads (Deployments, StatefulSets, ...) are accounted "
                         "per slice of this many seconds on a UTC grid")
+    p.add_argument("--no-long-running", action="store_true",
+                   help="do not account Deployments, StatefulSets, LeaderWorkerSets and "
+                        "InferenceServices per slice")
     p.add_argument("--slice-catchup", type=float, default=7 * 86400.0,
                    help="slices missed (outage, first start) are accounted this far back, s")
     p.add_argument("--no-enforcement", action="store_true", help="never suspend Jobs (Warn only)")
@@ -107,6 +110,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         intensity=live_intensity(args),
         kueue_admission=args.kueue_admission_check,
         slice_length_s=args.slice_length,
+        long_running=not args.no_long_running,
         slice_catchup_s=args.slice_catchup,
     )
 
@@ -152,7 +156,8 @@ async def run(
     if settings.kueue_admission:
         kueue_admission.register(kopf_registry, kueue_admission.KueueAdmission(
             kueue_admission.KueueApi(kube_config), clock))
-    attach_long_running(kopf_registry, op, kube_config)
+    if settings.long_running:
+        attach_long_running(kopf_registry, op, kube_config)
     runner = None
     if listen is not None:
         security = security or ScrapeSecurity()

@@ -83,6 +83,11 @@ class OperatorSettings:
     LeaderWorkerSets, InferenceServices) are accounted in (s, whole seconds); slices lie on a
     UTC grid counted from the Unix epoch, so hourly slices are clock hours."""
 
+    long_running: bool = True
+    """Account long-running workloads per slice (docs/long-running.md). Each slice is a record
+    entry shaped like a Job's (docs/performance/records.md): 100 workloads with hourly slices
+    add 72,000 entries a month; off, or a longer slice, where that is too much."""
+
     slice_catchup_s: float = 7 * 86400.0
     """How far back slices not yet recorded are accounted (s): after an outage or a first
     start, slices that ended longer ago than this are left out (Prometheus' retention bounds
