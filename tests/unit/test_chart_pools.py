@@ -53,7 +53,7 @@ def _pod_spec(docs: list[dict[str, Any]], pool: str) -> dict[str, Any]:
 def test_an_amd_pool_turns_amdsmi_on_with_the_hosts_rocm_and_gpu_devices() -> None:
     docs = helm_template(set_json=[
         'exporter.pools=[{"name": "cpu", "nodeSelector": {"gpu": "none"}},'
-        ' {"name": "amd", "nodeSelector": {"amd.com/gpu.present": "true"},'
+        ' {"name": "amd", "nodeSelector": {"carbontrack.io/pool": "amd"},'
         '  "sources": {"amdsmi": true, "nvml": false}}]',
     ])
     amd, cpu = _pod_spec(docs, "amd"), _pod_spec(docs, "cpu")
@@ -70,4 +70,4 @@ def test_an_amd_pool_turns_amdsmi_on_with_the_hosts_rocm_and_gpu_devices() -> No
     assert vols["dev-kfd"] == {"path": "/dev/kfd", "type": "CharDevice"}
     assert "rocm" not in {v["name"] for v in cpu["volumes"]}
     assert {"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in amd["tolerations"]
-    assert amd["nodeSelector"] == {"amd.com/gpu.present": "true"}
+    assert amd["nodeSelector"] == {"carbontrack.io/pool": "amd"}
