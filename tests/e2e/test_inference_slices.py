@@ -106,14 +106,14 @@ def total(result: list[dict[str, Any]]) -> float:
     return math.fsum(float(x["value"][1]) for x in result)
 
 
-def deployment(name: str) -> dict[str, Any]:
+def deployment(name: str, query: str = 'vllm:generation_tokens_total{model_name="sim"}',
+               replicas: int = 2, team: str = "serving") -> dict[str, Any]:
     pod_ann = {CPU_CORES: "1"}  # the simulator keeps one core busy per pod
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "labels": {"team": "serving"}, "annotations": {
-            "carbontrack.io/functional-unit": "token",
-            "carbontrack.io/functional-unit-query": 'vllm:generation_tokens_total{model_name="sim"}'}},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+        "metadata": {"name": name, "labels": {"team": team}, "annotations": {
+            "carbontrack.io/functional-unit": "token", "carbontrack.io/functional-unit-query": query}},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
                  "template": {"metadata": {"labels": {"app": name}, "annotations": pod_ann},
                               "spec": {"nodeSelector": {"type": "kwok"}, "containers": [
                                   {"name": "serve", "image": "registry.invalid/carbontrack/sim-serve:1",
@@ -153,6 +153,9 @@ def test_a_deployment_is_accounted_per_slice_across_an_operator_restart(
 
     op = start()
     dep = apps.create_namespaced_deployment(namespace, deployment("llm"))
+    # a functional unit that reaches into another namespace: refused, yet accounted by energy
+    bad = apps.create_namespaced_deployment(namespace, deployment(
+        "bad", 'vllm:generation_tokens_total{namespace="someone-else"}', replicas=1, team="other"))
     uid, created = dep.metadata.uid, dep.metadata.creation_timestamp
     wait_for("3 slices recorded", lambda: len(recorded_slices(custom_objects, namespace, uid)) >= 3 or None, 60)
     op.stop()
@@ -182,10 +185,11 @@ def test_a_deployment_is_accounted_per_slice_across_an_operator_restart(
     assert all(slices[s].co2e_grams is not None for s in starts)
     end = slices[starts[-1]].finished_at
 
-    # Σ slices = the counters' total in Prometheus over the span (no gap, no double count)
+    # Σ slices = the counters' total in Prometheus over the span (no gap, no double count),
+    # the series picked by hand: this namespace's pods named after the Deployment
     span = math.ceil((end - first).total_seconds()) + 5
     prom_g = total(query_at(prometheus.url, f'max_over_time(carbontrack_container_co2e_grams_total'
-                                            f'{{namespace="{namespace}"}}[{span}s])', end))
+                                            f'{{namespace="{namespace}",pod=~"llm-.*"}}[{span}s])', end))
     slice_g = math.fsum(slices[s].co2e_grams for s in starts)
     assert prom_g > 0
     assert slice_g == pytest.approx(prom_g, rel=1e-5)
@@ -207,6 +211,16 @@ def test_a_deployment_is_accounted_per_slice_across_an_operator_restart(
     assert float(ann["carbontrack.io/co2e-grams-total"]) == pytest.approx(
         math.fsum(slices[s].co2e_grams for s in upto), rel=1e-5)
 
+    # the refused functional unit: a Warning Event naming the rule; its slices still carry CO2e
+    core = client.CoreV1Api(api_client)
+    refused = [e for e in core.list_namespaced_event(namespace).items
+               if e.reason == "FunctionalUnitInvalid" and e.involved_object.uid == bad.metadata.uid]
+    assert refused and "namespace" in refused[0].message and "energy only" in refused[0].message
+    assert refused[0].type == "Warning" and refused[0].involved_object.kind == "Deployment"
+    bad_slices = recorded_slices(custom_objects, namespace, bad.metadata.uid)
+    assert bad_slices and any((e.co2e_grams or 0) > 0 for e in bad_slices.values())
+    assert all(e.data["inputs"]["carbontrack.io/functional-units"] == "1" for e in bad_slices.values())
+
     # the report: gCO2e per 1,000 tokens = CO2e / tokens, tokens from Prometheus by hand
     # (each series' last value at the end minus its last value at the start)
     sel = f'vllm:generation_tokens_total{{namespace="{namespace}"}}'
@@ -221,7 +235,7 @@ def test_a_deployment_is_accounted_per_slice_across_an_operator_restart(
         capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode == 0, res.stderr
     doc = json.loads((out / "report.json").read_text())
-    [w] = doc["long_running"]
+    [w] = [x for x in doc["long_running"] if x["name"] == "llm"]
     assert (w["name"], w["kind"], w["uid"], w["slices"], w["contiguous"]) == ("llm", "Deployment", uid,
                                                                            len(starts), True)
     assert w["units_coverage"] == f"{len(starts)}/{len(starts)} slices"
