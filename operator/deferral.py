@@ -18,7 +18,8 @@ A Job without a usable forecast runs at once. Reasons include a static provider,
 that is down, a forecast in the past, a deadline that has passed and an invalid annotation.
 Each is given in a Warning Event and in the annotation. A Job that a CarbonBudget also holds
 (``carbontrack.io/suspended-by``) is not resumed by this module: the budget's hold stands and
-the enforcer lifts it.
+the enforcer lifts it. When a budget lets a Job go before its window, the enforcer lifts
+only the budget's hold and this module releases the Job at the window.
 
 The annotation keeps the counterfactual. It holds the forecast intensity for a start at
 submission and for the window run. Accounting copies it into the CarbonRecord, and
@@ -45,7 +46,6 @@ from carbontrack.core.errors import CarbonTrackError, ConfigError, TemporaryErro
 from carbontrack.intensity.forecast import ForecastSource, ForecastUnusable
 from carbontrack.intensity.window import Plan, at_once, parse_span, plan
 
-from .enforcer import job_ref
 from .jobs import EXPECTED_DURATION, SUSPENDED_BY, JobFacts
 from .kube import Conflict, Gone, KubeApi
 from .settings import OperatorSettings
@@ -83,6 +83,19 @@ def expected_duration(job: JobFacts) -> tuple[timedelta, str]:
     if raw is None:
         return DEFAULT_DURATION, f"no {EXPECTED_DURATION}: a 1h window is assumed"
     return parse_span(raw, EXPECTED_DURATION), ""
+
+
+def job_ref(job: JobFacts) -> dict[str, str]:
+    """The Event's involvedObject (a batch/v1 Job: only Jobs are deferred)."""
+    return {"kind": "Job", "apiVersion": "batch/v1", "name": job.name, "namespace": job.namespace,
+            "uid": job.uid}
+
+
+def holds(job: JobFacts) -> bool:
+    """The operator's plan holds this Job for a later window (the enforcer leaves it held
+    when a budget lets it go: this module releases it then)."""
+    record = record_of(job)
+    return record is not None and record["state"] == HELD
 
 
 def record_of(job: JobFacts) -> dict[str, Any] | None:
@@ -143,6 +156,9 @@ class Deferral:
                 or getattr(job, "kind", "Job") != "Job"):  # held through spec.suspend: Jobs only
             return
         if job.uid in self._decided:
+            if job.uid in self._due:  # the latest facts: a budget's hold may have come or gone
+                when, _, plan = self._due[job.uid]
+                self._due[job.uid] = (when, job, plan)
             return
         self._decided.add(job.uid)  # before any await: later events wait for this decision
         record = record_of(job)

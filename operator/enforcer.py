@@ -16,6 +16,7 @@ from typing import Any
 
 from carbontrack.core.errors import TemporaryError
 
+from .deferral import holds as deferral_holds
 from .enforcement import BudgetView, to_resume, to_suspend
 from .jobs import SUSPENDED_BY, JobFacts
 from .kube import Conflict, Gone, KubeApi
@@ -76,7 +77,7 @@ class Enforcer:
             if to_resume(job, budgets, self._members(job)):
                 await self._resume(job)
                 annotations = {k: v for k, v in job.annotations.items() if k != SUSPENDED_BY}
-                jobs[job.uid] = replace(job, suspended=False, annotations=annotations)
+                jobs[job.uid] = replace(job, suspended=deferral_holds(job), annotations=annotations)
 
     async def _suspend(self, job: JobFacts, budget: BudgetView) -> None:
         patch = self._hold(job.kind, True)
@@ -102,6 +103,9 @@ class Enforcer:
         patch = self._hold(job.kind, False)
         if patch is None:
             return
+        deferred = job.kind == "Job" and deferral_holds(job)
+        if deferred:  # also held for its low-carbon window: operator/deferral.py releases it then
+            patch = {}
         try:
             await self._kube.patch_workload(job.kind, job.namespace, job.name, job.uid, {
                 **patch, "metadata": {"annotations": {SUSPENDED_BY: None}}})
@@ -113,5 +117,7 @@ class Enforcer:
         await self._kube.post_event(
             job_ref(job), "ResumedByCarbonBudget",
             f"resumed: the CarbonBudget that suspended it ({job.annotations.get(SUSPENDED_BY)}) "
-            "allows new Jobs again", False, self._clock(),
+            "allows new Jobs again" + ("; it stays held for its low-carbon window "
+                                       "(carbontrack.io/deferral)" if deferred else ""),
+            False, self._clock(),
         )

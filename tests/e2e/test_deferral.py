@@ -185,3 +185,43 @@ def test_deferrable_jobs_wait_for_the_forecast_minimum_or_their_deadline_or_run_
             row["energy_kwh"] * (row["intensity_at_submission"] - row["intensity_at_run"]))
         assert row["avoided_grams_estimate"] > 0 and "estimate" in row["estimate_basis"]
     assert c_row["avoided_grams_estimate"] is None and "no usable forecast" in c_row["reason"]
+
+
+def test_a_budget_that_lets_a_deferred_job_go_early_leaves_it_held_for_its_window(
+    guarded: Guarded, devstack: Any, forecast_server: ForecastServer, wait_for: Any,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    g, ns = guarded, guarded.namespace
+    monkeypatch.setenv("ELECTRICITYMAPS_API_TOKEN", "tok-e2e-deferral")
+    intensity = IntensityConfig(provider="electricitymaps", base_url=forecast_server.api.url, cache_ttl_s=0)
+    budgets = g.custom(g.admin)
+    with op_e2e.operator(g.operator_kubeconfig, devstack.prometheus.url, ns,
+                         deferral_zone="DE", intensity=intensity):
+        # a Suspend budget exceeded by one earlier Job of the team
+        first = g.batch(g.alice).create_namespaced_job(ns, sim_job("first", run_seconds=2.0,
+                                                                   labels={"team": "both"}))
+        _record_of(g, first.metadata.uid, wait_for)
+        budgets.create_namespaced_custom_object("carbontrack.io", "v1alpha1", ns, "carbonbudgets", op_e2e.budget_body(
+            "both", "0.01mg", action="Suspend", selector={"matchLabels": {"team": "both"}}))
+        wait_for("the budget exceeded", lambda: (budgets.get_namespaced_custom_object(
+            "carbontrack.io", "v1alpha1", ns, "carbonbudgets", "both").get("status") or {}).get("exceeded"), 60)
+        t0 = forecast_server.start_now()
+        job = g.batch(g.alice).create_namespaced_job(ns, sim_job(
+            "held-twice", run_seconds=2.0, labels={"team": "both"},
+            annotations={"carbontrack.io/deferrable-until": "90s", "carbontrack.io/expected-duration": "4s"}))
+        assert job.spec.suspend is True and job.metadata.annotations["carbontrack.io/suspended-by"] == f"{ns}/both"
+        plan = _plan(g, "held-twice", wait_for, "held")
+        window = parse(plan["plannedStart"])
+        assert window == t0 + 5 * STEP
+        # the budget allows new Jobs again well before the window: only its hold is lifted
+        budgets.patch_namespaced_custom_object("carbontrack.io", "v1alpha1", ns, "carbonbudgets", "both",
+                                               {"spec": {"limit": "1t"}})
+        lifted = wait_for("the budget's hold lifted", lambda: (
+            j := g.batch(g.admin).read_namespaced_job("held-twice", ns)).metadata.annotations.get(
+            "carbontrack.io/suspended-by") is None and j, 30)
+        assert datetime.now(timezone.utc) < window, "the budget was lifted too late for this test"
+        assert lifted.spec.suspend is True  # still held for its low-carbon window
+        assert "stays held for its low-carbon window" in _events(g, job.metadata.uid)["ResumedByCarbonBudget"]
+        released = _plan(g, "held-twice", wait_for, "released")
+        assert window <= parse(released["releasedAt"]) < window + timedelta(seconds=2.5)
+        assert g.batch(g.admin).read_namespaced_job("held-twice", ns).spec.suspend is False
