@@ -1,7 +1,8 @@
 """CarbonTrack as a Kueue AdmissionCheck controller, with Kueue's real manager (v0.17.0,
-built from its Go module) on the session's control plane: workloads of two Kueue-managed
-kinds (a batch/v1 Job and a plain Pod) queued while a Suspend CarbonBudget that selects them
-is exceeded are not admitted; raising the budget's limit admits them and they run.
+built from its Go module) on the session's control plane: workloads of three Kueue-managed
+kinds (a batch/v1 Job, a plain Pod, and a Kubeflow PyTorchJob run by the real
+training-operator) queued while a Suspend CarbonBudget that selects them is exceeded are not
+admitted; raising the budget's limit admits them and their pods run.
 """
 
 from __future__ import annotations
@@ -27,19 +28,31 @@ QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 @pytest.fixture(scope="module")
 def kueue(devstack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from carbontrack.devcluster.kueue import ensure_kueue, start_kueue
+    from carbontrack.devcluster.binaries import ensure_workload_tools
+    from carbontrack.devcluster.kube import api_client
+    from carbontrack.devcluster.kueue import DEFAULT_FRAMEWORKS, ensure_kueue, start_kueue
+    from carbontrack.devcluster.training_operator import start_training_operator
 
     cluster = devstack.cluster
     if not hasattr(cluster, "pki"):
         pytest.skip("Kueue runs beside the local control plane only (its webhooks use the harness CA)")
     state = tmp_path_factory.mktemp("kueue")
     files = ensure_kueue(log=state / "build.log")
-    controller = start_kueue(files=files, kubeconfig=Path(cluster.kubeconfig), pki=cluster.pki,
-                             supervisor=devstack.supervisor, state_dir=state)
+    tools = ensure_workload_tools(log=state / "build.log")
+    kubeconfig = Path(cluster.kubeconfig)
+    # the PyTorchJob CRD must be served before Kueue starts its kubeflow.org/pytorchjob integration
+    with api_client(kubeconfig) as api:
+        training_operator = start_training_operator(api, kubeconfig, tools, devstack.supervisor)
     try:
-        yield controller
+        controller = start_kueue(files=files, kubeconfig=kubeconfig, pki=cluster.pki,
+                                 supervisor=devstack.supervisor, state_dir=state,
+                                 frameworks=(*DEFAULT_FRAMEWORKS, "kubeflow.org/pytorchjob"))
+        try:
+            yield controller
+        finally:
+            controller.stop()
     finally:
-        controller.stop()
+        devstack.supervisor.stop_one(training_operator)
 
 
 def kueue_objects(custom: client.CustomObjectsApi, namespace: str) -> None:
@@ -81,6 +94,22 @@ def queued_pod(name: str) -> dict[str, Any]:
     template["metadata"]["labels"][QUEUE_LABEL] = "lq"
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, **template["metadata"]}, "spec": template["spec"]}
+
+
+def queued_pytorchjob(name: str) -> dict[str, Any]:
+    """A PyTorchJob (master + one worker) whose pods run like ``sim_job``'s."""
+    template = sim_job(name, run_seconds=120.0, labels={"team": "nlp"})["spec"]["template"]
+    template["spec"]["containers"][0]["name"] = "pytorch"  # the training-operator's container name
+    return {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+            "metadata": {"name": name, "labels": {"team": "nlp", QUEUE_LABEL: "lq"}},
+            "spec": {"runPolicy": {"backoffLimit": 0}, "pytorchReplicaSpecs": {
+                "Master": {"replicas": 1, "restartPolicy": "Never", "template": copy.deepcopy(template)},
+                "Worker": {"replicas": 1, "restartPolicy": "Never", "template": copy.deepcopy(template)}}}}
+
+
+def pods_owned_by(core: client.CoreV1Api, namespace: str, uid: str) -> list[Any]:
+    return [p for p in core.list_namespaced_pod(namespace).items
+            if any(ref.uid == uid for ref in p.metadata.owner_references or [])]
 
 
 def workload_of(custom: client.CustomObjectsApi, namespace: str, owner_uid: str) -> dict[str, Any] | None:
@@ -127,48 +156,58 @@ def test_exceeded_suspend_budget_keeps_kueue_workloads_queued_until_the_limit_is
         wait_for("the budget exceeded", lambda: (
             op_e2e.get_budget(custom_objects, namespace, "nlp").get("status") or {}).get("exceeded"), 30)
 
-        # Two kinds queued in Kueue: a Job and a plain Pod, both of team nlp.
+        # Three kinds queued in Kueue, all of team nlp: a Job, a plain Pod and a PyTorchJob.
         job = sim_job("queued-job", run_seconds=120.0, labels={"team": "nlp"})
         job["metadata"]["labels"][QUEUE_LABEL] = "lq"  # the Job is queued, not its pods
-        job_uid = batch_v1.create_namespaced_job(namespace, job).metadata.uid
-        pod_uid = core_v1.create_namespaced_pod(namespace, queued_pod("queued-pod")).metadata.uid
+        queued = {
+            "Job": batch_v1.create_namespaced_job(namespace, job).metadata.uid,
+            "Pod": core_v1.create_namespaced_pod(namespace, queued_pod("queued-pod")).metadata.uid,
+            "PyTorchJob": custom_objects.create_namespaced_custom_object(
+                "kubeflow.org", "v1", namespace, "pytorchjobs", queued_pytorchjob("queued-pytorchjob")
+            )["metadata"]["uid"],
+        }
         held = f"held by CarbonBudget {namespace}/nlp: exceeded"
-        for kind, uid in (("Job", job_uid), ("Pod", pod_uid)):
+        for kind, uid in queued.items():
             wl = wait_for(f"the {kind}'s Workload held with our message", lambda uid=uid: (
                 w := workload_of(custom_objects, namespace, uid)) and held in our_check(w).get("message", "") and w, 60)
             check_state = our_check(wl)
             assert check_state["state"] == "Pending"
-            assert check_state["message"].endswith("is admitted when the period resets or the limit is raised")
-            assert f"{kind} {namespace}/queued-" in check_state["message"]
+            assert check_state["message"].endswith(
+                f"{kind} {namespace}/queued-{kind.lower()} is admitted when the period resets or the limit is raised")
+            # Kueue reserved quota (it adds the checks then) but does not admit
+            assert any(c["type"] == "QuotaReserved" and c["status"] == "True" for c in wl["status"]["conditions"])
             assert not admitted(wl)
-        # held, not just slow: nothing starts while the budget stays exceeded
-        wait_for("Kueue's scheduler to see the quota free", lambda: all(
-            (w := workload_of(custom_objects, namespace, uid)) and any(
-                c["type"] == "QuotaReserved" and c["status"] == "True" for c in w["status"].get("conditions", []))
-            for uid in (job_uid, pod_uid)), 30)
+        # held, not just slow: nothing has started
         assert batch_v1.read_namespaced_job("queued-job", namespace).spec.suspend is True
         pod = core_v1.read_namespaced_pod("queued-pod", namespace)
         assert "kueue.x-k8s.io/admission" in [g.name for g in pod.spec.scheduling_gates or []]
         assert pod.spec.node_name is None
-        assert not core_v1.list_namespaced_pod(namespace, label_selector="job-name=queued-job").items
-        for uid in (job_uid, pod_uid):
+        pytorchjob = custom_objects.get_namespaced_custom_object(
+            "kubeflow.org", "v1", namespace, "pytorchjobs", "queued-pytorchjob")
+        assert pytorchjob["spec"]["runPolicy"]["suspend"] is True
+        for kind in ("Job", "PyTorchJob"):
+            assert not pods_owned_by(core_v1, namespace, queued[kind])
+        for uid in queued.values():
             assert not admitted(workload_of(custom_objects, namespace, uid))
 
-        # The budget manager raises the limit: both are admitted and run.
+        # The budget manager raises the limit: all three are admitted and their pods run.
         custom_objects.patch_namespaced_custom_object(
             "carbontrack.io", "v1alpha1", namespace, "carbonbudgets", "nlp", {"spec": {"limit": "10kg"}})
-        for kind, uid in (("Job", job_uid), ("Pod", pod_uid)):
+        for kind, uid in queued.items():
             wl = wait_for(f"the {kind}'s Workload admitted", lambda uid=uid: admitted(
                 w := workload_of(custom_objects, namespace, uid)) and w, 60)
             assert our_check(wl)["state"] == "Ready"
             assert our_check(wl)["message"] == (
                 f"no exceeded Suspend CarbonBudget holds {kind} {namespace}/queued-{kind.lower()}")
         wait_for("the Job's pod Running", lambda: any(
-            p.status.phase == "Running"
-            for p in core_v1.list_namespaced_pod(namespace, label_selector="job-name=queued-job").items), 60)
+            p.status.phase == "Running" for p in pods_owned_by(core_v1, namespace, queued["Job"])), 60)
         assert batch_v1.read_namespaced_job("queued-job", namespace).spec.suspend is False
         wait_for("the Pod Running", lambda: core_v1.read_namespaced_pod(
             "queued-pod", namespace).status.phase == "Running", 60)
+        pods = wait_for("the PyTorchJob's master and worker Running", lambda: (
+            ps := [p for p in pods_owned_by(core_v1, namespace, queued["PyTorchJob"]) if p.status.phase == "Running"]
+        ) and len(ps) == 2 and ps, 90)
+        assert sorted(p.metadata.labels["training.kubeflow.org/replica-type"] for p in pods) == ["master", "worker"]
     finally:
         op.stop()
         # the namespace's deletion takes its Workloads; the ClusterQueue is cluster-scoped
