@@ -11,8 +11,10 @@ anyone who may patch pods, so they cannot decide what is counted. The walk
 GET, and the answer is cached per owner UID: one read per workload level per node, not per
 pod or per scrape. The first answer for an owner sticks (a series' labels never change while
 its container runs); entries unused for ``ttl_s`` are dropped. A read that fails for another
-reason than 404 is not cached: the pod keeps its direct controller as owner until a later pod
-event resolves it.
+reason than 404 (API server restarting, throttled) is retried, half a second apart, on the pod
+watch's own thread; if it still fails the pod keeps its direct controller as owner and is not
+cached (a later pod event asks again), but series the engine already created keep their first
+labels, so that pod's energy then stays with its direct controller (logged as a warning).
 """
 
 from __future__ import annotations
@@ -46,8 +48,12 @@ class RootOwners:
     thread writes, nothing else reads)."""
 
     def __init__(self, api: ApiClient, ttl_s: float = 3600.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, tries: int = 3, retry_s: float = 0.5,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self._api = api
+        self._tries = max(tries, 1)
+        self._retry_s = retry_s
+        self._sleep = sleep
         self._ttl_s = ttl_s
         self._clock = clock
         self._cache: dict[str, tuple[Resolution, float]] = {}
@@ -74,16 +80,20 @@ class RootOwners:
             if hit is not None:
                 self._cache[ref.uid] = (hit[0], now)
                 return hit[0]
-        walk = RootWalk(ref)
-        reading = ref  # the owner being read when a read fails
-        try:
-            while (pending := walk.pending) is not None:
-                reading = pending
-                walk.feed(self._read(namespace, pending))
-        except (ApiError, OSError) as err:
-            log.warning("owner %s of a pod in %s not readable now (%s); the pod keeps its direct "
-                        "controller as owner until a later event", reading.describe(), namespace, err)
-            return None
+        for attempt in range(self._tries):
+            walk = RootWalk(ref)
+            reading = ref  # the owner being read when a read fails
+            try:
+                while (pending := walk.pending) is not None:
+                    reading = pending
+                    walk.feed(self._read(namespace, pending))
+                break
+            except (ApiError, OSError) as err:
+                if attempt + 1 == self._tries:
+                    log.warning("owner %s of a pod in %s not readable (%s); the pod keeps its direct "
+                                "controller as owner", reading.describe(), namespace, err)
+                    return None
+                self._sleep(self._retry_s)
         result = walk.result
         assert result is not None
         if result.reason is not None:

@@ -229,15 +229,9 @@ class PodWatcher:
         self._forget_deleted(now)
 
     def _meta(self, meta: PodMeta, pod: dict[str, Any]) -> PodMeta:
-        if self.owners is None:
-            return meta
-        known = self.cache.get(meta.uid)
-        if known is not None and known.owner.owner_uid:
-            # the first owner a pod got sticks: its series' labels never change while it runs
-            return replace(meta, owner=replace(meta.owner, owner_kind=known.owner.owner_kind,
-                                               owner_name=known.owner.owner_name,
-                                               owner_uid=known.owner.owner_uid))
-        return self.owners.rooted(meta, pod)
+        # RootOwners remembers each controller's root, so every event of the pod gets the
+        # same owner labels (its first answer) at no API cost
+        return meta if self.owners is None else self.owners.rooted(meta, pod)
 
     def _forget_deleted(self, now: float) -> None:
         expired = [uid for uid, t in self._deleted.items() if now - t >= self.keep_deleted_s]

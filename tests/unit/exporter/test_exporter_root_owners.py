@@ -106,12 +106,18 @@ def test_bad_chains_keep_the_last_known_owner(server: FakeApiServer) -> None:
     assert owner_of(owners, pod("w", widget)) == Owner("ml", "p-w", "Widget", "w", "u-w")
 
 
-def test_failed_read_is_not_cached(server: FakeApiServer) -> None:
+def test_a_failing_read_is_retried_then_not_cached(server: FakeApiServer) -> None:
     serve(server, obj(JOB, JOBSET), obj(JOBSET))
-    owners = RootOwners(client(server))
-    server.fail_next(1, status=503)
-    assert owner_of(owners, pod("p", JOB)) == Owner("ml", "p-p", "Job", "train-workers-0", "u-job")
+    slept: list[float] = []
+    owners = RootOwners(client(server), tries=2, retry_s=0.25, sleep=slept.append)
+    server.fail_next(1, status=503)  # the retry succeeds
     assert owner_of(owners, pod("p", JOB)) == Owner("ml", "p-p", "JobSet", "train", "u-js")
+    assert slept == [0.25]
+    other = OwnerRef("batch/v1", "Job", "other", "u-other")
+    serve(server, obj(other, JOBSET))
+    server.fail_next(2, status=503)  # both tries fail: the direct controller, not remembered
+    assert owner_of(owners, pod("q", other)) == Owner("ml", "p-q", "Job", "other", "u-other")
+    assert owner_of(owners, pod("q", other)) == Owner("ml", "p-q", "JobSet", "train", "u-js")
 
 
 def wait_until(what: str, cond: Callable[[], Any], timeout_s: float = 20.0) -> Any:
