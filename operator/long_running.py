@@ -94,14 +94,28 @@ class LongRunningAccounting:
         self._known: dict[str, WorkloadFacts] = {}  # workloads seen, to notice a deletion
         self._owners: dict[str, set[str]] = {}  # UIDs ever seen under a workload
         self._warned: set[tuple[str, str]] = set()
+        self._next_round: datetime | None = None  # None: at the next tick
 
     @property
     def length_s(self) -> float:
         return self._settings.slice_length_s
 
     async def tick(self) -> None:
-        """List the workloads, then account every due slice of each (retried next tick)."""
+        """A round when a slice may be due: at each grid line plus the settling time, and
+        on every tick while a round left something to retry. Listing every workload on every
+        tick would cost the API server a cluster-wide list each scrape interval for slices
+        that come due once an hour."""
         now = self._clock()
+        if self._next_round is not None and now < self._next_round:
+            return
+        retry = await self._round(now)
+        self._next_round = None if retry else \
+            slice_start(now, self.length_s) + timedelta(seconds=self.length_s + self._accountant.settle_s)
+
+    async def _round(self, now: datetime) -> bool:
+        """List the workloads, then account every due slice of each; True when one must be
+        retried (Prometheus not caught up, an API error)."""
+        retry = False
         await self._refresh_kinds(now)
         seen: dict[str, tuple[LongRunningKind, WorkloadFacts]] = {}
         for ns in self._settings.namespaces or (None,):
@@ -137,13 +151,18 @@ class LongRunningAccounting:
                 finished = await self._account_workload(kind, facts, sorted(owners))
             except NotReady as err:
                 log.debug("%s %s/%s: %s", facts.kind, facts.namespace, facts.name, err)
+                retry = True
                 continue
             except (TemporaryError, ConfigError, Conflict) as err:
                 log.warning("%s %s/%s not accounted yet: %s", facts.kind, facts.namespace, facts.name, err)
+                retry = True
                 continue
             if finished:
                 for table in (self._known, self._latest, self._owners):
                     table.pop(uid, None)
+            elif facts.deleted_at is not None:
+                retry = True  # its last slice settles before the next grid line
+        return retry
 
     async def _refresh_kinds(self, now: datetime) -> None:
         if self._kinds_checked and (now - self._kinds_checked).total_seconds() < KIND_RECHECK_S:

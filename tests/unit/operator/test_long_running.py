@@ -470,25 +470,30 @@ def test_a_deleted_workloads_last_slice_ends_when_the_deletion_is_noticed() -> N
         op = r.operator()
         await op.tick()
         assert len(r.records.entries()) == 3
-        r.workloads.deployment = {"metadata": {}}  # listed no more
-        gone_at = CREATED + timedelta(minutes=3, seconds=30)
-        r.at(gone_at)
 
-        class Gone(Workloads):
+        class Deleted(Workloads):
+            lists = 0
+
             async def list(self, group: str, version: str, plural: str, ns: str | None) -> list[dict[str, Any]]:
+                Deleted.lists += 1
                 return [] if plural == "deployments" else await super().list(group, version, plural, ns)
 
-        op._api = Gone(r.workloads.deployment, r.workloads.replicasets)  # type: ignore[assignment]
-        await op.tick()  # noticed; its last slice is not settled yet
-        assert len(r.records.entries()) == 3
-        r.at(gone_at + timedelta(seconds=5))
-        await op.tick()
+        op._api = Deleted(r.workloads.deployment, r.workloads.replicasets)  # type: ignore[assignment]
+        r.at(CREATED + timedelta(minutes=3, seconds=30))
+        await op.tick()  # before the next grid line (+ settling): no round, nothing listed
+        assert Deleted.lists == 0
+        gone_at = CREATED + timedelta(minutes=3, seconds=43)  # 10:04:03, the next round
+        r.at(gone_at)
+        await op.tick()  # noticed; 10:03-10:04 recorded, its last slice not settled yet
+        assert len(r.records.entries()) == 4 and Deleted.lists > 0
+        r.at(gone_at + timedelta(seconds=3))
+        await op.tick()  # a deleted workload's round is retried on the next tick
         got = slices_of(r.records)
-        assert len(got) == 4 and contiguous([p for p, _ in got])
-        assert got[-1][0] == Slice(CREATED.replace(second=0) + timedelta(minutes=3), gone_at)
+        assert len(got) == 5 and contiguous([p for p, _ in got])
+        assert got[-1][0] == Slice(CREATED.replace(second=0) + timedelta(minutes=4), gone_at)
         r.at(gone_at + timedelta(minutes=5))
         await op.tick()  # done with it: nothing more
-        assert len(r.records.entries()) == 4 and "dep-1" not in op._known
+        assert len(r.records.entries()) == 5 and "dep-1" not in op._known
         for c in r.clients:
             await c.close()
 
