@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter
 from carbontrack.core import contract
 from carbontrack.core.errors import ConfigError, TemporaryError
 from carbontrack.core.records import RecordEntry, build_entry
-from carbontrack.core.timeutil import format_time, parse_time
+from carbontrack.core.timeutil import format_time
 
 from .accounting import NotReady
 from .budget_book import BudgetBook
@@ -43,6 +42,7 @@ from .long_running_kinds import (
 from .record_store import RecordStore
 from .settings import OperatorSettings
 from .slice_accounting import SliceAccountant, Units, slice_job_facts
+from .slice_cursor import Latest, SliceCursor
 from .slices import EPOCH, Slice, due_slices, slice_key, slice_start
 from .workload_api import WorkloadApi
 
@@ -68,12 +68,6 @@ class LongRunningMetrics:
         self.units = counter(contract.WORKLOAD_FUNCTIONAL_UNITS)
 
 
-@dataclass
-class _Latest:
-    piece: Slice
-    entry: RecordEntry
-
-
 class LongRunningAccounting:
     def __init__(self, settings: OperatorSettings, api: WorkloadApi, kube: KubeApi,
                  accountant: SliceAccountant, records: RecordStore, book: BudgetBook,
@@ -90,7 +84,7 @@ class LongRunningAccounting:
         self._clock = clock
         self._kinds: list[LongRunningKind] = []
         self._kinds_checked: datetime | None = None
-        self._latest: dict[str, _Latest | None] = {}  # workload UID -> latest recorded slice
+        self._cursor = SliceCursor(records, settings)  # the latest recorded slice per workload
         self._known: dict[str, WorkloadFacts] = {}  # workloads seen, to notice a deletion
         self._owners: dict[str, set[str]] = {}  # UIDs ever seen under a workload
         self._warned: set[tuple[str, str]] = set()
@@ -158,8 +152,9 @@ class LongRunningAccounting:
                 retry = True
                 continue
             if finished:
-                for table in (self._known, self._latest, self._owners):
+                for table in (self._known, self._owners):
                     table.pop(uid, None)
+                self._cursor.forget(uid)
             elif facts.deleted_at is not None:
                 retry = True  # its last slice settles before the next grid line
         return retry
@@ -183,46 +178,18 @@ class LongRunningAccounting:
                                 owners: Sequence[str]) -> bool:
         """Due slices in order; True once a deleted workload's last slice is recorded."""
         now = self._clock()
-        latest = await self._find_latest(facts, now)
+        latest = await self._cursor.latest(facts, now)
         first = max(facts.created_at, now - timedelta(seconds=self._settings.slice_catchup_s))
         due = due_slices(first, latest.piece.end if latest else None, now, self.length_s,
                          self._accountant.settle_s, ended_at=facts.deleted_at)
         for piece in due:
             latest = await self._account_slice(kind, facts, piece, owners, latest)
-            self._latest[facts.uid] = latest
+            self._cursor.moved(facts.uid, latest)
         return facts.deleted_at is not None and latest is not None \
             and latest.piece.end >= facts.deleted_at
 
-    async def _find_latest(self, facts: WorkloadFacts, now: datetime) -> _Latest | None:
-        """The latest recorded slice: memory, else the operator's hint verified against the
-        record, else a walk forward through the records from the first slice."""
-        if facts.uid in self._latest:
-            return self._latest[facts.uid]
-        step = timedelta(seconds=self.length_s)
-        hint = facts.annotations.get(LAST_SLICE, "")
-        if hint.isdigit():
-            start = EPOCH + timedelta(seconds=int(hint))
-            try:  # the record is filed under the slice's end (whatever the length was then)
-                end = parse_time(facts.annotations.get(SLICE_END, ""))
-            except ValueError:
-                end = start + step
-            entry = await self._records.find(facts.namespace, slice_key(facts.uid, start), end)
-            if entry is not None:
-                return _Latest(Slice(start, entry.finished_at), entry)
-        first = max(facts.created_at, now - timedelta(seconds=self._settings.slice_catchup_s))
-        start, found = slice_start(first, self.length_s), None
-        while start + step <= now:
-            mark = await self._records.recorded(facts.namespace, slice_key(facts.uid, start), start + step)
-            if mark is None:
-                break
-            found, start = start, start + step
-        if found is None:
-            return None
-        entry = await self._records.find(facts.namespace, slice_key(facts.uid, found), found + step)
-        return _Latest(Slice(found, entry.finished_at), entry) if entry else None
-
     async def _account_slice(self, kind: LongRunningKind, facts: WorkloadFacts, piece: Slice,
-                             owners: Sequence[str], previous: _Latest | None) -> _Latest:
+                             owners: Sequence[str], previous: Latest | None) -> Latest:
         key = slice_key(facts.uid, piece.start)
         stored = await self._records.find(facts.namespace, key, piece.end)
         if stored is None:
@@ -237,10 +204,10 @@ class LongRunningAccounting:
                 await self._book.commit(budget, ledger, job)
         self._seal(key)
         await self._annotate(kind, facts, piece, stored)
-        return _Latest(piece, stored)
+        return Latest(piece, stored)
 
     async def _entry(self, facts: WorkloadFacts, piece: Slice, owners: Sequence[str],
-                     previous: _Latest | None) -> dict[str, Any]:
+                     previous: Latest | None) -> dict[str, Any]:
         acc = await self._accountant.account(facts, piece, owners)
         units = await self._units(facts, piece)
         now = self._clock()
