@@ -16,6 +16,7 @@ from typing import Any
 
 from carbontrack.core.errors import TemporaryError
 
+from .deferral import DEFERRAL
 from .deferral import holds as deferral_holds
 from .enforcement import BudgetView, to_resume, to_suspend
 from .jobs import SUSPENDED_BY, JobFacts
@@ -117,7 +118,7 @@ class Enforcer:
         await self._kube.post_event(
             job_ref(job), "ResumedByCarbonBudget",
             f"resumed: the CarbonBudget that suspended it ({job.annotations.get(SUSPENDED_BY)}) "
-            "allows new Jobs again" + ("; it stays held for its low-carbon window "
-                                       "(carbontrack.io/deferral)" if deferred else ""),
+            "allows new Jobs again" + (f"; it stays held for its low-carbon window ({DEFERRAL})"
+                                       if deferred else ""),
             False, self._clock(),
         )
