@@ -76,3 +76,40 @@ def test_selecting_a_gpu_that_does_not_exist_is_a_one_line_error(tmp_path: Path,
     assert p.returncode != 0
     assert p.stderr.count("\n") == 1 and p.stderr.startswith("carbontrack run: error: "), p.stderr
     assert not list(tmp_path.glob("carbontrack-*.json"))
+
+
+AMD_ADVANCE = (
+    "import sys\n"
+    "from carbontrack.sim.fakeamdsmi import FakeAmdGpu, counts_for_joules, write_state\n"
+    "write_state(sys.argv[1], [FakeAmdGpu('0000:c1:00.0', 'u0', "
+    "energy_counts=counts_for_joules(1.0 + 12.0))])\n"
+)
+
+
+def test_amd_gpu_is_found_and_measured_through_amdsmi(tmp_path: Path) -> None:
+    """The tracker opens amdsmi where its library is present (here the fake under
+    ROCM_PATH) and counts the accumulator's ticks x 15.3 uJ: 12 J, not 12 MJ."""
+    from carbontrack.sim import fakeamdsmi
+
+    try:
+        root = fakeamdsmi.build_fake_libamdsmi(tmp_path / "amd-cache")
+    except fakeamdsmi.FakeAmdSmiBuildError as err:
+        pytest.skip(str(err))
+    state = tmp_path / "state"
+    fakeamdsmi.write_state(state, [fakeamdsmi.FakeAmdGpu(
+        "0000:c1:00.0", "u0", energy_counts=fakeamdsmi.counts_for_joules(1.0))])
+    sysfs = tmp_path / "sys"
+    FakePowercap(sysfs).add_package(0, dram=False)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("CARBONTRACK_") and k not in ("LD_LIBRARY_PATH", "ROCM_HOME")}
+    env.update(ROCM_PATH=str(root), CARBONTRACK_FAKE_AMDSMI_STATE=str(state))
+    argv = [sys.executable, "-m", "carbontrack", "run", "--zone", "DE", "--scope", "machine",
+            "--sysfs", str(sysfs), "--output", str(tmp_path), "--quiet",
+            "--", sys.executable, "-c", AMD_ADVANCE, str(state)]  # fmt: skip
+    p = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    doc = _doc(tmp_path)
+    energy = doc["energy_j"]
+    assert isinstance(energy, dict) and energy["cpu"] == 0.0
+    assert energy["gpu"] == pytest.approx(12.0, abs=1e-4)
+    assert doc["method"] == "measured"
