@@ -1,9 +1,9 @@
 """CarbonTrack's exporter beside Kepler v0.11.4, built from its source, on one fake node.
 
 Both exporters run at the same time, at the same 5 s interval, on the same fake tree
-(bench/driven_node.py: RAPL powercap, /proc, cgroup v2), which a driver advances every
-second with a steady workload whose per-container energy it knows. For 100 and 1,000
-one-container pods it reports, per exporter:
+(bench/driven_node.py: RAPL powercap, /proc, cgroup v2), which a driver advances (energy
+every 0.1 s, container CPU every second) with a steady workload whose truth it knows. For
+100 and 1,000 one-container pods it reports, per exporter:
 
 - CPU per cycle: the process's utime+stime (from /proc/<pid>/stat) over a window with no
   scrapes, divided by the window's intervals (window / 5 s), after a warm-up;
@@ -41,14 +41,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pages
 from driven_node import N_CPUS, PACKAGE_W, DrivenNode, Driver
 from kepler_build import COMMIT, VERSION, KeplerBinary, ensure_kepler
-from pages import write
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "docs" / "performance" / "vs-kepler.md"
 INTERVAL_S = 5
-STEP_S = 1.0
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
@@ -179,7 +178,7 @@ def run_phases(node: DrivenNode, driver: Driver, ex: dict[str, Exporter], warmup
     for k, e in ex.items():
         figs[k].cpu_ms = (e.cpu_s() - cpu0[k]) * 1e3 / (window_s / INTERVAL_S)
     driver.set_running(False)
-    time.sleep(INTERVAL_S + 2)  # every exporter's last cycle has the last charge
+    time.sleep(INTERVAL_S + 4)  # every exporter's last cycle has the last charge
     truth = dict(node.truth_j)
     for k, e in ex.items():
         f = figs[k]
@@ -255,8 +254,11 @@ def page(rows: dict[int, dict[str, Figures]], kepler: KeplerBinary, quick: bool,
         f"({' W and '.join(f'{w:.0f}' for w in PACKAGE_W)} W) with DRAM, cgroup v2 / systemd / "
         "containerd, one container plus the pause sandbox per pod, one process per container "
         "in /proc, and a system daemon outside every pod using one core. Each container uses "
-        "a steady 0.01-0.10 cores. A driver advances every counter every "
-        f"{STEP_S:.0f} s. Both exporters run at the same time at a {INTERVAL_S} s interval; "
+        "a steady 0.01-0.10 cores. A driver advances energy, /proc/stat and the daemon every "
+        f"{Driver.TICK_S} s and charges every container's CPU every {Driver.CHARGE_S:.0f} s, "
+        "or as fast as it can write (below), with the aggregates (root cgroup, /proc/stat) "
+        f"rewritten every {DrivenNode.CHUNK} containers. Both exporters run at the same time "
+        f"at a {INTERVAL_S} s interval; "
         "CarbonTrack with `--idle-policy none --no-kube`, Kepler with its defaults (all metric "
         f"levels). CPU per cycle: process CPU over a {window_s:.0f} s window without scrapes "
         f"(after {warmup_s:.0f} s of warm-up) divided by its {window_s / INTERVAL_S:.0f} "
@@ -331,7 +333,7 @@ def main() -> int:
         print(n, rows[n], file=sys.stderr)
     text = page(rows, kepler, a.quick, warmup_s, window_s, (load0, os.getloadavg()[0]),
                 charge_s)
-    write(PAGE, text)
+    pages.write(PAGE, text)
     print(PAGE.read_text())
     return 0
 
