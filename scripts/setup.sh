@@ -24,6 +24,8 @@ command -v runc >/dev/null || need_apt+=(runc)
 [ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
 command -v iptables >/dev/null || need_apt+=(iptables)
 command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)
+# kube-router's NetworkPolicy controller on the real node (policyenforcer.py) keeps its sets there.
+command -v ipset >/dev/null || need_apt+=(ipset)
 if ((${#need_apt[@]})); then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -55,4 +57,5 @@ fi
 
 if [ "${CARBONTRACK_SKIP_CLUSTER:-0}" != "1" ]; then
   scripts/build-control-plane.sh
+  scripts/build-kube-router.sh  # the real node's NetworkPolicy enforcer (a test-harness part)
 fi

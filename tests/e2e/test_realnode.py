@@ -474,6 +474,91 @@ def test_operator_runs_under_restricted_pod_security(realstack: Any, core: Any) 
         core.delete_namespace(ns)
 
 
+SCRAPER = r"""
+import sys, time, urllib.request
+while True:
+    try:
+        with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
+            body = r.read()
+        print(f"{time.time():.3f} ok {b'carbontrack_node_energy_joules_total' in body}", flush=True)
+    except Exception as err:
+        print(f"{time.time():.3f} fail {type(err).__name__}", flush=True)
+    time.sleep(0.5)
+"""
+
+
+def _scrapes(core: Any, ns: str, name: str) -> list[tuple[float, bool]]:
+    """(time, succeeded with the exporter's series) of each attempt the pod logged."""
+    out = []
+    for line in core.read_namespaced_pod_log(name, ns).splitlines():
+        t, result, *rest = line.split()
+        out.append((float(t), result == "ok" and rest == ["True"]))
+    return out
+
+
+def test_network_policy_enforced_by_kube_router(realstack: Any, core: Any, chart: Any,
+                                                 wait_for: Any) -> None:
+    """The chart's NetworkPolicy on the real node, enforced by kube-router's policy
+    controller (policyenforcer.py): a pod in another namespace that scraped the exporter
+    while nothing enforced the policy is refused once the enforcer runs, while a pod
+    labelled like Prometheus in the allowed namespace (the chart's default selectors)
+    keeps scraping, and so does the host (the node's own address is always allowed, as the
+    kubelet's probes need). The enforcer stays up for the teardown test after this one,
+    which checks that its chains and ipsets are removed with the node."""
+    import shutil
+    import subprocess
+
+    from kubernetes.client.exceptions import ApiException
+
+    from carbontrack.devcluster import hostchanges
+    from carbontrack.devcluster.policyenforcer import start_policy_enforcer
+
+    if shutil.which("ipset") is None:
+        pytest.fail("ipset is missing: scripts/setup.sh installs it")
+    exporter = next(iter(_ready_pods(core, "app.kubernetes.io/component=exporter").values()))
+    url = f"http://{exporter.status.pod_ip}:9875/metrics"
+    namespaces = {"monitoring": {"app.kubernetes.io/name": "prometheus"}, "rn-np-outsider": {}}
+    for ns, labels in namespaces.items():
+        with contextlib.suppress(ApiException):  # 409: it exists
+            core.create_namespace({"metadata": {"name": ns}})
+        pod = _pod("scraper", ["python3.11", "-c", SCRAPER, url], _debian_ref())
+        pod["metadata"]["labels"] = labels
+        core.create_namespaced_pod(ns, pod)
+    try:
+        # without an enforcer the policy is stored and ignored: both reach the exporter
+        for ns in namespaces:
+            wait_for(f"{ns}/scraper scraping the exporter",
+                     lambda ns=ns: _phase(core, ns, "scraper") == "Running"
+                     and any(ok for _, ok in _scrapes(core, ns, "scraper")), 90)
+        t_start = time.time()
+        start_policy_enforcer(realstack.real_node, realstack.cluster.kubeconfig)
+
+        def refused_since() -> float | None:
+            tail = [(t, ok) for t, ok in _scrapes(core, "rn-np-outsider", "scraper") if t > t_start]
+            last = tail[-6:]
+            return last[0][0] if len(last) == 6 and not any(ok for _, ok in last) else None
+
+        t_enforced = wait_for("the outsider refused", refused_since, 90)
+        time.sleep(3)
+        late = [ok for t, ok in _scrapes(core, "rn-np-outsider", "scraper") if t >= t_enforced]
+        assert late and not any(late)  # refused on every attempt from then on
+        allowed = [ok for t, ok in _scrapes(core, "monitoring", "scraper") if t >= t_enforced]
+        assert len(allowed) >= 5 and all(allowed)
+        # what the teardown test after this one must remove: the exporter's pod firewall and
+        # the policy's chains and source ipsets
+        saved = hostchanges.iptables_save("ip")
+        assert ":KUBE-ROUTER-FORWARD" in saved and ":KUBE-POD-FW-" in saved and ":KUBE-NWPLCY-" in saved
+        assert any(n.startswith("KUBE-SRC-") for n in hostchanges.ipset_names())
+        # the host (the harness's Prometheus scrapes from here) is still allowed
+        assert b"carbontrack_node_energy_joules_total" in subprocess.run(
+            ["python3", "-c", f"import urllib.request,sys; sys.stdout.buffer.write("
+             f"urllib.request.urlopen({url!r}, timeout=5).read())"],
+            capture_output=True, timeout=30).stdout
+    finally:
+        for ns in namespaces:
+            core.delete_namespace(ns)
+
+
 def test_teardown_restores_the_host(realstack: Any) -> None:
     """Last in this module: stops the real node and compares the host with the snapshot
     taken before it started (mounts and their propagation, iptables, cgroups, sysctls,

@@ -276,6 +276,29 @@ def test_node_record_round_trips_through_json() -> None:
         {"ip": "*filter\n", "ip6": ""}, Owned(("/s",), ("/sys",), ("ctbr0", "veth")),
         "/s/containerd.sock", {"kubelet": 12, "containerd": 11})
     assert from_json(to_json(r)) == r
+    # with the policy enforcer's ipsets; a record written before they existed still loads
+    r2 = NodeRecord(
+        HostState((), (), {}, (), {}, {}, ("KUBE-DST-X", "other")), {}, Owned(
+            (), (), (), ("KUBE-SRC-", "KUBE-DST-")), "/s", {"kube-router": 13})
+    assert from_json(to_json(r2)) == r2
+    old = json.loads(to_json(r2))
+    del old["before"]["ipsets"], old["owned"]["ipset_prefixes"]
+    assert from_json(json.dumps(old)).before.ipsets == ()
+
+
+def test_ipsets_are_part_of_the_host_state_and_kube_router_runs_only_its_firewall() -> None:
+    from carbontrack.devcluster.policyenforcer import enforcing, kube_router_args
+
+    a = HostState((), (), {}, (), {}, {}, ("mine",))
+    b = HostState((), (), {}, (), {}, {}, ("KUBE-SRC-ABC", "mine"))
+    assert a.differences(b) == ["ipsets: new KUBE-SRC-ABC"]
+    args = kube_router_args(Path("/c/kube-router"), Path("/k"), "real-node-0")
+    assert {"--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
+            "--hostname-override=real-node-0", "--kubeconfig=/k", "--health-port=0"} <= set(args)
+    assert enforcing("*filter\n:KUBE-NWPLCY-DEFAULT - [0:0]\n:KUBE-ROUTER-FORWARD - [0:0]\n"
+                     "-A FORWARD -j KUBE-ROUTER-FORWARD")
+    assert not enforcing("*filter\n:KUBE-ROUTER-FORWARD - [0:0]\n-A FORWARD -j KUBE-ROUTER-FORWARD")
+    assert not enforcing("*filter\n:KUBE-ROUTER-FORWARD - [0:0]\n")
 
 
 def test_kubepods_pids_skip_cgroups_removed_during_the_walk(tmp_path: Path, monkeypatch) -> None:

@@ -3,7 +3,8 @@
 kubelet, containerd, runc and the CNI plugins write outside any state dir: mounts (pod
 volumes, container root filesystems, network namespaces), iptables chains, cgroups under
 ``kubepods``, sysctls (the kubelet raises ``kernel.panic_on_oops``), the CNI bridge and
-veths, and a few hard-coded directories. :class:`HostState` is a snapshot of exactly those
+veths, and a few hard-coded directories; with the NetworkPolicy enforcer (kube-router,
+policyenforcer.py) also ipsets. :class:`HostState` is a snapshot of exactly those
 things; :func:`restore` undoes the difference between a snapshot and now, touching only
 what the real node can have made (other work on the machine keeps its mounts and cgroups).
 
@@ -47,11 +48,12 @@ class HostState:
     cgroups: tuple[str, ...]  # "<hierarchy>/<path>": top-level dirs and all of kubepods
     sysctls: Mapping[str, str]
     paths: Mapping[str, bool]
+    ipsets: tuple[str, ...] = ()  # names (`ipset list -n`), sorted; () where ipset is absent
 
     def differences(self, other: HostState) -> list[str]:
         """Human-readable differences (empty: the same host state)."""
         out: list[str] = []
-        for name in ("mounts", "links", "cgroups"):
+        for name in ("mounts", "links", "cgroups", "ipsets"):
             a, b = Counter(getattr(self, name)), Counter(getattr(other, name))
             out += [f"{name}: gone {k}" for k in sorted(a - b, key=str)]
             out += [f"{name}: new {k}" for k in sorted(b - a, key=str)]
@@ -158,6 +160,15 @@ def iptables_save(family: str) -> str:
     return subprocess.run([exe], capture_output=True, text=True, check=True).stdout
 
 
+def ipset_names() -> tuple[str, ...]:
+    """The host's ipsets (kube-router's NetworkPolicy controller makes them); () without
+    the ipset tool, which nothing but the enforcer needs."""
+    if shutil.which("ipset") is None:
+        return ()
+    r = subprocess.run(["ipset", "list", "-n"], capture_output=True, text=True)
+    return tuple(sorted(r.stdout.split())) if r.returncode == 0 else ()
+
+
 def take(paths: Sequence[str] = HOST_PATHS, sysctls: Sequence[str] = SYSCTLS,
          cgroup_root: Path = CGROUP_ROOT) -> HostState:
     """A snapshot of the host (root only: iptables-save needs CAP_NET_ADMIN)."""
@@ -168,6 +179,7 @@ def take(paths: Sequence[str] = HOST_PATHS, sysctls: Sequence[str] = SYSCTLS,
         cgroups=_cgroups(cgroup_root),
         sysctls={k: _read(Path("/proc/sys") / k.replace(".", "/")) for k in sysctls},
         paths={p: Path(p).exists() for p in paths},
+        ipsets=ipset_names(),
     )
 
 
@@ -178,6 +190,7 @@ class Owned:
     mount_prefixes: tuple[str, ...]  # mount points under these are unmounted
     propagation_roots: tuple[str, ...]  # propagation of these (and below) is restored
     link_prefixes: tuple[str, ...]  # new links named so are deleted (bridge, veths)
+    ipset_prefixes: tuple[str, ...] = ()  # new ipsets named so are destroyed (kube-router's)
 
 
 def _under(path: str, prefixes: Sequence[str]) -> bool:
@@ -238,6 +251,12 @@ def _restore_once(before: HostState, owned: Owned, raw_iptables_before: Mapping[
             r = subprocess.run([exe, "--noflush"], input=script, capture_output=True, text=True)
             if r.returncode != 0:
                 problems.append(f"{exe}: {r.stderr.strip()}\n{script}")
+    # after the rules that match on them are gone (a set in use cannot be destroyed)
+    for name in sorted(set(now.ipsets) - set(before.ipsets)):
+        if name.startswith(owned.ipset_prefixes):
+            r = subprocess.run(["ipset", "destroy", name], capture_output=True, text=True)
+            if r.returncode != 0 and name in ipset_names():
+                problems.append(f"ipset destroy {name}: {r.stderr.strip()}")
     for cg in sorted(set(now.cgroups) - set(before.cgroups), key=lambda c: -c.count("/")):
         if cg.split("/")[1] == KUBEPODS:
             try:

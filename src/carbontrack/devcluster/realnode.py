@@ -125,6 +125,8 @@ class RealNode:
     images: dict[str, str] = field(default_factory=dict)  # name ("exporter") -> reference
     # name -> the manifest digest containerd recorded; the image is also named repo@digest
     digests: dict[str, str] = field(default_factory=dict)
+    # ipsets this node may destroy at teardown (the policy enforcer's, policyenforcer.py)
+    ipset_prefixes: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     stopped: bool = False
@@ -138,6 +140,7 @@ class RealNode:
                             str(KUBELET_ROOT)),
             propagation_roots=("/sys",),
             link_prefixes=(BRIDGE, "veth"),
+            ipset_prefixes=self.ipset_prefixes,
         )
 
     def write_record(self) -> None:

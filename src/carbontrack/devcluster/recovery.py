@@ -47,11 +47,11 @@ def from_json(text: str) -> NodeRecord:
     before = HostState(
         mounts=tuple((m, p) for m, p in b["mounts"]), links=tuple(b["links"]),
         iptables=b["iptables"], cgroups=tuple(b["cgroups"]), sysctls=b["sysctls"],
-        paths=b["paths"],
+        paths=b["paths"], ipsets=tuple(b.get("ipsets", ())),
     )
     o = d["owned"]
     owned = Owned(tuple(o["mount_prefixes"]), tuple(o["propagation_roots"]),
-                  tuple(o["link_prefixes"]))
+                  tuple(o["link_prefixes"]), tuple(o.get("ipset_prefixes", ())))
     return NodeRecord(before, d["raw_iptables"], owned, d["socket"], d["pids"])
 
 
@@ -123,7 +123,8 @@ def recover(path: Path) -> list[str]:
         r = from_json(path.read_text())
     except FileNotFoundError:
         return []
-    for name in ("kubelet", "containerd"):  # only if the pid is still that program
+    # kube-router first: it would re-create its rules while they are being undone
+    for name in ("kube-router", "kubelet", "containerd"):  # only if the pid is still that program
         pid = r.pids.get(name)
         if pid and any(a.endswith(name.encode()) for a in _cmdline(pid)[:1]):
             with contextlib.suppress(ProcessLookupError):
