@@ -194,13 +194,13 @@ def measure_in_process(containers: int, cycles: int, lib_dir: Path,
 # a cycle's phases, in the order Engine._collect runs them (bound methods wrapped on the
 # instances: a few microseconds of timer calls per cycle)
 PHASES = (
-    ("_read_sources", "energy counters (RAPL files, NVML energy calls)"),
+    ("reader.energy", "energy counters (RAPL files, NVML energy calls)"),
     ("cgroups.discover", "cgroup discovery (scandir of QoS dirs, rolling pod rescans)"),
-    ("_to_read", "choosing cgroups to read"),
+    ("tracker.to_read", "choosing cgroups to read"),
     ("cgroups.read", "CPU counter files (open/read/close per container)"),
-    ("_read_gpu", "GPU process lists (NVML process and utilisation calls)"),
-    ("_usage_deltas", "CPU deltas per container"),
-    ("_attribute", "attribution, ledger and CO2e updates"),
+    ("reader.gpu_topology", "GPU process lists (NVML process and utilisation calls)"),
+    ("tracker.usage_deltas", "CPU deltas per container"),
+    ("_interval", "attribution, ledger and CO2e updates"),
     ("store.save", "ledger file (values, write, rename)"),
 )
 

@@ -23,11 +23,11 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from carbontrack.core.types import EnergySource
+from carbontrack.core.types import EnergyReading, EnergySource
 
 from .attribution import IdlePolicy
 from .booking import Booker, IntervalResult
-from .cgroups import CgroupReader
+from .cgroups import CgroupReader, ContainerCgroup
 from .containers import POD_SANDBOX, SANDBOX_READ_CYCLES, ContainerTracker
 from .cpu_weight import CpuWeightMap
 from .emissions import EmissionsRates
@@ -161,15 +161,10 @@ class Engine:
         prev_mono, self._prev_mono = self._prev_mono, mono
         result = None
         if not first and start is not None:
-            reserved = (self.reservations.for_cycle(present, self._seq)
-                        if needs_reservations(deltas) else {})
-            pid_keys = (self.tracker.pid_keys(p for _, p, _, _ in topo.processes)
-                        if needs_pids(deltas) else {})
             dt = mono - prev_mono if prev_mono is not None else now - start
-            inputs = IntervalInputs(dt, deltas, cpu_d, root_d, self.cfg.cpu_count,
-                                    self.cfg.idle_policy, reserved, topo, pid_keys)
             # a wall clock stepped back makes end < start: label the interval by its end
-            result = self._book(min(start, now), now, inputs)
+            result = self._interval(min(start, now), now, dt, deltas, cpu_d, root_d, present,
+                                    topo)
         moved = self.tracker.label_late_pods(self.ledger)
         live: Collection[ContainerKey] = present.keys()
         if moved:
@@ -182,6 +177,20 @@ class Engine:
             except OSError as err:
                 self.status.set("state", False, f"cannot write state: {err}", 0.0)
         return result
+
+    def _interval(self, start: float, end: float, dt: float,
+                  deltas: list[tuple[EnergyReading, float]], cpu_d: dict[ContainerKey, float],
+                  root_d: float | None, present: dict[ContainerKey, ContainerCgroup],
+                  topo: GpuTopology) -> IntervalResult:
+        """One interval: the reservations and GPU processes' containers that attribution
+        will ask for (read only then), the attribution (pure), the ledger."""
+        reserved = (self.reservations.for_cycle(present, self._seq)
+                    if needs_reservations(deltas) else {})
+        pid_keys = (self.tracker.pid_keys(p for _, p, _, _ in topo.processes)
+                    if needs_pids(deltas) else {})
+        inputs = IntervalInputs(dt, deltas, cpu_d, root_d, self.cfg.cpu_count,
+                                self.cfg.idle_policy, reserved, topo, pid_keys)
+        return self._book(start, end, inputs)
 
     def _book(self, start: float, end: float, inputs: IntervalInputs) -> IntervalResult:
         """The interval's intensity, its attribution (pure), then the ledger."""
