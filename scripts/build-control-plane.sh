@@ -13,7 +13,7 @@
 # A warm run only checks that the files exist (well under a second per tool).
 #
 # Usage: scripts/build-control-plane.sh [TOOL...]   (default: all, in order)
-#        TOOL is one of: helm kubeconform etcd kwok k8s kueue training-operator
+#        TOOL is one of: helm kubeconform etcd kwok k8s kueue training-operator jobset
 # Env:   CARBONTRACK_CACHE_DIR  cache root (default ~/.cache/carbontrack)
 #        CARBONTRACK_BUILD_LOG  append timings here (default: stderr only)
 set -euo pipefail
@@ -149,6 +149,11 @@ build_training_operator() {
     link_share workload-crds "$key"
     log "workload CRDs ($(ls "$share" | tr '\n' ' ')) copied to $share"
 }
+# The JobSet controller (sigs.k8s.io/jobset; main package at the module root), run by the
+# workload e2e tests; same version as the JobSet CRD in tools/workload-crds.
+build_jobset() {
+    build_one jobset "$tools_dir/jobset" sigs.k8s.io/jobset sigs.k8s.io/jobset
+}
 build_kwok() {
     local v; v="$(module_version "$tools_dir/kwok" sigs.k8s.io/kwok)"
     build_one kwok "$tools_dir/kwok" sigs.k8s.io/kwok sigs.k8s.io/kwok/cmd/kwok \
@@ -193,11 +198,12 @@ build_k8s() {
 # Order matters for people waiting: helm and kubeconform are small and needed
 # by the chart tests; the Kubernetes build is the long pole, so it goes last.
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(helm kubeconform etcd kwok k8s kueue training-operator)
+[[ ${#targets[@]} -gt 0 ]] || targets=(helm kubeconform etcd kwok k8s kueue training-operator jobset)
 for t in "${targets[@]}"; do
     case "$t" in
         helm|kubeconform|etcd|kwok|k8s|kueue) "build_$t" ;;
         training-operator) build_training_operator ;;
-        *) die "unknown tool '$t' (expected helm, kubeconform, etcd, kwok, k8s, kueue or training-operator)" ;;
+        jobset) build_jobset ;;
+        *) die "unknown tool '$t' (expected helm, kubeconform, etcd, kwok, k8s, kueue, training-operator or jobset)" ;;
     esac
 done

@@ -2,10 +2,11 @@
 
 - PyTorchJob with the REAL Kubeflow training-operator v1.8.1 (built from its Go module,
   devcluster/training_operator.py): master + workers on simulated GPU/CPU nodes.
-- JobSet and RayJob with their real CRDs (from their module sources) but no controller in
-  the harness: the test creates what their controllers create (a JobSet's Job, a RayJob's
-  submitter Job and RayCluster with a pod) and then sets the status the way the controller
-  does, as cited at each step.
+- JobSet with the REAL JobSet controller v0.8.2 (built from its Go module).
+- RayJob with its real CRD (KubeRay v1.4.0) but no controller in the harness (its controller
+  asks the Ray dashboard in the head pod for the job's state, which simulated pods do not
+  serve): the test creates what KubeRay creates (the submitter Job, the RayCluster with a head
+  pod) and sets the status the way the controller does, as cited at each step.
 - Bad owner chains (unknown kind, cycle, dangling owner): a Warning Event and the Job is still
   accounted by energy.
 
@@ -41,20 +42,23 @@ KINDS = {  # kind -> (group, version, plural)
 
 @pytest.fixture(scope="module")
 def training_operator(devstack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The workload CRDs and the real training-operator, for this module's tests."""
+    """The workload CRDs, the real training-operator and JobSet controller, for this module."""
     from carbontrack.devcluster.binaries import ensure_workload_tools
     from carbontrack.devcluster.kube import api_client
-    from carbontrack.devcluster.training_operator import start_training_operator
+    from carbontrack.devcluster.training_operator import start_jobset_controller, start_training_operator
 
-    tools = ensure_workload_tools(log=tmp_path_factory.mktemp("wl") / "build.log")
+    state = tmp_path_factory.mktemp("wl")
+    tools = ensure_workload_tools(log=state / "build.log")
     kubeconfig = Path(devstack.cluster.kubeconfig)
     with api_client(kubeconfig) as api:
         op_e2e.install_crd(api)
-        proc = start_training_operator(api, kubeconfig, tools, devstack.supervisor)
+        procs = [start_training_operator(api, kubeconfig, tools, devstack.supervisor),
+                 start_jobset_controller(kubeconfig, tools.jobset, state, devstack.supervisor)]
     try:
-        yield proc
+        yield procs[0]
     finally:
-        devstack.supervisor.stop_one(proc)
+        for proc in procs:
+            devstack.supervisor.stop_one(proc)
 
 
 def now_text() -> str:
@@ -179,32 +183,28 @@ def test_pytorchjob_with_the_real_training_operator_is_accounted_once(
             get(custom_objects, namespace, "PyTorchJob", "resnet")["metadata"].get("finalizers") or []), 15)
 
 
-def test_jobset_and_rayjob_with_their_real_crds_are_accounted_once(
+def test_jobset_with_its_real_controller_and_rayjob_are_accounted_once(
     training_operator: Any, namespace: str, custom_objects: Any, core_v1: Any, batch_v1: Any,
     prometheus: Any, kubeconfig: Path, wait_for: Any,
 ) -> None:
     custom_objects.create_namespaced_custom_object(
         GROUP, VERSION, namespace, "carbonbudgets",
         op_e2e.budget_body("llm", "1kg", selector={"matchLabels": {"team": "llm"}}))
+    from carbontrack.devcluster.training_operator import jobset_defaults
+
     job_template = {"parallelism": 2, "completions": 2, "backoffLimit": 0,
                     "template": sim_template("js", run_seconds=4.0, cpu_cores=1.0, node="sim-cpu-0")}
     jobset = {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
               "metadata": {"name": "pretrain", "labels": {"team": "llm"}},
-              "spec": {"replicatedJobs": [{"name": "workers", "replicas": 1,
-                                           "template": {"spec": job_template}}]}}
+              "spec": jobset_defaults({"replicatedJobs": [{"name": "workers", "replicas": 1,
+                                                          "template": {"spec": job_template}}]})}
     rayjob = {"apiVersion": "ray.io/v1", "kind": "RayJob",
               "metadata": {"name": "tune", "labels": {"team": "llm"}},
               "spec": {"entrypoint": "python tune.py", "shutdownAfterJobFinishes": True,
                        "rayClusterSpec": {"headGroupSpec": {"rayStartParams": {},
                                                            "template": sim_template("h", run_seconds=5.0)}}}}
     with op_e2e.operator(kubeconfig, prometheus.url, namespace):
-        js = create(custom_objects, namespace, jobset)
-        js_uid = js["metadata"]["uid"]
-        # what the JobSet controller creates: one Job per replicated job, its controller the
-        # JobSet (jobset_controller.go constructJob: ctrl.SetControllerReference)
-        child = sim_job("pretrain-workers-0", run_seconds=4.0, cpu_cores=1.0, node="sim-cpu-0", parallelism=2)
-        child["metadata"]["ownerReferences"] = [controller("JobSet", "pretrain", js_uid)]
-        child_uid = batch_v1.create_namespaced_job(namespace, child).metadata.uid
+        js_uid = create(custom_objects, namespace, jobset)["metadata"]["uid"]
 
         rj = create(custom_objects, namespace, rayjob)
         rj_uid = rj["metadata"]["uid"]
@@ -232,15 +232,18 @@ def test_jobset_and_rayjob_with_their_real_crds_are_accounted_once(
         set_status(custom_objects, namespace, "RayJob", "tune",
                    {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING", "startTime": start})
 
+        # the JobSet controller creates the Job (its controller: the JobSet), the Job
+        # controller its pods, and the JobSet controller marks it Completed
+        child = wait_for("the JobSet controller's Job", lambda: [
+            j for j in batch_v1.list_namespaced_job(namespace).items
+            if any(r.uid == js_uid and r.controller for r in j.metadata.owner_references or [])], 60)[0]
+        child_uid = child.metadata.uid
         js_pods = wait_for("the JobSet's pods", lambda: len(p := pods_of(core_v1, namespace, {child_uid})) == 2
                            and p, 30)
-        op_e2e.wait_job_finished(batch_v1, namespace, "pretrain-workers-0", wait_for)
-        # JobSet success (jobset_controller.go:995-1025): Completed condition + terminalState
-        set_status(custom_objects, namespace, "JobSet", "pretrain", {
-            "terminalState": "Completed", "replicatedJobsStatus": [
-                {"name": "workers", "ready": 0, "succeeded": 1, "failed": 0, "active": 0, "suspended": 0}],
-            "conditions": [{"type": "Completed", "status": "True", "reason": "AllJobsCompleted",
-                            "message": "jobset completed successfully", "lastTransitionTime": now_text()}]})
+        wait_for("the Completed condition from the JobSet controller", lambda: any(
+            c["type"] == "Completed" and c["status"] == "True"
+            for c in (get(custom_objects, namespace, "JobSet", "pretrain").get("status") or {}).get(
+                "conditions") or []), 60)
 
         rj_pods = {head_uid} | wait_for("the submitter's pod", lambda: pods_of(core_v1, namespace, {sub_uid}), 30)
         op_e2e.wait_job_finished(batch_v1, namespace, "tune-submitter", wait_for)
@@ -260,7 +263,7 @@ def test_jobset_and_rayjob_with_their_real_crds_are_accounted_once(
         assert_accounted_once(custom_objects, core_v1, prometheus, namespace, "JobSet", js_uid, js_ann, js_pods, "llm")
         assert_accounted_once(custom_objects, core_v1, prometheus, namespace, "RayJob", rj_uid, rj_ann, rj_pods, "llm")
         # the Jobs under them are not units of accounting: no record, no annotation, no finalizer
-        for name, uid in (("pretrain-workers-0", child_uid), ("tune-submitter", sub_uid)):
+        for name, uid in ((child.metadata.name, child_uid), ("tune-submitter", sub_uid)):
             job = batch_v1.read_namespaced_job(name, namespace)
             assert "carbontrack.io/accounted-at" not in (job.metadata.annotations or {})
             assert "carbontrack.io/accounting" not in (job.metadata.finalizers or [])

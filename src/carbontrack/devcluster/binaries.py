@@ -118,11 +118,12 @@ def ensure_all(
 
 @dataclass(frozen=True)
 class WorkloadTools:
-    """The Kubeflow training-operator binary and the workload CRDs (PyTorchJob, JobSet,
-    TrainJob, RayJob, RayCluster) kept beside it by the build script."""
+    """The Kubeflow training-operator and JobSet controller binaries and the workload CRDs
+    (PyTorchJob, JobSet, TrainJob, RayJob, RayCluster) kept beside them by the build script."""
 
     training_operator: Path
     crd_dir: Path
+    jobset: Path
 
     def crds(self) -> list[Path]:
         return sorted(self.crd_dir.glob("*.yaml"))
@@ -131,23 +132,28 @@ class WorkloadTools:
 def ensure_workload_tools(
     *, env: Mapping[str, str] | None = None, root: Path | None = None, log: Path | None = None,
 ) -> WorkloadTools:
-    """Build (cold: minutes) or find (warm) the training-operator and the workload CRDs."""
+    """Build (cold: minutes) or find (warm) the training-operator, the JobSet controller and
+    the workload CRDs."""
     env = dict(os.environ if env is None else env)
-    tools = WorkloadTools(bin_dir(env) / "training-operator", cache_dir(env) / "share" / "workload-crds")
-    if os.access(tools.training_operator, os.X_OK) and (tools.crd_dir / ".complete").is_file():
+    tools = WorkloadTools(bin_dir(env) / "training-operator", cache_dir(env) / "share" / "workload-crds",
+                          bin_dir(env) / "jobset")
+    built = [tools.training_operator, tools.jobset]
+    if all(os.access(p, os.X_OK) for p in built) and (tools.crd_dir / ".complete").is_file():
         return tools
     root = root or repo_root()
     if root is None:
         raise ConfigError("training-operator or workload CRDs missing and no checkout to build them "
                           "from: run scripts/build-control-plane.sh training-operator")
-    cmd = ["nice", "-n", "10", "bash", str(root / "scripts" / "build-control-plane.sh"), "training-operator"]
+    cmd = ["nice", "-n", "10", "bash", str(root / "scripts" / "build-control-plane.sh"), "training-operator",
+           "jobset"]
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
             result = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     else:
         result = subprocess.run(cmd, env=env)
-    if result.returncode != 0 or not os.access(tools.training_operator, os.X_OK):
+    if result.returncode != 0 or not all(os.access(p, os.X_OK) for p in built):
         where = f"; see {log}" if log is not None else ""
-        raise ConfigError(f"building the training-operator failed (exit {result.returncode}){where}")
+        raise ConfigError(f"building the training-operator and JobSet controller failed "
+                          f"(exit {result.returncode}){where}")
     return tools

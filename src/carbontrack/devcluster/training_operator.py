@@ -11,11 +11,18 @@ Running it outside a pod needs what its Deployment would give it:
   ValidatingWebhookConfiguration is installed (the rotator skips an absent one);
 - ports of its own: webhook on a free port, metrics and probes off ("0").
 It runs with ``nice -n 10`` and only the PyTorchJob scheme.
+
+The JobSet controller (sigs.k8s.io/jobset v0.8.2, same module as its CRD) runs from a
+Configuration file: internal cert management off (nothing calls its webhooks: no webhook
+configurations are installed), its webhook server on a free port with a self-signed pair in
+a directory of its own, metrics and probes off, no leader election. Without its defaulting
+webhook a JobSet must carry the fields the webhook would default (``jobset_defaults``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -47,13 +54,55 @@ def operator_argv(binary: Path, webhook_port: int) -> list[str]:
             "--health-probe-bind-address=0", "--zap-log-level=info"]
 
 
+def jobset_config(webhook_port: int, cert_dir: Path) -> dict[str, Any]:
+    """The JobSet controller's Configuration (config.jobset.x-k8s.io/v1alpha1; pure)."""
+    return {"apiVersion": "config.jobset.x-k8s.io/v1alpha1", "kind": "Configuration",
+            "internalCertManagement": {"enable": False},
+            "webhook": {"port": webhook_port, "certDir": str(cert_dir)},
+            "metrics": {"bindAddress": "0"}, "health": {"healthProbeBindAddress": "0"},
+            "leaderElection": {"leaderElect": False}}
+
+
+def jobset_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with what JobSet's defaulting webhook sets (sigs.k8s.io/jobset@v0.8.2
+    pkg/webhooks/jobset_webhook.go:105-150: success policy All, startup policy AnyOrder,
+    Indexed Jobs, pod restart policy OnFailure, DNS hostnames and not-ready addresses on);
+    values already given are kept."""
+    out: dict[str, Any] = json.loads(json.dumps(spec))
+    out.setdefault("successPolicy", {"operator": "All"})
+    out.setdefault("startupPolicy", {"startupPolicyOrder": "AnyOrder"})
+    network = out.setdefault("network", {})
+    network.setdefault("enableDNSHostnames", True)
+    network.setdefault("publishNotReadyAddresses", True)
+    for rjob in out.get("replicatedJobs") or []:
+        job_spec = rjob["template"]["spec"]
+        job_spec.setdefault("completionMode", "Indexed")
+        pod_spec = job_spec["template"]["spec"]
+        if not pod_spec.get("restartPolicy"):
+            pod_spec["restartPolicy"] = "OnFailure"
+    return out
+
+
+def start_jobset_controller(kubeconfig: Path, binary: Path, state_dir: Path,
+                            supervisor: Supervisor) -> ManagedProcess:
+    """Start the JobSet controller (its CRD comes with install_crds)."""
+    cert_dir = state_dir / "jobset-certs"
+    _self_signed(cert_dir)
+    config = state_dir / "jobset-config.yaml"
+    config.write_text(yaml.safe_dump(jobset_config(free_port(), cert_dir)))
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    return supervisor.start("jobset-controller", ["nice", "-n", "10", str(binary), f"--config={config}",
+                                                  "--zap-log-level=info"], env=env)
+
+
 def install_crds(api: client.ApiClient, paths: Sequence[Path], timeout_s: float = 60.0) -> list[str]:
     """Create (or replace) each CRD and wait until all are Established; their names."""
     ext = client.ApiextensionsV1Api(api)
     names = []
     for path in paths:
-        body: dict[str, Any] = yaml.safe_load(path.read_text())
-        name = body["metadata"]["name"]
+        # the client takes a manifest dict as it is (typed as its model class)
+        body: Any = yaml.safe_load(path.read_text())
+        name = str(body["metadata"]["name"])
         names.append(name)
         try:
             ext.create_custom_resource_definition(body)
@@ -61,14 +110,15 @@ def install_crds(api: client.ApiClient, paths: Sequence[Path], timeout_s: float 
             if err.status != 409:
                 raise
             current = ext.read_custom_resource_definition(name)
-            body["metadata"]["resourceVersion"] = current.metadata.resource_version
+            body["metadata"]["resourceVersion"] = current.metadata.resource_version if current.metadata else None
             ext.replace_custom_resource_definition(name, body)
     deadline = time.monotonic() + timeout_s
     pending = set(names)
     while pending and time.monotonic() < deadline:
         for name in list(pending):
             crd = ext.read_custom_resource_definition(name)
-            if any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])):
+            conditions = (crd.status.conditions if crd.status else None) or []
+            if any(c.type == "Established" and c.status == "True" for c in conditions):
                 pending.discard(name)
         time.sleep(0.2)
     if pending:
