@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from carbontrack.core import contract
+from carbontrack.core.accelerators import VENDORS
 from carbontrack.core.contract import operator_owned as operator_owned  # re-exported
 from carbontrack.core.errors import ConfigError
 
@@ -27,7 +28,8 @@ FINALIZER = contract.ACCOUNTING_FINALIZER
 # The budgets (namespace/name) that selected a Job while it ran, written by the operator when
 # it first sees the Job: relabelling the Job later does not take it out of them.
 BUDGETS = contract.BUDGETS
-GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu")
+# every GPU vendor's whole-GPU resource names (carbontrack.core.accelerators)
+GPU_RESOURCES = tuple(r for v in VENDORS for r in v.gpu_resources)
 # carbontrack.io/ annotations that users write as inputs (identity, projection, sync marks).
 # Every other carbontrack.io/ key is the operator's (operator_owned): the admission policy
 # rejects anyone else setting or changing it, and the operator never trusts its value (the
