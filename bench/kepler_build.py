@@ -3,7 +3,9 @@ side-by-side bench (bench/bench_vs_kepler.py). Not part of scripts/setup.sh or C
 
 Source: a git directory holding the release tag (``--kepler-git``, e.g. a clone or mirror;
 the tag must point at the pinned commit), else the Go module proxy's zip of the same tag
-(``go mod download``, checked against sum.golang.org by the go command). Dependencies come
+(``go mod download``, checked against sum.golang.org by the go command; the proxy this
+project's machines use answered 403 for Kepler itself on 2026-12-07, so there pass
+``--kepler-git``). Dependencies come
 from the Go module proxy, pinned by the release's go.sum. Kepler's Makefile builds with
 CGO_ENABLED=1 (github.com/NVIDIA/go-nvml needs cgo: with CGO_ENABLED=0 its package does not
 compile), so a C compiler is needed.
@@ -81,10 +83,12 @@ def _source(git_dir: Path | None, version: str) -> tuple[Path, str]:
         return dest, f"git tag {version} ({got[:12]}) of {git_dir}"
     done = subprocess.run(["go", "mod", "download", "-json", f"{MODULE}@{version}"],
                           capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"go mod download {MODULE}@{version} failed (is the Go module "
-                           f"proxy reachable? or pass --kepler-git DIR):\n{done.stderr[-2000:]}")
-    info = json.loads(done.stdout)
+    info = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {}
+    if done.returncode != 0 or "Error" in info or "Dir" not in info:
+        # e.g. a proxy that serves Kepler's dependencies but not Kepler itself (403)
+        why = info.get("Error") or done.stderr[-2000:]
+        raise RuntimeError(f"go mod download {MODULE}@{version} failed; pass --kepler-git DIR "
+                           f"(a clone of {MODULE} with tag {version}):\n{why}")
     if not (dest / "go.mod").exists():
         # the module cache is read-only: build from a writable copy
         shutil.copytree(info["Dir"], dest)
