@@ -2,9 +2,9 @@
 default render and from ci/networkpolicy-values.yaml, and read back as they were rendered
 (the server's validation and defaulting keep every selector, port and rule).
 
-Enforcement is not tested: the local harness builds no network plugin that enforces
-NetworkPolicies, so a pod outside the allowed namespace could still connect here
-(docs/helm.md "Network policies")."""
+Enforcement is tested on the real node, where kube-router's policy controller enforces the
+chart's policy (tests/e2e/test_realnode.py::test_network_policy_enforced_by_kube_router);
+the kwok nodes here have no pod network at all."""
 
 from __future__ import annotations
 
