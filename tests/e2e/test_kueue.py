@@ -189,6 +189,11 @@ def test_exceeded_suspend_budget_keeps_kueue_workloads_queued_until_the_limit_is
             assert not pods_owned_by(core_v1, namespace, queued[kind])
         for uid in queued.values():
             assert not admitted(workload_of(custom_objects, namespace, uid))
+        # the held Job's membership survives an operator restart and relabelling: the
+        # operator-owned annotation names the budget (kueue_checks.holds reads it)
+        wait_for("the held Job's budget membership", lambda: (
+            batch_v1.read_namespaced_job("queued-job", namespace).metadata.annotations or {}
+        ).get("carbontrack.io/budgets") == f"{namespace}/nlp", 30)
 
         # The budget manager raises the limit: all three are admitted and their pods run.
         custom_objects.patch_namespaced_custom_object(
