@@ -283,7 +283,7 @@ def test_exporter_process_watches_pods_without_the_kubernetes_client(
                 log.write(raw)
                 m = SERVING.search(raw)
                 if m:
-                    port = int(m.group(1))
+                    port = int(m.group(2))  # SERVING: (scheme, port)
                     break
             assert port is not None, "exporter exited before serving"
 
