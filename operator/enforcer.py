@@ -14,9 +14,9 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from carbontrack.core.contract import DEFERRAL
 from carbontrack.core.errors import TemporaryError
 
-from .deferral import DEFERRAL
 from .deferral import holds as deferral_holds
 from .enforcement import BudgetView, to_resume, to_suspend
 from .jobs import SUSPENDED_BY, JobFacts

@@ -32,7 +32,8 @@ def test_serving_pair_is_written_once_and_matches(tmp_path: Path) -> None:
 def test_crds_are_the_yaml_files_of_the_share_dir(tmp_path: Path) -> None:
     for name in ("b.yaml", "a.yaml", ".complete"):
         (tmp_path / name).write_text("")
-    assert WorkloadTools(tmp_path / "bin", tmp_path, tmp_path / "js").crds() == [tmp_path / "a.yaml", tmp_path / "b.yaml"]
+    tools = WorkloadTools(tmp_path / "bin", tmp_path, tmp_path / "js")
+    assert tools.crds() == [tmp_path / "a.yaml", tmp_path / "b.yaml"]
 
 
 def test_jobset_configuration_turns_off_what_needs_a_pod() -> None:
