@@ -136,8 +136,8 @@ def test_kwok_args(tmp_path: Path) -> None:
 def test_prometheus_config_and_file_sd(tmp_path: Path) -> None:
     cfg = prometheus_config(tmp_path, 1.0)
     assert cfg["global"] == {"scrape_interval": "1000ms", "evaluation_interval": "1000ms"}
-    assert [j["job_name"] for j in cfg["scrape_configs"]] == ["carbontrack-exporter",
-                                                             "carbontrack-operator"]
+    assert [j["job_name"] for j in cfg["scrape_configs"]] == [
+        "carbontrack-exporter", "carbontrack-operator", "workload-metrics"]
     assert cfg["scrape_configs"][0]["file_sd_configs"] == [
         {"files": [str(tmp_path / "carbontrack-exporter.json")], "refresh_interval": "1s"}]
     assert file_sd({"127.0.0.1:2": {"node": "b"}, "127.0.0.1:1": {"node": "a"}}) == [
