@@ -17,6 +17,7 @@ and its CO2e equals the sum of its pods' series in Prometheus within 1e-5.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -317,3 +318,82 @@ def test_bad_owner_chains_give_an_event_and_the_job_is_still_accounted(
         # it belonged to cycle-a; after, it is its own root), nothing is recorded for it
         assert record_entries(custom_objects, namespace, b.metadata.uid) == []
         assert op_e2e.accounted(batch_v1, namespace, "cycle-b") is None
+
+
+def test_integrity_policies_guard_the_new_kinds(
+    training_operator: Any, devstack: Any, namespace: str, custom_objects: Any, api_client: Any,
+) -> None:
+    """The chart's workload-integrity policies (templates/workload-admission-policies.yaml) in
+    the real API server: nobody but the operator's ServiceAccount writes the operator's
+    carbontrack.io/ annotations on a JobSet or a PyTorchJob; user keys stay writable."""
+    import subprocess
+
+    import yaml
+    from kubernetes import dynamic
+    from kubernetes.client.exceptions import ApiException
+
+    release = f"wl{uuid.uuid4().hex[:6]}"
+    chart = Path(__file__).parents[2] / "charts" / "carbontrack"
+    text = subprocess.run(
+        [str(devstack.cluster.binaries.helm), "template", release, str(chart), "-n", "carbontrack",
+         "--kube-version", "1.36.3", "--set-json", f'operator.watchNamespaces=["{namespace}"]',
+         "--show-only", "templates/workload-admission-policies.yaml"],
+        capture_output=True, text=True, check=True).stdout
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    assert sorted(d["kind"] for d in docs) == (
+        ["ValidatingAdmissionPolicy"] * 2 + ["ValidatingAdmissionPolicyBinding"] * 2)
+    dyn = dynamic.DynamicClient(api_client)
+    resources = [(dyn.resources.get(api_version=d["apiVersion"], kind=d["kind"]), d) for d in docs]
+    for resource, doc in resources:
+        resource.create(body=doc)
+    forged = {"carbontrack.io/co2e-grams": "0.001", "carbontrack.io/accounted-at": now_text()}
+
+    def jobset(name: str, annotations: dict[str, str]) -> dict[str, Any]:
+        return {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+                "metadata": {"name": name, "annotations": annotations},
+                "spec": {"suspend": True, "replicatedJobs": [{"name": "w", "replicas": 1, "template": {"spec": {
+                    "template": sim_template("x", run_seconds=1.0)}}}]}}
+
+    def refused(call: Any) -> str:
+        with pytest.raises(ApiException) as info:
+            call()
+        assert info.value.status in (403, 422), info.value
+        return str(json.loads(info.value.body)["message"])
+
+    try:
+        # policies reach admission through informers: wait until the first refusal
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                create(custom_objects, namespace, jobset("probe", forged))
+                custom_objects.delete_namespaced_custom_object("jobset.x-k8s.io", "v1alpha2", namespace, "jobsets",
+                                                               "probe")
+            except ApiException as err:
+                if err.status in (403, 422) and "written only by the CarbonTrack operator" in str(err.body):
+                    break
+                raise
+            assert time.monotonic() < deadline, "the workload integrity policy never took effect"
+            time.sleep(0.5)
+        message = refused(lambda: create(custom_objects, namespace, jobset("forged", forged)))
+        assert "carbontrack.io/accounted-at" in message and "carbontrack.io/co2e-grams" in message
+        assert "JobSet" in message
+        pytorch = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+                   "metadata": {"name": "forged", "annotations": forged},
+                   "spec": {"runPolicy": {"suspend": True}, "pytorchReplicaSpecs": {"Master": {
+                       "replicas": 1, "template": sim_template("m", run_seconds=1.0, container="pytorch")}}}}
+        assert "PyTorchJob" in refused(lambda: create(custom_objects, namespace, pytorch))
+        # a clean JobSet is admitted, a user key may be written, an operator key may not
+        create(custom_objects, namespace, jobset("clean", {"carbontrack.io/expected-duration": "1h"}))
+        custom_objects.patch_namespaced_custom_object(
+            "jobset.x-k8s.io", "v1alpha2", namespace, "jobsets", "clean",
+            {"metadata": {"annotations": {"carbontrack.io/expected-duration": "2h"}}})
+        refused(lambda: custom_objects.patch_namespaced_custom_object(
+            "jobset.x-k8s.io", "v1alpha2", namespace, "jobsets", "clean",
+            {"metadata": {"annotations": {"carbontrack.io/energy-kwh": "0"}}}))
+    finally:
+        for resource, doc in reversed(resources):
+            try:
+                resource.delete(name=doc["metadata"]["name"])
+            except ApiException as err:
+                if err.status != 404:
+                    raise
