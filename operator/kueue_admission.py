@@ -77,6 +77,11 @@ class KueueApi:
                          meta["namespace"], "workloads", meta["name"], body,
                          field_manager=FIELD_MANAGER, force=True, _content_type=APPLY)
 
+    async def list_budgets(self, namespace: str) -> list[dict[str, Any]]:
+        listed = await self._call(self._custom.list_namespaced_custom_object, contract.API_GROUP,
+                                  contract.API_VERSION, namespace, "carbonbudgets")
+        return [dict(item) for item in listed.get("items", [])]
+
     async def apply_check_status(self, body: dict[str, Any]) -> None:
         await self._call(self._custom.patch_cluster_custom_object_status, GROUP, VERSION,
                          "admissionchecks", body["metadata"]["name"], body,
@@ -134,6 +139,10 @@ class KueueAdmission:
         self.budgets: dict[str, BudgetView] = {}
         self.waiting: dict[str, WorkloadFacts] = {}  # Workload UID -> facts, not decided Ready
         self._members: dict[str, set[str]] = {}  # owner UID -> budgets that held it
+        # Namespaces whose budgets were listed once: at start-up a Workload's event can come
+        # before the budget watch has delivered its budgets, and deciding then would admit
+        # what an exceeded budget holds.
+        self._synced: set[str] = set()
 
     # ---------------------------------------------------------------- events
     async def on_check_event(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -201,6 +210,11 @@ class KueueAdmission:
 
     async def _decision(self, facts: WorkloadFacts) -> Decision:
         try:
+            await self._sync_budgets(facts.namespace)
+        except (ApiException, TemporaryError) as err:
+            return unresolved(f"the CarbonBudgets of namespace {facts.namespace} could not be "
+                              f"listed ({getattr(err, 'status', '') or err})")
+        try:
             owner = await self.top_owner(facts)
         except OwnerUnreadable as err:
             return unresolved(str(err))
@@ -212,6 +226,16 @@ class KueueAdmission:
         if decision.budget is not None:
             members.add(decision.budget)
         return decision
+
+    async def _sync_budgets(self, namespace: str) -> None:
+        """List the namespace's budgets once; views the watch delivered are kept (as new or
+        newer than the list)."""
+        if namespace in self._synced:
+            return
+        for body in await self._api.list_budgets(namespace):
+            meta = body.get("metadata") or {}
+            self.budgets.setdefault(f"{meta.get('namespace')}/{meta.get('name')}", budget_view(body))
+        self._synced.add(namespace)
 
     async def top_owner(self, facts: WorkloadFacts) -> Owner:
         """The Workload's top-level owner, as accounting sees it: the root of the walk in

@@ -7,6 +7,7 @@ admitted; raising the budget's limit admits them and their pods run.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 from collections.abc import Iterator
@@ -119,6 +120,20 @@ def workload_of(custom: client.CustomObjectsApi, namespace: str, owner_uid: str)
     return None
 
 
+def blank_check_message(custom: client.CustomObjectsApi, wl: dict[str, Any] | None) -> None:
+    """As an admin: our check's entry back to Pending with no message (server-side apply)."""
+    assert wl is not None
+    entry = {**our_check(wl), "state": "Pending", "message": ""}
+    custom.patch_namespaced_custom_object_status(
+        *KUEUE, wl["metadata"]["namespace"], "workloads", wl["metadata"]["name"],
+        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "Workload",
+         "metadata": {"name": wl["metadata"]["name"], "namespace": wl["metadata"]["namespace"]},
+         "status": {"admissionChecks": [entry]}},
+        field_manager="e2e-test", force=True, _content_type="application/apply-patch+yaml")
+    assert our_check(custom.get_namespaced_custom_object(
+        *KUEUE, wl["metadata"]["namespace"], "workloads", wl["metadata"]["name"]))["message"] == ""
+
+
 def our_check(wl: dict[str, Any]) -> dict[str, Any]:
     return next((c for c in (wl.get("status") or {}).get("admissionChecks") or []
                  if c["name"] == CHECK), {})
@@ -195,6 +210,18 @@ def test_exceeded_suspend_budget_keeps_kueue_workloads_queued_until_the_limit_is
             batch_v1.read_namespaced_job("queued-job", namespace).metadata.annotations or {}
         ).get("carbontrack.io/budgets") == f"{namespace}/nlp", 30)
 
+        # A restarted operator decides before its budget watch may have caught up: it must
+        # still hold them. The checks' messages are blanked while it is down (as Kueue does
+        # when it resets a check), so its fresh decision is seen when it writes them again.
+        op.stop()
+        for uid in queued.values():
+            blank_check_message(custom_objects, workload_of(custom_objects, namespace, uid))
+        op = op_e2e.InProcessOperator(kubeconfig, prometheus.url, namespace, kueue_admission=True).start()
+        for kind, uid in queued.items():
+            wl = wait_for(f"the {kind}'s Workload held again after the restart", lambda uid=uid: (
+                w := workload_of(custom_objects, namespace, uid)) and held in our_check(w).get("message", "") and w, 60)
+            assert our_check(wl)["state"] == "Pending" and not admitted(wl)
+
         # The budget manager raises the limit: all three are admitted and their pods run.
         custom_objects.patch_namespaced_custom_object(
             "carbontrack.io", "v1alpha1", namespace, "carbonbudgets", "nlp", {"spec": {"limit": "10kg"}})
@@ -218,3 +245,49 @@ def test_exceeded_suspend_budget_keeps_kueue_workloads_queued_until_the_limit_is
         # the namespace's deletion takes its Workloads; the ClusterQueue is cluster-scoped
         with contextlib.suppress(client.exceptions.ApiException):
             custom_objects.delete_cluster_custom_object(*KUEUE, "clusterqueues", f"cq-{namespace}")
+
+
+def test_a_workload_decided_before_the_budget_watch_caught_up_is_held(
+    kueue: Any, kubeconfig: Path, namespace: str, core_v1: Any, batch_v1: Any, custom_objects: Any,
+    wait_for: Any,
+) -> None:
+    """The controller driven by hand against the real API server, as right after a restart:
+    a Workload event before any CarbonBudget event. It lists the namespace's budgets before
+    deciding, so the exceeded budget holds the Workload (it would have been Ready)."""
+    from carbontrack.operator.kubeconfig import load_configuration
+    from carbontrack.operator.kueue_admission import KueueAdmission, KueueApi
+
+    from carbontrack.devcluster.kube import api_client
+    from carbontrack.devcluster.kueue import MANAGED_LABEL
+
+    with api_client(kubeconfig) as api:
+        op_e2e.install_crd(api)
+    core_v1.patch_namespace(namespace, {"metadata": {"labels": {MANAGED_LABEL: "true"}}})
+    kueue_objects(custom_objects, namespace)
+    # the budget's status as the operator writes it when the budget is exceeded (no operator
+    # runs here, so nothing rewrites it)
+    op_e2e.create_budget(custom_objects, namespace, op_e2e.budget_body("nlp", "1g", action="Suspend"))
+    custom_objects.patch_namespaced_custom_object_status(
+        "carbontrack.io", "v1alpha1", namespace, "carbonbudgets", "nlp",
+        {"status": {"exceeded": True, "used": "1.5 g", "usedGrams": 1.5, "periodName": "2026-12"}})
+    admission = KueueAdmission(KueueApi(load_configuration(str(kubeconfig))), op_e2e.Clock())
+    check = custom_objects.get_cluster_custom_object(*KUEUE, "admissionchecks", CHECK)
+
+    job = sim_job("early", run_seconds=30.0, labels={"team": "nlp"})
+    job["metadata"]["labels"][QUEUE_LABEL] = "lq"
+    uid = batch_v1.create_namespaced_job(namespace, job).metadata.uid
+
+    async def drive() -> dict[str, Any]:
+        await admission.on_check_event("ADDED", dict(check))  # Active: the ClusterQueue reserves quota
+        wl = await asyncio.to_thread(wait_for, "our check on the Workload", lambda: (
+            w := workload_of(custom_objects, namespace, uid)) and our_check(w) and w, 60)
+        assert admission.budgets == {}  # no budget event has come
+        await admission.on_workload_event("ADDED", wl)
+        return dict(workload_of(custom_objects, namespace, uid) or {})
+
+    wl = asyncio.run(drive())
+    assert our_check(wl)["state"] == "Pending"
+    assert our_check(wl)["message"].startswith(
+        f"held by CarbonBudget {namespace}/nlp: exceeded (1.5 g of 1g in 2026-12)")
+    assert not admitted(wl)
+    assert batch_v1.read_namespaced_job("early", namespace).spec.suspend is True
