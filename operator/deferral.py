@@ -69,11 +69,11 @@ class DeferralConfig:
 def deadline_of(job: JobFacts) -> datetime:
     """The latest start: an RFC 3339 time, or a duration after the Job's creation."""
     raw = job.annotations[DEFERRABLE_UNTIL].strip()
-    if raw and raw[0].isdigit() and raw[-1] in "hms" and "T" not in raw:
-        return job.created_at + parse_span(raw, DEFERRABLE_UNTIL)
     try:
+        if raw and raw[0].isdigit() and raw[-1] in "hms" and "T" not in raw:
+            return job.created_at + parse_span(raw, DEFERRABLE_UNTIL)
         return parse_time(raw)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):  # user input: never escapes the handler
         raise ConfigError(f"invalid {DEFERRABLE_UNTIL} {raw!r}: give an RFC 3339 time "
                           "(2026-12-07T06:00:00Z) or a duration after creation ('6h', '90m')") from None
 

@@ -23,6 +23,7 @@ from .forecast import Forecast
 from .series import as_utc, time_weighted_mean
 
 FULL = 1.0 - 1e-9  # coverage that counts as complete (float sums of overlaps)
+MAX_SPAN = timedelta(days=366)  # forecasts reach days ahead; longer spans are typing errors
 _PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|m|s)")
 _SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0}
 
@@ -37,6 +38,8 @@ def parse_span(text: str, what: str = "duration") -> timedelta:
     seconds = sum(float(n) * _SECONDS[u] for n, u in parts)
     if seconds <= 0:
         raise ConfigError(f"invalid {what} {text!r}: must be longer than zero")
+    if seconds > MAX_SPAN.total_seconds():  # user input: would overflow datetime arithmetic
+        raise ConfigError(f"invalid {what} {text!r}: longer than {MAX_SPAN.days} days")
     return timedelta(seconds=seconds)
 
 
@@ -85,7 +88,9 @@ def plan(forecast: Forecast, *, now: datetime, duration: timedelta, deadline: da
         return Plan(now, timedelta(0), f"deadline {deadline.isoformat()} has passed: runs at once",
                     submission_mean(forecast, now, duration),
                     submission_mean(forecast, now, duration), basis)
-    candidates = {now, deadline}
+    # a start at or after the forecast's end is never covered: the deadline counts only
+    # before it (it is user input and may be far off; scoring it could overflow datetime)
+    candidates = {now} | ({deadline} if deadline < forecast.end else set())
     candidates |= {p.start for p in forecast.points if now < p.start < deadline}
     scored = [(mean, start) for start in sorted(candidates)
               if (mean := window_mean(forecast, start, duration)) is not None]

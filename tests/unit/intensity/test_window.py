@@ -81,3 +81,13 @@ def test_forecast_validation() -> None:
     assert [p.g_per_kwh for p in f.points] == [200, 300] and f.horizon == 1.5 * STEP
     with pytest.raises(ValueError, match="positive"):
         plan(f, now=at(1.5), duration=timedelta(0), deadline=at(3))
+
+
+def test_a_deadline_at_the_end_of_time_plans_without_overflow() -> None:
+    # the deadline is user input (an RFC 3339 time); a window starting there cannot be covered
+    # by any forecast, and scoring it must not overflow datetime
+    last = datetime(9999, 12, 31, 23, tzinfo=timezone.utc)
+    p = plan(forecast([400, 300, 100, 500]), now=T0, duration=timedelta(hours=2), deadline=last)
+    assert p.wait == timedelta(0) and "no window" in p.reason
+    p = plan(forecast([400, 300, 100, 500]), now=T0, duration=STEP, deadline=last)
+    assert p.start == at(2) and p.at_start_g_per_kwh == 100

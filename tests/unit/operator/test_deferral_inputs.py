@@ -79,3 +79,15 @@ def test_avoided_estimate_and_the_metrics_it_feeds() -> None:
     deferral.recorded({}, 2.0)
     assert registry.get_sample_value(
         "carbontrack_operator_deferral_avoided_co2e_grams_estimate_total") == 500.0
+
+
+def test_out_of_range_deadlines_and_durations_are_clear_errors_not_crashes() -> None:
+    # A user's annotation that overflows datetime must be a ConfigError (the Job runs at once
+    # with the reason); an escaping OverflowError aborted the Job's handler before the budget
+    # enforcer ran, so the annotation let the Job escape a Suspend budget.
+    for bad in ("99999999h", "99999999999999999999s", "0001-01-01T00:00:00+14:00"):
+        with pytest.raises(ConfigError, match="deferrable-until"):
+            deadline_of(job({DEFERRABLE_UNTIL: bad}))
+    with pytest.raises(ConfigError, match="expected-duration"):
+        expected_duration(job({"carbontrack.io/expected-duration": "99999999999999999999h"}))
+    assert deadline_of(job({DEFERRABLE_UNTIL: "9999-12-31T23:00:00Z"})).year == 9999
