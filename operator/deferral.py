@@ -189,7 +189,10 @@ class Deferral:
         for uid, (when, job, record) in list(self._due.items()):
             if when <= now:
                 del self._due[uid]
-                await self._release(job, record, now)
+                if await self._release(job, record, now) is None:
+                    # not written (API unavailable): the next tick tries again, so a passing
+                    # API error never holds the Job past its window or its deadline
+                    self._due.setdefault(uid, (when, job, record))
 
     async def _plan(self, job: JobFacts) -> bool:
         """Decide and write; False when the decision could not be written."""
@@ -251,29 +254,34 @@ class Deferral:
                           f"runs at once: {chosen.reason}", not forecast)
         return True
 
-    async def _release(self, job: JobFacts, planned: dict[str, Any], now: datetime) -> None:
+    async def _release(self, job: JobFacts, planned: dict[str, Any], now: datetime) -> bool | None:
+        """True: released; False: the Job changed or went away; None: try again later."""
         record = {**planned, "state": RELEASED, "releasedAt": format_time(now)}
         patch: dict[str, Any] = {"metadata": {"annotations": {DEFERRAL: json.dumps(record, sort_keys=True)}}}
         held_by_budget = SUSPENDED_BY in job.annotations
         if not held_by_budget:
             patch["spec"] = {"suspend": False}
-        if await self._patch(job, patch):
+        written = await self._patch(job, patch)
+        if written:
             why = ("its CarbonBudget still holds it" if held_by_budget else
                    f"the planned lowest-carbon window ({record.get('intensityAtRun', '?')} g/kWh "
                    f"forecast vs {record.get('intensityAtSubmission', '?')} at submission)")
             await self._event(job, "ReleasedForLowCarbon", f"released at {format_time(now)}: {why}",
                               False)
+        return written
 
-    async def _patch(self, job: JobFacts, body: Mapping[str, Any]) -> bool:
+    async def _patch(self, job: JobFacts, body: Mapping[str, Any]) -> bool | None:
+        """True: written; False: the Job changed or went away; None: the API failed (a plan
+        is retried at the Job's next event, a release at the next tick)."""
         try:
             await self._kube.patch_job(job.namespace, job.name, job.uid, body)
         except (Gone, Conflict) as err:
             log.info("deferrable Job %s/%s changed or went away: %s", job.namespace, job.name, err)
             return False
         except TemporaryError as err:
-            log.warning("could not write the deferral of Job %s/%s (retried at its next "
-                        "event): %s", job.namespace, job.name, err)
-            return False
+            log.warning("could not write the deferral of Job %s/%s (retried): %s",
+                        job.namespace, job.name, err)
+            return None
         return True
 
     async def _event(self, job: JobFacts, reason: str, message: str, warning: bool) -> None:

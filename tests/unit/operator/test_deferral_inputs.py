@@ -91,3 +91,48 @@ def test_out_of_range_deadlines_and_durations_are_clear_errors_not_crashes() -> 
     with pytest.raises(ConfigError, match="expected-duration"):
         expected_duration(job({"carbontrack.io/expected-duration": "99999999999999999999h"}))
     assert deadline_of(job({DEFERRABLE_UNTIL: "9999-12-31T23:00:00Z"})).year == 9999
+
+
+class FlakyJobsApi:
+    """The two KubeApi calls the deferral makes, held in memory; the first ``fail`` patches
+    answer as an unavailable API server does (TemporaryError)."""
+
+    def __init__(self, fail: int) -> None:
+        self.fail = fail
+        self.patches: list[dict[str, object]] = []
+        self.events: list[str] = []
+
+    async def patch_job(self, namespace: str, name: str, uid: str, body: dict[str, object]) -> None:
+        from carbontrack.core.errors import TemporaryError
+
+        if self.fail:
+            self.fail -= 1
+            raise TemporaryError("HTTP 503 from the API server")
+        self.patches.append(body)
+
+    async def post_event(self, involved: object, reason: str, message: str, warning: bool,
+                         at: datetime) -> None:
+        self.events.append(reason)
+
+
+def test_a_release_the_api_refused_is_tried_again_at_the_next_tick() -> None:
+    import asyncio
+
+    from carbontrack.operator.deferral import Deferral, DeferralConfig
+
+    now = [CREATED]
+    api = FlakyJobsApi(fail=0)
+    deferral = Deferral(api, lambda: now[0], DeferralConfig("DE", lambda: None))  # type: ignore[arg-type]
+    planned = {"state": "held", "plannedStart": "2026-12-07T02:00:00Z", "submittedAt": "2026-12-07T01:00:00Z"}
+    held = job({DEFERRABLE_UNTIL: "2h", DEFERRAL: json.dumps(planned)})
+    asyncio.run(deferral.on_job(held))  # as after a restart: the plan is resumed from the annotation
+    api.fail = 1
+    now[0] = CREATED + timedelta(hours=1)
+    asyncio.run(deferral.tick())  # the window came; the API server refused the patch
+    assert api.patches == [] and api.events == []
+    now[0] += timedelta(seconds=1)
+    asyncio.run(deferral.tick())
+    assert len(api.patches) == 1 and api.events == ["ReleasedForLowCarbon"]
+    assert api.patches[0]["spec"] == {"suspend": False}
+    asyncio.run(deferral.tick())  # released once
+    assert len(api.patches) == 1
