@@ -302,7 +302,18 @@ class Operator:
             if self.settings.projection_interval_s and now >= next_projection:
                 await self.projector.project_all(self.jobs.values())
                 next_projection = now + self.settings.projection_interval_s
-            await self.deferral.tick()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+
+    async def run_deferral(self, stop: asyncio.Event) -> None:
+        """Release deferred Jobs every second, in a loop of its own: a slow budget refresh or
+        projection (Prometheus, API writes) neither delays a release past its window nor,
+        by failing, stops releases."""
+        while not stop.is_set():
+            try:
+                await self.deferral.tick()
+            except Exception:  # logged; the next tick tries again
+                log.exception("deferral tick failed")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
 
@@ -359,6 +370,7 @@ def build_registry(op: Operator, login: Callable[..., Any] | None = None) -> kop
     async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings, op.settings)
         loops.append(asyncio.create_task(op.run_loops(stop)))
+        loops.append(asyncio.create_task(op.run_deferral(stop)))
 
     if login is not None:
         kopf.on.login(registry=registry)(login)

@@ -136,3 +136,29 @@ def test_a_release_the_api_refused_is_tried_again_at_the_next_tick() -> None:
     assert api.patches[0]["spec"] == {"suspend": False}
     asyncio.run(deferral.tick())  # released once
     assert len(api.patches) == 1
+
+
+def test_releases_run_in_their_own_loop_that_survives_a_failing_tick() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from carbontrack.operator.handlers import Operator
+
+    calls: list[float] = []
+
+    async def main() -> None:
+        stop = asyncio.Event()
+
+        async def tick() -> None:
+            calls.append(asyncio.get_running_loop().time())
+            if len(calls) == 1:
+                raise RuntimeError("one bad tick")
+            if len(calls) == 3:
+                stop.set()
+
+        op = SimpleNamespace(deferral=SimpleNamespace(tick=tick))
+        await asyncio.wait_for(Operator.run_deferral(op, stop), timeout=10)  # type: ignore[arg-type]
+
+    asyncio.run(main())
+    assert len(calls) == 3  # the failing tick did not end the loop
+    assert min(calls[1] - calls[0], calls[2] - calls[1]) >= 0.9  # once a second, not a busy loop
