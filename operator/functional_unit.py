@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from carbontrack.core import contract
+from carbontrack.core.slices import NO_UNIT
 
 from .promql import escape_label, range_seconds
 
@@ -68,6 +69,10 @@ def from_annotations(annotations: Mapping[str, str], namespace: str) -> Function
         raise FunctionalUnitError(
             f"{UNIT} {unit[:40]!r} is not a unit name: use letters, digits, spaces and ._/- "
             "(at most 63 characters), e.g. 'token' or 'request'")
+    if unit.lower() == NO_UNIT:
+        raise FunctionalUnitError(
+            f"{UNIT} {unit!r} is reserved: reports read it as a slice without unit data; name "
+            "what the counter counts, e.g. 'token' or 'request'")
     metric, matchers = parse_selector(query)
     for label, op, value in matchers:
         if label == "__name__":

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter
 from carbontrack.core import contract
 from carbontrack.core.errors import ConfigError, TemporaryError
 from carbontrack.core.records import RecordEntry, build_entry
+from carbontrack.core.slices import NO_UNIT
 from carbontrack.core.timeutil import format_time
 
 from .accounting import NotReady
@@ -216,10 +217,11 @@ class LongRunningAccounting:
         # the unit count of a slice is the operator's (from the user's counter), never the
         # user's number: it is written over whatever the annotations say
         if units is not None and units.count is not None:
-            inputs[UNIT] = facts.annotations.get(UNIT, "unit")
+            # the validated name (stripped, never the report's "slice"), not the raw text
+            inputs[UNIT] = units.unit
             inputs[contract.FUNCTIONAL_UNITS] = repr(units.count)
         else:
-            inputs[UNIT], inputs[contract.FUNCTIONAL_UNITS] = "slice", "1"
+            inputs[UNIT], inputs[contract.FUNCTIONAL_UNITS] = NO_UNIT, "1"
         prior = _cumulative(previous.entry) if previous else (0.0, 0.0)
         data = build_entry(
             uid=job.uid, namespace=facts.namespace, name=facts.name, kind=facts.kind,
@@ -239,7 +241,7 @@ class LongRunningAccounting:
             "cumulativeCo2eGrams": prior[0] + (acc.co2e_grams or 0.0),
             "cumulativeEnergyKwh": prior[1] + (acc.energy_kwh or 0.0),
             "functionalUnit": None if units is None else {
-                "unit": facts.annotations.get(UNIT, "unit"), "count": units.count,
+                "unit": units.unit or facts.annotations.get(UNIT, "unit"), "count": units.count,
                 "query": units.query, "problem": units.problem},
         }
         return data

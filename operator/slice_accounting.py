@@ -71,6 +71,7 @@ class Units:
     query: str = ""
     problem: str | None = None  # what the workload's owner should fix
     invalid: bool = False  # the query itself is unusable (else: it had no data)
+    unit: str = ""  # the validated unit name (FunctionalUnit.unit), recorded with the count
 
 
 class SliceAccountant:
@@ -154,4 +155,4 @@ class SliceAccountant:
             return Units(None, query, f"the functional-unit query {unit.selector(ns)} has no data "
                                       "in this slice")
         count = increase([(s.labels, s.value) for s in end], [(s.labels, s.value) for s in start])
-        return Units(count, query)
+        return Units(count, query, unit=unit.unit)

@@ -6,6 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# the functional unit a slice without unit data records (with a count of 1); reserved, so a
+# workload's own unit name can never make reports take counted slices for unit-less ones
+NO_UNIT = "slice"
 
 
 def slice_key(workload_uid: str, start: datetime) -> str:

@@ -19,12 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from carbontrack.core.slices import parse_slice_key
+from carbontrack.core.slices import NO_UNIT, parse_slice_key
 
 from .model import LineItem
 from .sci import sci_over
-
-NO_UNIT = "slice"
 
 
 @dataclass(frozen=True)

@@ -399,6 +399,29 @@ def test_functional_units_come_from_the_workloads_namespace_only() -> None:
     run(go())
 
 
+@pytest.mark.parametrize(("unit", "recorded", "events"), [
+    (" token ", "token", set()),  # recorded as validated, not as written
+    ("slice", "slice", {"FunctionalUnitInvalid"}),  # reports' name for a slice without units
+])
+def test_the_recorded_unit_name_is_the_validated_one(unit: str, recorded: str, events: set[str]) -> None:
+    async def go() -> None:
+        r = rig({"carbontrack.io/functional-unit": unit,
+                 "carbontrack.io/functional-unit-query": 'vllm:generation_tokens_total{model_name="m"}'})
+        await r.prom.start()
+        await r.operator().tick()
+        got = slices_of(r.records)
+        assert len(got) == 3
+        assert {e.data["inputs"]["carbontrack.io/functional-unit"] for _, e in got} == {recorded}
+        assert {why for why, _ in r.events.posted} == events
+        # a slice with unit data names its unit; one without counts 1 "slice"
+        counts = {e.data["inputs"]["carbontrack.io/functional-units"] for _, e in got}
+        assert (counts == {"1"}) == bool(events)
+        for c in r.clients:
+            await c.close()
+
+    run(go())
+
+
 @pytest.mark.parametrize(("query", "reason"), [
     ('vllm:generation_tokens_total{namespace="other"}', "FunctionalUnitInvalid"),
     ("sum(rate(x[5m]))", "FunctionalUnitInvalid"),
