@@ -164,7 +164,7 @@ class AmdSmiSource:
                 raise SourceUnavailable(
                     f"libamd_smi {version['major']}.{version['minor']}.{version['release']} is "
                     f"too old: ROCm {MIN_LIB_MAJOR}.0 or newer is needed for energy counters")
-            gpus, unusable = cls._discover(smi)
+            gpus, unusable = _discover(smi)
             if not gpus:
                 raise SourceUnavailable("amdsmi found no usable AMD GPU"
                                         + (f": {'; '.join(unusable)}" if unusable else ""))
@@ -174,83 +174,6 @@ class AmdSmiSource:
             raise
         return cls(smi, gpus, sample_interval_s=sample_interval_s, clock=clock,
                    unusable=unusable, max_watts=max_watts)
-
-    @classmethod
-    def _discover(cls, smi: ModuleType) -> tuple[list[_AmdGpu], list[str]]:
-        gpus: list[_AmdGpu] = []
-        unusable: list[str] = []
-        for idx, socket in enumerate(smi.amdsmi_get_socket_handles()):
-            try:
-                handles = cls._socket_processors(smi, socket)
-                gpus.append(cls._describe(smi, idx, handles))
-            except SourceUnavailable as err:
-                unusable.append(str(err))
-            except Exception as err:  # one broken GPU must not hide the others
-                unusable.append(f"AMD GPU {idx}: {_why(err)}")
-        return gpus, unusable
-
-    @staticmethod
-    def _socket_processors(smi: ModuleType, socket: Any) -> list[Any]:
-        """The processor handles of one socket (the bindings' amdsmi_get_processor_handles
-        flattens every socket; the C entry point takes one)."""
-        import ctypes
-
-        w = smi.amdsmi_wrapper
-        count = ctypes.c_uint32(0)
-        null = ctypes.POINTER(w.amdsmi_processor_handle)()
-        smi.amdsmi_interface._check_res(w.amdsmi_get_processor_handles(socket, ctypes.byref(count), null))
-        arr = (w.amdsmi_processor_handle * count.value)()
-        smi.amdsmi_interface._check_res(w.amdsmi_get_processor_handles(socket, ctypes.byref(count), arr))
-        return [w.amdsmi_processor_handle(arr[i]) for i in range(count.value)]
-
-    @staticmethod
-    def _describe(smi: ModuleType, idx: int, handles: list[Any]) -> _AmdGpu:
-        if not handles:
-            raise SourceUnavailable(f"AMD GPU {idx}: no processor handles")
-
-        def info(h: Any) -> tuple[str, str, int, int]:
-            bdf = str(smi.amdsmi_get_gpu_device_bdf(h))
-            name = str(smi.amdsmi_get_gpu_asic_info(h).get("market_name", "AMD GPU"))
-            mem = int(smi.amdsmi_get_gpu_memory_total(h, smi.AmdSmiMemoryType.VRAM))
-            try:
-                part = int(smi.amdsmi_get_gpu_kfd_info(h)["current_partition_id"])
-            except Exception:
-                part = 0  # not partitionable: the GPU's own handle
-            return bdf, name, mem, part
-
-        described = sorted(((*info(h), h) for h in handles), key=lambda t: t[3])
-        bdf, name, mem, _, handle = described[0]
-        method = AmdSmiSource._method(smi, idx, bdf, handle)
-        parent = GpuDevice(idx, bdf, name, mem, method=method)
-        gpu = _AmdGpu(parent, handle)
-        if len(described) > 1:
-            total = sum(d[2] for d in described)
-            parent = GpuDevice(idx, bdf, name, total, method=method)
-            gpu.device = parent
-            gpu.partitions = [
-                (GpuDevice(idx, d[0], f"{name} partition {d[3]}", d[2], parent_uuid=bdf,
-                           method=Method.ESTIMATED, mig_index=i), d[4])
-                for i, d in enumerate(described)]
-        return gpu
-
-    @staticmethod
-    def _method(smi: ModuleType, idx: int, bdf: str, handle: Any) -> Method:
-        try:
-            smi.amdsmi_get_energy_count(handle)
-            return Method.MEASURED
-        except Exception as err:
-            if _code(err) != STATUS_NOT_SUPPORTED:
-                raise SourceUnavailable(f"AMD GPU {idx} ({bdf}): energy counter: {_why(err)}") from err
-        try:
-            if _power_w(smi.amdsmi_get_power_info(handle)) is None:
-                raise SourceUnavailable(f"AMD GPU {idx} ({bdf}): power reads N/A")
-        except SourceUnavailable:
-            raise
-        except Exception as perr:
-            raise SourceUnavailable(
-                f"AMD GPU {idx} ({bdf}): neither the energy counter nor power readings are "
-                f"supported ({_why(perr)}); its energy cannot be measured") from perr
-        return Method.SAMPLED
 
     # -- EnergySource ---------------------------------------------------------
     def read(self) -> Sequence[EnergyReading]:
@@ -382,6 +305,84 @@ class AmdSmiSource:
                 for g in self._gpus:
                     if g.device.method is Method.SAMPLED:
                         self._sample(g)
+
+
+# -- discovery (module functions: they read amdsmi once at open and hold no state) --
+def _discover(smi: ModuleType) -> tuple[list[_AmdGpu], list[str]]:
+    gpus: list[_AmdGpu] = []
+    unusable: list[str] = []
+    for idx, socket in enumerate(smi.amdsmi_get_socket_handles()):
+        try:
+            handles = _socket_processors(smi, socket)
+            gpus.append(_describe(smi, idx, handles))
+        except SourceUnavailable as err:
+            unusable.append(str(err))
+        except Exception as err:  # one broken GPU must not hide the others
+            unusable.append(f"AMD GPU {idx}: {_why(err)}")
+    return gpus, unusable
+
+
+def _socket_processors(smi: ModuleType, socket: Any) -> list[Any]:
+    """The processor handles of one socket (the bindings' amdsmi_get_processor_handles
+    flattens every socket; the C entry point takes one)."""
+    import ctypes
+
+    w = smi.amdsmi_wrapper
+    count = ctypes.c_uint32(0)
+    null = ctypes.POINTER(w.amdsmi_processor_handle)()
+    smi.amdsmi_interface._check_res(w.amdsmi_get_processor_handles(socket, ctypes.byref(count), null))
+    arr = (w.amdsmi_processor_handle * count.value)()
+    smi.amdsmi_interface._check_res(w.amdsmi_get_processor_handles(socket, ctypes.byref(count), arr))
+    return [w.amdsmi_processor_handle(arr[i]) for i in range(count.value)]
+
+
+def _describe(smi: ModuleType, idx: int, handles: list[Any]) -> _AmdGpu:
+    if not handles:
+        raise SourceUnavailable(f"AMD GPU {idx}: no processor handles")
+
+    def info(h: Any) -> tuple[str, str, int, int]:
+        bdf = str(smi.amdsmi_get_gpu_device_bdf(h))
+        name = str(smi.amdsmi_get_gpu_asic_info(h).get("market_name", "AMD GPU"))
+        mem = int(smi.amdsmi_get_gpu_memory_total(h, smi.AmdSmiMemoryType.VRAM))
+        try:
+            part = int(smi.amdsmi_get_gpu_kfd_info(h)["current_partition_id"])
+        except Exception:
+            part = 0  # not partitionable: the GPU's own handle
+        return bdf, name, mem, part
+
+    described = sorted(((*info(h), h) for h in handles), key=lambda t: t[3])
+    bdf, name, mem, _, handle = described[0]
+    method = _method(smi, idx, bdf, handle)
+    parent = GpuDevice(idx, bdf, name, mem, method=method)
+    gpu = _AmdGpu(parent, handle)
+    if len(described) > 1:
+        total = sum(d[2] for d in described)
+        parent = GpuDevice(idx, bdf, name, total, method=method)
+        gpu.device = parent
+        gpu.partitions = [
+            (GpuDevice(idx, d[0], f"{name} partition {d[3]}", d[2], parent_uuid=bdf,
+                       method=Method.ESTIMATED, mig_index=i), d[4])
+            for i, d in enumerate(described)]
+    return gpu
+
+
+def _method(smi: ModuleType, idx: int, bdf: str, handle: Any) -> Method:
+    try:
+        smi.amdsmi_get_energy_count(handle)
+        return Method.MEASURED
+    except Exception as err:
+        if _code(err) != STATUS_NOT_SUPPORTED:
+            raise SourceUnavailable(f"AMD GPU {idx} ({bdf}): energy counter: {_why(err)}") from err
+    try:
+        if _power_w(smi.amdsmi_get_power_info(handle)) is None:
+            raise SourceUnavailable(f"AMD GPU {idx} ({bdf}): power reads N/A")
+    except SourceUnavailable:
+        raise
+    except Exception as perr:
+        raise SourceUnavailable(
+            f"AMD GPU {idx} ({bdf}): neither the energy counter nor power readings are "
+            f"supported ({_why(perr)}); its energy cannot be measured") from perr
+    return Method.SAMPLED
 
 
 def _power_w(info: dict[str, Any]) -> float | None:

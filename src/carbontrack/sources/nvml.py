@@ -142,90 +142,20 @@ class NvmlSource:
                 gpus = []
                 for i in range(count):
                     try:
-                        ((idx, handle),) = cls._select(nvml, count, [i])
-                        gpus.append(cls._describe(nvml, idx, handle))
+                        ((idx, handle),) = _select(nvml, count, [i])
+                        gpus.append(_describe(nvml, idx, handle))
                     except SourceUnavailable as err:
                         unusable.append(str(err))
                 if not gpus:
                     raise SourceUnavailable(f"no usable GPU: {'; '.join(unusable)}")
             else:
                 # GPUs the user named: each must work.
-                handles = cls._select(nvml, count, gpu_indices)
-                gpus = [cls._describe(nvml, idx, h) for idx, h in handles]
+                handles = _select(nvml, count, gpu_indices)
+                gpus = [_describe(nvml, idx, h) for idx, h in handles]
         except BaseException:
             nvml.nvmlShutdown()
             raise
         return cls(nvml, gpus, sample_interval_s=sample_interval_s, clock=clock, unusable=unusable)
-
-    @staticmethod
-    def _select(nvml: ModuleType, count: int, wanted: Sequence[int | str] | None) -> list[tuple[int, Any]]:
-        if wanted is None:
-            wanted = list(range(count))
-        out: list[tuple[int, Any]] = []
-        for w in wanted:
-            key = str(w).strip()
-            try:
-                if key.isdigit():
-                    if int(key) >= count:
-                        raise ConfigError(
-                            f"GPU index {key} does not exist: this machine has {count} GPU(s), indices 0-{count - 1}"
-                        )
-                    handle = nvml.nvmlDeviceGetHandleByIndex(int(key))
-                else:
-                    handle = nvml.nvmlDeviceGetHandleByUUID(key)
-                    if _is_mig(nvml, handle):
-                        # energy is per physical GPU: select the parent of a MIG instance
-                        handle = nvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle)
-                idx = int(nvml.nvmlDeviceGetIndex(handle))
-            except ConfigError:
-                raise
-            except Exception as err:
-                if _code(err) in (NVML_ERROR_NOT_FOUND, 2):
-                    raise ConfigError(
-                        f"GPU {key!r} not found: give an index 0-{count - 1} or a GPU-/MIG- UUID "
-                        "as listed by nvidia-smi -L"
-                    ) from None
-                raise SourceUnavailable(f"GPU {key}: {err}") from err
-            if idx not in [i for i, _ in out]:
-                out.append((idx, handle))
-        return out
-
-    @staticmethod
-    def _describe(nvml: ModuleType, idx: int, handle: Any) -> _Gpu:
-        """Name, memory, MIG instances and energy method of one GPU; SourceUnavailable if the
-        GPU cannot be used (lost, or no way to measure it)."""
-        try:
-            return NvmlSource._describe_unchecked(nvml, idx, handle)
-        except SourceUnavailable:
-            raise
-        except Exception as err:
-            raise SourceUnavailable(f"GPU {idx}: {err}") from err
-
-    @staticmethod
-    def _describe_unchecked(nvml: ModuleType, idx: int, handle: Any) -> _Gpu:
-        uuid = _text(nvml.nvmlDeviceGetUUID(handle))
-        name = _text(nvml.nvmlDeviceGetName(handle))
-        mem = int(nvml.nvmlDeviceGetMemoryInfo(handle).total)
-        try:
-            energy: int | None = int(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
-        except Exception as err:
-            if _code(err) != NVML_ERROR_NOT_SUPPORTED:
-                raise SourceUnavailable(f"GPU {idx} ({uuid}): energy counter: {err}") from err
-            energy = None
-            try:
-                nvml.nvmlDeviceGetPowerUsage(handle)
-            except Exception as perr:
-                # no counter and no power reading: reporting 0 J would be a silent lie
-                raise SourceUnavailable(
-                    f"GPU {idx} ({uuid}): neither the energy counter nor power readings are "
-                    f"supported ({perr}); its energy cannot be measured"
-                ) from perr
-        method = Method.MEASURED if energy is not None else Method.SAMPLED
-        device = GpuDevice(idx, uuid, name, mem, method=method)
-        gpu = _Gpu(device, handle, _list_migs(nvml, idx, handle, uuid))
-        if energy is not None:
-            gpu.baseline_mj = gpu.last_mj = energy
-        return gpu
 
     # -- EnergySource ---------------------------------------------------------
     def read(self) -> Sequence[EnergyReading]:
@@ -373,6 +303,77 @@ class NvmlSource:
                 for g in self._gpus:
                     if g.device.method is Method.SAMPLED:
                         self._sample(g)
+
+
+# -- discovery (module functions: they read NVML once at open and hold no state) ----
+def _select(nvml: ModuleType, count: int, wanted: Sequence[int | str] | None) -> list[tuple[int, Any]]:
+    if wanted is None:
+        wanted = list(range(count))
+    out: list[tuple[int, Any]] = []
+    for w in wanted:
+        key = str(w).strip()
+        try:
+            if key.isdigit():
+                if int(key) >= count:
+                    raise ConfigError(
+                        f"GPU index {key} does not exist: this machine has {count} GPU(s), indices 0-{count - 1}"
+                    )
+                handle = nvml.nvmlDeviceGetHandleByIndex(int(key))
+            else:
+                handle = nvml.nvmlDeviceGetHandleByUUID(key)
+                if _is_mig(nvml, handle):
+                    # energy is per physical GPU: select the parent of a MIG instance
+                    handle = nvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle)
+            idx = int(nvml.nvmlDeviceGetIndex(handle))
+        except ConfigError:
+            raise
+        except Exception as err:
+            if _code(err) in (NVML_ERROR_NOT_FOUND, 2):
+                raise ConfigError(
+                    f"GPU {key!r} not found: give an index 0-{count - 1} or a GPU-/MIG- UUID "
+                    "as listed by nvidia-smi -L"
+                ) from None
+            raise SourceUnavailable(f"GPU {key}: {err}") from err
+        if idx not in [i for i, _ in out]:
+            out.append((idx, handle))
+    return out
+
+
+def _describe(nvml: ModuleType, idx: int, handle: Any) -> _Gpu:
+    """Name, memory, MIG instances and energy method of one GPU; SourceUnavailable if the
+    GPU cannot be used (lost, or no way to measure it)."""
+    try:
+        return _describe_unchecked(nvml, idx, handle)
+    except SourceUnavailable:
+        raise
+    except Exception as err:
+        raise SourceUnavailable(f"GPU {idx}: {err}") from err
+
+
+def _describe_unchecked(nvml: ModuleType, idx: int, handle: Any) -> _Gpu:
+    uuid = _text(nvml.nvmlDeviceGetUUID(handle))
+    name = _text(nvml.nvmlDeviceGetName(handle))
+    mem = int(nvml.nvmlDeviceGetMemoryInfo(handle).total)
+    try:
+        energy: int | None = int(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+    except Exception as err:
+        if _code(err) != NVML_ERROR_NOT_SUPPORTED:
+            raise SourceUnavailable(f"GPU {idx} ({uuid}): energy counter: {err}") from err
+        energy = None
+        try:
+            nvml.nvmlDeviceGetPowerUsage(handle)
+        except Exception as perr:
+            # no counter and no power reading: reporting 0 J would be a silent lie
+            raise SourceUnavailable(
+                f"GPU {idx} ({uuid}): neither the energy counter nor power readings are "
+                f"supported ({perr}); its energy cannot be measured"
+            ) from perr
+    method = Method.MEASURED if energy is not None else Method.SAMPLED
+    device = GpuDevice(idx, uuid, name, mem, method=method)
+    gpu = _Gpu(device, handle, _list_migs(nvml, idx, handle, uuid))
+    if energy is not None:
+        gpu.baseline_mj = gpu.last_mj = energy
+    return gpu
 
 
 def _is_mig(nvml: ModuleType, handle: Any) -> bool:
