@@ -2,12 +2,14 @@
 
 Used by the operator (deferrable Jobs) and by ``carbontrack run --until-low-carbon``.
 
-The candidates are: now, the start of every forecast point between now and the latest
-start, and the latest start itself. The latest start is the deadline: work is never held
-past it. Each candidate is scored by the forecast's time-weighted mean over
-``[start, start + duration)``. Only a window the forecast covers completely counts: one
-that reaches past the horizon or crosses a gap has no score. The lowest mean wins, and the
-earliest start breaks a tie, because waiting for nothing has a cost.
+The candidates are: now, every start between now and the latest start at which the window
+begins or ends on a forecast point's boundary, and the latest start itself. The window's
+mean is piecewise linear in its start and bends only at those starts, so the lowest is among
+them. The latest start is the deadline: work is never held past it. Each candidate is scored
+by the forecast's time-weighted mean over ``[start, start + duration)``. Only a window the
+forecast covers completely counts: one that reaches past the horizon or crosses a gap has no
+score. The lowest mean wins, and the earliest start breaks a tie, because waiting for
+nothing has a cost.
 
 A plan always says why, in one sentence a person can check against the forecast.
 """
@@ -91,7 +93,10 @@ def plan(forecast: Forecast, *, now: datetime, duration: timedelta, deadline: da
     # a start at or after the forecast's end is never covered: the deadline counts only
     # before it (it is user input and may be far off; scoring it could overflow datetime)
     candidates = {now} | ({deadline} if deadline < forecast.end else set())
+    # the mean is piecewise linear in the start, bending where the window's start or end
+    # meets a point's boundary: the lowest lies at one of those starts (or now, the deadline)
     candidates |= {p.start for p in forecast.points if now < p.start < deadline}
+    candidates |= {p.end - duration for p in forecast.points if now < p.end - duration < deadline}
     scored = [(mean, start) for start in sorted(candidates)
               if (mean := window_mean(forecast, start, duration)) is not None]
     baseline = submission_mean(forecast, now, duration)
@@ -99,7 +104,8 @@ def plan(forecast: Forecast, *, now: datetime, duration: timedelta, deadline: da
         return Plan(now, timedelta(0),
                     f"no window of {duration} before {deadline.isoformat()} is covered by the "
                     f"forecast ({forecast.describe()}): runs at once", baseline, baseline, basis)
-    best_mean, best_start = min(scored)  # ties: the earliest start (tuples sort by start)
+    # ties (within float noise of the overlap sums): the earliest start
+    best_mean, best_start = min(scored, key=lambda ms: (round(ms[0], 6), ms[1]))
     if best_start == now:
         reason = f"now is the lowest-carbon window before the deadline ({best_mean:.0f} g/kWh forecast)"
     elif best_start == deadline:

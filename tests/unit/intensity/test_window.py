@@ -91,3 +91,12 @@ def test_a_deadline_at_the_end_of_time_plans_without_overflow() -> None:
     assert p.wait == timedelta(0) and "no window" in p.reason
     p = plan(forecast([400, 300, 100, 500]), now=T0, duration=STEP, deadline=last)
     assert p.start == at(2) and p.at_start_g_per_kwh == 100
+
+
+def test_the_best_window_may_end_where_a_point_ends() -> None:
+    # 1.5 steps: a start at 0 averages 233, at 1 (a point's start) 367; the lowest window starts
+    # at 0.5 and ends with the cheap point (300 x 0.5 + 100 x 1) / 1.5 = 167
+    f = forecast([300, 100, 900, 900])
+    p = plan(f, now=T0, duration=1.5 * STEP, deadline=at(2))
+    assert p.start == at(0.5) and p.at_start_g_per_kwh == pytest.approx(500 / 3)
+    assert p.at_start_g_per_kwh == window_mean(f, at(0.5), 1.5 * STEP)
