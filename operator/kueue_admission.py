@@ -143,6 +143,9 @@ class KueueAdmission:
         # before the budget watch has delivered its budgets, and deciding then would admit
         # what an exceeded budget holds.
         self._synced: set[str] = set()
+        # Workloads whose decision or write failed on an API error: no Kueue event may come
+        # again for them, so the retry loop decides them again
+        self.retry: set[str] = set()
 
     # ---------------------------------------------------------------- events
     async def on_check_event(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -166,6 +169,7 @@ class KueueAdmission:
             return
         if event_type == "DELETED" or facts.admitted or facts.finished:
             self.waiting.pop(facts.uid, None)
+            self.retry.discard(facts.uid)
             return
         self.waiting[facts.uid] = facts
         await self._decide(facts)
@@ -192,8 +196,10 @@ class KueueAdmission:
     async def _decide(self, facts: WorkloadFacts) -> None:
         names = checks_to_decide(facts, self.checks)
         if not names:
+            self.retry.discard(facts.uid)
             return
         decision = await self._decision(facts)
+        failed = decision.retry
         for check in names:
             patch = check_state_patch(facts, check, decision, self._clock())
             if patch is None:
@@ -201,12 +207,26 @@ class KueueAdmission:
             try:
                 await self._api.apply_workload_status(patch)
             except (ApiException, TemporaryError) as err:
-                # the next Workload or budget event decides again
                 log.warning("check %s of Workload %s/%s not written: %s",
                             check, facts.namespace, facts.name, err)
+                failed = failed or not (isinstance(err, ApiException) and err.status == 409)
                 continue
             log.info("Workload %s/%s: check %s %s: %s", facts.namespace, facts.name, check,
                      decision.state, decision.message)
+        if failed:
+            self.retry.add(facts.uid)
+        else:
+            self.retry.discard(facts.uid)
+
+    async def retry_failed(self) -> None:
+        """Decide again the Workloads whose last decision or write hit an API error (a stale
+        resourceVersion is not one: the newer Workload's own event decides)."""
+        for uid in list(self.retry):
+            facts = self.waiting.get(uid)
+            if facts is None:
+                self.retry.discard(uid)
+            else:
+                await self._decide(facts)
 
     async def _decision(self, facts: WorkloadFacts) -> Decision:
         try:
@@ -276,8 +296,31 @@ class KueueAdmission:
             raise
 
 
-def register(registry: kopf.OperatorRegistry, admission: KueueAdmission) -> None:
-    """Add the controller's handlers to the operator's kopf registry."""
+RETRY_INTERVAL_S = 10.0
+
+
+def register(registry: kopf.OperatorRegistry, admission: KueueAdmission,
+             retry_interval_s: float = RETRY_INTERVAL_S) -> None:
+    """Add the controller's handlers to the operator's kopf registry, and its retry loop."""
+    loops: list[asyncio.Task[None]] = []
+
+    async def retry_loop() -> None:
+        while True:
+            await asyncio.sleep(retry_interval_s)
+            try:
+                await admission.retry_failed()
+            except Exception:  # never let the loop die: the next round tries again
+                log.exception("Kueue admission retry failed")
+
+    @kopf.on.startup(registry=registry)
+    async def _start_kueue_retries(**_: Any) -> None:
+        loops.append(asyncio.create_task(retry_loop()))
+
+    @kopf.on.cleanup(registry=registry)
+    async def _stop_kueue_retries(**_: Any) -> None:
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
 
     @kopf.on.event(GROUP, VERSION, "admissionchecks", registry=registry)
     async def _check(type: str, body: kopf.Body, **_: Any) -> None:  # kopf passes `type`

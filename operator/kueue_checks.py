@@ -93,6 +93,7 @@ class Decision:
     state: str
     message: str
     budget: str | None = None  # key of the holding budget
+    retry: bool = False  # decided without the facts (an API error): decide again later
 
 
 def controller_owner(meta: Mapping[str, Any]) -> OwnerRef | None:
@@ -158,8 +159,10 @@ def decide(owner: Owner, budgets: Iterable[BudgetView], members: Iterable[str] =
 
 
 def unresolved(reason: str) -> Decision:
-    """The owner cannot be read (yet): keep the Workload queued and say why."""
-    return Decision(PENDING, f"waiting: {reason}; CarbonTrack decides once the owner is readable")
+    """The owner or the budgets cannot be read (yet): keep the Workload queued, say why, and
+    decide again later."""
+    return Decision(PENDING, f"waiting: {reason}; CarbonTrack decides once it can read them",
+                    retry=True)
 
 
 def _rfc3339(now: datetime) -> str:

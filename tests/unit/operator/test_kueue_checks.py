@@ -92,7 +92,8 @@ def test_first_holding_budget_by_key_is_named() -> None:
 
 def test_unresolved_owner_keeps_the_workload_pending_with_the_reason() -> None:
     assert unresolved("owner Job ml/train not found") == Decision(
-        "Pending", "waiting: owner Job ml/train not found; CarbonTrack decides once the owner is readable")
+        "Pending", "waiting: owner Job ml/train not found; CarbonTrack decides once it can read them",
+        retry=True)
 
 
 def test_owner_from_object_keeps_only_same_namespace_remembered_budgets() -> None:
