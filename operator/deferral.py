@@ -34,7 +34,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -210,8 +210,7 @@ class Deferral:
                                                          "not held"), deadline, duration)
         chosen = await self._choose(now, deadline, duration)
         if note:
-            chosen = Plan(chosen.start, chosen.wait, f"{chosen.reason}; {note}",
-                          chosen.at_submission_g_per_kwh, chosen.at_start_g_per_kwh, chosen.basis)
+            chosen = replace(chosen, reason=f"{chosen.reason}; {note}")
         if not chosen.deferred:
             return await self._run_now(job, chosen, deadline, duration)
         body = _record(HELD, chosen, submitted, deadline, duration, self._config.zone)
@@ -249,9 +248,9 @@ class Deferral:
             return False
         if self._metrics is not None:
             self._metrics.decisions.labels(decision="at_once").inc()
-        forecast = chosen.at_start_g_per_kwh is not None
-        await self._event(job, "NotDeferred" if not forecast else "RunsNowLowestCarbon",
-                          f"runs at once: {chosen.reason}", not forecast)
+        lowest = chosen.forecast_chose  # else no forecast, a passed deadline, no covered window
+        await self._event(job, "RunsNowLowestCarbon" if lowest else "NotDeferred",
+                          f"runs at once: {chosen.reason}", not lowest)
         return True
 
     async def _release(self, job: JobFacts, planned: dict[str, Any], now: datetime) -> bool | None:

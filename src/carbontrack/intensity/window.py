@@ -53,6 +53,9 @@ class Plan:
     at_submission_g_per_kwh: float | None  # forecast mean for starting now (the counterfactual)
     at_start_g_per_kwh: float | None  # forecast mean of the chosen window
     basis: str = ""  # forecast source and basis, for records and reports
+    # False: the forecast did not choose the start (none, a deadline passed, no window it
+    # covers): the work runs at once and callers show the reason as a warning
+    forecast_chose: bool = True
 
     @property
     def deferred(self) -> bool:
@@ -78,7 +81,7 @@ def submission_mean(forecast: Forecast, now: datetime, duration: timedelta) -> f
 
 def at_once(now: datetime, reason: str) -> Plan:
     """Run now, saying why (no forecast, deadline passed, ...)."""
-    return Plan(as_utc(now), timedelta(0), reason, None, None)
+    return Plan(as_utc(now), timedelta(0), reason, None, None, forecast_chose=False)
 
 
 def plan(forecast: Forecast, *, now: datetime, duration: timedelta, deadline: datetime) -> Plan:
@@ -89,7 +92,7 @@ def plan(forecast: Forecast, *, now: datetime, duration: timedelta, deadline: da
     if deadline <= now:
         return Plan(now, timedelta(0), f"deadline {deadline.isoformat()} has passed: runs at once",
                     submission_mean(forecast, now, duration),
-                    submission_mean(forecast, now, duration), basis)
+                    submission_mean(forecast, now, duration), basis, forecast_chose=False)
     # a start at or after the forecast's end is never covered: the deadline counts only
     # before it (it is user input and may be far off; scoring it could overflow datetime)
     candidates = {now} | ({deadline} if deadline < forecast.end else set())
@@ -103,7 +106,8 @@ def plan(forecast: Forecast, *, now: datetime, duration: timedelta, deadline: da
     if not scored:
         return Plan(now, timedelta(0),
                     f"no window of {duration} before {deadline.isoformat()} is covered by the "
-                    f"forecast ({forecast.describe()}): runs at once", baseline, baseline, basis)
+                    f"forecast ({forecast.describe()}): runs at once", baseline, baseline, basis,
+                    forecast_chose=False)
     # ties (within float noise of the overlap sums): the earliest start
     best_mean, best_start = min(scored, key=lambda ms: (round(ms[0], 6), ms[1]))
     if best_start == now:

@@ -101,6 +101,7 @@ class FlakyJobsApi:
         self.fail = fail
         self.patches: list[dict[str, object]] = []
         self.events: list[str] = []
+        self.warnings: list[str] = []
 
     async def patch_job(self, namespace: str, name: str, uid: str, body: dict[str, object]) -> None:
         from carbontrack.core.errors import TemporaryError
@@ -113,6 +114,8 @@ class FlakyJobsApi:
     async def post_event(self, involved: object, reason: str, message: str, warning: bool,
                          at: datetime) -> None:
         self.events.append(reason)
+        if warning:
+            self.warnings.append(f"{reason}: {message}")
 
 
 def test_a_release_the_api_refused_is_tried_again_at_the_next_tick() -> None:
@@ -162,3 +165,40 @@ def test_releases_run_in_their_own_loop_that_survives_a_failing_tick() -> None:
     asyncio.run(main())
     assert len(calls) == 3  # the failing tick did not end the loop
     assert min(calls[1] - calls[0], calls[2] - calls[1]) >= 0.9  # once a second, not a busy loop
+
+
+def test_a_passed_deadline_or_no_covered_window_is_a_warning_not_a_lowest_carbon_start() -> None:
+    # docs/methodology.md: without a usable forecast (a deadline already passed among the
+    # reasons) the Job is released at once with a Warning NotDeferred Event
+    import asyncio
+
+    from carbontrack.operator.deferral import Deferral, DeferralConfig
+
+    from carbontrack.core.types import Basis
+    from carbontrack.intensity.forecast import build_forecast
+    from carbontrack.intensity.series import Point
+
+    now = CREATED + timedelta(hours=3)
+
+    class Source:
+        name = "test"
+
+        def forecast(self, zone: str) -> object:
+            points = [Point(now + timedelta(hours=i), now + timedelta(hours=i + 1), v)
+                      for i, v in enumerate([400.0, 100.0])]
+            return build_forecast(zone, points, now=now, source="test forecast", basis=Basis())
+
+    cases = {"passed": {DEFERRABLE_UNTIL: "2h"},  # created 3 h ago
+             "uncovered": {DEFERRABLE_UNTIL: "6h", "carbontrack.io/expected-duration": "5h"},
+             "lowest-now": {DEFERRABLE_UNTIL: "6h", "carbontrack.io/expected-duration": "2h"}}
+    outcome = {}
+    for name, given in cases.items():
+        api = FlakyJobsApi(fail=0)
+        deferral = Deferral(api, lambda: now, DeferralConfig("DE", Source))  # type: ignore[arg-type]
+        asyncio.run(deferral.on_job(job(given)))
+        plan = json.loads(api.patches[0]["metadata"]["annotations"][DEFERRAL])  # type: ignore[index]
+        outcome[name] = (api.events, bool(api.warnings), plan["state"])
+    assert outcome["passed"] == (["NotDeferred"], True, "released")
+    assert outcome["uncovered"] == (["NotDeferred"], True, "released")
+    # 0-2 h (250) is the only covered 2 h window: starting now is the forecast's choice
+    assert outcome["lowest-now"] == (["RunsNowLowestCarbon"], False, "released")
