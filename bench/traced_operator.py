@@ -5,12 +5,14 @@ Run as `python3 bench/traced_operator.py OUT_FILE operator ARGS...` (bench_workl
 30 largest allocation sites (file:line, with 3 frames of traceback recorded) and the live
 objects by type from the garbage collector (objgraph's most_common_types, without objgraph).
 tracemalloc slows the process and adds its own memory: the figures say where memory is, not
-how much an untraced operator uses.
+how much an untraced operator uses. TRACE_MALLOC=0 in the environment leaves tracemalloc off
+and reports only the objects by type (count and own size), which costs little.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import runpy
 import sys
 import threading
@@ -21,23 +23,30 @@ from pathlib import Path
 
 
 def report() -> str:
-    snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
-    current, peak = tracemalloc.get_traced_memory()
-    lines = [f"traced current {current / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB", "", "by line:"]
-    lines += [f"  {s.size / 2**20:8.2f} MiB {s.count:9d}  {s.traceback[0]}" for s in snap.statistics("lineno")[:30]]
-    lines += ["", "by traceback (3 frames):"]
-    for s in snap.statistics("traceback")[:12]:
-        lines.append(f"  {s.size / 2**20:8.2f} MiB {s.count:9d}")
-        lines += [f"      {frame}" for frame in s.traceback]
-    counts = Counter(type(o).__name__ for o in gc.get_objects())
-    lines += ["", "live objects by type (gc):"]
-    lines += [f"  {n:9d}  {name}" for name, n in counts.most_common(25)]
+    lines = []
+    if tracemalloc.is_tracing():
+        snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+        current, peak = tracemalloc.get_traced_memory()
+        lines += [f"traced current {current / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB", "", "by line:"]
+        lines += [f"  {s.size / 2**20:8.2f} MiB {s.count:9d}  {s.traceback[0]}" for s in snap.statistics("lineno")[:30]]
+        lines += ["", "by traceback (3 frames):"]
+        for s in snap.statistics("traceback")[:12]:
+            lines.append(f"  {s.size / 2**20:8.2f} MiB {s.count:9d}")
+            lines += [f"      {frame}" for frame in s.traceback]
+    counts: Counter[str] = Counter()
+    sizes: Counter[str] = Counter()
+    for o in gc.get_objects():  # containers only (gc tracks no str/int): their own sizes
+        counts[type(o).__name__] += 1
+        sizes[type(o).__name__] += sys.getsizeof(o)
+    lines += ["", "live objects by type (gc): count, own size"]
+    lines += [f"  {n:9d} {sizes[name] / 2**20:8.2f} MiB  {name}" for name, n in counts.most_common(30)]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     out = Path(sys.argv[1])
-    tracemalloc.start(3)
+    if os.environ.get("TRACE_MALLOC", "1") != "0":  # 0: object counts only (much faster)
+        tracemalloc.start(3)
 
     def loop() -> None:
         while True:

@@ -19,9 +19,10 @@ class Finalizers:
     def __init__(self, kube: KubeApi) -> None:
         self._kube = kube
 
-    async def add(self, facts: JobFacts, body: dict[str, Any]) -> None:
+    async def add(self, facts: JobFacts, resource_version: str) -> None:
+        """Ours after the finalizers ``facts`` saw, if the workload is still at ``resource_version``."""
         finalizers = [*facts.finalizers, FINALIZER]
-        rv = str(body["metadata"].get("resourceVersion", ""))
+        rv = resource_version
         try:
             await self._kube.set_workload_finalizers(facts.kind, facts.namespace, facts.name, facts.uid, finalizers, rv)
         except (Conflict, Gone, TemporaryError) as err:

@@ -38,7 +38,7 @@ from .budget_book import BudgetBook
 from .deferral import Deferral, DeferralMetrics, deferral_config, record_annotations
 from .enforcer import Enforcer, job_ref
 from .finalizers import Finalizers
-from .jobs import BUDGETS, FINALIZER, USER_ANNOTATIONS, JobFacts
+from .jobs import FINALIZER, USER_ANNOTATIONS, JobFacts
 from .kube import Conflict, Gone, KubeApi
 from .ledger import LedgerEntry
 from .malformed import MalformedReporter
@@ -52,6 +52,7 @@ from .seals import Seals
 from .settings import OperatorSettings
 from .workloads import JOB, Registry, WorkloadAdapter, default_registry
 from .workloads.ownership import Ownership
+from .write_behind import RunningWrites
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,8 @@ class Operator:
         self.ownership = Ownership(kube.read_owner, kube.post_event, clock)
         self.projector = Projector(kube, prometheus, clock, settings.scrape_interval_s)
         self.finalizers = Finalizers(kube)
+        # finalizer and budget membership writes of running workloads, behind their events
+        self.running = RunningWrites(kube, self.finalizers, settings.finalizer)
         # deferrable Jobs held for the lowest-carbon window (missing credentials fail here)
         self.deferral = Deferral(kube, clock, deferral_config(settings), DeferralMetrics(metrics.registry))
         # UIDs of unfinished Jobs seen with a pod started: suspension clears a Job's startTime
@@ -109,6 +112,7 @@ class Operator:
 
     def _forget(self, uid: str) -> None:
         self.jobs.pop(uid, None)
+        self.running.forget(uid)
         self._ran.discard(uid)
         self._members.pop(uid, None)
         self.enforcer.forget(uid)
@@ -168,11 +172,13 @@ class Operator:
             self._ran.add(facts.uid)
         self.jobs[facts.uid] = facts
         if facts.finished:
+            self.running.forget(facts.uid)  # a finalizer ask from its running state is moot
             self.queue.submit(facts)
             return
-        if self.settings.finalizer and FINALIZER not in facts.finalizers and not facts.deleting:
-            await self.finalizers.add(facts, body)
-        await self._remember_budgets(facts)
+        # budgets that select it while it runs count it even if relabelled (restarts: the
+        # BUDGETS annotation the running writes keep)
+        self._members[facts.uid] = keys = self._budgets_of(facts)
+        self.running.observe(facts, str(body["metadata"].get("resourceVersion", "")), keys)
         await self.deferral.on_job(facts)
         if self.settings.enforcement:
             await self.enforcer.enforce(facts)
@@ -198,19 +204,6 @@ class Operator:
         keys |= self._members.get(job.uid, set())
         keys |= {k for k in job.remembered_budgets if k.startswith(own)}
         return keys
-
-    async def _remember_budgets(self, job: JobFacts) -> None:
-        """Note which budgets select a running Job, so that relabelling it later does not
-        take it out of them (written to the operator-owned BUDGETS annotation: restarts)."""
-        keys = self._budgets_of(job)
-        self._members[job.uid] = keys
-        if keys <= job.remembered_budgets:
-            return
-        try:
-            await self.kube.patch_workload(job.kind, job.namespace, job.name, job.uid,
-                                      {"metadata": {"annotations": {BUDGETS: ",".join(sorted(keys))}}})
-        except (Gone, Conflict, TemporaryError) as err:
-            log.info("budget membership not written to Job %s/%s yet: %s", job.namespace, job.name, err)
 
     async def _restore_copy(self, facts: JobFacts) -> None:
         """Someone changed the operator's annotations after accounting (possible where the
@@ -318,6 +311,7 @@ class Operator:
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
 
     async def close(self) -> None:
+        await self.running.behind.close()
         await self.queue.close()
         await self.prometheus.close()
 

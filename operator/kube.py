@@ -51,6 +51,17 @@ def _translate(err: ApiException, what: str) -> Exception:
     return err
 
 
+def _unread(call: Callable[..., Any]) -> Callable[[], None]:
+    """``call`` made without parsing its answer: the body is read and dropped so that the
+    pooled connection can be reused (the client raises ApiException on a non-2xx status
+    before returning the raw response)."""
+    def run() -> None:
+        response = call(_preload_content=False)
+        response.read()
+        response.release_conn()
+    return run
+
+
 def _kind(kind: str) -> KindInfo:
     for info in KINDS.values():
         if info.kind == kind:
@@ -71,9 +82,6 @@ class KubeApi:
         configuration.connection_pool_maxsize = max(workers, configuration.connection_pool_maxsize or 0)
         api_client = client.ApiClient(configuration)
         self.pool_size: int = api_client.rest_client.pool_manager.connection_pool_kw["maxsize"]
-        # the client's JSON-ready dict of a model object (untyped in the kubernetes package)
-        self._serialize: Callable[[Any], Any] = api_client.sanitize_for_serialization
-        self._batch = client.BatchV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
 
@@ -93,22 +101,24 @@ class KubeApi:
         return await self.patch_workload("Job", namespace, name, uid, body)
 
     async def patch_workload(
-        self, kind: str, namespace: str, name: str, uid: str, body: Mapping[str, Any]
+        self, kind: str, namespace: str, name: str, uid: str, body: Mapping[str, Any], answer: bool = True
     ) -> dict[str, Any]:
         """Merge patch of a workload of ``kind`` (a kind of core.owners.KINDS) with a UID
-        precondition: never writes onto a re-created namesake."""
+        precondition: never writes onto a re-created namesake. Every kind, Jobs too, goes
+        through the generic path, whose answer is the parsed JSON (the typed Job client
+        built a model object of each answer and turned it back into a dict). ``answer=False``:
+        the answer is not parsed at all and {} is returned (a write whose result nobody reads)."""
         meta = dict(body.get("metadata") or {})
         meta["uid"] = uid
         patch = {**body, "metadata": meta}
-        what = f"{kind} {namespace}/{name}"
-        if kind == "Job":
-            result = await self._call(what, self._batch.patch_namespaced_job, name, namespace, patch,
-                                      _content_type=MERGE_PATCH)
-            return dict(self._serialize(result))
         info = _kind(kind)
-        return dict(await self._call(
-            what, self._custom.patch_namespaced_custom_object, info.group, info.version, namespace,
-            info.plural, name, patch, _content_type=MERGE_PATCH))
+        call = functools.partial(self._custom.patch_namespaced_custom_object, info.group, info.version,
+                                 namespace, info.plural, name, patch, _content_type=MERGE_PATCH)
+        what = f"{kind} {namespace}/{name}"
+        if answer:
+            return dict(await self._call(what, call))
+        await self._call(what, _unread(call))
+        return {}
 
     async def set_job_finalizers(
         self, namespace: str, name: str, uid: str, finalizers: list[str], resource_version: str
@@ -120,18 +130,14 @@ class KubeApi:
     ) -> None:
         """Replace the finalizer list, conditional on resourceVersion (409 -> Conflict)."""
         patch = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
-        await self.patch_workload(kind, namespace, name, uid, patch)
+        await self.patch_workload(kind, namespace, name, uid, patch, answer=False)
 
     async def get_job(self, namespace: str, name: str) -> dict[str, Any]:
         return await self.get_workload("Job", namespace, name)
 
     async def get_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        what = f"{kind} {namespace}/{name}"
-        if kind == "Job":
-            result = await self._call(what, self._batch.read_namespaced_job, name, namespace)
-            return dict(self._serialize(result))
         info = _kind(kind)
-        return dict(await self._call(what, self._custom.get_namespaced_custom_object,
+        return dict(await self._call(f"{kind} {namespace}/{name}", self._custom.get_namespaced_custom_object,
                                      info.group, info.version, namespace, info.plural, name))
 
     async def read_owner(self, namespace: str, ref: OwnerRef) -> dict[str, Any] | None:
@@ -142,8 +148,6 @@ class KubeApi:
         if info is None:
             return None
         try:
-            if info.group == "batch" and info.kind == "Job":
-                return await self.get_job(namespace, ref.name)
             return dict(await self._call(
                 f"{ref.kind} {namespace}/{ref.name}", self._custom.get_namespaced_custom_object,
                 info.group, info.version, namespace, info.plural, ref.name))

@@ -8,9 +8,10 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
-from carbontrack.operator.kube import KubeApi
+from carbontrack.operator.kube import Conflict, KubeApi
 from kubernetes import client
 
 
@@ -21,6 +22,7 @@ class _JobServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _JobHandler)
         self.connections: set[tuple[str, int]] = set()
         self.requests = 0
+        self.patches: list[tuple[str, str, dict[str, Any]]] = []
         self.lock = threading.Lock()
 
 
@@ -37,6 +39,26 @@ class _JobHandler(BaseHTTPRequestHandler):
         body = json.dumps({"apiVersion": "batch/v1", "kind": "Job",
                            "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}"}}).encode()
         self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_PATCH(self) -> None:
+        """A merge patch: 409 for a Job named "stale" (resourceVersion precondition), else the
+        patched Job; the patch sent is kept for the test."""
+        sent = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.server.lock:
+            self.server.connections.add(self.client_address)
+            self.server.requests += 1
+            self.server.patches.append((self.path, self.headers["Content-Type"], sent))
+        name = self.path.rsplit("/", 1)[-1]
+        status = 409 if name == "stale" else 200
+        body = json.dumps({"kind": "Status", "reason": "Conflict", "message": "the object has been modified"}
+                          if status == 409 else {"apiVersion": "batch/v1", "kind": "Job", "metadata": {
+                              "name": name, "uid": sent["metadata"]["uid"], "resourceVersion": "8",
+                              "creationTimestamp": "2026-12-07T01:58:48Z", **sent["metadata"]}}).encode()
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -76,3 +98,29 @@ def test_concurrent_calls_reuse_one_pooled_connection_per_worker(job_server: _Jo
         assert [j["metadata"]["uid"] for j in jobs] == [f"uid-job-{i}" for i in range(20)]  # type: ignore[index]
     assert job_server.requests == 60
     assert len(job_server.connections) == 20  # opened in the first round, reused in the next two
+
+
+def test_job_patches_are_raw_json_and_unread_answers_reuse_the_connection(job_server: _JobServer) -> None:
+    # Jobs go through the generic path (parsed JSON, no typed model objects); a write whose
+    # answer nobody reads is not parsed, and its connection still goes back to the pool.
+    cfg = client.Configuration()
+    cfg.host = f"http://127.0.0.1:{job_server.server_address[1]}"
+    kube = KubeApi(cfg, workers=4)
+
+    async def calls() -> tuple[dict[str, Any], dict[str, Any]]:
+        answered = await kube.patch_workload("Job", "ns", "a", "uid-a", {"metadata": {"annotations": {"k": "v"}}})
+        unread = await kube.patch_workload("Job", "ns", "b", "uid-b", {"metadata": {"labels": {"k": "v"}}},
+                                           answer=False)
+        await kube.set_workload_finalizers("Job", "ns", "c", "uid-c", ["f"], "7")
+        with pytest.raises(Conflict):
+            await kube.set_workload_finalizers("Job", "ns", "stale", "uid-s", ["f"], "6")
+        return answered, unread
+
+    answered, unread = asyncio.run(calls())
+    assert answered["metadata"]["annotations"] == {"k": "v"} and answered["metadata"]["uid"] == "uid-a"
+    assert answered["metadata"]["creationTimestamp"] == "2026-12-07T01:58:48Z"  # the server's text, as sent
+    assert unread == {}
+    assert [(path, kind) for path, kind, _ in job_server.patches] == [
+        (f"/apis/batch/v1/namespaces/ns/jobs/{n}", "application/merge-patch+json") for n in ("a", "b", "c", "stale")]
+    assert job_server.patches[2][2] == {"metadata": {"finalizers": ["f"], "resourceVersion": "7", "uid": "uid-c"}}
+    assert len(job_server.connections) == 1  # sequential calls, every answer released: one connection
