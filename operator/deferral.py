@@ -256,8 +256,14 @@ class Deferral:
     async def _release(self, job: JobFacts, planned: dict[str, Any], now: datetime) -> bool | None:
         """True: released; False: the Job changed or went away; None: try again later."""
         record = {**planned, "state": RELEASED, "releasedAt": format_time(now)}
-        patch: dict[str, Any] = {"metadata": {"annotations": {DEFERRAL: json.dumps(record, sort_keys=True)}}}
         held_by_budget = SUSPENDED_BY in job.annotations
+        if held_by_budget:
+            # it runs when the budget lets it go, not in this window: the window's forecast is
+            # not what it ran at, so the record claims no avoided-CO2e estimate
+            record["intensityAtRun"] = None
+            record["reason"] = (f"{record.get('reason', '')}; its CarbonBudget still held it at the "
+                                "window, so it ran later: no estimate of CO2e avoided")
+        patch: dict[str, Any] = {"metadata": {"annotations": {DEFERRAL: json.dumps(record, sort_keys=True)}}}
         if not held_by_budget:
             patch["spec"] = {"suspend": False}
         written = await self._patch(job, patch)

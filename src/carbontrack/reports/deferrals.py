@@ -12,8 +12,8 @@ the window it ran in. It also shows an estimated saving:
 Here energy is the metered IT energy of the record and both intensities come from the same
 forecast. Facility overhead (PUE) is left out. The figure is an **estimate**: the grid never
 ran the counterfactual, and forecasts err. Each row says so and gives its basis. It is never
-added to a total or a budget. A Job that ran at once because there was no forecast has no
-estimate (blank), only its reason.
+added to a total or a budget. A Job that ran at once because there was no forecast, or that a
+CarbonBudget still held at its window (it ran later), has no estimate (blank), only its reason.
 """
 
 from __future__ import annotations

@@ -202,3 +202,27 @@ def test_a_passed_deadline_or_no_covered_window_is_a_warning_not_a_lowest_carbon
     assert outcome["uncovered"] == (["NotDeferred"], True, "released")
     # 0-2 h (250) is the only covered 2 h window: starting now is the forecast's choice
     assert outcome["lowest-now"] == (["RunsNowLowestCarbon"], False, "released")
+
+
+def test_a_job_a_budget_still_holds_at_its_window_claims_no_avoided_estimate() -> None:
+    # it runs when the budget lets it go, not in the planned window: the window's forecast is
+    # not the intensity it ran at, so no estimate is claimed (the report shows a blank)
+    import asyncio
+
+    from carbontrack.operator.deferral import Deferral, DeferralConfig, avoided_estimate
+
+    now = [CREATED]
+    api = FlakyJobsApi(fail=0)
+    deferral = Deferral(api, lambda: now[0], DeferralConfig("DE", lambda: None))  # type: ignore[arg-type]
+    planned = {"state": "held", "plannedStart": "2026-12-07T02:00:00Z", "submittedAt": "2026-12-07T01:00:00Z",
+               "intensityAtSubmission": 400.0, "intensityAtRun": 100.0, "reason": "held until 02:00"}
+    held = job({DEFERRABLE_UNTIL: "2h", DEFERRAL: json.dumps(planned),
+                "carbontrack.io/suspended-by": "ml/team-budget"})
+    asyncio.run(deferral.on_job(held))
+    now[0] = CREATED + timedelta(hours=1)
+    asyncio.run(deferral.tick())
+    assert len(api.patches) == 1 and "spec" not in api.patches[0]  # the budget's hold stands
+    record = json.loads(api.patches[0]["metadata"]["annotations"][DEFERRAL])  # type: ignore[index]
+    assert record["state"] == "released" and record["intensityAtSubmission"] == 400.0
+    assert record["intensityAtRun"] is None and "CarbonBudget" in record["reason"]
+    assert avoided_estimate(record, 2.0) is None
