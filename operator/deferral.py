@@ -145,10 +145,15 @@ class Deferral:
         # UIDs this process has decided: a watch event older than the decision (no annotation
         # yet) must not plan the Job a second time
         self._decided: set[str] = set()
+        # UIDs released at their window while a budget's hold stood (by the facts then known):
+        # whichever of the two lets go last must lift spec.suspend, and either may have acted
+        # on facts a moment old, so this module finishes it once the budget's hold is gone
+        self._after_budget: set[str] = set()
 
     def forget(self, uid: str) -> None:
         self._due.pop(uid, None)
         self._decided.discard(uid)
+        self._after_budget.discard(uid)
 
     async def on_job(self, job: JobFacts) -> None:
         """Called for every event of an unfinished Job; plans each deferrable Job once."""
@@ -159,6 +164,8 @@ class Deferral:
             if job.uid in self._due:  # the latest facts: a budget's hold may have come or gone
                 when, _, plan = self._due[job.uid]
                 self._due[job.uid] = (when, job, plan)
+            elif job.uid in self._after_budget:
+                await self._after_budget_hold(job)
             return
         self._decided.add(job.uid)  # before any await: later events wait for this decision
         record = record_of(job)
@@ -253,6 +260,16 @@ class Deferral:
                           f"runs at once: {chosen.reason}", not lowest)
         return True
 
+    async def _after_budget_hold(self, job: JobFacts) -> None:
+        """A Job released at its window while a budget held it: once no budget holds it, it
+        must not stay suspended (the enforcer may have left it so, seeing this module's hold
+        in facts older than the release)."""
+        if not job.suspended:
+            self._after_budget.discard(job.uid)  # running: nothing left to do
+        elif (SUSPENDED_BY not in job.annotations and not holds(job)
+              and await self._patch(job, {"spec": {"suspend": False}}) is not None):
+            self._after_budget.discard(job.uid)  # written, or the Job changed or went away
+
     async def _release(self, job: JobFacts, planned: dict[str, Any], now: datetime) -> bool | None:
         """True: released; False: the Job changed or went away; None: try again later."""
         record = {**planned, "state": RELEASED, "releasedAt": format_time(now)}
@@ -267,6 +284,8 @@ class Deferral:
         if not held_by_budget:
             patch["spec"] = {"suspend": False}
         written = await self._patch(job, patch)
+        if written and held_by_budget:
+            self._after_budget.add(job.uid)
         if written:
             why = ("its CarbonBudget still holds it" if held_by_budget else
                    f"the planned lowest-carbon window ({record.get('intensityAtRun', '?')} g/kWh "

@@ -226,3 +226,29 @@ def test_a_job_a_budget_still_holds_at_its_window_claims_no_avoided_estimate() -
     assert record["state"] == "released" and record["intensityAtSubmission"] == 400.0
     assert record["intensityAtRun"] is None and "CarbonBudget" in record["reason"]
     assert avoided_estimate(record, 2.0) is None
+
+
+def test_a_job_released_under_a_budget_hold_runs_once_the_budget_lets_go() -> None:
+    # the window comes while a budget holds the Job (suspend stays); the enforcer then lifts
+    # the budget's hold on facts that still show the deferral's hold, so it leaves spec.suspend
+    # alone: the deferral, seeing the Job suspended with neither hold left, resumes it
+    import asyncio
+
+    from carbontrack.operator.deferral import Deferral, DeferralConfig
+
+    now = [CREATED]
+    api = FlakyJobsApi(fail=0)
+    deferral = Deferral(api, lambda: now[0], DeferralConfig("DE", lambda: None))  # type: ignore[arg-type]
+    planned = {"state": "held", "plannedStart": "2026-12-07T02:00:00Z", "submittedAt": "2026-12-07T01:00:00Z"}
+    budget = {"carbontrack.io/suspended-by": "ml/team-budget"}
+    asyncio.run(deferral.on_job(job({DEFERRABLE_UNTIL: "2h", DEFERRAL: json.dumps(planned), **budget})))
+    now[0] = CREATED + timedelta(hours=1)
+    asyncio.run(deferral.tick())
+    released = api.patches[0]["metadata"]["annotations"][DEFERRAL]  # type: ignore[index]
+    assert "spec" not in api.patches[0]
+    asyncio.run(deferral.on_job(job({DEFERRABLE_UNTIL: "2h", DEFERRAL: released, **budget})))
+    assert len(api.patches) == 1  # the budget still holds it
+    asyncio.run(deferral.on_job(job({DEFERRABLE_UNTIL: "2h", DEFERRAL: released})))
+    assert api.patches[1] == {"spec": {"suspend": False}}
+    asyncio.run(deferral.on_job(job({DEFERRABLE_UNTIL: "2h", DEFERRAL: released})))
+    assert len(api.patches) == 2  # once
