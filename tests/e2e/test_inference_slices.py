@@ -29,7 +29,7 @@ import pytest
 from test_operator import InProcessOperator, budget_body, create_budget, get_budget, install_crd
 
 from carbontrack.core.records import GROUP, PLURAL, VERSION, parse_object
-from carbontrack.core.slices import parse_slice_key
+from carbontrack.core.slices import parse_slice_key, slice_key
 from carbontrack.devcluster.simulator import CPU_CORES
 
 pytestmark = pytest.mark.e2e
@@ -152,6 +152,8 @@ def test_a_deployment_is_accounted_per_slice_across_an_operator_restart(
                                  projection_interval_s=0.0).start()
 
     op = start()
+    # created just after a grid line, so its pods are usually scraped within the first slice
+    time.sleep((0.2 - time.time() % SLICE_S) % SLICE_S)
     dep = apps.create_namespaced_deployment(namespace, deployment("llm"))
     # a functional unit that reaches into another namespace: refused, yet accounted by energy
     bad = apps.create_namespaced_deployment(namespace, deployment(
@@ -167,9 +169,18 @@ def test_a_deployment_is_accounted_per_slice_across_an_operator_restart(
         wait_for("the slices after the restart recorded", lambda: any(
             s >= restarted + timedelta(seconds=SLICE_S)
             for s in recorded_slices(custom_objects, namespace, uid)) or None, 60)
-        # the last slice's copy on the Deployment and its budget ledger are written right after
-        # its record: give the round a moment to finish
-        time.sleep(1.5)
+        # the last slice's budget ledger entry and its copy on the Deployment are written right
+        # after its record: wait for the round to finish them (a fixed sleep flakes on a loaded
+        # CI machine), then stop before the next round
+        def round_finished() -> bool | None:
+            done = recorded_slices(custom_objects, namespace, uid)
+            ledger = (get_budget(custom_objects, namespace, "serving").get("status") or {}).get("ledger") or {}
+            last = apps.read_namespaced_deployment("llm", namespace).metadata.annotations.get(
+                "carbontrack.io/last-slice", "")
+            return (all(slice_key(uid, s) in ledger for s in done)
+                    and last == str(int(max(done).timestamp()))) or None
+
+        wait_for("the latest slice's ledger entry and annotations", round_finished, 30)
     finally:
         op.stop()
     slices = recorded_slices(custom_objects, namespace, uid)
@@ -182,7 +193,15 @@ def test_a_deployment_is_accounted_per_slice_across_an_operator_restart(
         assert slices[a].finished_at == b, f"gap or overlap after the slice at {a}"
     assert any(stopped <= s + timedelta(seconds=SLICE_S) and s <= restarted for s in starts), \
         "the slices of the downtime were caught up"
-    assert all(slices[s].co2e_grams is not None for s in starts)
+    # the pods' first samples can come after the slice holding the creation has ended (a loaded
+    # machine): that slice is then "no data", and only if Prometheus has no sample of theirs in it
+    if slices[first].co2e_grams is None:
+        assert not query_at(prometheus.url, f'carbontrack_container_co2e_grams_total'
+                                            f'{{namespace="{namespace}",pod=~"llm-.*"}}',
+                            slices[first].finished_at)
+    assert all(slices[s].co2e_grams is not None for s in starts[1:]), \
+        [(s.isoformat(), slices[s].co2e_grams, created.isoformat()) for s in starts]
+    counted = [s for s in starts if slices[s].co2e_grams is not None]  # the report's lines
     end = slices[starts[-1]].finished_at
 
     # Σ slices = the counters' total in Prometheus over the span (no gap, no double count),
@@ -190,7 +209,7 @@ def test_a_deployment_is_accounted_per_slice_across_an_operator_restart(
     span = math.ceil((end - first).total_seconds()) + 5
     prom_g = total(query_at(prometheus.url, f'max_over_time(carbontrack_container_co2e_grams_total'
                                             f'{{namespace="{namespace}",pod=~"llm-.*"}}[{span}s])', end))
-    slice_g = math.fsum(slices[s].co2e_grams for s in starts)
+    slice_g = math.fsum(slices[s].co2e_grams or 0.0 for s in starts)
     assert prom_g > 0
     assert slice_g == pytest.approx(prom_g, rel=1e-5)
 
@@ -209,7 +228,7 @@ def test_a_deployment_is_accounted_per_slice_across_an_operator_restart(
     latest = int(ann["carbontrack.io/last-slice"])
     upto = [s for s in starts if s.timestamp() <= latest]
     assert float(ann["carbontrack.io/co2e-grams-total"]) == pytest.approx(
-        math.fsum(slices[s].co2e_grams for s in upto), rel=1e-5)
+        math.fsum(slices[s].co2e_grams or 0.0 for s in upto), rel=1e-5)
 
     # the refused functional unit: a Warning Event naming the rule; its slices still carry CO2e
     core = client.CoreV1Api(api_client)
@@ -222,10 +241,11 @@ def test_a_deployment_is_accounted_per_slice_across_an_operator_restart(
     assert all(e.data["inputs"]["carbontrack.io/functional-units"] == "1" for e in bad_slices.values())
 
     # the report: gCO2e per 1,000 tokens = CO2e / tokens, tokens from Prometheus by hand
-    # (each series' last value at the end minus its last value at the start)
+    # (each series' last value at the end minus its last value at the start); a "no data"
+    # slice is a skipped line there, so its tokens are not in the section
     sel = f'vllm:generation_tokens_total{{namespace="{namespace}"}}'
     tokens_used = (total(query_at(prometheus.url, f"last_over_time({sel}[{int(SLICE_S)}s])", end))
-                   - total(query_at(prometheus.url, f"last_over_time({sel}[{int(SLICE_S)}s])", first)))
+                   - total(query_at(prometheus.url, f"last_over_time({sel}[{int(SLICE_S)}s])", counted[0])))
     assert tokens_used > 0
     out = tmp_path / "report"
     res = subprocess.run(
@@ -237,8 +257,8 @@ def test_a_deployment_is_accounted_per_slice_across_an_operator_restart(
     doc = json.loads((out / "report.json").read_text())
     [w] = [x for x in doc["long_running"] if x["name"] == "llm"]
     assert (w["name"], w["kind"], w["uid"], w["slices"], w["contiguous"]) == ("llm", "Deployment", uid,
-                                                                           len(starts), True)
-    assert w["units_coverage"] == f"{len(starts)}/{len(starts)} slices"
+                                                                           len(counted), True)
+    assert w["units_coverage"] == f"{len(counted)}/{len(counted)} slices"
     assert w["units"] == pytest.approx(tokens_used, rel=1e-9)
     assert w["location_gco2e"] == pytest.approx(slice_g, rel=1e-9)
     assert w["g_per_1000_units"] == pytest.approx(prom_g / tokens_used * 1000.0, rel=1e-5)
