@@ -152,6 +152,10 @@ class LongRunningAccounting:
                 log.warning("%s %s/%s not accounted yet: %s", facts.kind, facts.namespace, facts.name, err)
                 retry = True
                 continue
+            except Exception:  # a bug or input nobody foresaw in one workload: the others go on
+                log.exception("%s %s/%s not accounted", facts.kind, facts.namespace, facts.name)
+                retry = True
+                continue
             if finished:
                 for table in (self._known, self._owners):
                     table.pop(uid, None)

@@ -10,6 +10,7 @@ current grid from the first slice in the catch-up window.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -50,13 +51,9 @@ class SliceCursor:
         if facts.uid in self._memory:
             return self._memory[facts.uid]
         step = timedelta(seconds=self._settings.slice_length_s)
-        hint = facts.annotations.get(LAST_SLICE, "")
-        if hint.isdigit():
-            start = EPOCH + timedelta(seconds=int(hint))
-            try:  # the record is filed under the slice's end (whatever the length was then)
-                end = parse_time(facts.annotations.get(SLICE_END, ""))
-            except ValueError:
-                end = start + step
+        hint = _hint(facts.annotations, step)
+        if hint is not None:
+            start, end = hint
             entry = await self._records.find(facts.namespace, slice_key(facts.uid, start), end)
             if entry is not None:
                 return Latest(Slice(start, entry.finished_at), entry)
@@ -71,3 +68,22 @@ class SliceCursor:
             return None
         entry = await self._records.find(facts.namespace, slice_key(facts.uid, found), found + step)
         return Latest(Slice(found, entry.finished_at), entry) if entry else None
+
+
+def _hint(annotations: Mapping[str, str], step: timedelta) -> tuple[datetime, datetime] | None:
+    """(start, end) of the slice the ``last-slice`` and ``slice-end`` annotations name, or None.
+    Namespace users can write both: a value that is no time (``²``, twenty nines, a date that
+    overflows in UTC) is no hint, never an exception that would stop the round for every
+    workload."""
+    text = annotations.get(LAST_SLICE, "")
+    if not (text.isascii() and text.isdigit()):
+        return None
+    try:
+        start = EPOCH + timedelta(seconds=int(text))
+        grid_end = start + step
+    except OverflowError:
+        return None
+    try:  # the record is filed under the slice's end (whatever the length was then)
+        return start, parse_time(annotations.get(SLICE_END, ""))
+    except (ValueError, OverflowError):
+        return start, grid_end

@@ -30,6 +30,7 @@ from carbontrack.operator.prometheus import PrometheusClient
 from carbontrack.operator.record_store import RecordStore
 from carbontrack.operator.settings import OperatorSettings
 from carbontrack.operator.slice_accounting import SliceAccountant
+from carbontrack.operator.slice_cursor import SliceCursor
 from carbontrack.operator.slices import EPOCH, Slice, contiguous, parse_slice_key
 from prometheus_client import CollectorRegistry
 
@@ -342,7 +343,8 @@ def test_a_retry_after_a_crash_between_record_and_annotation_writes_nothing_twic
     run(go())
 
 
-@pytest.mark.parametrize("hint", ["", "99999999999", "not-a-number"])
+@pytest.mark.parametrize("hint", ["", "99999999999", "not-a-number",
+                                  "9" * 20, "\u00b2"])  # overflows timedelta; isdigit, not int
 def test_a_restart_catches_up_the_slices_missed_while_down(hint: str) -> None:
     async def go() -> None:
         r = rig()
@@ -366,6 +368,55 @@ def test_a_restart_catches_up_the_slices_missed_while_down(hint: str) -> None:
         # the running total on the workload is the records' sum
         cumulative = got[-1][1].data["slice"]["cumulativeCo2eGrams"]
         assert cumulative == pytest.approx(math.fsum(e.co2e_grams for _, e in got), rel=1e-12)
+        for c in r.clients:
+            await c.close()
+
+    run(go())
+
+
+def test_a_slice_end_that_overflows_in_utc_is_no_hint() -> None:
+    """Namespace users can write the hint's slice-end: a time that is valid ISO 8601 but
+    overflows in UTC falls back to the grid, and the round goes on."""
+    async def go() -> None:
+        r = rig()
+        await r.prom.start()
+        await r.operator().tick()
+        r.workloads.deployment["metadata"]["annotations"]["carbontrack.io/slice-end"] = \
+            "0001-01-01T00:00:00+01:00"
+        r.at(CREATED + timedelta(minutes=5))
+        await r.operator().tick()
+        got = slices_of(r.records)
+        assert len(got) == 5 and r.records.adds == 5 and contiguous([p for p, _ in got])
+        for c in r.clients:
+            await c.close()
+
+    run(go())
+
+
+def test_a_workload_failing_unexpectedly_does_not_stop_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def go() -> None:
+        r = rig()
+        broken = deployment()
+        broken["metadata"].update(uid="dep-0", name="broken")
+        listed = r.workloads.list
+
+        async def listing(group: str, version: str, plural: str, namespace: str | None) -> list[dict[str, Any]]:
+            got = await listed(group, version, plural, namespace)
+            return [broken, *got] if plural == "deployments" else got  # the broken one first
+
+        real = SliceCursor.latest
+
+        async def latest(self: SliceCursor, facts: Any, now: datetime) -> Any:
+            if facts.uid == "dep-0":
+                raise RuntimeError("something nobody foresaw")
+            return await real(self, facts, now)
+
+        monkeypatch.setattr(r.workloads, "list", listing)
+        monkeypatch.setattr(SliceCursor, "latest", latest)
+        await r.prom.start()
+        await r.operator().tick()
+        assert [p.start for p, _ in slices_of(r.records)] == [
+            CREATED.replace(second=0) + timedelta(minutes=i) for i in range(3)]
         for c in r.clients:
             await c.close()
 
