@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,7 +38,7 @@ GPU_RESOURCES = tuple(r for v in VENDORS for r in v.gpu_resources)
 USER_ANNOTATIONS = contract.USER_ANNOTATIONS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: ~1 KiB less per workload held (10,000 present)
 class JobFacts:
     uid: str
     namespace: str
@@ -93,6 +94,24 @@ class JobFacts:
     @property
     def lifetime_start(self) -> datetime:
         return self.started_at or self.created_at
+
+
+_SHARED_TEMPLATES: dict[str, dict[str, Any]] = {}
+MAX_SHARED_TEMPLATES = 4096
+
+
+def shared_template(summary: dict[str, Any]) -> dict[str, Any]:
+    """One dict for equal template summaries. Workloads of one pipeline, CronJob or JobSet
+    mostly share theirs, and the JobFacts of 10,000 workloads present would otherwise hold
+    10,000 equal copies (~1.5 KiB each). Every reader treats it as read-only (records copy it)."""
+    key = json.dumps(summary, sort_keys=True, separators=(",", ":"))
+    found = _SHARED_TEMPLATES.get(key)
+    if found is not None:
+        return found
+    if len(_SHARED_TEMPLATES) >= MAX_SHARED_TEMPLATES:  # bounded: start over
+        _SHARED_TEMPLATES.clear()
+    _SHARED_TEMPLATES[key] = summary
+    return summary
 
 
 def accounted_uid(annotations: Mapping[str, str]) -> str | None:
@@ -186,5 +205,5 @@ def _job_facts(job: Mapping[str, Any]) -> JobFacts:
         active=int(status.get("active") or 0),
         gpus_per_pod=gpus,
         failed=int(status.get("failed") or 0),
-        template=summary,
+        template=shared_template(summary),
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 from carbontrack.core.errors import ConfigError
 
-from ..jobs import ANNOTATION_PREFIX, GPU_RESOURCES, JobFacts
+from ..jobs import ANNOTATION_PREFIX, GPU_RESOURCES, JobFacts, shared_template
 from ..timeutil import parse_time
 
 
@@ -84,7 +84,7 @@ def build_facts(
         active=active,
         gpus_per_pod=max([pod_gpus(spec) for _, spec in replicas] or [0]),
         failed=failed,
-        template=template_summary(spec for _, spec in replicas),
+        template=shared_template(template_summary(spec for _, spec in replicas)),
         kind=kind,
         api_version=api_version,
     )
