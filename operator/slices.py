@@ -61,8 +61,12 @@ def due_slices(first: datetime, resume_at: datetime | None, now: datetime, lengt
     ends at the grid line after its start, so after a change of the slice length the first
     new slice runs from the old slice's end to the new grid (no gap, no overlap).
     ``ended_at`` (deletion): the slice holding it ends there and is the last one. At most
-    ``limit`` slices (a long outage is caught up over several rounds)."""
-    start = slice_start(first, length_s) if resume_at is None else resume_at
+    ``limit`` slices (a long outage is caught up over several rounds). ``first`` is also the
+    catch-up bound: a latest recorded slice that ended before the slice holding it resumes at
+    that slice, as when no record is found, so what is counted after a long outage does not
+    depend on whether the (user-writable) ``last-slice`` hint led to the record."""
+    floor = slice_start(first, length_s)
+    start = floor if resume_at is None or resume_at < floor else resume_at
     if ended_at is not None and resume_at is not None and ended_at <= start:
         return []
     out: list[Slice] = []

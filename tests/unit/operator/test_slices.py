@@ -65,6 +65,14 @@ def test_due_slices_are_contiguous_from_creation_and_wait_for_the_final_scrape()
     assert len(due_slices(created, None, at(20), H, 0, limit=3)) == 3
 
 
+def test_catch_up_starts_at_the_bound_also_from_an_older_record() -> None:
+    # the operator was down past --slice-catchup: first = now - catch-up (13:20). With or
+    # without the latest record (its end 10:00) found, the same slices are due
+    bounded = at(13, 20)
+    assert due_slices(bounded, at(10), at(16), H, 0) == due_slices(bounded, None, at(16), H, 0) \
+        == [Slice(at(13), at(14)), Slice(at(14), at(15)), Slice(at(15), at(16))]
+
+
 def test_a_deleted_workloads_last_slice_ends_at_the_deletion() -> None:
     due = due_slices(at(9, 20), None, at(11, 0, 10), H, 5, ended_at=at(10, 40))
     assert due == [Slice(at(9), at(10)), Slice(at(10), at(10, 40))]
