@@ -39,6 +39,7 @@ from .deferral import Deferral, DeferralMetrics, deferral_config, record_annotat
 from .enforcer import Enforcer, job_ref
 from .finalizers import Finalizers
 from .jobs import FINALIZER, USER_ANNOTATIONS, JobFacts
+from .kopf_diffbase import NoDiffBase
 from .kube import Conflict, Gone, KubeApi
 from .ledger import LedgerEntry
 from .malformed import MalformedReporter
@@ -341,6 +342,7 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, ours: OperatorSettings)
     # Nothing of kopf's own bookkeeping on users' Jobs: no progress or diff-base
     # annotations (only event handlers are used) and no kopf finalizers.
     kopf_settings.persistence.finalizer = contract.KOPF_FINALIZER
+    kopf_settings.persistence.diffbase_storage = NoDiffBase()  # no change handlers: no diffs
     kopf_settings.posting.level = logging.WARNING
     kopf_settings.watching.server_timeout = 300
     kopf_settings.networking.request_timeout = 60

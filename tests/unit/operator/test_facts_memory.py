@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from carbontrack.devcluster.workloads import sim_job
 from carbontrack.operator import jobs
 from carbontrack.operator.workloads.registry import JOB
+
+from carbontrack.devcluster.workloads import sim_job
 
 
 def manifest(name: str, cpu: float = 0.5) -> dict[str, Any]:
