@@ -154,8 +154,10 @@ async def run(
     op = Operator(settings, kube, prometheus, metrics, clock, job_logger=job_logger)
     kopf_registry = build_registry(op, login=login_handler(kube_config))
     if settings.kueue_admission:
-        kueue_admission.register(kopf_registry, kueue_admission.KueueAdmission(
-            kueue_admission.KueueApi(kube_config), clock))
+        admission = kueue_admission.KueueAdmission(kueue_admission.KueueApi(kube_config), clock)
+        kueue_admission.register(kopf_registry, admission)
+        # a deferral plan or release of a Kueue-managed Job decides its Workload's check now
+        op.deferral.subscribe(admission.on_deferral)
     if settings.long_running:
         attach_long_running(kopf_registry, op, kube_config)
     runner = None

@@ -14,6 +14,13 @@ the operator suspends it as soon as it sees it. The operator then:
    saying what the Job waits for and why;
 4. releases the Job (``spec.suspend: false``) at the planned start, never after the deadline.
 
+A Job that Kueue manages (label ``kueue.x-k8s.io/queue-name``) is planned the same way, but
+this module never writes its ``spec.suspend``: Kueue owns it (Kueue creates the Job suspended
+and resumes it on admission). The operator's Kueue AdmissionCheck holds its Workload instead:
+Pending until the planned start (or the deadline, whichever comes first), then Ready
+(operator/kueue_checks.py). Every plan or release of such a Job is passed to the listeners
+given to ``subscribe`` so that the check is decided again at once.
+
 A Job without a usable forecast runs at once. Reasons include a static provider, a provider
 that is down, a forecast in the past, a deadline that has passed and an invalid annotation.
 Each is given in a Warning Event and in the annotation. A Job that a CarbonBudget also holds
@@ -33,7 +40,7 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -58,6 +65,7 @@ log = logging.getLogger(__name__)
 DEFAULT_DURATION = timedelta(hours=1)
 HELD, RELEASED = "held", "released"
 RUNNING_FOR = timedelta(seconds=30)  # a Job running longer than this when first seen is not held
+KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"  # Kueue manages the Job: it owns spec.suspend
 
 
 @dataclass(frozen=True)
@@ -68,10 +76,15 @@ class DeferralConfig:
 
 def deadline_of(job: JobFacts) -> datetime:
     """The latest start: an RFC 3339 time, or a duration after the Job's creation."""
-    raw = job.annotations[DEFERRABLE_UNTIL].strip()
+    return parse_deadline(job.annotations[DEFERRABLE_UNTIL], job.created_at)
+
+
+def parse_deadline(value: str, created_at: datetime) -> datetime:
+    """``carbontrack.io/deferrable-until`` read as a time (pure; ConfigError when invalid)."""
+    raw = value.strip()
     try:
         if raw and raw[0].isdigit() and raw[-1] in "hms" and "T" not in raw:
-            return job.created_at + parse_span(raw, DEFERRABLE_UNTIL)
+            return created_at + parse_span(raw, DEFERRABLE_UNTIL)
         return parse_time(raw)
     except (ValueError, TypeError, OverflowError):  # user input: never escapes the handler
         raise ConfigError(f"invalid {DEFERRABLE_UNTIL} {raw!r}: give an RFC 3339 time "
@@ -91,6 +104,11 @@ def job_ref(job: JobFacts) -> dict[str, str]:
             "uid": job.uid}
 
 
+def kueue_managed(job: JobFacts) -> bool:
+    """Kueue owns this Job's spec.suspend: its AdmissionCheck holds it, never a patch here."""
+    return KUEUE_QUEUE in job.labels
+
+
 def holds(job: JobFacts) -> bool:
     """The operator's plan holds this Job for a later window (the enforcer leaves it held
     when a budget lets it go: this module releases it then)."""
@@ -100,8 +118,13 @@ def holds(job: JobFacts) -> bool:
 
 def record_of(job: JobFacts) -> dict[str, Any] | None:
     """The operator's deferral annotation, if it is one it could have written."""
+    return parse_record(job.annotations.get(DEFERRAL, ""))
+
+
+def parse_record(text: str) -> dict[str, Any] | None:
+    """A deferral annotation's value, if it is one the operator could have written (pure)."""
     try:
-        value = json.loads(job.annotations.get(DEFERRAL, ""))
+        value = json.loads(text)
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) and value.get("state") in (HELD, RELEASED) else None
@@ -149,6 +172,21 @@ class Deferral:
         # whichever of the two lets go last must lift spec.suspend, and either may have acted
         # on facts a moment old, so this module finishes it once the budget's hold is gone
         self._after_budget: set[str] = set()
+        # called with each Kueue-managed Job whose plan was written or released: its
+        # AdmissionCheck is decided again at once (operator/kueue_admission.py)
+        self._listeners: list[Callable[[JobFacts], Awaitable[None]]] = []
+
+    def subscribe(self, listener: Callable[[JobFacts], Awaitable[None]]) -> None:
+        self._listeners.append(listener)
+
+    async def _notify(self, job: JobFacts) -> None:
+        if not kueue_managed(job):
+            return
+        for listener in self._listeners:
+            try:
+                await listener(job)
+            except Exception:  # the check's own retry and timer decide it later
+                log.exception("deferral listener failed for Job %s/%s", job.namespace, job.name)
 
     def forget(self, uid: str) -> None:
         self._due.pop(uid, None)
@@ -221,12 +259,12 @@ class Deferral:
         if not chosen.deferred:
             return await self._run_now(job, chosen, deadline, duration)
         body = _record(HELD, chosen, submitted, deadline, duration, self._config.zone)
-        if not await self._patch(job, {"metadata": {"annotations": {DEFERRAL: json.dumps(body, sort_keys=True)}},
-                                       "spec": {"suspend": True}}):
+        if not await self._patch(job, plan_patch(job, body, suspend=True)):
             return False
         self._due[job.uid] = (chosen.start, job, body)
         if self._metrics is not None:
             self._metrics.decisions.labels(decision="held").inc()
+        await self._notify(job)
         await self._event(job, "DeferredForLowCarbon", f"held until {format_time(chosen.start)} "
                           f"(deadline {format_time(deadline)}): {chosen.reason}", False)
         return True
@@ -248,13 +286,12 @@ class Deferral:
                        duration: timedelta | None) -> bool:
         body = _record(RELEASED, chosen, job.created_at, deadline, duration, self._config.zone,
                        released_at=chosen.start)
-        patch: dict[str, Any] = {"metadata": {"annotations": {DEFERRAL: json.dumps(body, sort_keys=True)}}}
-        if job.suspended and SUSPENDED_BY not in job.annotations:
-            patch["spec"] = {"suspend": False}
-        if not await self._patch(job, patch):
+        resume = job.suspended and SUSPENDED_BY not in job.annotations
+        if not await self._patch(job, plan_patch(job, body, suspend=False if resume else None)):
             return False
         if self._metrics is not None:
             self._metrics.decisions.labels(decision="at_once").inc()
+        await self._notify(job)
         lowest = chosen.forecast_chose  # else no forecast, a passed deadline, no covered window
         await self._event(job, "RunsNowLowestCarbon" if lowest else "NotDeferred",
                           f"runs at once: {chosen.reason}", not lowest)
@@ -264,8 +301,8 @@ class Deferral:
         """A Job released at its window while a budget held it: once no budget holds it, it
         must not stay suspended (the enforcer may have left it so, seeing this module's hold
         in facts older than the release)."""
-        if not job.suspended:
-            self._after_budget.discard(job.uid)  # running: nothing left to do
+        if not job.suspended or kueue_managed(job):
+            self._after_budget.discard(job.uid)  # running, or Kueue's to resume: nothing to do
         elif (SUSPENDED_BY not in job.annotations and not holds(job)
               and await self._patch(job, {"spec": {"suspend": False}}) is not None):
             self._after_budget.discard(job.uid)  # written, or the Job changed or went away
@@ -280,12 +317,12 @@ class Deferral:
             record["intensityAtRun"] = None
             record["reason"] = (f"{record.get('reason', '')}; its CarbonBudget still held it at the "
                                 "window, so it ran later: no estimate of CO2e avoided")
-        patch: dict[str, Any] = {"metadata": {"annotations": {DEFERRAL: json.dumps(record, sort_keys=True)}}}
-        if not held_by_budget:
-            patch["spec"] = {"suspend": False}
-        written = await self._patch(job, patch)
+        written = await self._patch(job, plan_patch(job, record,
+                                                    suspend=None if held_by_budget else False))
         if written and held_by_budget:
             self._after_budget.add(job.uid)
+        if written:
+            await self._notify(job)
         if written:
             why = ("its CarbonBudget still holds it" if held_by_budget else
                    f"the planned lowest-carbon window ({record.get('intensityAtRun', '?')} g/kWh "
@@ -313,6 +350,16 @@ class Deferral:
             await self._kube.post_event(job_ref(job), reason, message, warning, self._clock())
         except TemporaryError as err:
             log.warning("Event %s for Job %s/%s not posted: %s", reason, job.namespace, job.name, err)
+
+
+def plan_patch(job: JobFacts, record: Mapping[str, Any], suspend: bool | None) -> dict[str, Any]:
+    """The Job patch that writes the plan and, unless ``suspend`` is None or Kueue manages the
+    Job (Kueue owns spec.suspend; the AdmissionCheck holds its Workload), sets spec.suspend
+    (pure)."""
+    patch: dict[str, Any] = {"metadata": {"annotations": {DEFERRAL: json.dumps(record, sort_keys=True)}}}
+    if suspend is not None and not kueue_managed(job):
+        patch["spec"] = {"suspend": suspend}
+    return patch
 
 
 def _record(state: str, chosen: Plan, submitted: datetime, deadline: datetime | None,

@@ -3,7 +3,9 @@
 Fed by kopf events on AdmissionChecks, Workloads and CarbonBudgets (``register``); keeps its
 own budget views (``budget_book.budget_view``, the same reading the operator's budget book
 uses) so that a budget's status update, such as a raised limit, re-decides every Workload
-that waits on one of our checks at once.
+that waits on one of our checks at once. A Workload held for a deferral's low-carbon window
+is decided again when the window comes (``decide_due``, every second) and whenever the
+deferral writes its owner's plan (``on_deferral``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from carbontrack.core.errors import TemporaryError
 
 from .budget_book import budget_view
 from .enforcement import BudgetView
+from .jobs import JobFacts
 from .kueue_checks import (
     CONTROLLER_NAME,
     FIELD_MANAGER,
@@ -146,6 +149,8 @@ class KueueAdmission:
         # Workloads whose decision or write failed on an API error: no Kueue event may come
         # again for them, so the retry loop decides them again
         self.retry: set[str] = set()
+        # Workload UID -> when a deferral's hold of it ends: it is decided again then
+        self.due: dict[str, datetime] = {}
 
     # ---------------------------------------------------------------- events
     async def on_check_event(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -170,6 +175,7 @@ class KueueAdmission:
         if event_type == "DELETED" or facts.admitted or facts.finished:
             self.waiting.pop(facts.uid, None)
             self.retry.discard(facts.uid)
+            self.due.pop(facts.uid, None)
             return
         self.waiting[facts.uid] = facts
         await self._decide(facts)
@@ -193,12 +199,34 @@ class KueueAdmission:
         for facts in list(self.waiting.values()):
             await self._decide(facts)
 
+    async def decide_due(self) -> None:
+        """Decide again the Workloads whose deferral hold has ended (called every second)."""
+        now = self._clock()
+        for uid, when in list(self.due.items()):
+            facts = self.waiting.get(uid)
+            if facts is None:
+                self.due.pop(uid, None)
+            elif when <= now:
+                await self._decide(facts)
+
+    async def on_deferral(self, job: JobFacts) -> None:
+        """The deferral wrote the plan of a Kueue-managed Job (or released it): decide its
+        waiting Workloads again now, not at the next timer."""
+        for facts in list(self.waiting.values()):
+            if facts.owner is not None and facts.owner.uid == job.uid:
+                await self._decide(facts)
+
     async def _decide(self, facts: WorkloadFacts) -> None:
         names = checks_to_decide(facts, self.checks)
         if not names:
             self.retry.discard(facts.uid)
+            self.due.pop(facts.uid, None)
             return
         decision = await self._decision(facts)
+        if decision.until is not None:
+            self.due[facts.uid] = decision.until
+        else:
+            self.due.pop(facts.uid, None)
         failed = decision.retry
         for check in names:
             patch = check_state_patch(facts, check, decision, self._clock())
@@ -242,7 +270,7 @@ class KueueAdmission:
             return unresolved(f"the owner of Workload {facts.namespace}/{facts.name} could not "
                               f"be read ({getattr(err, 'status', '') or err})")
         members = self._members.setdefault(owner.uid, set())
-        decision = decide(owner, self.budgets.values(), members)
+        decision = decide(owner, self.budgets.values(), members, now=self._clock())
         if decision.budget is not None:
             members.add(decision.budget)
         return decision
@@ -297,6 +325,7 @@ class KueueAdmission:
 
 
 RETRY_INTERVAL_S = 10.0
+DUE_INTERVAL_S = 1.0  # a deferral's window opens within a second of its planned start
 
 
 def register(registry: kopf.OperatorRegistry, admission: KueueAdmission,
@@ -312,9 +341,18 @@ def register(registry: kopf.OperatorRegistry, admission: KueueAdmission,
             except Exception:  # never let the loop die: the next round tries again
                 log.exception("Kueue admission retry failed")
 
+    async def due_loop() -> None:
+        while True:
+            await asyncio.sleep(DUE_INTERVAL_S)
+            try:
+                await admission.decide_due()
+            except Exception:  # never let the loop die: the next round tries again
+                log.exception("Kueue admission (deferral windows) failed")
+
     @kopf.on.startup(registry=registry)
     async def _start_kueue_retries(**_: Any) -> None:
         loops.append(asyncio.create_task(retry_loop()))
+        loops.append(asyncio.create_task(due_loop()))
 
     @kopf.on.cleanup(registry=registry)
     async def _stop_kueue_retries(**_: Any) -> None:

@@ -16,6 +16,13 @@ operator-owned ``carbontrack.io/budgets`` annotation of the owner), so relabelli
 Job does not take it out of a budget that holds it. Nothing on the Workload itself decides:
 its labels are not the user's object and its owner is what budgets select, as for Jobs.
 
+A deferrable Job (``carbontrack.io/deferrable-until``, operator/deferral.py) that no budget
+holds is ``Pending`` too while its plan holds it: from its creation until the operator has
+written its plan (the operator-owned ``carbontrack.io/deferral`` annotation), then until the
+planned start of its lowest-carbon window or its deadline, whichever comes first. At that
+moment it is ``Ready``: Kueue, which owns the Job's ``spec.suspend``, resumes it. The decision
+carries that moment (``Decision.until``) so the controller decides the Workload again then.
+
 Once admitted, a workload runs to the end, as a Job that was running when its budget was
 exceeded does: checks of admitted Workloads are never touched (setting one back would make
 Kueue evict running work). A Workload that is Ready but not admitted yet (another check or
@@ -28,12 +35,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from carbontrack.core import contract
+from carbontrack.core.contract import DEFERRABLE_UNTIL, DEFERRAL
+from carbontrack.core.errors import ConfigError
 
+from .deferral import HELD, parse_deadline, parse_record
 from .enforcement import BudgetView
+from .timeutil import parse_time
 
 CONTROLLER_NAME = contract.KUEUE_ADMISSION_CHECK
 GROUP, VERSION = "kueue.x-k8s.io", "v1beta2"
@@ -61,6 +72,9 @@ class Owner:
     uid: str
     labels: Mapping[str, str]
     remembered_budgets: frozenset[str] = frozenset()  # operator-owned annotation, same namespace
+    deferrable_until: str | None = None  # the user's carbontrack.io/deferrable-until (Jobs only)
+    deferral: Mapping[str, Any] | None = None  # the operator's plan (carbontrack.io/deferral)
+    created_at: datetime | None = None
 
     @property
     def ref(self) -> str:
@@ -94,6 +108,7 @@ class Decision:
     message: str
     budget: str | None = None  # key of the holding budget
     retry: bool = False  # decided without the facts (an API error): decide again later
+    until: datetime | None = None  # a deferral's hold ends then: decide again at that moment
 
 
 def controller_owner(meta: Mapping[str, Any]) -> OwnerRef | None:
@@ -145,8 +160,45 @@ def holds(budget: BudgetView, owner: Owner, members: Iterable[str]) -> bool:
             or budget.key in set(members) or budget.key in owner.remembered_budgets)
 
 
-def decide(owner: Owner, budgets: Iterable[BudgetView], members: Iterable[str] = ()) -> Decision:
-    """Pending with the first holding budget (by key), else Ready (pure)."""
+PLAN_WAIT = timedelta(seconds=10)  # re-decide a deferrable Job whose plan is not written yet
+
+
+def deferral_hold(owner: Owner, now: datetime) -> Decision | None:
+    """Pending while the owner's deferral plan holds it, else None (pure). A Job whose plan
+    is not written yet waits for it (never past its deadline); a plan that released it, an
+    invalid deadline (the operator runs that Job at once) or a passed window holds nothing."""
+    if owner.kind != "Job" or owner.deferrable_until is None:
+        return None
+    try:
+        deadline = parse_deadline(owner.deferrable_until, owner.created_at or now)
+    except ConfigError:
+        deadline = None
+    plan = owner.deferral
+    if plan is None:
+        if deadline is None or now >= deadline:
+            return None
+        return Decision(PENDING, (
+            f"{owner.ref} is deferrable (deadline {_rfc3339(deadline)}): waiting for CarbonTrack "
+            "to plan its low-carbon window"), until=min(now + PLAN_WAIT, deadline))
+    if plan.get("state") != HELD:
+        return None
+    try:
+        start = parse_time(str(plan.get("plannedStart")))
+        end = min(start, parse_time(str(plan["deadline"]))) if "deadline" in plan else start
+    except (ValueError, TypeError, OverflowError):
+        return None  # not a plan the operator wrote: it holds nothing
+    if now >= end:
+        return None
+    deadline_text = f" (deadline {plan['deadline']})" if "deadline" in plan else ""
+    return Decision(PENDING, (
+        f"{owner.ref} deferred to its low-carbon window starting {_rfc3339(end)}{deadline_text}: "
+        f"{plan.get('reason', '')}; admitted then"), until=end)
+
+
+def decide(owner: Owner, budgets: Iterable[BudgetView], members: Iterable[str] = (),
+           now: datetime | None = None) -> Decision:
+    """Pending with the first holding budget (by key), else Pending while a deferral plan
+    holds the owner (only when ``now`` is given), else Ready (pure)."""
     members = set(members)
     for budget in sorted(budgets, key=lambda b: b.key):
         if holds(budget, owner, members):
@@ -155,6 +207,9 @@ def decide(owner: Owner, budgets: Iterable[BudgetView], members: Iterable[str] =
                 f"held by CarbonBudget {budget.key}: exceeded ({budget.used or '?'} of {limit} "
                 f"in {budget.period_name or 'this period'}) with action Suspend; {owner.ref} is "
                 "admitted when the period resets or the limit is raised"), budget.key)
+    deferred = deferral_hold(owner, now) if now is not None else None
+    if deferred is not None:
+        return deferred
     return Decision(READY, f"no exceeded Suspend CarbonBudget holds {owner.ref}")
 
 
@@ -225,6 +280,14 @@ def owner_from_object(body: Mapping[str, Any]) -> Owner:
     namespace = str(meta.get("namespace", ""))
     remembered = str((meta.get("annotations") or {}).get(BUDGETS, ""))
     keys = frozenset(k for k in remembered.split(",") if k.startswith(f"{namespace}/"))
+    annotations = meta.get("annotations") or {}
+    until = annotations.get(DEFERRABLE_UNTIL)
+    try:
+        created: datetime | None = parse_time(str(meta.get("creationTimestamp")))
+    except (ValueError, TypeError, OverflowError):
+        created = None
     return Owner(str(body.get("apiVersion", "")), str(body.get("kind", "")), namespace,
                  str(meta.get("name", "")), str(meta.get("uid", "")),
-                 dict(meta.get("labels") or {}), keys)
+                 dict(meta.get("labels") or {}), keys,
+                 deferrable_until=str(until) if until is not None else None,
+                 deferral=parse_record(str(annotations.get(DEFERRAL, ""))), created_at=created)

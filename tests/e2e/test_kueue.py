@@ -2,7 +2,8 @@
 built from its Go module) on the session's control plane: workloads of three Kueue-managed
 kinds (a batch/v1 Job, a plain Pod, and a Kubeflow PyTorchJob run by the real
 training-operator) queued while a Suspend CarbonBudget that selects them is exceeded are not
-admitted; raising the budget's limit admits them and their pods run.
+admitted; raising the budget's limit admits them and their pods run. A deferrable Job queued
+in Kueue is admitted at its low-carbon window, not before.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
+import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -291,3 +295,73 @@ def test_a_workload_decided_before_the_budget_watch_caught_up_is_held(
         f"held by CarbonBudget {namespace}/nlp: exceeded (1.5 g of 1g in 2026-12)")
     assert not admitted(wl)
     assert batch_v1.read_namespaced_job("early", namespace).spec.suspend is True
+
+
+def test_a_deferrable_kueue_job_is_admitted_at_its_low_carbon_window_not_before(
+    kueue: Any, kubeconfig: Path, prometheus: Any, namespace: str, core_v1: Any, batch_v1: Any,
+    custom_objects: Any, wait_for: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Time compressed (forecast points 4 s apart, served by a local HTTP server in the
+    Electricity Maps shape, as test_deferral does): Kueue creates the deferrable Job suspended,
+    the operator plans its window and keeps our check Pending until then; at the window the
+    check goes Ready and Kueue admits and resumes the Job."""
+    from test_deferral import STEP, ForecastServer, parse
+
+    from carbontrack.devcluster.kube import api_client
+    from carbontrack.devcluster.kueue import MANAGED_LABEL
+    from carbontrack.intensity.selection import IntensityConfig
+
+    with api_client(kubeconfig) as api:
+        op_e2e.install_crd(api)
+    core_v1.patch_namespace(namespace, {"metadata": {"labels": {MANAGED_LABEL: "true"}}})
+    kueue_objects(custom_objects, namespace)
+    server = ForecastServer()
+    monkeypatch.setenv("ELECTRICITYMAPS_API_TOKEN", "tok-e2e-kueue-deferral")
+    intensity = IntensityConfig(provider="electricitymaps", base_url=server.api.url, cache_ttl_s=0)
+    op = op_e2e.InProcessOperator(kubeconfig, prometheus.url, namespace, kueue_admission=True,
+                                  deferral_zone="DE", intensity=intensity).start()
+    try:
+        t0 = server.start_now()
+        window = t0 + 5 * STEP  # the forecast minimum, before the 90 s deadline
+        job = sim_job("deferred", run_seconds=2.0, labels={"team": "defer"}, annotations={
+            "carbontrack.io/deferrable-until": "90s", "carbontrack.io/expected-duration": "4s"})
+        job["metadata"]["labels"][QUEUE_LABEL] = "lq"
+        uid = batch_v1.create_namespaced_job(namespace, job).metadata.uid
+
+        def planned() -> dict[str, Any]:
+            ann = batch_v1.read_namespaced_job("deferred", namespace).metadata.annotations or {}
+            value = json.loads(ann.get("carbontrack.io/deferral", "null"))
+            return value if isinstance(value, dict) and value.get("state") == "held" else {}
+        plan = wait_for("the deferral's plan", planned, 30)
+        assert parse(plan["plannedStart"]) == window
+        wl = wait_for("the Workload held for its window", lambda: (
+            w := workload_of(custom_objects, namespace, uid)) and "low-carbon window" in our_check(w).get(
+                "message", "") and w, 30)
+        assert our_check(wl)["state"] == "Pending"
+        assert our_check(wl)["message"].startswith(
+            f"Job {namespace}/deferred deferred to its low-carbon window starting {plan['plannedStart']}")
+        assert not admitted(wl)
+
+        # not admitted before the window (the Job stays suspended, no pod), admitted at it
+        while datetime.now(timezone.utc) < window - timedelta(seconds=1):
+            wl = workload_of(custom_objects, namespace, uid)
+            assert not admitted(wl) and our_check(wl or {})["state"] == "Pending"
+            assert batch_v1.read_namespaced_job("deferred", namespace).spec.suspend is True
+            assert not pods_owned_by(core_v1, namespace, uid)
+            time.sleep(0.5)
+        wl = wait_for("the Workload admitted at its window", lambda: admitted(
+            w := workload_of(custom_objects, namespace, uid)) and w, 30)
+        assert our_check(wl)["state"] == "Ready"
+        at = parse(next(c["lastTransitionTime"] for c in wl["status"]["conditions"] if c["type"] == "Admitted"))
+        assert window <= at < window + timedelta(seconds=5)
+        started = wait_for("the Job started", lambda: batch_v1.read_namespaced_job(
+            "deferred", namespace).status.start_time, 60)
+        assert started >= window
+        released = json.loads((batch_v1.read_namespaced_job("deferred", namespace).metadata.annotations
+                               or {})["carbontrack.io/deferral"])
+        assert released["state"] == "released" and parse(released["releasedAt"]) >= window
+    finally:
+        op.stop()
+        server.api.close()
+        with contextlib.suppress(client.exceptions.ApiException):
+            custom_objects.delete_cluster_custom_object(*KUEUE, "clusterqueues", f"cq-{namespace}")
