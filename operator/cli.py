@@ -68,6 +68,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-long-running", action="store_true",
                    help="do not account Deployments, StatefulSets, LeaderWorkerSets and "
                         "InferenceServices per slice")
+    p.add_argument("--annotate-long-running", action="store_true",
+                   help="copy the latest slice and the running total onto long-running workloads "
+                        "(needs patch on Deployments/StatefulSets; off: records only)")
     p.add_argument("--slice-catchup", type=float, default=7 * 86400.0,
                    help="slices missed (outage, first start) are accounted this far back, s")
     p.add_argument("--no-enforcement", action="store_true", help="never suspend Jobs (Warn only)")
@@ -111,6 +114,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         kueue_admission=args.kueue_admission_check,
         slice_length_s=args.slice_length,
         long_running=not args.no_long_running,
+        annotate_long_running=args.annotate_long_running,
         slice_catchup_s=args.slice_catchup,
     )
 

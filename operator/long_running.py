@@ -208,7 +208,8 @@ class LongRunningAccounting:
             if budget.key in stored.budgets or budget.selects(job):
                 await self._book.commit(budget, ledger, job)
         self._seal(key)
-        await self._annotate(kind, facts, piece, stored)
+        if self._settings.annotate_long_running:
+            await self._annotate(kind, facts, piece, stored)
         return Latest(piece, stored)
 
     async def _entry(self, facts: WorkloadFacts, piece: Slice, owners: Sequence[str],

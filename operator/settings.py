@@ -88,6 +88,13 @@ class OperatorSettings:
     entry shaped like a Job's (docs/performance/records.md): 100 workloads with hourly slices
     add 72,000 entries a month; off, or a longer slice, where that is too much."""
 
+    annotate_long_running: bool = False
+    """Write a copy of the latest slice (and the running total) onto long-running workloads.
+    Off by default: annotating needs ``patch`` on Deployments and StatefulSets, and RBAC cannot
+    limit a patch to annotations, so that grant would let the operator scale or change them.
+    The records are the accounting either way; the restart hint the copy carries is then
+    replaced by a walk through the records."""
+
     slice_catchup_s: float = 7 * 86400.0
     """How far back slices not yet recorded are accounted (s): after an outage or a first
     start, slices that ended longer ago than this are left out (Prometheus' retention bounds

@@ -4,8 +4,8 @@ else found again after a restart).
 Slices of a workload are recorded strictly in order, so the latest recorded slice implies
 every earlier one. After a restart the operator's own ``carbontrack.io/last-slice`` annotation
 (start) and ``slice-end`` are a hint, used only when the record holds that slice (a namespace
-user can write annotations, not records); otherwise the records are walked forward on the
-current grid from the first slice in the catch-up window.
+user can write annotations, not records); otherwise the namespace's records of the catch-up
+window are scanned once (any grid) for each workload's latest slice.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from datetime import datetime, timedelta
 
 from carbontrack.core import contract
 from carbontrack.core.records import RecordEntry
+from carbontrack.core.slices import parse_slice_key
 from carbontrack.core.timeutil import parse_time
 
 from .long_running_kinds import WorkloadFacts
 from .record_store import RecordStore
 from .settings import OperatorSettings
-from .slices import EPOCH, Slice, slice_key, slice_start
+from .slices import EPOCH, Slice, slice_key
 
 LAST_SLICE = contract.LAST_SLICE  # start of the latest recorded slice, epoch s (a hint)
 SLICE_END = contract.SLICE_END
@@ -38,6 +39,7 @@ class SliceCursor:
         self._records = records
         self._settings = settings
         self._memory: dict[str, Latest | None] = {}  # workload UID -> latest recorded slice
+        self._scanned: dict[str, dict[str, Latest]] = {}  # namespace -> what its records held
 
     def moved(self, uid: str, latest: Latest) -> None:
         self._memory[uid] = latest
@@ -47,7 +49,7 @@ class SliceCursor:
 
     async def latest(self, facts: WorkloadFacts, now: datetime) -> Latest | None:
         """The latest recorded slice: memory, else the operator's hint verified against the
-        record, else a walk forward through the records from the first slice."""
+        record, else the latest found by a scan of the namespace's records."""
         if facts.uid in self._memory:
             return self._memory[facts.uid]
         step = timedelta(seconds=self._settings.slice_length_s)
@@ -57,17 +59,30 @@ class SliceCursor:
             entry = await self._records.find(facts.namespace, slice_key(facts.uid, start), end)
             if entry is not None:
                 return Latest(Slice(start, entry.finished_at), entry)
-        first = max(facts.created_at, now - timedelta(seconds=self._settings.slice_catchup_s))
-        start, found = slice_start(first, self._settings.slice_length_s), None
-        while start + step <= now:
-            mark = await self._records.recorded(facts.namespace, slice_key(facts.uid, start), start + step)
-            if mark is None:
-                break
-            found, start = start, start + step
-        if found is None:
-            return None
-        entry = await self._records.find(facts.namespace, slice_key(facts.uid, found), found + step)
-        return Latest(Slice(found, entry.finished_at), entry) if entry else None
+        if facts.created_at + step > now:
+            return None  # younger than one slice: nothing can be recorded yet
+        scanned = self._scanned.get(facts.namespace)
+        if scanned is None:  # the window is the namespace's, not this workload's
+            first = now - timedelta(seconds=self._settings.slice_catchup_s)
+            scanned = self._scanned[facts.namespace] = await self._scan(facts.namespace, first, now)
+        return scanned.get(facts.uid)
+
+    async def _scan(self, namespace: str, first: datetime, now: datetime) -> dict[str, Latest]:
+        """The latest recorded slice of every workload of ``namespace`` among the records that
+        finished in the catch-up window, whatever grid they were cut on: one paged read per
+        namespace after a start, then the operator's memory takes over. A walk along the
+        current grid would miss slices cut on another (a restart with a changed
+        --slice-length and no hint; annotating is off by default) and account their time
+        again."""
+        latest: dict[str, Latest] = {}
+        async for entry in self._records.entries_between(namespace, first, now):
+            parsed = parse_slice_key(entry.uid)
+            if parsed is None:
+                continue
+            uid, start = parsed
+            if uid not in latest or entry.finished_at > latest[uid].piece.end:
+                latest[uid] = Latest(Slice(start, entry.finished_at), entry)
+        return latest
 
 
 def _hint(annotations: Mapping[str, str], step: timedelta) -> tuple[datetime, datetime] | None:

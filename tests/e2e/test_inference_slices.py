@@ -149,7 +149,7 @@ def test_a_deployment_is_accounted_per_slice_across_an_operator_restart(
 
     def start() -> InProcessOperator:
         return InProcessOperator(kubeconfig, prometheus.url, namespace, slice_length_s=SLICE_S,
-                                 projection_interval_s=0.0).start()
+                                 projection_interval_s=0.0, annotate_long_running=True).start()
 
     op = start()
     # created just after a grid line, so its pods are usually scraped within the first slice

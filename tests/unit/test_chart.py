@@ -261,10 +261,10 @@ EXPECTED_OPERATOR_RULES = [
     # every finished-workload kind of the registry, with the verbs its adapter names
     *[{"apiGroups": [a.group], "resources": [a.plural], "verbs": list(a.rbac_verbs)}
       for a in default_registry() if a.kind != "Job"],
-    {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["get", "list", "patch"]},
+    {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["get", "list"]},
     {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list"]},
-    {"apiGroups": ["leaderworkerset.x-k8s.io"], "resources": ["leaderworkersets"], "verbs": ["get", "list", "patch"]},
-    {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": ["get", "list", "patch"]},
+    {"apiGroups": ["leaderworkerset.x-k8s.io"], "resources": ["leaderworkersets"], "verbs": ["get", "list"]},
+    {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": ["get", "list"]},
     {"apiGroups": ["carbontrack.io"], "resources": ["carbonbudgets"], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": ["carbontrack.io"], "resources": ["carbonbudgets/status"], "verbs": ["get", "patch"]},
     {"apiGroups": ["carbontrack.io"], "resources": ["carbonrecords"],
@@ -279,6 +279,20 @@ def test_operator_rbac_least_privilege(default: list[Doc]) -> None:
         {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
     ]
+
+
+def test_annotating_long_running_workloads_is_the_only_way_to_patch_them() -> None:
+    """patch on Deployments cannot be limited to annotations (it would let the operator scale
+    them), so only operator.longRunning.annotate grants it, and passes the flag."""
+    assert "--annotate-long-running" not in container(one(helm_template(), "Deployment", "operator"))["args"]
+    docs = helm_template(set_json=["operator.longRunning.annotate=true"])
+    assert "--annotate-long-running" in container(one(docs, "Deployment", "operator"))["args"]
+    patched = {tuple(r["resources"]) for r in rules_of(docs, "ct-carbontrack-operator")
+               if "patch" in r["verbs"] and r["apiGroups"] != ["carbontrack.io"]}
+    assert {("deployments", "statefulsets"), ("leaderworkersets",), ("inferenceservices",)} <= patched
+    rules = rules_of(docs, "ct-carbontrack-operator")
+    assert [r for r in rules if r["resources"] == ["deployments", "statefulsets"]] == [
+        {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["get", "list", "patch"]}]
 
 
 def test_cluster_peering_adds_only_peering_rights_and_object() -> None:
@@ -307,11 +321,11 @@ def test_no_role_grants_secrets_wildcards_or_more_than_annotating_deployments(va
         for rule in role["rules"]:
             assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
             assert "secrets" not in rule["resources"], role["metadata"]["name"]
-            # Deployments: the operator lists and annotates them (long-running accounting), the
+            # Deployments: the operator lists them (long-running accounting; annotating is opt-in), the
             # exporter reads them as pods' owners (root-owner walk), never more
             if "deployments" in rule["resources"]:
                 name = role["metadata"]["name"]
-                assert (name.endswith("-operator") and rule["verbs"] == ["get", "list", "patch"]) or (
+                assert (name.endswith("-operator") and rule["verbs"] == ["get", "list"]) or (
                     name.endswith("-exporter") and rule["verbs"] == ["get"])
             # create only Events and the operator's append-only records; never delete/update
             creatable = rule["resources"] in (["events"], ["carbonrecords"])

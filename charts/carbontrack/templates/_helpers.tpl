@@ -114,6 +114,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- if $op.kueueAdmission.enabled }}
 - --kueue-admission-check
 {{- end }}
+{{- if $op.longRunning.annotate }}
+- --annotate-long-running
+{{- end }}
 {{- with $op.deferral.zone }}
 - --deferral-zone={{ . }}
 {{- with $.Values.exporter.intensity }}

@@ -251,11 +251,12 @@ class Rig:
     now: list[datetime]
     clients: list[PrometheusClient] = field(default_factory=list)
 
-    def operator(self, length: float = LENGTH) -> LongRunningAccounting:
-        """A fresh operator (nothing in memory), as after a restart."""
+    def operator(self, length: float = LENGTH, annotate: bool = True) -> LongRunningAccounting:
+        """A fresh operator (nothing in memory), as after a restart. ``annotate``: the chart's
+        operator.longRunning.annotate (off by default there; most tests here check the copy)."""
         url = f"http://127.0.0.1:{self.prom.port}"
         settings = OperatorSettings(prometheus_url=url, scrape_interval_s=1.0, accounting_delay_s=1.0,
-                                    slice_length_s=length)
+                                    slice_length_s=length, annotate_long_running=annotate)
         client = PrometheusClient(url, OperatorMetrics(CollectorRegistry()), timeout_s=2.0)
         self.clients.append(client)
         clock = lambda: self.now[0]  # noqa: E731
@@ -317,6 +318,29 @@ def test_slices_are_recorded_once_contiguous_and_add_up_to_the_counters() -> Non
         ann = r.workloads.deployment["metadata"]["annotations"]
         assert ann[LAST_SLICE] == str(int((got[-1][0].start - EPOCH).total_seconds()))
         assert float(ann[CO2E_TOTAL]) == pytest.approx(total, rel=1e-5)
+        for c in r.clients:
+            await c.close()
+
+    run(go())
+
+
+def test_without_annotating_nothing_is_patched_and_a_restart_resumes_from_the_records() -> None:
+    """The default (no patch right on Deployments): the records alone carry the accounting, and a
+    restarted operator walks them instead of reading the hint."""
+    async def go() -> None:
+        r = rig()
+        await r.prom.start()
+        await r.operator(annotate=False).tick()
+        assert r.records.adds == 3 and r.workloads.patches == 0
+        assert LAST_SLICE not in r.workloads.deployment["metadata"].get("annotations", {})
+        r.at(CREATED + timedelta(minutes=7))
+        await r.operator(annotate=False).tick()  # restart: no hint, no memory
+        got = slices_of(r.records)
+        assert r.records.adds == 7 and len(got) == 7 and contiguous([p for p, _ in got])
+        end = got[-1][0].end
+        assert math.fsum(e.co2e_grams for _, e in got) == pytest.approx(
+            r.total("carbontrack_container_co2e_grams_total", end), rel=1e-9)
+        assert r.workloads.patches == 0
         for c in r.clients:
             await c.close()
 
@@ -599,17 +623,42 @@ def test_the_slice_loop_attaches_to_the_operators_registry() -> None:
     kube.close()
 
 
-def test_a_restart_with_another_slice_length_continues_where_the_records_end() -> None:
+@pytest.mark.parametrize("annotate", [True, False], ids=["hint", "no-hint"])
+def test_a_restart_with_another_slice_length_continues_where_the_records_end(annotate: bool) -> None:
+    """With the hint (annotating on) the records are found through it; without it (the
+    default) the 1-minute slices are not on the new 2-minute grid, and the records are scanned:
+    walking the new grid alone would account 10:00-10:03 a second time."""
     async def go() -> None:
         r = rig()
         await r.prom.start()
-        await r.operator().tick()  # 60 s slices up to 10:03
+        await r.operator(annotate=annotate).tick()  # 60 s slices up to 10:03
         r.at(CREATED + timedelta(minutes=9))
-        await r.operator(length=120).tick()  # restarted with 2-minute slices
+        await r.operator(length=120, annotate=annotate).tick()  # restarted with 2-minute slices
         got = slices_of(r.records)
         assert contiguous([p for p, _ in got]) and got[2][0].end == got[3][0].start
         # 10:03-10:04 to the new grid, then on it (10:08-10:10 has not settled at 10:09)
         assert [p.seconds for p, _ in got][3:] == [60.0, 120.0, 120.0]
+        end = got[-1][0].end
+        assert math.fsum(e.co2e_grams for _, e in got) == pytest.approx(
+            r.total("carbontrack_container_co2e_grams_total", end), rel=1e-12)
+        for c in r.clients:
+            await c.close()
+
+    run(go())
+
+
+def test_a_restart_on_a_grid_that_misses_the_old_slices_scans_the_records() -> None:
+    """No hint (annotating off, the default) and a new length whose grid does not line up with
+    the recorded 1-minute slices past the first: the walk on the new grid stops at 10:00, so the
+    records are scanned; nothing is accounted twice."""
+    async def go() -> None:
+        r = rig()
+        await r.prom.start()
+        await r.operator(annotate=False).tick()  # 60 s slices 10:00-10:03
+        r.at(CREATED + timedelta(minutes=9))
+        await r.operator(length=90, annotate=False).tick()
+        got = slices_of(r.records)
+        assert contiguous([p for p, _ in got]) and got[2][0].end == got[3][0].start
         end = got[-1][0].end
         assert math.fsum(e.co2e_grams for _, e in got) == pytest.approx(
             r.total("carbontrack_container_co2e_grams_total", end), rel=1e-12)
