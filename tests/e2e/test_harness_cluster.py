@@ -48,7 +48,10 @@ def test_nodes_renew_their_leases_like_kubelets(core_v1: Any, api_client: Any, w
     for n in nodes:
         assert (now - leases.read_namespaced_lease(n, "kube-node-lease").spec.renew_time).total_seconds() < 20
         node = core_v1.read_node(n)
-        assert not node.spec.taints, f"{n} is tainted: {node.spec.taints}"
+        # the node lifecycle's taints (not-ready, unreachable); sim-amd-0's amd.com/gpu taint
+        # is the one AMD's device plugin docs suggest, set by the harness on purpose
+        lifecycle = [t for t in node.spec.taints or [] if t.key.startswith("node.kubernetes.io/")]
+        assert not lifecycle, f"{n} is tainted: {lifecycle}"
 
 
 def test_failing_job_pod_fails_and_its_cgroup_comes_and_goes(

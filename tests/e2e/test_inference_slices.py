@@ -185,6 +185,13 @@ def test_a_deployment_is_accounted_per_slice_across_an_operator_restart(
         op.stop()
     slices = recorded_slices(custom_objects, namespace, uid)
     starts = sorted(slices)
+    # the overview dashboard's "Slice CO2e by workload" series: the restarted operator counted
+    # exactly the slices it recorded (the chart e2e runs Jobs only and leaves this row out)
+    after_restart = [e.co2e_grams or 0.0 for e in slices.values() if e.accounted_at >= restarted]
+    assert after_restart and op.registry.get_sample_value(
+        "carbontrack_workload_slice_co2e_grams_total",
+        {"namespace": namespace, "kind": "Deployment", "workload": "llm"}) == pytest.approx(
+            math.fsum(after_restart), rel=1e-9)
 
     # contiguous from the slice holding the Deployment's creation, none missing or twice
     first = datetime.fromtimestamp(math.floor(created.timestamp() / SLICE_S) * SLICE_S, UTC)
