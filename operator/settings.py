@@ -93,7 +93,7 @@ class OperatorSettings:
     Off by default: annotating needs ``patch`` on Deployments and StatefulSets, and RBAC cannot
     limit a patch to annotations, so that grant would let the operator scale or change them.
     The records are the accounting either way; the restart hint the copy carries is then
-    replaced by a walk through the records."""
+    replaced by one scan of each namespace's records (operator/slice_cursor.py)."""
 
     slice_catchup_s: float = 7 * 86400.0
     """How far back slices not yet recorded are accounted (s): after an outage or a first

@@ -59,8 +59,6 @@ class SliceCursor:
             entry = await self._records.find(facts.namespace, slice_key(facts.uid, start), end)
             if entry is not None:
                 return Latest(Slice(start, entry.finished_at), entry)
-        if facts.created_at + step > now:
-            return None  # younger than one slice: nothing can be recorded yet
         scanned = self._scanned.get(facts.namespace)
         if scanned is None:  # the window is the namespace's, not this workload's
             first = now - timedelta(seconds=self._settings.slice_catchup_s)
