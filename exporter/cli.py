@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
+from carbontrack.core.apiconfig import from_kubeconfig, in_cluster
 from carbontrack.core.errors import (
     CarbonTrackError,
     ConfigError,
@@ -24,7 +25,6 @@ from carbontrack.core.errors import (
 from carbontrack.core.types import EnergySource
 from carbontrack.sources import procstat, registry
 
-from .apiconfig import from_kubeconfig, in_cluster
 from .cgroups import CgroupReader
 from .cpu_weight import CpuWeightMap
 from .emissions import EmissionsRates

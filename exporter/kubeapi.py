@@ -17,9 +17,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
+from carbontrack.core.apiconfig import ApiEndpoint
 from carbontrack.core.redact import header_secrets, redact
-
-from .apiconfig import ApiEndpoint
 
 USER_AGENT = "carbontrack-exporter"
 _MAX_ERROR_BODY = 64 << 10

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from carbontrack.exporter.apiconfig import from_kubeconfig, in_cluster
 from carbontrack.exporter.kubeapi import ApiClient, ApiError
 
+from carbontrack.core.apiconfig import from_kubeconfig, in_cluster
 from carbontrack.core.errors import ConfigError
 from carbontrack.devcluster.kubeconfig import build_kubeconfig
 from carbontrack.devcluster.pki import Pki, create_pki

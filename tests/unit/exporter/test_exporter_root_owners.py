@@ -8,13 +8,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from carbontrack.exporter.apiconfig import ApiEndpoint, no_credentials
 from carbontrack.exporter.kubeapi import ApiClient
 from carbontrack.exporter.owners import RootOwners, owner_path
 from carbontrack.exporter.pods import PodCache, pod_meta
 from carbontrack.exporter.podwatch import Backoff, PodWatcher
 from carbontrack.exporter.state import Owner
 
+from carbontrack.core.apiconfig import ApiEndpoint, no_credentials
 from carbontrack.core.owners import OwnerRef
 from carbontrack.sim.fakeapiserver import FakeApiServer
 

@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from carbontrack.exporter.apiconfig import ApiEndpoint, no_credentials
 from carbontrack.exporter.kubeapi import ApiClient
 from carbontrack.exporter.pods import PodCache
 from carbontrack.exporter.podwatch import Backoff, PodWatcher
 from carbontrack.exporter.state import Owner
 
+from carbontrack.core.apiconfig import ApiEndpoint, no_credentials
 from carbontrack.sim.fakeapiserver import FakeApiServer
 
 NODE = "node-1"

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from carbontrack.exporter.apiconfig import from_kubeconfig
 from carbontrack.exporter.kubeapi import ApiClient, ApiError
 from leaky_server import leaky_server
 
+from carbontrack.core.apiconfig import from_kubeconfig
 from carbontrack.core.errors import CarbonTrackError, ConfigError
 from carbontrack.intensity.catalogue import Catalogue
 from carbontrack.intensity.providers.electricitymaps import ElectricityMapsProvider

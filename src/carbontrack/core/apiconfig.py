@@ -1,8 +1,9 @@
 """Where the Kubernetes API server is and how to authenticate: in-cluster or a kubeconfig.
 
-The exporter's pod watch needs one server URL, a TLS context and an ``Authorization`` header.
-This module builds them without the ``kubernetes`` client (whose import alone costs ~46 MiB
-of the exporter's memory; docs/performance/exporter-memory.md):
+The exporter's pod watch and the operator's API client need one server URL, a TLS context and
+an ``Authorization`` header. This module builds them without the ``kubernetes`` client (whose
+import alone costs ~46 MiB of the exporter's memory, ~41 MiB of the operator's;
+docs/performance/exporter-memory.md, docs/performance/operator-memory.md):
 
 - in a pod: ``KUBERNETES_SERVICE_HOST``/``KUBERNETES_SERVICE_PORT``, the service account's
   ``ca.crt`` and ``token``. The token file is read again for every request, because the
@@ -12,6 +13,9 @@ of the exporter's memory; docs/performance/exporter-memory.md):
   (``client-certificate[-data]``/``client-key[-data]``, ``token``, ``tokenFile``). Relative
   paths are relative to the file's directory, as kubectl reads them. ``exec`` and
   ``auth-provider`` plugins are refused with a ConfigError (they would run programs).
+
+``ApiEndpoint.tls`` keeps what the TLS context was built from (CA, client certificate and key,
+insecure flag) for a client that builds its own context: kopf's login (operator/kubeconfig.py).
 
 Errors are ``ConfigError``: one sentence naming the file or variable and the fix.
 """
@@ -24,7 +28,7 @@ import os
 import ssl
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +43,18 @@ Credentials = Callable[[], dict[str, str]]
 
 
 @dataclass(frozen=True)
+class TlsSource:
+    """What an endpoint's TLS context was built from (PEM bytes or a CA file), for a client
+    that builds its own context from them (kopf's login). Keys never show in a repr."""
+
+    ca_path: Path | None = None
+    ca_data: bytes | None = None
+    insecure: bool = False
+    certificate: bytes | None = field(default=None, repr=False)
+    private_key: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class ApiEndpoint:
     """One API server: ``scheme://host:port`` + ``path_prefix``, TLS context, credentials."""
 
@@ -48,6 +64,7 @@ class ApiEndpoint:
     path_prefix: str
     ssl_context: ssl.SSLContext | None
     credentials: Credentials
+    tls: TlsSource | None = field(default=None, repr=False, compare=False)
 
     @property
     def url(self) -> str:
@@ -94,7 +111,8 @@ def in_cluster(env: Mapping[str, str] = os.environ,
         ctx = ssl.create_default_context(cafile=str(ca))
     except (OSError, ssl.SSLError) as err:
         raise ConfigError(f"cannot load the cluster CA {ca}: {err}") from err
-    return ApiEndpoint("https", host.strip("[]"), int(port), "", ctx, TokenFile(token))
+    return ApiEndpoint("https", host.strip("[]"), int(port), "", ctx, TokenFile(token),
+                       TlsSource(ca_path=ca))
 
 
 def from_kubeconfig(path: Path) -> ApiEndpoint:
@@ -108,19 +126,19 @@ def from_kubeconfig(path: Path) -> ApiEndpoint:
     for plugin in ("exec", "auth-provider"):
         if user.get(plugin):
             raise ConfigError(f"{path}: user {user_name!r} authenticates with an {plugin} plugin, "
-                              "which the exporter does not run; use a token or client certificate")
+                              "which CarbonTrack does not run; use a token or client certificate")
     server = urlsplit(str(cluster.get("server", "")))
     if server.scheme not in ("https", "http") or not server.hostname:
         raise ConfigError(f"{path}: cluster server {cluster.get('server')!r} is not an "
                           "http(s) URL")
     port = server.port or (443 if server.scheme == "https" else 80)
-    ctx = _tls_context(cluster, user, base, path) if server.scheme == "https" else None
+    ctx, tls = _tls_context(cluster, user, base, path) if server.scheme == "https" else (None, None)
     creds: Credentials = no_credentials
     if user.get("token"):
         creds = static_token(str(user["token"]))
     elif user.get("tokenFile"):
         creds = TokenFile(_path(base, user["tokenFile"]))
-    return ApiEndpoint(server.scheme, server.hostname, port, server.path.rstrip("/"), ctx, creds)
+    return ApiEndpoint(server.scheme, server.hostname, port, server.path.rstrip("/"), ctx, creds, tls)
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -160,27 +178,30 @@ def _path(base: Path, value: object) -> Path:
 
 
 def _tls_context(cluster: Mapping[str, Any], user: Mapping[str, Any], base: Path,
-                 path: Path) -> ssl.SSLContext:
+                 path: Path) -> tuple[ssl.SSLContext, TlsSource]:
     try:
+        ca_path, ca_data = None, None
         if cluster.get("insecure-skip-tls-verify"):
             ctx = ssl.create_default_context()
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         elif cluster.get("certificate-authority-data"):
-            pem = base64.b64decode(cluster["certificate-authority-data"]).decode()
-            ctx = ssl.create_default_context(cadata=pem)
+            ca_data = base64.b64decode(cluster["certificate-authority-data"])
+            ctx = ssl.create_default_context(cadata=ca_data.decode())
         elif cluster.get("certificate-authority"):
-            ctx = ssl.create_default_context(
-                cafile=str(_path(base, cluster["certificate-authority"])))
+            ca_path = _path(base, cluster["certificate-authority"])
+            ctx = ssl.create_default_context(cafile=str(ca_path))
         else:
             ctx = ssl.create_default_context()  # the system's CAs (a public endpoint)
         cert = _pem(user, "client-certificate", base)
         key = _pem(user, "client-key", base)
         if cert is not None:
-            _load_cert_chain(ctx, cert, key if key is not None else cert)
+            key = key if key is not None else cert
+            _load_cert_chain(ctx, cert, key)
     except (OSError, ssl.SSLError, ValueError) as err:
         raise ConfigError(f"{path}: cannot set up TLS: {err}") from err
-    return ctx
+    insecure = bool(cluster.get("insecure-skip-tls-verify"))
+    return ctx, TlsSource(ca_path, ca_data, insecure, cert, key if cert is not None else None)
 
 
 def _pem(user: Mapping[str, Any], field: str, base: Path) -> bytes | None:
