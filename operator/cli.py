@@ -11,11 +11,11 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 import kopf
-from kubernetes import client
 from prometheus_client import CollectorRegistry
 
 from carbontrack import __version__
 from carbontrack.core import contract, scrapeauth
+from carbontrack.core.apiconfig import ApiEndpoint
 from carbontrack.core.errors import ConfigError
 from carbontrack.core.scrapeauth import ScrapeSecurity
 from carbontrack.intensity.selection import IntensityConfig
@@ -23,9 +23,10 @@ from carbontrack.intensity.selection import add_arguments as add_intensity_argum
 from carbontrack.intensity.selection import config_from_args as intensity_from_args
 
 from . import kueue_admission
+from .apiclient import ApiTransport
 from .handlers import Operator, build_registry
 from .kube import KubeApi
-from .kubeconfig import load_configuration, login_handler
+from .kubeconfig import load_endpoint, login_handler
 from .long_running import attach as attach_long_running
 from .metrics import OperatorMetrics
 from .mlflow_sync import MlflowJobLogger
@@ -57,6 +58,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--projection-interval", type=float, default=60.0,
                    help="running-Job projection refresh, s; 0 disables")
     p.add_argument("--prometheus-timeout", type=float, default=10.0, help="per query, s")
+    p.add_argument("--api-timeout", type=float, default=30.0,
+                   help="per Kubernetes API call, answer included, s")
     p.add_argument("--ledger-fold-after", type=float, default=300.0,
                    help="fold an accounted Job's budget ledger entry into a 15-minute total this "
                         "long after its annotation is seen, s")
@@ -102,6 +105,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         accounting_delay_s=args.accounting_delay,
         no_data_after_s=args.no_data_after,
         prometheus_timeout_s=args.prometheus_timeout,
+        api_timeout_s=args.api_timeout,
         budget_interval_s=args.budget_interval,
         projection_interval_s=args.projection_interval,
         list_chunk_size=args.list_chunk_size,
@@ -136,9 +140,17 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def api_transport(settings: OperatorSettings, endpoint: ApiEndpoint) -> ApiTransport:
+    """The one API transport of the operator: as many calls in flight as accountings (at
+    least 32, as the client's thread pool allowed before), and 8 more for the slice loop and
+    the Kueue controller."""
+    return ApiTransport(endpoint, timeout_s=settings.api_timeout_s,
+                        pool_size=max(32, settings.max_concurrent_accountings) + 8)
+
+
 async def run(
     settings: OperatorSettings,
-    kube_config: client.Configuration,
+    endpoint: ApiEndpoint,
     listen: tuple[str, int] | None,
     peering: str | None,
     stop_flag: asyncio.Event | threading.Event | None = None,
@@ -154,16 +166,17 @@ async def run(
                                   attempts=settings.query_attempts)
     job_logger = (MlflowJobLogger(settings.mlflow_tracking_uri, metrics)
                   if settings.mlflow_tracking_uri else None)
-    kube = KubeApi(kube_config, workers=max(32, settings.max_concurrent_accountings))
+    transport = api_transport(settings, endpoint)
+    kube = KubeApi(transport)
     op = Operator(settings, kube, prometheus, metrics, clock, job_logger=job_logger)
-    kopf_registry = build_registry(op, login=login_handler(kube_config))
+    kopf_registry = build_registry(op, login=login_handler(endpoint))
     if settings.kueue_admission:
-        admission = kueue_admission.KueueAdmission(kueue_admission.KueueApi(kube_config), clock)
+        admission = kueue_admission.KueueAdmission(kueue_admission.KueueApi(transport), clock)
         kueue_admission.register(kopf_registry, admission)
         # a deferral plan or release of a Kueue-managed Job decides its Workload's check now
         op.deferral.subscribe(admission.on_deferral)
     if settings.long_running:
-        attach_long_running(kopf_registry, op, kube_config)
+        attach_long_running(kopf_registry, op, transport)
     runner = None
     if listen is not None:
         security = security or ScrapeSecurity()
@@ -182,6 +195,7 @@ async def run(
     finally:
         if runner is not None:
             await runner.cleanup()
+        await transport.aclose()
 
 
 def main(argv: list[str]) -> int:
@@ -190,8 +204,8 @@ def main(argv: list[str]) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_from_args(args)
     listen = parse_listen(args.listen)
-    kube_config = load_configuration(args.kubeconfig)
+    endpoint = load_endpoint(args.kubeconfig)
     security = scrapeauth.from_args(args)  # before anything starts: a bad file stops here
-    asyncio.run(run(settings, kube_config, listen, None if args.standalone else args.peering,
+    asyncio.run(run(settings, endpoint, listen, None if args.standalone else args.peering,
                     security=security))
     return 0

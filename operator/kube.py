@@ -1,65 +1,29 @@
-"""The few Kubernetes writes the operator makes, over the official client (sync, run in a
-thread so the kopf event loop never blocks). Injected into the handlers; e2e tests use it
-against a real API server.
+"""The few Kubernetes reads and writes the operator makes, over its aiohttp transport
+(operator/apiclient.py; no ``kubernetes`` client, no threads). Injected into the handlers;
+e2e tests use it against a real API server.
 """
 
 from __future__ import annotations
 
-import asyncio
-import copy
-import functools
 import logging
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any
-
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from carbontrack.core import contract
 from carbontrack.core.errors import TemporaryError
 from carbontrack.core.owners import KINDS, KindInfo, OwnerRef
+
+from .apiclient import MERGE_PATCH as MERGE_PATCH
+from .apiclient import ApiTransport, resource_path
+from .apiclient import Conflict as Conflict
+from .apiclient import Gone as Gone
 
 log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = contract.API_GROUP, contract.API_VERSION, "carbonbudgets"
 RECORDS = "carbonrecords"
 COMPONENT = "carbontrack-operator"
-MERGE_PATCH = "application/merge-patch+json"
-
-
-class Gone(Exception):
-    """The object no longer exists (or was replaced by one with another UID)."""
-
-
-class Conflict(Exception):
-    """Optimistic concurrency: the object changed since it was read; re-read and retry."""
-
-
-def _translate(err: ApiException, what: str) -> Exception:
-    body = str(err.body or "")
-    if err.status == 404:
-        return Gone(f"{what} not found")
-    if err.status == 409 and "UID in precondition" in body:
-        # The name now belongs to a re-created object with another UID.
-        return Gone(f"{what} was replaced by a new object with the same name")
-    if err.status == 409:
-        return Conflict(f"{what} changed concurrently: {err.reason}")
-    if err.status in (429, 500, 502, 503, 504) or err.status is None:
-        return TemporaryError(f"API server error on {what}: {err.status} {err.reason}")
-    return err
-
-
-def _unread(call: Callable[..., Any]) -> Callable[[], None]:
-    """``call`` made without parsing its answer: the body is read and dropped so that the
-    pooled connection can be reused (the client raises ApiException on a non-2xx status
-    before returning the raw response)."""
-    def run() -> None:
-        response = call(_preload_content=False)
-        response.read()
-        response.release_conn()
-    return run
 
 
 def _kind(kind: str) -> KindInfo:
@@ -69,30 +33,41 @@ def _kind(kind: str) -> KindInfo:
     raise ValueError(f"no API resource known for workload kind {kind!r}")
 
 
-class KubeApi:
-    def __init__(self, configuration: client.Configuration, workers: int = 32) -> None:
-        # Own thread pool: the default one has cpu+4 threads, which caps the operator at a
-        # handful of API calls in flight when a thousand Jobs finish together.
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
-        # One pooled connection per worker. The pool size is read when the ApiClient is built
-        # (setting it afterwards, as this did before, left urllib3's default of 10: the
-        # 5,000-Job bench logged "Connection pool is full, discarding connection" and paid a
-        # new TLS handshake for each call beyond 10), so it is set on a copy first.
-        configuration = copy.deepcopy(configuration)
-        configuration.connection_pool_maxsize = max(workers, configuration.connection_pool_maxsize or 0)
-        api_client = client.ApiClient(configuration)
-        self.pool_size: int = api_client.rest_client.pool_manager.connection_pool_kw["maxsize"]
-        self._core = client.CoreV1Api(api_client)
-        self._custom = client.CustomObjectsApi(api_client)
+def _time(when: datetime) -> str:
+    """RFC 3339 in UTC, to the second (how the API server stores an Event's times)."""
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    async def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._executor, functools.partial(fn, *args, **kwargs))
-        except ApiException as err:
-            raise _translate(err, what) from err
-        except OSError as err:  # connection refused / reset: the API server is restarting
-            raise TemporaryError(f"API server unreachable on {what}: {err}") from err
+
+def event_body(involved: Mapping[str, str], reason: str, message: str, warning: bool,
+               now: datetime) -> dict[str, Any]:
+    """A core/v1 Event on ``involved`` (kind, name, namespace, uid, apiVersion)."""
+    namespace = involved["namespace"]
+    return {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": f"{involved['name']}.", "namespace": namespace},
+        "involvedObject": {"kind": involved["kind"], "name": involved["name"], "namespace": namespace,
+                           "uid": involved["uid"], "apiVersion": involved["apiVersion"]},
+        "reason": reason,
+        "message": message[:1024],
+        "type": "Warning" if warning else "Normal",
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "reportingInstance": COMPONENT,
+        "firstTimestamp": _time(now),
+        "lastTimestamp": _time(now),
+        "count": 1,
+        "action": reason,
+    }
+
+
+class KubeApi:
+    def __init__(self, transport: ApiTransport) -> None:
+        self._http = transport
+
+    @property
+    def pool_size(self) -> int:
+        """API calls in flight at most (more wait for a pooled connection)."""
+        return self._http.pool_size
 
     async def patch_job(
         self, namespace: str, name: str, uid: str, body: Mapping[str, Any]
@@ -104,21 +79,17 @@ class KubeApi:
         self, kind: str, namespace: str, name: str, uid: str, body: Mapping[str, Any], answer: bool = True
     ) -> dict[str, Any]:
         """Merge patch of a workload of ``kind`` (a kind of core.owners.KINDS) with a UID
-        precondition: never writes onto a re-created namesake. Every kind, Jobs too, goes
-        through the generic path, whose answer is the parsed JSON (the typed Job client
-        built a model object of each answer and turned it back into a dict). ``answer=False``:
-        the answer is not parsed at all and {} is returned (a write whose result nobody reads)."""
+        precondition: never writes onto a re-created namesake. The answer is the parsed JSON;
+        ``answer=False``: the answer is read but not parsed, and {} is returned (a write whose
+        result nobody reads)."""
         meta = dict(body.get("metadata") or {})
         meta["uid"] = uid
         patch = {**body, "metadata": meta}
         info = _kind(kind)
-        call = functools.partial(self._custom.patch_namespaced_custom_object, info.group, info.version,
-                                 namespace, info.plural, name, patch, _content_type=MERGE_PATCH)
-        what = f"{kind} {namespace}/{name}"
-        if answer:
-            return dict(await self._call(what, call))
-        await self._call(what, _unread(call))
-        return {}
+        got = await self._http.request(
+            "PATCH", resource_path(info.group, info.version, info.plural, namespace, name),
+            f"{kind} {namespace}/{name}", body=patch, content_type=MERGE_PATCH, answer=answer)
+        return dict(got) if answer else {}
 
     async def set_job_finalizers(
         self, namespace: str, name: str, uid: str, finalizers: list[str], resource_version: str
@@ -137,8 +108,8 @@ class KubeApi:
 
     async def get_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         info = _kind(kind)
-        return dict(await self._call(f"{kind} {namespace}/{name}", self._custom.get_namespaced_custom_object,
-                                     info.group, info.version, namespace, info.plural, name))
+        return dict(await self._http.get(resource_path(info.group, info.version, info.plural, namespace, name),
+                                         f"{kind} {namespace}/{name}"))
 
     async def read_owner(self, namespace: str, ref: OwnerRef) -> dict[str, Any] | None:
         """An owner named by an ownerReference (root-owner walk), or None when it does not
@@ -148,18 +119,15 @@ class KubeApi:
         if info is None:
             return None
         try:
-            return dict(await self._call(
-                f"{ref.kind} {namespace}/{ref.name}", self._custom.get_namespaced_custom_object,
-                info.group, info.version, namespace, info.plural, ref.name))
+            return dict(await self._http.get(
+                resource_path(info.group, info.version, info.plural, namespace, ref.name),
+                f"{ref.kind} {namespace}/{ref.name}"))
         except Gone:
             return None
 
     async def get_budget(self, namespace: str, name: str) -> dict[str, Any]:
-        result = await self._call(
-            f"CarbonBudget {namespace}/{name}",
-            self._custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name,
-        )
-        return dict(result)
+        return dict(await self._http.get(resource_path(GROUP, VERSION, PLURAL, namespace, name),
+                                         f"CarbonBudget {namespace}/{name}"))
 
     async def patch_budget_status(
         self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str | None
@@ -167,11 +135,9 @@ class KubeApi:
         body: dict[str, Any] = {"status": dict(status)}
         if resource_version is not None:
             body["metadata"] = {"resourceVersion": resource_version}
-        await self._call(
-            f"CarbonBudget {namespace}/{name} status",
-            self._custom.patch_namespaced_custom_object_status,
-            GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE_PATCH,
-        )
+        await self._http.request("PATCH", resource_path(GROUP, VERSION, PLURAL, namespace, name, "status"),
+                                 f"CarbonBudget {namespace}/{name} status", body=body,
+                                 content_type=MERGE_PATCH, answer=False)
 
     async def post_event(
         self,
@@ -183,42 +149,24 @@ class KubeApi:
     ) -> None:
         """core/v1 Event on ``involved`` (kind, name, namespace, uid, apiVersion)."""
         namespace = involved["namespace"]
-        event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{involved['name']}.", namespace=namespace),
-            involved_object=client.V1ObjectReference(
-                kind=involved["kind"], name=involved["name"], namespace=namespace,
-                uid=involved["uid"], api_version=involved["apiVersion"],
-            ),
-            reason=reason,
-            message=message[:1024],
-            type="Warning" if warning else "Normal",
-            source=client.V1EventSource(component=COMPONENT),
-            reporting_component=COMPONENT,
-            reporting_instance=COMPONENT,
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            action=reason,
-        )
         try:
-            await self._call("Event", self._core.create_namespaced_event, namespace, event)
+            await self._http.request("POST", resource_path("", "v1", "events", namespace), "Event",
+                                     body=event_body(involved, reason, message, warning, now), answer=False)
         except (Gone, TemporaryError) as err:  # Events are best effort: the status is the record
             log.warning("could not post Event %s on %s/%s: %s", reason, namespace,
                         involved["name"], err)
 
     # ------------------------------------------------------------ CarbonRecords
     async def get_record(self, namespace: str, name: str) -> dict[str, Any]:
-        return dict(await self._call(
-            f"CarbonRecord {namespace}/{name}", self._custom.get_namespaced_custom_object,
-            GROUP, VERSION, namespace, RECORDS, name))
+        return dict(await self._http.get(resource_path(GROUP, VERSION, RECORDS, namespace, name),
+                                         f"CarbonRecord {namespace}/{name}"))
 
     async def create_record(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """409 (another writer created it first) -> Conflict: re-read and merge."""
         namespace = str(body["metadata"]["namespace"])
-        return dict(await self._call(
-            f"CarbonRecord {namespace}/{body['metadata']['name']}",
-            self._custom.create_namespaced_custom_object, GROUP, VERSION, namespace, RECORDS,
-            dict(body)))
+        return dict(await self._http.request(
+            "POST", resource_path(GROUP, VERSION, RECORDS, namespace),
+            f"CarbonRecord {namespace}/{body['metadata']['name']}", body=dict(body)))
 
     async def add_record_entries(
         self, namespace: str, name: str, entries: Mapping[str, Any], resource_version: str
@@ -226,21 +174,21 @@ class KubeApi:
         """Merge new entries in, conditional on resourceVersion (409 -> Conflict)."""
         body = {"metadata": {"resourceVersion": resource_version},
                 "spec": {"entries": dict(entries)}}
-        return dict(await self._call(
-            f"CarbonRecord {namespace}/{name}", self._custom.patch_namespaced_custom_object,
-            GROUP, VERSION, namespace, RECORDS, name, body, _content_type=MERGE_PATCH))
+        return dict(await self._http.request(
+            "PATCH", resource_path(GROUP, VERSION, RECORDS, namespace, name),
+            f"CarbonRecord {namespace}/{name}", body=body, content_type=MERGE_PATCH))
 
     async def list_records(
         self, namespace: str, label_selector: str, limit: int, token: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of CarbonRecords and the continue token (None at the end)."""
-        kwargs: dict[str, Any] = {"label_selector": label_selector, "limit": limit}
+        query = {"labelSelector": label_selector, "limit": str(limit)}
         if token:
-            kwargs["_continue"] = token
-        page = await self._call(f"CarbonRecords in {namespace}",
-                                self._custom.list_namespaced_custom_object,
-                                GROUP, VERSION, namespace, RECORDS, **kwargs)
+            query["continue"] = token
+        page = await self._http.get(resource_path(GROUP, VERSION, RECORDS, namespace),
+                                    f"CarbonRecords in {namespace}", query)
         return list(page.get("items") or []), (page.get("metadata") or {}).get("continue") or None
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Closes the shared transport (kopf's clean-up calls this; cli.run awaits the close)."""
+        self._http.close()

@@ -11,22 +11,18 @@ deferral writes its owner's plan (``on_deferral``).
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import kopf
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from carbontrack.core import contract, owners
 from carbontrack.core.errors import TemporaryError
 
+from .apiclient import APPLY_PATCH, ApiError, ApiTransport, Conflict, Gone, resource_path
 from .budget_book import budget_view
 from .enforcement import BudgetView
 from .jobs import JobFacts
@@ -50,8 +46,9 @@ from .kueue_checks import (
 )
 
 log = logging.getLogger(__name__)
-APPLY = "application/apply-patch+yaml"
 MAX_OWNER_DEPTH = 8  # Workload -> Job -> CronJob is 2; a longer chain is a cycle or abuse
+# what an API call of the controller can raise besides a bug
+API_ERRORS = (ApiError, Gone, Conflict, TemporaryError)
 
 
 class OwnerUnreadable(Exception):
@@ -59,75 +56,58 @@ class OwnerUnreadable(Exception):
 
 
 class KueueApi:
-    """The reads and status writes of the controller (sync client run in a small pool)."""
+    """The reads and status writes of the controller, over the operator's transport. Errors
+    are apiclient's: Gone (404), Conflict (409), TemporaryError, ApiError."""
 
-    def __init__(self, configuration: client.Configuration, workers: int = 4) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kueue")
-        self._api = client.ApiClient(configuration)
-        self._custom = client.CustomObjectsApi(self._api)
+    def __init__(self, transport: ApiTransport) -> None:
+        self._http = transport
         self._plurals: dict[tuple[str, str], str] = {}
-
-    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._executor, functools.partial(fn, *args, **kwargs))
-        except OSError as err:
-            raise TemporaryError(f"API server unreachable: {err}") from err
 
     async def apply_workload_status(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]
-        await self._call(self._custom.patch_namespaced_custom_object_status, GROUP, VERSION,
-                         meta["namespace"], "workloads", meta["name"], body,
-                         field_manager=FIELD_MANAGER, force=True, _content_type=APPLY)
+        await self._apply(resource_path(GROUP, VERSION, "workloads", meta["namespace"], meta["name"], "status"),
+                          f"Workload {meta['namespace']}/{meta['name']} status", body)
 
     async def list_budgets(self, namespace: str) -> list[dict[str, Any]]:
-        listed = await self._call(self._custom.list_namespaced_custom_object, contract.API_GROUP,
-                                  contract.API_VERSION, namespace, "carbonbudgets")
-        return [dict(item) for item in listed.get("items", [])]
+        listed = await self._http.get(
+            resource_path(contract.API_GROUP, contract.API_VERSION, "carbonbudgets", namespace),
+            f"CarbonBudgets in {namespace}")
+        return [dict(item) for item in listed.get("items") or []]
 
     async def apply_check_status(self, body: dict[str, Any]) -> None:
-        await self._call(self._custom.patch_cluster_custom_object_status, GROUP, VERSION,
-                         "admissionchecks", body["metadata"]["name"], body,
-                         field_manager=FIELD_MANAGER, force=True, _content_type=APPLY)
+        name = body["metadata"]["name"]
+        await self._apply(resource_path(GROUP, VERSION, "admissionchecks", None, name, "status"),
+                          f"AdmissionCheck {name} status", body)
+
+    async def _apply(self, path: str, what: str, body: dict[str, Any]) -> None:
+        """Server-side apply as our field manager, taking over conflicting fields."""
+        await self._http.request("PATCH", path, what, query={"fieldManager": FIELD_MANAGER, "force": "true"},
+                                 body=body, content_type=APPLY_PATCH, answer=False)
 
     async def get_owned(self, namespace: str, ref: OwnerRef) -> dict[str, Any]:
         """GET the object an ownerReference names (its plural from API discovery)."""
         base, plural = await self._resource(ref.api_version, ref.kind)
-        body: dict[str, Any] = await self._call(
-            self._get_json, f"{base}/namespaces/{quote(namespace)}/{plural}/{quote(ref.name)}")
-        return body
+        body = await self._http.get(f"{base}/namespaces/{quote(namespace, safe='')}/{plural}/"
+                                    f"{quote(ref.name, safe='')}", f"{ref.kind} {namespace}/{ref.name}")
+        return body if isinstance(body, dict) else {}
 
     async def _resource(self, api_version: str, kind: str) -> tuple[str, str]:
         """The API path and plural of a kind, from discovery (cached per apiVersion)."""
         base = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
         if (api_version, kind) not in self._plurals:
             try:
-                data = await self._call(self._get_json, base)
-            except ApiException as err:
-                if err.status == 404:
-                    raise OwnerUnreadable(f"the API server serves no {api_version}") from err
-                raise
-            for res in data.get("resources", []):
+                data = await self._http.get(base, f"discovery of {api_version}")
+            except Gone as err:
+                raise OwnerUnreadable(f"the API server serves no {api_version}") from err
+            for res in (data.get("resources") or []) if isinstance(data, dict) else []:
                 if "/" not in str(res.get("name", "")):
                     self._plurals[(api_version, str(res.get("kind", "")))] = str(res["name"])
             if (api_version, kind) not in self._plurals:
                 raise OwnerUnreadable(f"the API server serves no kind {kind} in {api_version}")
         return base, self._plurals[(api_version, kind)]
 
-    def _get_json(self, path: str) -> dict[str, Any]:
-        """GET any API path as JSON with the client's credentials (blocking)."""
-        method, url, headers, _, _ = self._api.param_serialize(
-            "GET", path, header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
-        response = self._api.call_api(method, url, header_params=headers)
-        response.read()  # type: ignore[no-untyped-call]
-        if not 200 <= response.status < 300:
-            raise ApiException(http_resp=response)
-        data = json.loads(response.data or b"null")
-        return data if isinstance(data, dict) else {}
-
     def close(self) -> None:
-        self._executor.shutdown(wait=False)
-        self._api.close()  # type: ignore[no-untyped-call]
+        """Nothing of its own: the transport's owner (cli.run) closes it."""
 
 
 class KueueAdmission:
@@ -165,7 +145,7 @@ class KueueAdmission:
         if patch is not None:
             try:
                 await self._api.apply_check_status(patch)
-            except (ApiException, TemporaryError) as err:
+            except API_ERRORS as err:
                 log.warning("AdmissionCheck %s not marked Active yet: %s", name, err)
 
     async def on_workload_event(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -234,10 +214,10 @@ class KueueAdmission:
                 continue
             try:
                 await self._api.apply_workload_status(patch)
-            except (ApiException, TemporaryError) as err:
+            except API_ERRORS as err:
                 log.warning("check %s of Workload %s/%s not written: %s",
                             check, facts.namespace, facts.name, err)
-                failed = failed or not (isinstance(err, ApiException) and err.status == 409)
+                failed = failed or not isinstance(err, Conflict)
                 continue
             log.info("Workload %s/%s: check %s %s: %s", facts.namespace, facts.name, check,
                      decision.state, decision.message)
@@ -259,16 +239,16 @@ class KueueAdmission:
     async def _decision(self, facts: WorkloadFacts) -> Decision:
         try:
             await self._sync_budgets(facts.namespace)
-        except (ApiException, TemporaryError) as err:
+        except API_ERRORS as err:
             return unresolved(f"the CarbonBudgets of namespace {facts.namespace} could not be "
-                              f"listed ({getattr(err, 'status', '') or err})")
+                              f"listed ({err})")
         try:
             owner = await self.top_owner(facts)
         except OwnerUnreadable as err:
             return unresolved(str(err))
-        except (ApiException, TemporaryError) as err:
+        except API_ERRORS as err:
             return unresolved(f"the owner of Workload {facts.namespace}/{facts.name} could not "
-                              f"be read ({getattr(err, 'status', '') or err})")
+                              f"be read ({err})")
         members = self._members.setdefault(owner.uid, set())
         decision = decide(owner, self.budgets.values(), members, now=self._clock())
         if decision.budget is not None:
@@ -318,10 +298,8 @@ class KueueAdmission:
         try:
             return await self._api.get_owned(namespace, OwnerRef(ref.api_version, ref.kind,
                                                                  ref.name, ref.uid))
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
+        except Gone:
+            return None
 
 
 RETRY_INTERVAL_S = 10.0

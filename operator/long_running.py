@@ -27,6 +27,7 @@ from carbontrack.core.slices import NO_UNIT
 from carbontrack.core.timeutil import format_time
 
 from .accounting import NotReady
+from .apiclient import ApiTransport
 from .budget_book import BudgetBook
 from .functional_unit import QUERY, UNIT, FunctionalUnitError, from_annotations
 from .jobs import USER_ANNOTATIONS
@@ -317,17 +318,18 @@ def _cumulative(entry: RecordEntry) -> tuple[float, float]:
                  for v in values)
 
 
-def attach(registry: Any, op: Any, kube_config: Any) -> None:
+def attach(registry: Any, op: Any, transport: ApiTransport) -> None:
     """Run the slice loop beside the operator's kopf handlers (``registry``: the
     kopf.OperatorRegistry of ``build_registry``; ``op``: its Operator, whose record store,
-    budget book, clients, clock and metrics registry the loop shares)."""
+    budget book, clients, clock and metrics registry the loop shares; ``transport``: the
+    operator's API transport, which its owner closes)."""
     import asyncio
     import contextlib
 
     import kopf
 
     settings: OperatorSettings = op.settings
-    api = WorkloadApi(kube_config)
+    api = WorkloadApi(transport)
     loop = LongRunningAccounting(
         settings, api, op.kube, SliceAccountant(op.prometheus, settings, op.clock), op.records,
         op.book, LongRunningMetrics(op.metrics.registry), op.clock, seal=op.seals.seal)
@@ -355,4 +357,3 @@ def attach(registry: Any, op: Any, kube_config: Any) -> None:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks, return_exceptions=True)
-        api.close()

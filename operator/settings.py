@@ -34,6 +34,10 @@ class OperatorSettings:
     prometheus_timeout_s: float = 10.0
     """Per-request timeout of a Prometheus query (s)."""
 
+    api_timeout_s: float = 30.0
+    """Per-request timeout of a Kubernetes API call, answer included (s); a call that runs
+    out is a TemporaryError and retried like a connection error."""
+
     retry_initial_s: float = 1.0
     """First retry delay after a failed Prometheus query or API call (s); doubles per try."""
 
@@ -118,7 +122,7 @@ class OperatorSettings:
             raise ConfigError(
                 f"invalid --prometheus-url {self.prometheus_url!r}: use http://HOST:PORT"
             )
-        for name in ("scrape_interval_s", "prometheus_timeout_s", "retry_initial_s",
+        for name in ("scrape_interval_s", "prometheus_timeout_s", "api_timeout_s", "retry_initial_s",
                      "retry_max_s", "budget_interval_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"invalid setting {name}={getattr(self, name)!r}: must be > 0")

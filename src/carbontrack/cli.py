@@ -24,6 +24,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Packages a command's process must never import. kopf imports the `kubernetes` client's
+# models whenever that package is installed (kopf/_cogs/helpers/thirdparty.py): ~41 MiB of
+# the operator's RSS for nothing, since it talks to the API over its own aiohttp transport
+# (docs/performance/operator-memory.md). A None entry in sys.modules makes kopf's optional
+# import fail as if the package were absent.
+BLOCKED_IMPORTS: dict[str, tuple[str, ...]] = {"operator": ("kubernetes",)}
+
+
+def block_imports(command: str) -> None:
+    """Only in the command's own process (the console script, ``python -m carbontrack``):
+    tests and the local cluster import the operator and the client in one process."""
+    for package in BLOCKED_IMPORTS.get(command, ()):
+        sys.modules.setdefault(package, None)  # type: ignore[arg-type]
+
+
 def _usage() -> str:
     lines = [f"carbontrack {__version__}", "", "usage: carbontrack COMMAND [ARGS...]", ""]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
@@ -43,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"carbontrack: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    if argv is None:  # this process's entry point, not a call from a test
+        block_imports(name)
     module = importlib.import_module(COMMANDS[name][0])
     try:
         return int(module.main(rest))

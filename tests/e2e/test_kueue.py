@@ -258,7 +258,8 @@ def test_a_workload_decided_before_the_budget_watch_caught_up_is_held(
     """The controller driven by hand against the real API server, as right after a restart:
     a Workload event before any CarbonBudget event. It lists the namespace's budgets before
     deciding, so the exceeded budget holds the Workload (it would have been Ready)."""
-    from carbontrack.operator.kubeconfig import load_configuration
+    from carbontrack.operator.apiclient import ApiTransport
+    from carbontrack.operator.kubeconfig import load_endpoint
     from carbontrack.operator.kueue_admission import KueueAdmission, KueueApi
 
     from carbontrack.devcluster.kube import api_client
@@ -274,7 +275,8 @@ def test_a_workload_decided_before_the_budget_watch_caught_up_is_held(
     custom_objects.patch_namespaced_custom_object_status(
         "carbontrack.io", "v1alpha1", namespace, "carbonbudgets", "nlp",
         {"status": {"exceeded": True, "used": "1.5 g", "usedGrams": 1.5, "periodName": "2026-12"}})
-    admission = KueueAdmission(KueueApi(load_configuration(str(kubeconfig))), op_e2e.Clock())
+    transport = ApiTransport(load_endpoint(str(kubeconfig)))
+    admission = KueueAdmission(KueueApi(transport), op_e2e.Clock())
     check = custom_objects.get_cluster_custom_object(*KUEUE, "admissionchecks", CHECK)
 
     job = sim_job("early", run_seconds=30.0, labels={"team": "nlp"})
@@ -282,12 +284,15 @@ def test_a_workload_decided_before_the_budget_watch_caught_up_is_held(
     uid = batch_v1.create_namespaced_job(namespace, job).metadata.uid
 
     async def drive() -> dict[str, Any]:
-        await admission.on_check_event("ADDED", dict(check))  # Active: the ClusterQueue reserves quota
-        wl = await asyncio.to_thread(wait_for, "our check on the Workload", lambda: (
-            w := workload_of(custom_objects, namespace, uid)) and our_check(w) and w, 60)
-        assert admission.budgets == {}  # no budget event has come
-        await admission.on_workload_event("ADDED", wl)
-        return dict(workload_of(custom_objects, namespace, uid) or {})
+        try:
+            await admission.on_check_event("ADDED", dict(check))  # Active: the ClusterQueue reserves quota
+            wl = await asyncio.to_thread(wait_for, "our check on the Workload", lambda: (
+                w := workload_of(custom_objects, namespace, uid)) and our_check(w) and w, 60)
+            assert admission.budgets == {}  # no budget event has come
+            await admission.on_workload_event("ADDED", wl)
+            return dict(workload_of(custom_objects, namespace, uid) or {})
+        finally:
+            await transport.aclose()
 
     wl = asyncio.run(drive())
     assert our_check(wl)["state"] == "Pending"

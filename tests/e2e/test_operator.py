@@ -86,12 +86,12 @@ class InProcessOperator:
 
     def __init__(self, kubeconfig: Path, prometheus_url: str, namespace: str,
                  clock: Clock | None = None, **overrides: Any) -> None:
-        from carbontrack.operator.kubeconfig import load_configuration
+        from carbontrack.operator.kubeconfig import load_endpoint
         from carbontrack.operator.settings import OperatorSettings
 
         self.settings = OperatorSettings(prometheus_url=prometheus_url, namespaces=(namespace,),
                                          **{**FAST, **overrides})
-        self.kube_config = load_configuration(str(kubeconfig))
+        self.endpoint = load_endpoint(str(kubeconfig))
         self.clock = clock or Clock()
         self.registry = CollectorRegistry()
         self._stop = threading.Event()
@@ -103,7 +103,7 @@ class InProcessOperator:
         from carbontrack.operator.cli import run
 
         try:
-            asyncio.run(run(self.settings, self.kube_config, None, None, stop_flag=self._stop,
+            asyncio.run(run(self.settings, self.endpoint, None, None, stop_flag=self._stop,
                             ready_flag=self._ready, registry=self.registry, clock=self.clock))
         except BaseException as err:  # surfaced by start()/stop()
             self._error = err

@@ -601,21 +601,22 @@ def test_a_deleted_workloads_last_slice_ends_when_the_deletion_is_noticed() -> N
 def test_the_slice_loop_attaches_to_the_operators_registry() -> None:
     """``attach`` takes the record store, budget book, seals and clients from the Operator:
     a renamed attribute fails here, not at the operator's start-up in a cluster."""
+    from carbontrack.operator.apiclient import ApiTransport
     from carbontrack.operator.handlers import Operator, build_registry
     from carbontrack.operator.kube import KubeApi
     from carbontrack.operator.long_running import attach
-    from kubernetes import client
 
-    config = client.Configuration()
-    config.host = "http://127.0.0.1:9"
+    from carbontrack.core.apiconfig import ApiEndpoint, no_credentials
+
+    transport = ApiTransport(ApiEndpoint("http", "127.0.0.1", 9, "", None, no_credentials))
     settings = OperatorSettings(prometheus_url="http://127.0.0.1:9")
     metrics = OperatorMetrics(CollectorRegistry())
-    kube = KubeApi(config)
+    kube = KubeApi(transport)
     op = Operator(settings, kube, PrometheusClient(settings.prometheus_url, metrics), metrics,
                   lambda: CREATED)
     registry = build_registry(op)
     before = len(list(registry._activities.get_all_handlers()))
-    attach(registry, op, config)
+    attach(registry, op, transport)
     assert len(list(registry._activities.get_all_handlers())) == before + 2  # start-up, clean-up
     families = {m.name for m in metrics.registry.collect()}
     assert {"carbontrack_operator_slices_accounted", "carbontrack_workload_slice_co2e_grams",

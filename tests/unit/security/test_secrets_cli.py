@@ -123,13 +123,13 @@ def test_report_with_a_broken_kubeconfig_does_not_quote_it(tmp_path: Path) -> No
 
 
 def test_operator_with_a_broken_kubeconfig_does_not_quote_it(tmp_path: Path) -> None:
-    from carbontrack.operator.kubeconfig import load_configuration
+    from carbontrack.operator.kubeconfig import load_endpoint
 
     from carbontrack.core.errors import ConfigError
 
     kc = _kubeconfig(tmp_path, "https://127.0.0.1:1", f"token: {KUBE_TOKEN}: [")
     with pytest.raises(ConfigError) as info:
-        load_configuration(str(kc))
+        load_endpoint(str(kc))
     assert "line 9" in str(info.value) and info.value.__cause__ is None
     assert all(s not in str(info.value) for s in SECRETS)
 
