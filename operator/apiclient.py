@@ -94,22 +94,26 @@ def _status_message(body: str) -> str:
 class ApiTransport:
     """JSON requests to one API server over a pooled aiohttp session (made on first use, in
     the running event loop). At most ``pool_size`` requests are in flight; more wait for a
-    connection. ``timeout_s`` bounds each request, answer included."""
+    slot without a time limit (as calls queued for the client's thread pool did): ``timeout_s``
+    bounds each request from when it is sent, answer included, so that a burst of queued calls
+    at start-up does not time out in the queue."""
 
     def __init__(self, endpoint: ApiEndpoint, timeout_s: float = 30.0, pool_size: int = 32) -> None:
         self.endpoint = endpoint
         self.pool_size = pool_size
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._slots: asyncio.Semaphore | None = None  # of the session's loop
         self._closing: asyncio.Task[None] | None = None
 
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+    def _open(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
+        if self._session is None or self._session.closed or self._slots is None:
             ssl: Any = self.endpoint.ssl_context if self.endpoint.ssl_context is not None else True
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.pool_size, limit_per_host=self.pool_size, ssl=ssl),
                 timeout=self._timeout, headers={"User-Agent": USER_AGENT, "Accept": JSON})
-        return self._session
+            self._slots = asyncio.Semaphore(self.pool_size)
+        return self._session, self._slots
 
     async def request(self, method: str, path: str, what: str, *, query: Mapping[str, str] | None = None,
                       body: Any = None, content_type: str = JSON, answer: bool = True) -> Any:
@@ -123,9 +127,10 @@ class ApiTransport:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = content_type
+        session, slots = self._open()
         try:
-            async with self._open().request(method, self.endpoint.url + path, params=query,
-                                            data=data, headers=headers) as response:
+            async with slots, session.request(method, self.endpoint.url + path, params=query,
+                                              data=data, headers=headers) as response:
                 raw = await response.read()  # read whole: the connection goes back to the pool
                 status, reason = response.status, response.reason or ""
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
@@ -151,7 +156,7 @@ class ApiTransport:
     def close(self) -> None:
         """Close from synchronous code in the loop (kopf's clean-up calls ``KubeApi.close``):
         the session closes in a task; ``aclose`` waits for it."""
-        session, self._session = self._session, None
+        session, self._session, self._slots = self._session, None, None
         if session is None or session.closed:
             return
         try:

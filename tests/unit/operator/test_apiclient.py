@@ -173,6 +173,24 @@ def test_connection_refused_and_timeouts_are_temporary(serve: Any) -> None:
     assert isinstance(slow_err, TemporaryError) and "API server unreachable on pods" in str(slow_err)
 
 
+def test_calls_queued_for_a_connection_do_not_time_out_in_the_queue(serve: Any) -> None:
+    # 8 calls through one connection, 0.2 s each: the last waits ~1.4 s for its turn, longer
+    # than the 1 s request timeout, which counts from when a call is sent
+    server = serve(delay_s=0.2)
+    transport = ApiTransport(ApiEndpoint("http", "127.0.0.1", server.server_address[1], "", None, no_credentials),
+                             timeout_s=1.0, pool_size=1)
+
+    async def burst() -> list[Any]:
+        try:
+            return await asyncio.gather(*(transport.get(f"/api/v1/namespaces/ns/pods/p{i}", "pod")
+                                          for i in range(8)))
+        finally:
+            await transport.aclose()
+
+    assert asyncio.run(burst()) == [{}] * 8
+    assert len(server.got) == 8
+
+
 def test_a_token_file_is_read_for_every_request_and_never_quoted(serve: Any, tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("token-1\n")
