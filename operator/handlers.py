@@ -21,27 +21,23 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import kopf
 
 from carbontrack.core import contract
 from carbontrack.core.errors import ConfigError, TemporaryError
-from carbontrack.core.records import RecordEntry, build_entry
-from carbontrack.core.types import JOULES_PER_KWH
-from carbontrack.core.units import format_energy as human_energy
-from carbontrack.core.units import format_mass as human_mass
 
-from .accounting import Accountant, Accounting
+from .accounting import Accountant
 from .budget_book import BudgetBook
-from .deferral import Deferral, DeferralMetrics, deferral_config, record_annotations
-from .enforcer import Enforcer, job_ref
+from .completion import Completion
+from .deferral import Deferral, DeferralMetrics, deferral_config
+from .enforcer import Enforcer
 from .finalizers import Finalizers
-from .jobs import FINALIZER, USER_ANNOTATIONS, JobFacts
+from .jobs import FINALIZER, JobFacts
 from .kopf_diffbase import NoDiffBase
 from .kube import Conflict, Gone, KubeApi
-from .ledger import LedgerEntry
 from .malformed import MalformedReporter
 from .metrics import OperatorMetrics
 from .mlflow_sync import MlflowJobLogger
@@ -77,12 +73,11 @@ class Operator:
     ) -> None:
         self.settings = settings
         self.registry = registry or default_registry()
-        self.job_logger = job_logger  # MLflow: accounted Jobs to the run they name; None = off
         self.kube = kube
         self.prometheus = prometheus
         self.metrics = metrics
         self.clock = clock
-        self.accountant = Accountant(prometheus, settings, clock)
+        accountant = Accountant(prometheus, settings, clock)
         malformed = MalformedReporter(kube, metrics, clock)
         # The operator's own record of accounted Jobs: the only accounting state it trusts
         # (carbontrack.io/ annotations on a Job are a copy anyone with `edit` could forge).
@@ -90,7 +85,8 @@ class Operator:
             {**RECORD_REF, "name": name, "namespace": ns, "uid": ""}, "malformed_record",
             "MalformedRecordEntry", errors, "it is not counted"))
         self.seals = Seals(settings.ledger_fold_after_s)
-        self.queue = AccountingQueue(settings, metrics, self._account, sleep)
+        # phase one of accounting a finished workload runs in the queue's limit (completion.py)
+        self.queue = AccountingQueue(settings, metrics, lambda facts: self.completion.account(facts), sleep)
         self.jobs = self.queue.jobs  # latest facts of Jobs not yet accounted/finished
         self.book = BudgetBook(kube, metrics, clock, self.records, self.seals, malformed,
                                on_not_exceeded=self._release_jobs)
@@ -104,12 +100,20 @@ class Operator:
         self.running = RunningWrites(kube, self.finalizers, settings.finalizer)
         # deferrable Jobs held for the lowest-carbon window (missing credentials fail here)
         self.deferral = Deferral(kube, clock, deferral_config(settings), DeferralMetrics(metrics.registry))
+        self.completion = Completion(
+            accountant=accountant, records=self.records, book=self.book, kube=kube,
+            deferral=self.deferral, seals=self.seals, finalizers=self.finalizers, metrics=metrics,
+            clock=clock, budgets_of=self._budgets_of, done=self._accounted, job_logger=job_logger)
         # UIDs of unfinished Jobs seen with a pod started: suspension clears a Job's startTime
         # (Kubernetes >= 1.36), so a Job suspended after running and then deleted would look
         # never-run; this remembers that it ran (not across operator restarts)
         self._ran: set[str] = set()
         # Job UID -> budgets that selected it while it ran (relabelling does not escape them)
         self._members: dict[str, set[str]] = {}
+
+    def _accounted(self, uid: str) -> None:
+        self._forget(uid)
+        self.ownership.forget(uid)
 
     def _forget(self, uid: str) -> None:
         self.jobs.pop(uid, None)
@@ -220,65 +224,6 @@ class Operator:
             await self.kube.patch_workload(facts.kind, facts.namespace, facts.name, facts.uid,
                                       {"metadata": {"annotations": dict(recorded.annotations)}})
 
-    # ---------------------------------------------------------------- accounting one Job
-    async def _account(self, facts: JobFacts) -> None:
-        """The queue's work for one Job (raises NotReady/TemporaryError to be retried)."""
-        assert facts.finished_at is not None
-        stored = await self.records.find(facts.namespace, facts.uid, facts.finished_at)
-        if stored is not None:  # recorded before a crash or restart: finish what it started
-            await self._apply_record(facts, stored, None)
-            return
-        acc = await self.accountant.account(facts)
-        await self._apply_record(facts, await self._record(acc, self.clock()), acc)
-
-    async def _record(self, acc: Accounting, now: datetime) -> RecordEntry:
-        """Write the operator's record first: it is the durable truth the budgets, the Job's
-        annotations and the reports are derived from (the stored entry wins on a retry)."""
-        job = acc.job
-        assert job.finished_at is not None
-        data = build_entry(
-            uid=job.uid, namespace=job.namespace, name=job.name, kind=job.kind,
-            outcome=job.outcome or "", started_at=job.lifetime_start,
-            finished_at=job.finished_at, accounted_at=now,
-            co2e_grams=acc.co2e_grams, energy_kwh=acc.energy_kwh, labels=job.labels,
-            budgets=frozenset(self._budgets_of(job)),
-            annotations={**acc.annotations(now), **record_annotations(job)},
-            inputs={k: v for k, v in job.annotations.items() if k in USER_ANNOTATIONS},
-            template=job.template, parallelism=job.parallelism, queries=acc.queries,
-        )
-        stored = await self.records.add(job.namespace, job.uid, job.finished_at, data)
-        self.deferral.recorded(stored.annotations, stored.energy_kwh)
-        return stored
-
-    async def _apply_record(self, job: JobFacts, stored: RecordEntry, acc: Accounting | None) -> None:
-        """Budgets, then the Job's annotations (a copy of the record), then the finalizer."""
-        entry = LedgerEntry(job.uid, job.name, stored.finished_at, stored.accounted_at,
-                            stored.co2e_grams, stored.energy_kwh)
-        for budget in list(self.book.views.values()):
-            if budget.key in stored.budgets or budget.selects(job):
-                await self.book.commit(budget, entry, job)
-        patched: dict[str, Any] | None = None
-        # Gone: deleted without our finalizer; the record, ledger and Event keep it.
-        with contextlib.suppress(Gone):
-            patched = await self.kube.patch_workload(job.kind, job.namespace, job.name, job.uid,
-                                                {"metadata": {"annotations": dict(stored.annotations)}})
-        summary = _summary(acc) if acc is not None else _record_summary(stored)
-        no_data = stored.co2e_grams is None
-        await self.kube.post_event(job_ref(job), "CarbonNoData" if no_data else "CarbonAccounted",
-                                   summary, warning=no_data, now=self.clock())
-        if patched is not None:
-            self.seals.seal(job.uid)
-            if self.job_logger is not None:  # after the annotations: it logs what they say
-                self.job_logger.submit(patched)
-            await self.finalizers.remove(job, patched)  # the patch answer has the resourceVersion
-        self._forget(job.uid)
-        self.metrics.jobs_accounted.labels(result="no_data" if no_data else "ok").inc()
-        assert job.finished_at is not None
-        self.metrics.accounting_latency.observe(
-            max((stored.accounted_at - job.finished_at).total_seconds(), 0.0))
-        self.ownership.forget(job.uid)
-        log.info("accounted %s %s/%s: %s", job.kind, job.namespace, job.name, summary)
-
     async def _release_jobs(self) -> None:
         if self.settings.enforcement:
             await self.enforcer.release(self.jobs)
@@ -315,26 +260,6 @@ class Operator:
         await self.running.behind.close()
         await self.queue.close()
         await self.prometheus.close()
-
-
-def _record_summary(entry: RecordEntry) -> str:
-    if entry.co2e_grams is None:
-        return "no energy data (from the operator's record)"
-    annotations = entry.annotations
-    return (f"{human_mass(entry.co2e_grams)}, {human_energy((entry.energy_kwh or 0.0) * JOULES_PER_KWH)} "
-            f"({annotations.get(contract.METHOD, 'unknown')}) in "
-            f"{annotations.get(contract.GRID_ZONE, 'unknown zone')} (from the operator's record)")
-
-
-def _summary(acc: Accounting) -> str:
-    if acc.no_data:
-        return f"no energy data: {acc.no_data_reason}"
-    grams, kwh = acc.co2e_grams or 0.0, acc.energy_kwh or 0.0
-    intensity = (f", {acc.intensity_g_per_kwh:.0f} gCO2e/kWh" if acc.intensity_g_per_kwh else "")
-    # units chosen by magnitude (core.units): a small Job reads "778 mgCO2e, 2.80 J", never 7.8e-07
-    return (f"{human_mass(grams)}, {human_energy(kwh * JOULES_PER_KWH)} ({acc.method}) in "
-            f"{','.join(acc.zones) or 'unknown zone'}{intensity}; "
-            f"{acc.job.outcome}, {(acc.window_end - acc.window_start) / timedelta(seconds=1):.0f}s")
 
 
 def configure_kopf(kopf_settings: kopf.OperatorSettings, ours: OperatorSettings) -> None:

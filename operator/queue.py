@@ -4,6 +4,10 @@ Queueing is separate from processing (as in kopf): ``process`` does the work for
 raises NotReady (Prometheus has not scraped past the end yet), TemporaryError, QueryError or
 Conflict to be retried; this module decides when. Nothing is lost on restart: an
 unaccounted Job (held by the finalizer) is the durable to-do item and kopf re-lists it.
+
+``process`` runs within ``max_concurrent_accountings`` (it queries Prometheus and writes the
+record) and returns a second step, which runs outside that limit (it waits on batched
+writes: completion.py); an error in either retries the whole, which finds the record.
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ from .settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
+Step = Callable[[], Awaitable[None]]
+
 
 class AccountingQueue:
     def __init__(
         self,
         settings: OperatorSettings,
         metrics: OperatorMetrics,
-        process: Callable[[JobFacts], Awaitable[None]],
+        process: Callable[[JobFacts], Awaitable[Step]],
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         self._settings = settings
@@ -62,7 +68,8 @@ class AccountingQueue:
                     return
                 try:
                     async with self._semaphore:
-                        await self._process(facts)
+                        then = await self._process(facts)
+                    await then()
                     return
                 except NotReady as wait:
                     if wait.exact:
