@@ -4,7 +4,10 @@ Budget status is always recomputed from its ledger (budgets.compute_status) and 
 one conditional patch (resourceVersion), so the ledger and its totals change together or not
 at all. Entries queue per budget and whichever refresh holds the budget's lock writes all
 queued entries at once (group commit: a thousand Jobs finishing together do not mean a
-thousand serial read-modify-writes).
+thousand serial read-modify-writes). The next batch starts from the object that write
+returned instead of a GET (its resourceVersion is the precondition: had anyone changed the
+budget since, the write conflicts and the budget is read again); the timer's refreshes
+always read it.
 """
 
 from __future__ import annotations
@@ -73,11 +76,16 @@ class BudgetBook:
         self.views: dict[str, BudgetView] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._pending: dict[str, list[Pending]] = {}
+        self._written: dict[str, dict[str, Any]] = {}  # budget key -> the object our last write returned
 
     async def on_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         meta = body.get("metadata") or {}
         key = f"{meta.get('namespace')}/{meta.get('name')}"
+        written = self._written.get(key)
+        if written is not None and written["metadata"].get("resourceVersion") != meta.get("resourceVersion"):
+            self._written.pop(key, None)  # changed by someone else (or our event is late): read it again
         if event_type == "DELETED":
+            self._written.pop(key, None)
             self._metrics.forget_budget(str(meta.get("namespace")), str(meta.get("name")))
             if self.views.pop(key, None) is not None:
                 await self._on_not_exceeded()
@@ -116,7 +124,7 @@ class BudgetBook:
             if only_if_pending and not batch:
                 return
             try:
-                update = await self._write(namespace, name, batch)
+                update = await self._write(namespace, name, batch, reuse=only_if_pending)
             except asyncio.CancelledError:
                 for _, _, done in batch:
                     done.cancel()
@@ -132,11 +140,12 @@ class BudgetBook:
         if update is not None and not update.exceeded:
             await self._on_not_exceeded()
 
-    async def _write(self, namespace: str, name: str, batch: list[Pending]) -> StatusUpdate | None:
+    async def _write(self, namespace: str, name: str, batch: list[Pending], reuse: bool) -> StatusUpdate | None:
         key = f"{namespace}/{name}"
         for _ in range(10):
             try:
-                obj = await self._kube.get_budget(namespace, name)
+                written = self._written.pop(key, None)
+                obj = written if reuse and written is not None else await self._kube.get_budget(namespace, name)
             except Gone:
                 self.views.pop(key, None)
                 self._metrics.forget_budget(namespace, name)
@@ -169,6 +178,7 @@ class BudgetBook:
             body = dict(update.status)
             if not added and fold is None and "ledger" not in body and "ledgerFolded" not in body \
                     and _unchanged(status, body):
+                self._written[key] = obj
                 break  # nothing new: no write, no watch event, no Events
             pruned = body.get("ledger")
             if added or fold is not None:
@@ -179,9 +189,11 @@ class BudgetBook:
                 body["ledgerFolded"] = {**fold.folded_patch,
                                         **(pruned_folded if isinstance(pruned_folded, dict) else {})}
             try:
-                await self._kube.patch_budget_status(namespace, name, body, rv)
+                answer = await self._kube.patch_budget_status(namespace, name, body, rv)
             except Conflict:
                 continue
+            if (answer.get("metadata") or {}).get("resourceVersion"):
+                self._written[key] = answer
             self._metrics.budget_updates.inc()
             if fold is not None:
                 self._metrics.ledger_entries_folded.inc(len(fold.ledger_patch))

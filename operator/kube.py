@@ -131,13 +131,14 @@ class KubeApi:
 
     async def patch_budget_status(
         self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str | None
-    ) -> None:
+    ) -> dict[str, Any]:
+        """The budget as written (its new resourceVersion lets the next ledger batch skip a GET)."""
         body: dict[str, Any] = {"status": dict(status)}
         if resource_version is not None:
             body["metadata"] = {"resourceVersion": resource_version}
-        await self._http.request("PATCH", resource_path(GROUP, VERSION, PLURAL, namespace, name, "status"),
-                                 f"CarbonBudget {namespace}/{name} status", body=body,
-                                 content_type=MERGE_PATCH, answer=False)
+        return dict(await self._http.request(
+            "PATCH", resource_path(GROUP, VERSION, PLURAL, namespace, name, "status"),
+            f"CarbonBudget {namespace}/{name} status", body=body, content_type=MERGE_PATCH))
 
     async def post_event(
         self,
