@@ -44,19 +44,21 @@ class FunctionalUnit:
     metric: str
     matchers: tuple[tuple[str, str, str], ...]  # (label, op, value), the user's own
 
-    def selector(self, namespace: str) -> str:
-        """The counter selector with the workload's namespace forced in."""
+    def selector(self, namespace: str, narrow: str = "") -> str:
+        """The counter selector with the workload's namespace forced in (``narrow``: the
+        operator's own extra matchers, already escaped)."""
         parts = [f'namespace="{escape_label(namespace)}"']
         parts += [f'{k}{op}"{escape_label(v)}"' for k, op, v in self.matchers]
+        parts += [narrow] if narrow else []
         return f"{self.metric}{{{','.join(parts)}}}"
 
     def at_end(self, namespace: str, slice_s: float) -> str:
         """Last value of each series within the slice (evaluate at the slice end)."""
         return f"last_over_time({self.selector(namespace)}[{range_seconds(slice_s)}])"
 
-    def at_start(self, namespace: str, lookback_s: float) -> str:
+    def at_start(self, namespace: str, lookback_s: float, narrow: str = "") -> str:
         """Last value of each series before the slice (evaluate at the slice start)."""
-        return f"last_over_time({self.selector(namespace)}[{range_seconds(lookback_s)}])"
+        return f"last_over_time({self.selector(namespace, narrow)}[{range_seconds(lookback_s)}])"
 
 
 def from_annotations(annotations: Mapping[str, str], namespace: str) -> FunctionalUnit | None:

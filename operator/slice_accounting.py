@@ -3,16 +3,25 @@
 The exporter's counters never reset, so a series' energy in a slice [a, b) is its last value
 at b minus its last value at a (0 where the series began inside the slice), taken series by
 series; summed over slices this telescopes to the total over the span, exactly (no
-extrapolation as in ``increase()``). The last value at a is looked up back to the
-workload's creation: a series that paused (an exporter down) is never counted again from
-zero. The per-(node, component, method) sums then go through the same builder as a Job's
-(``accounting.build_accounting``), so a slice's record has the same shape as a Job's.
+extrapolation as in ``increase()``). The per-(node, component, method) sums then go through
+the same builder as a Job's (``accounting.build_accounting``), so a slice's record has the
+same shape as a Job's.
+
+Every query is bounded to the slice: the values at b are read over [a, b], the values at a
+over the ``START_LOOKBACK_SCRAPES`` scrape intervals before a (a live series has a sample
+there). A series present at b but absent from that window either began inside the slice or
+paused (an exporter down, a failed scrape) for longer than the window; only those series
+are looked up again, by matchers naming their own label values, back to the workload's
+creation: a paused series is never counted again from zero, however long it was absent,
+and a new one finds nothing before a (its samples all lie in the slice). A workload running
+for months thus costs each slice its own samples, plus the history of the rare series that
+paused across the slice start.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -36,6 +45,25 @@ def owner_selector(namespace: str, owner_uids: Sequence[str]) -> str:
 def series_at(metric: str, selector: str, range_s: float) -> str:
     """Each series' last value within the range (max: the exporter's counters only grow)."""
     return f"max_over_time({metric}{{{selector}}}[{promql.range_seconds(range_s)}])"
+
+
+def narrowing(series: Sequence[Mapping[str, str]]) -> str:
+    """Matchers that select at least ``series`` (and few others): for every label they all
+    carry, the alternation of their values. Empty when they share no label."""
+    common = set.intersection(*(set(labels) for labels in series)) - {"__name__"} if series else set()
+    return ",".join(f'{key}=~"{"|".join(promql._regex_escape(v) for v in sorted({s[key] for s in series}))}"'
+                    for key in sorted(common))
+
+
+def absent_from(at_end: Sequence[Sample], at_start: Sequence[Sample]) -> list[Mapping[str, str]]:
+    """The label sets of the series at the end that have no value at the start."""
+    have = {frozenset(s.labels.items()) for s in at_start}
+    return [s.labels for s in at_end if frozenset(s.labels.items()) not in have]
+
+
+def only(samples: Sequence[Sample], wanted: Sequence[Mapping[str, str]]) -> list[Sample]:
+    keys = {frozenset(labels.items()) for labels in wanted}
+    return [s for s in samples if frozenset(s.labels.items()) in keys]
 
 
 def slice_samples(at_end: Sequence[Sample], at_start: Sequence[Sample]) -> list[Sample]:
@@ -74,6 +102,9 @@ class Units:
     unit: str = ""  # the validated unit name (FunctionalUnit.unit), recorded with the count
 
 
+START_LOOKBACK_SCRAPES = 3  # the window before a slice in which a live series has a sample
+
+
 class SliceAccountant:
     def __init__(self, prometheus: PrometheusClient, settings: OperatorSettings,
                  clock: Callable[[], datetime]) -> None:
@@ -94,11 +125,11 @@ class SliceAccountant:
                            (final_scrape - now).total_seconds() + self._settings.accounting_delay_s,
                            exact=True)
         sel = owner_selector(workload.namespace, owner_uids)
-        lookback = self._lookback_s(workload, piece)
+        near = self.start_lookback_s
         queries = {"energy": series_at(promql.ENERGY, sel, piece.seconds),
-                   "energyBefore": series_at(promql.ENERGY, sel, lookback),
+                   "energyBefore": series_at(promql.ENERGY, sel, near),
                    "co2e": series_at(promql.CO2E, sel, piece.seconds),
-                   "co2eBefore": series_at(promql.CO2E, sel, lookback)}
+                   "co2eBefore": series_at(promql.CO2E, sel, near)}
         energy_end = await self._prom.query(queries["energy"], piece.end)
         facts = slice_job_facts(workload, piece)
         if not energy_end:
@@ -119,9 +150,9 @@ class SliceAccountant:
         if stale:
             raise NotReady(f"node(s) {', '.join(stale)} not scraped since the slice ended",
                            self._settings.scrape_interval_s / 2)
-        energy_start = await self._prom.query(queries["energyBefore"], piece.start)
+        energy_start = await self._before(promql.ENERGY, sel, workload, piece, energy_end, queries)
         co2e_end = await self._prom.query(queries["co2e"], piece.end)
-        co2e_start = await self._prom.query(queries["co2eBefore"], piece.start)
+        co2e_start = await self._before(promql.CO2E, sel, workload, piece, co2e_end, queries)
         queries.update({"pue": promql.node_pue(nodes, piece.seconds),
                         "intensity": promql.node_intensity(nodes, piece.seconds),
                         "pods": f"count by (pod_uid, component) ({queries['energy']})"})
@@ -132,7 +163,27 @@ class SliceAccountant:
                                slice_samples(co2e_end, co2e_start), pue, intensity, pods)
         return replace(acc, queries=queries)
 
-    def _lookback_s(self, workload: WorkloadFacts, piece: Slice) -> float:
+    @property
+    def start_lookback_s(self) -> float:
+        return max(START_LOOKBACK_SCRAPES * self._settings.scrape_interval_s, 1.0)
+
+    async def _before(self, metric: str, sel: str, workload: WorkloadFacts, piece: Slice,
+                      at_end: Sequence[Sample], queries: dict[str, str]) -> list[Sample]:
+        """Each series' last value at the slice start: within the few scrape intervals before
+        it, and for the series absent there (new in the slice, or paused longer) back to the
+        workload's creation, those series only."""
+        name = "energy" if metric == promql.ENERGY else "co2e"
+        found = await self._prom.query(queries[f"{name}Before"], piece.start)
+        absent = absent_from(at_end, found)
+        if not absent:
+            return list(found)
+        narrow = narrowing(absent)
+        far = series_at(metric, f"{sel},{narrow}" if narrow else sel,
+                        max(self._since_creation_s(workload, piece), self.start_lookback_s))
+        queries[f"{name}BeforeAbsent"] = far
+        return [*found, *only(await self._prom.query(far, piece.start), absent)]
+
+    def _since_creation_s(self, workload: WorkloadFacts, piece: Slice) -> float:
         """From the workload's creation (less a scrape: a first sample may predate it)."""
         since = workload.created_at - timedelta(seconds=self._settings.scrape_interval_s)
         return max((piece.start - since).total_seconds(), 1.0)
@@ -145,10 +196,15 @@ class SliceAccountant:
         try:
             end = await self._prom.query(query, piece.end)
             # a unit counter may predate the workload (a serving pod's sidecar, a shared
-            # gateway): its value before the first slice is looked up at least a slice back
-            lookback = max(self._lookback_s(workload, piece), piece.seconds,
-                           3 * self._settings.scrape_interval_s)
-            start = await self._prom.query(unit.at_start(ns, lookback), piece.start)
+            # gateway): its value before the slice is looked up at least a slice back, and
+            # for a series absent there (new, or paused longer) back to the creation
+            near = max(piece.seconds, self.start_lookback_s)
+            start = await self._prom.query(unit.at_start(ns, near), piece.start)
+            absent = absent_from(end, start)
+            if absent:
+                far = max(self._since_creation_s(workload, piece), near)
+                start = [*start, *only(await self._prom.query(
+                    unit.at_start(ns, far, narrowing(absent)), piece.start), absent)]
         except QueryError as err:
             return Units(None, query, f"Prometheus refused the functional-unit query: {err}", True)
         if not end:
