@@ -1,10 +1,10 @@
 """The operator's one HTTP client for the Kubernetes API: aiohttp (already kopf's), JSON in
 and out, on the event loop.
 
-It replaces the official ``kubernetes`` client, whose import alone cost the operator ~41 MiB
-of RSS, and its thread pools (large JSON answers parsed on many threads also grew glibc's
-per-thread arenas; docs/performance/operator-memory.md). ``KubeApi``, ``WorkloadApi`` and
-``KueueApi`` share one ``ApiTransport``: one connection pool, one session.
+It replaces the official ``kubernetes`` client, whose import alone cost the operator ~28 MiB
+of RSS (docs/performance/operator-memory.md), and the three thread pools (32, 4 and 4
+threads) that ran its blocking calls. ``KubeApi``, ``WorkloadApi`` and ``KueueApi`` share one
+``ApiTransport``: one connection pool, one session.
 
 A non-2xx answer becomes the exception its callers act on (``Gone``, ``Conflict``,
 ``TemporaryError``; any other status an ``ApiError`` naming the call), as the official

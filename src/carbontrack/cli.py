@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 # Packages a command's process must never import. kopf imports the `kubernetes` client's
-# models whenever that package is installed (kopf/_cogs/helpers/thirdparty.py): ~41 MiB of
+# models whenever that package is installed (kopf/_cogs/helpers/thirdparty.py): ~28 MiB of
 # the operator's RSS for nothing, since it talks to the API over its own aiohttp transport
 # (docs/performance/operator-memory.md). A None entry in sys.modules makes kopf's optional
 # import fail as if the package were absent.

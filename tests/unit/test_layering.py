@@ -137,7 +137,7 @@ def _operator_process_modules(entry: str) -> list[str]:
 
 
 def test_the_operator_process_never_imports_the_kubernetes_client() -> None:
-    """kopf imports the `kubernetes` client's models whenever the package is installed (~41 MiB
+    """kopf imports the `kubernetes` client's models whenever the package is installed (~28 MiB
     of the operator's RSS, docs/performance/operator-memory.md); the operator's entry point
     blocks it before kopf is imported, and no operator module needs it."""
     import importlib.util

@@ -2,7 +2,7 @@
 
 The exporter's pod watch and the operator's API client need one server URL, a TLS context and
 an ``Authorization`` header. This module builds them without the ``kubernetes`` client (whose
-import alone costs ~46 MiB of the exporter's memory, ~41 MiB of the operator's;
+import alone costs ~46 MiB of the exporter's memory, ~28 MiB of the operator's;
 docs/performance/exporter-memory.md, docs/performance/operator-memory.md):
 
 - in a pod: ``KUBERNETES_SERVICE_HOST``/``KUBERNETES_SERVICE_PORT``, the service account's
