@@ -22,6 +22,9 @@ from prometheus_client import CollectorRegistry, Counter
 
 from carbontrack.core import contract
 from carbontrack.core.errors import ConfigError, TemporaryError
+from carbontrack.core.records import GROUP as RECORDS_GROUP
+from carbontrack.core.records import PLURAL as RECORDS_PLURAL
+from carbontrack.core.records import VERSION as RECORDS_VERSION
 from carbontrack.core.records import RecordEntry, build_entry
 from carbontrack.core.slices import NO_UNIT
 from carbontrack.core.timeutil import format_time
@@ -45,6 +48,7 @@ from .record_store import RecordStore
 from .settings import OperatorSettings
 from .slice_accounting import SliceAccountant, Units, slice_job_facts
 from .slice_cursor import Latest, SliceCursor
+from .slice_orphans import SliceOrphans
 from .slices import EPOCH, Slice, due_slices, slice_key, slice_start
 from .workload_api import WorkloadApi
 
@@ -87,6 +91,8 @@ class LongRunningAccounting:
         self._kinds: list[LongRunningKind] = []
         self._kinds_checked: datetime | None = None
         self._cursor = SliceCursor(records, settings)  # the latest recorded slice per workload
+        self._orphans = SliceOrphans(self._cursor, accountant.prometheus, lambda selector: api.namespaces_with(
+            RECORDS_GROUP, RECORDS_VERSION, RECORDS_PLURAL, selector), settings)  # deleted while down
         self._known: dict[str, WorkloadFacts] = {}  # workloads seen, to notice a deletion
         self._owners: dict[str, set[str]] = {}  # UIDs ever seen under a workload
         self._warned: set[tuple[str, str]] = set()
@@ -111,12 +117,13 @@ class LongRunningAccounting:
     async def _round(self, now: datetime) -> bool:
         """List the workloads, then account every due slice of each; True when one must be
         retried (Prometheus not caught up, an API error)."""
-        retry = False
         await self._refresh_kinds(now)
         seen: dict[str, tuple[LongRunningKind, WorkloadFacts]] = {}
+        listed: set[str] = set()  # even those not accounted (malformed): they exist
         for ns in self._settings.namespaces or (None,):
             for kind in self._kinds:
                 for body in await self._api.list(kind.group, kind.version, kind.plural, ns):
+                    listed.add(str((body.get("metadata") or {}).get("uid", "")))
                     try:
                         facts = workload_facts(kind, body)
                     except ConfigError as err:
@@ -128,6 +135,10 @@ class LongRunningAccounting:
                 kind = next(k for k in KINDS if k.kind == gone.kind)
                 ended = gone if gone.deleted_at else _with_deletion(gone, now)
                 seen[uid] = (kind, ended)
+        orphans, retry = await self._orphans.due(listed | set(seen), now)
+        for orphan in orphans:  # deleted while the operator was down: the final slice
+            seen[orphan.facts.uid] = (orphan.kind, orphan.facts)
+            self._owners.setdefault(orphan.facts.uid, set()).update(orphan.owners)
         namespaces = sorted({f.namespace for _, f in seen.values()})
         objects = {ns: await self._intermediates(ns) for ns in namespaces}
         for uid, (_, facts) in seen.items():
@@ -161,6 +172,7 @@ class LongRunningAccounting:
                 for table in (self._known, self._owners):
                     table.pop(uid, None)
                 self._cursor.forget(uid)
+                self._orphans.forget(uid)
             elif facts.deleted_at is not None:
                 retry = True  # its last slice settles before the next grid line
         return retry
@@ -240,7 +252,9 @@ class LongRunningAccounting:
         )
         data["slice"] = {
             "workload": {"kind": facts.kind, "apiVersion": facts.api_version, "uid": facts.uid,
-                         "name": facts.name},
+                         "name": facts.name, "createdAt": format_time(facts.created_at)},
+            # the workload's last slice: it ended at the deletion (slice_orphans.is_final)
+            "final": facts.deleted_at is not None and piece.end >= facts.deleted_at,
             "start": format_time(piece.start), "end": format_time(piece.end),
             "lengthSeconds": self.length_s,
             "ownerUids": sorted(owners),

@@ -113,6 +113,10 @@ class SliceAccountant:
         self._clock = clock
 
     @property
+    def prometheus(self) -> PrometheusClient:
+        return self._prom
+
+    @property
     def settle_s(self) -> float:
         return self._settings.scrape_interval_s + self._settings.accounting_delay_s
 

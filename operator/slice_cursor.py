@@ -59,11 +59,16 @@ class SliceCursor:
             entry = await self._records.find(facts.namespace, slice_key(facts.uid, start), end)
             if entry is not None:
                 return Latest(Slice(start, entry.finished_at), entry)
-        scanned = self._scanned.get(facts.namespace)
-        if scanned is None:  # the window is the namespace's, not this workload's
+        return (await self.recorded(facts.namespace, now)).get(facts.uid)
+
+    async def recorded(self, namespace: str, now: datetime) -> dict[str, Latest]:
+        """The latest recorded slice of every workload of ``namespace`` in the catch-up window
+        (scanned once; the window is the namespace's, not one workload's)."""
+        scanned = self._scanned.get(namespace)
+        if scanned is None:
             first = now - timedelta(seconds=self._settings.slice_catchup_s)
-            scanned = self._scanned[facts.namespace] = await self._scan(facts.namespace, first, now)
-        return scanned.get(facts.uid)
+            scanned = self._scanned[namespace] = await self._scan(namespace, first, now)
+        return scanned
 
     async def _scan(self, namespace: str, first: datetime, now: datetime) -> dict[str, Latest]:
         """The latest recorded slice of every workload of ``namespace`` among the records that

@@ -53,6 +53,23 @@ class WorkloadApi:
             if not token:
                 return out
 
+    async def namespaces_with(self, group: str, version: str, plural: str,
+                              label_selector: str) -> set[str]:
+        """The namespaces holding objects of the resource that match the selector, cluster
+        wide: small pages (CarbonRecords are up to 768 KiB each), only names kept."""
+        out: set[str] = set()
+        token: str | None = None
+        while True:
+            query = {"labelSelector": label_selector, "limit": "20"}
+            if token:
+                query["continue"] = token
+            page = await self._get(resource_path(group, version, plural), plural, query)
+            out.update(str((o.get("metadata") or {}).get("namespace", "")) for o in page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue") or None
+            if not token:
+                out.discard("")
+                return out
+
     async def patch_annotations(self, group: str, version: str, plural: str, namespace: str,
                                 name: str, uid: str, annotations: Mapping[str, str]) -> None:
         """Merge patch with a UID precondition: never writes onto a re-created namesake."""

@@ -50,6 +50,9 @@ class Series:
     rate: float  # counter units per second
     end: float = 1e12
     gap: tuple[float, float] = (0.0, 0.0)  # no samples in (gap[0], gap[1]): an exporter down
+    # the counter stops growing here (its container ended) and is still exported, flat, up
+    # to ``end``: the exporter keeps a finished container's series for --retention
+    frozen: float = 1e12
 
     def last_sample(self, t: float) -> float | None:
         last = min(math.floor(t / 2) * 2, math.floor(self.end / 2) * 2)
@@ -60,11 +63,11 @@ class Series:
     def value_at(self, t: float) -> float | None:
         """The counter's value at its last sample at or before t (samples every 2 s)."""
         last = self.last_sample(t)
-        return None if last is None else self.rate * (last - self.start)
+        return None if last is None else self.rate * (min(last, self.frozen) - self.start)
 
     def sample_in(self, t: float, range_s: float) -> float | None:
         last = self.last_sample(t)
-        return None if last is None or last < t - range_s else self.rate * (last - self.start)
+        return None if last is None or last < t - range_s else self.value_at(t)
 
 
 def matches(labels: Mapping[str, str], matchers: list[tuple[str, str, str]]) -> bool:
@@ -98,6 +101,11 @@ class ModelPrometheus:
         self.port = self.runner.addresses[0][1]
 
     def answer(self, query: str, at: float) -> list[tuple[dict[str, str], float]] | str:
+        stop = re.fullmatch(r"max\(min_over_time\(\(timestamp\((.*)\) and (.*) >= max_over_time\((.*)"
+                            r"\[(\d+)s\] @ ([\d.]+)\)\)\[(\d+)s:(\d+)ms\]\)\)", query)
+        if stop:
+            return self._stop(stop.group(1), float(stop.group(4)), float(stop.group(5)), at,
+                              float(stop.group(7)) / 1000)
         m = re.fullmatch(r"(max_over_time|last_over_time|avg_over_time)\((.*)\[(\d+)s\]\)", query)
         if m:
             metric, matchers = parse_selector(m.group(2))
@@ -124,6 +132,25 @@ class ModelPrometheus:
         if query.startswith("timestamp(carbontrack_pue") or query == "max(timestamp(carbontrack_pue))":
             return [({"node": "n1"}, float(math.floor(min(at, self.now) / 2) * 2))]
         return f"unknown query {query}"
+
+    def _stop(self, selector: str, range_s: float, pinned: float, at: float,
+              step_s: float) -> list[tuple[dict[str, str], float]]:
+        """Prometheus' evaluation of slice_orphans.stop_query: at each subquery step (multiples
+        of the step) the series' latest sample (within the 5-minute look-back delta), kept
+        where its value has reached the series' maximum over the range pinned at ``pinned``;
+        the earliest such timestamp per series, the latest over the series."""
+        metric, matchers = parse_selector(selector)
+        stops = []
+        for s in self.series.get(metric, []):
+            final = s.sample_in(pinned, range_s)
+            if final is None or not matches(s.labels, matchers):
+                continue
+            steps = range(math.floor((at - range_s) / step_s) + 1, math.floor(at / step_s) + 1)
+            hits = [last for k in steps if (last := s.last_sample(k * step_s)) is not None
+                    and last >= k * step_s - 300 and (s.value_at(last) or 0.0) >= final]
+            if hits:
+                stops.append(min(hits))
+        return [({}, max(stops))] if stops else []
 
     async def _route(self, request: web.Request) -> web.Response:
         form = await request.post()
@@ -188,6 +215,11 @@ class Workloads:
         self.replicasets = replicasets
         self.fail_patches = 0
         self.patches = 0
+        self.records: MemoryRecords | None = None  # what a cluster-wide list of CarbonRecords sees
+
+    async def namespaces_with(self, group: str, version: str, plural: str, label_selector: str) -> set[str]:
+        assert plural == "carbonrecords"
+        return {ns for ns, _ in self.records.objects} if self.records else set()
 
     async def served(self, group: str, version: str, plural: str) -> bool:
         return False
@@ -280,8 +312,10 @@ def rig(annotations: dict[str, str] | None = None) -> Rig:
     rs = [{"metadata": {"uid": u, "ownerReferences": [{"uid": "dep-1", "controller": True}]}}
           for u in ("rs-1", "rs-2")]
     start = CREATED + timedelta(minutes=3)
-    return Rig(model(start.timestamp()), MemoryRecords(), Workloads(deployment(annotations), rs),
-               Events(), [start])
+    records = MemoryRecords()
+    workloads = Workloads(deployment(annotations), rs)
+    workloads.records = records
+    return Rig(model(start.timestamp()), records, workloads, Events(), [start])
 
 
 def slices_of(records: MemoryRecords) -> list[tuple[Slice, Any]]:
@@ -664,6 +698,169 @@ def test_a_restart_on_a_grid_that_misses_the_old_slices_scans_the_records() -> N
         end = got[-1][0].end
         assert math.fsum(e.co2e_grams for _, e in got) == pytest.approx(
             r.total("carbontrack_container_co2e_grams_total", end), rel=1e-12)
+        for c in r.clients:
+            await c.close()
+
+    run(go())
+
+
+class Deleted(Workloads):
+    """The Deployment deleted and its ReplicaSets garbage-collected."""
+
+    async def list(self, group: str, version: str, plural: str, namespace: str | None) -> list[dict[str, Any]]:
+        return []
+
+
+def pods_stop(r: Rig, frozen: datetime, tail_s: float = 60.0) -> None:
+    """The workload's containers end at ``frozen``; the exporter keeps their final values
+    exported for ``tail_s`` more (its --retention)."""
+    for metric in ("carbontrack_container_energy_joules_total", "carbontrack_container_co2e_grams_total"):
+        for s in r.prom.series[metric]:
+            if s.labels["namespace"] == "ns":
+                s.frozen = min(s.end, frozen.timestamp())
+                s.end = min(s.end, frozen.timestamp() + tail_s)
+
+
+def test_a_workload_deleted_while_the_operator_is_down_gets_its_tail_once() -> None:
+    async def go() -> None:
+        r = rig()
+        await r.prom.start()
+        await r.operator(annotate=False).tick()  # 10:00-10:03 recorded, then the operator stops
+        assert r.records.adds == 3
+        last_end = slices_of(r.records)[-1][0].end
+        # deleted while it is down; its pods end at 10:05:27, their series stay flat for 60 s
+        r.workloads = Deleted(r.workloads.deployment, r.workloads.replicasets)
+        r.workloads.records = r.records
+        stop = CREATED + timedelta(minutes=5, seconds=7)
+        pods_stop(r, stop)
+        r.at(CREATED + timedelta(minutes=9))
+        await r.operator(annotate=False).tick()  # the restart
+        got = slices_of(r.records)
+        tail = [(p, e) for p, e in got if p.start >= last_end]
+        assert contiguous([p for p, _ in got]) and tail[0][0].start == last_end
+        # to the first sample carrying the final value (10:05:28, scraped after the pods' end at
+        # 10:05:27), cut on the grid
+        assert [p.end for p, _ in tail] == [last_end + timedelta(minutes=1), last_end + timedelta(minutes=2),
+                                            datetime(2026, 12, 7, 10, 5, 28, tzinfo=UTC)]
+        assert [e.data["slice"]["final"] for _, e in tail] == [False, False, True]
+        assert {e.data["job"]["outcome"] for _, e in tail} == {"Deleted"}
+        for metric, attr, scale in (("carbontrack_container_co2e_grams_total", "co2e_grams", 1.0),
+                                    ("carbontrack_container_energy_joules_total", "energy_kwh", 3.6e6)):
+            # the series' increase from the last slice's end to their last sample
+            increase = r.total(metric, r.now[0]) - r.total(metric, last_end)
+            assert increase > 0
+            assert math.fsum(getattr(e, attr) for _, e in tail) * scale == pytest.approx(increase, abs=1e-9)
+        adds = r.records.adds
+        r.at(CREATED + timedelta(minutes=20))
+        await r.operator(annotate=False).tick()  # a second restart: nothing more
+        assert r.records.adds == adds == 6
+        for c in r.clients:
+            await c.close()
+
+    run(go())
+
+
+def test_a_restart_before_the_deleted_workloads_counters_settle_waits_for_them() -> None:
+    """Restarted while the deleted workload's pods still draw energy: its final slice waits
+    until the counters have stopped growing, and then takes all of it."""
+    async def go() -> None:
+        r = rig()
+        await r.prom.start()
+        await r.operator(annotate=False).tick()
+        r.workloads = Deleted(r.workloads.deployment, r.workloads.replicasets)
+        r.workloads.records = r.records
+        stop = CREATED + timedelta(minutes=5, seconds=7)
+        pods_stop(r, stop)
+        r.at(stop - timedelta(seconds=1))
+        op = r.operator(annotate=False)
+        await op.tick()  # still growing: nothing yet
+        assert r.records.adds == 3
+        r.at(stop + timedelta(seconds=3))
+        await op.tick()  # flat since the sample at 10:05:28 for 2 s only: not yet
+        assert r.records.adds == 3
+        r.at(stop + timedelta(seconds=8))
+        await op.tick()  # the round is retried on each tick until it is recorded
+        got = slices_of(r.records)
+        assert r.records.adds == 6 and got[-1][1].data["slice"]["final"] and contiguous([p for p, _ in got])
+        assert got[-1][0].end == datetime(2026, 12, 7, 10, 5, 28, tzinfo=UTC)
+        g = "carbontrack_container_co2e_grams_total"
+        assert math.fsum(e.co2e_grams for _, e in got) == pytest.approx(r.total(g, r.now[0]), abs=1e-9)
+        for c in r.clients:
+            await c.close()
+
+    run(go())
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["recorded-live", "crashed-before-the-final-slice"])
+def test_a_live_deletion_then_a_restart_records_one_final_slice(crash: bool) -> None:
+    """Noticed live, the final slice ends at the round that noticed it; the pods drew energy for
+    20 s more. A restart finds the final slice recorded: no second one. An operator that
+    crashed before recording it: the restart records it, under the key the live path uses."""
+    async def go() -> None:
+        r = rig()
+        await r.prom.start()
+        op = r.operator()
+        await op.tick()
+        op._api = Deleted(r.workloads.deployment, r.workloads.replicasets)  # type: ignore[assignment]
+        gone_at = CREATED + timedelta(minutes=3, seconds=43)  # 10:04:03, the next round
+        pods_stop(r, gone_at + timedelta(seconds=20))
+        r.at(gone_at)
+        await op.tick()  # noticed: 10:03-10:04 recorded, the final slice not settled yet
+        assert r.records.adds == 4
+        if not crash:
+            r.at(gone_at + timedelta(seconds=3))
+            await op.tick()
+            live = slices_of(r.records)[-1]
+            assert live[0].end == gone_at and live[1].data["slice"]["final"]
+        r.workloads = Deleted(r.workloads.deployment, r.workloads.replicasets)
+        r.workloads.records = r.records
+        r.at(gone_at + timedelta(minutes=5))
+        await r.operator().tick()
+        got = slices_of(r.records)
+        assert r.records.adds == len(got) == 5 and contiguous([p for p, _ in got])
+        assert [e.data["slice"]["final"] for _, e in got] == [False] * 4 + [True]
+        key = f"dep-1@{int((got[-1][0].start - EPOCH).total_seconds())}"
+        assert got[-1][0].start == CREATED.replace(second=0) + timedelta(minutes=4) and key in r.records.entries()
+        # the restart took the energy to the pods' end; the live path to the round that noticed
+        assert got[-1][0].end == (datetime(2026, 12, 7, 10, 4, 24, tzinfo=UTC) if crash else gone_at)
+        for c in r.clients:
+            await c.close()
+
+    run(go())
+
+
+def test_bounded_slice_queries_give_the_same_slices_on_a_long_series_with_a_pause() -> None:
+    """Forty 1-minute slices; pod a's exporter down for 5 minutes (10:10:20-10:15:20), far
+    longer than the 3 s the values at a slice start are read over: each slice is still every
+    series' last value at its end minus its last value at its start (what reading back to the
+    creation gave), and no query but the look-back for an absent series reads past the slice."""
+    async def go() -> None:
+        r = rig()
+        t0 = CREATED.timestamp()
+        for metric in ("carbontrack_container_energy_joules_total", "carbontrack_container_co2e_grams_total"):
+            r.prom.series[metric][0].gap = (t0 + 600, t0 + 900)
+        await r.prom.start()
+        r.at(CREATED + timedelta(minutes=40))
+        await r.operator(annotate=False).tick()
+        got = slices_of(r.records)
+        assert len(got) == 40 and contiguous([p for p, _ in got])
+        g = "carbontrack_container_co2e_grams_total"
+        expected = [r.total(g, p.end) - r.total(g, p.start) for p, _ in got]
+        assert [e.co2e_grams for _, e in got] == pytest.approx(expected, rel=1e-12, abs=1e-12)
+        paused = [p for p, _ in got if t0 + 600 < p.start.timestamp() < t0 + 900]
+        assert paused  # slices that began while pod a was not scraped
+        ranges = []
+        for q in r.prom.seen:
+            if "container_" not in q:
+                continue
+            for seconds in re.findall(r"\[(\d+)s\]", q):
+                if 'pod_uid=~"' in q:  # the look-back for a series absent at the slice start
+                    continue
+                ranges.append(int(seconds))
+        assert max(ranges) <= LENGTH
+        # pod a is looked back for once its samples resume (10:15:20, in the 10:15 slice)
+        lookbacks = [q for q in r.prom.seen if 'pod_uid=~"a"' in q]
+        assert lookbacks and all(re.search(r"\[(\d+)s\]", q) for q in lookbacks)
         for c in r.clients:
             await c.close()
 
