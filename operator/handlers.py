@@ -54,6 +54,7 @@ from .write_behind import RunningWrites
 log = logging.getLogger(__name__)
 
 RECORD_REF = {"kind": "CarbonRecord", "apiVersion": contract.GROUP_VERSION}
+KOPF_WORKER_IDLE_S = 0.2  # s; see configure_kopf
 
 
 class Operator:
@@ -109,7 +110,9 @@ class Operator:
         # never-run; this remembers that it ran (not across operator restarts)
         self._ran: set[str] = set()
         # Job UID -> budgets that selected it while it ran (relabelling does not escape them)
-        self._members: dict[str, set[str]] = {}
+        self._members: dict[str, frozenset[str]] = {}
+        # one object per distinct set of budget keys: thousands of workloads share a few
+        self._key_sets: dict[frozenset[str], frozenset[str]] = {}
 
     def _accounted(self, uid: str) -> None:
         self._forget(uid)
@@ -182,7 +185,8 @@ class Operator:
             return
         # budgets that select it while it runs count it even if relabelled (restarts: the
         # BUDGETS annotation the running writes keep)
-        self._members[facts.uid] = keys = self._budgets_of(facts)
+        found = frozenset(self._budgets_of(facts))
+        self._members[facts.uid] = keys = self._key_sets.setdefault(found, found)
         self.running.observe(facts, str(body["metadata"].get("resourceVersion", "")), keys)
         await self.deferral.on_job(facts)
         if self.settings.enforcement:
@@ -206,7 +210,7 @@ class Operator:
         it ran (memory, and the operator's annotation for restarts), same namespace only."""
         own = f"{job.namespace}/"
         keys = {b.key for b in self.book.views.values() if b.selects(job)}
-        keys |= self._members.get(job.uid, set())
+        keys |= self._members.get(job.uid, frozenset())
         keys |= {k for k in job.remembered_budgets if k.startswith(own)}
         return keys
 
@@ -273,6 +277,11 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, ours: OperatorSettings)
     kopf_settings.networking.request_timeout = 60
     # paged start-up lists bound the peak memory with many Jobs present (None: one page)
     kopf_settings.watching.chunk_size = ours.list_chunk_size or None
+    # kopf's per-object worker keeps the object's last event (the whole parsed object, ~17 KiB
+    # for a Job) while it idles for more events, 5 s by default: at start-up, with thousands of
+    # workloads listed within seconds, that held most of them at once. A worker that idles
+    # briefly releases it; the next event of the object starts a new worker (a task).
+    kopf_settings.queueing.idle_timeout = KOPF_WORKER_IDLE_S
 
 
 def _watch_workload(registry: kopf.OperatorRegistry, op: Operator, adapter: WorkloadAdapter) -> None:

@@ -20,6 +20,7 @@ import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from collections.abc import Set as AbstractSet
 
 from carbontrack.core.errors import TemporaryError
 
@@ -110,7 +111,7 @@ class RunningWrites:
         self._kube, self._finalizers, self._add_finalizer = kube, finalizers, add_finalizer
         self.behind = WriteBehind(workers)
 
-    def observe(self, facts: JobFacts, resource_version: str, budgets: set[str]) -> None:
+    def observe(self, facts: JobFacts, resource_version: str, budgets: AbstractSet[str]) -> None:
         add = self._add_finalizer and FINALIZER not in facts.finalizers and not facts.deleting
         members = None if budgets <= facts.remembered_budgets else sorted(budgets)
         if not add and members is None:

@@ -105,3 +105,5 @@ def test_list_chunk_size_pages_kopfs_start_up_list(argv: list[str], chunk: int |
     assert theirs.watching.chunk_size == chunk
     assert theirs.persistence.finalizer == "carbontrack.io/kopf"  # never kopf's default name
     assert theirs.watching.server_timeout == 300
+    # kopf's idle per-object workers hold their last event: they idle briefly, not 5 s
+    assert theirs.queueing.idle_timeout == 0.2
