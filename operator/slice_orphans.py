@@ -22,6 +22,9 @@ latest recorded slice to the time its counters stopped growing, read from Promet
   then draws CPU again before it ends would have that late energy left out.
 - No growth after the latest slice's end (or no series at all, once an exporter has been
   scraped past it): nothing is recorded.
+- Counters that still grow a slice length after the restart (pods left running by a
+  deletion with ``--cascade=orphan``): the final slice ends at the restart, when the deletion
+  was noticed, as it would for a workload deleted while the operator runs.
 
 The slice then goes through the ordinary path with the stop as the workload's deletion, so
 its key is ``<uid>@<start>`` with the start where the latest recorded slice ended: the same
@@ -128,6 +131,7 @@ class SliceOrphans:
         self._namespaces_with_records = namespaces_with_records
         self._settings = settings
         self._pending: dict[str, Latest] | None = None  # None: not looked for yet
+        self._noticed: datetime | None = None  # when the orphans were found
 
     @property
     def quiet_s(self) -> float:
@@ -141,7 +145,7 @@ class SliceOrphans:
         """The orphans whose final slice can be accounted now (their facts carry the stop as
         the deletion), and whether one must be looked at again on the next tick."""
         if self._pending is None:
-            self._pending = await self._find(listed, now)
+            self._pending, self._noticed = await self._find(listed, now), now
         due, waiting = [], False
         for uid, latest in list(self._pending.items()):
             if uid in listed:  # it exists (again listed): the ordinary rounds account it
@@ -184,6 +188,12 @@ class SliceOrphans:
         interval = self._settings.scrape_interval_s
         if now < after + timedelta(seconds=self.quiet_s):
             return None
+        noticed = self._noticed or now
+        if now >= noticed + timedelta(seconds=self._settings.slice_length_s + self.quiet_s):
+            # still drawing energy a slice after the restart (pods left running by a deletion
+            # with --cascade=orphan, whose ReplicaSet no kind here accounts): the final slice
+            # ends when the deletion was noticed, as for a workload deleted while the operator runs
+            return max(noticed, after)
         sel = owner_selector(facts.namespace, owners)
         # from a few scrapes before the latest slice's end: a series flat since before it
         # finds its stop there, not at its first sample after the end

@@ -865,3 +865,32 @@ def test_bounded_slice_queries_give_the_same_slices_on_a_long_series_with_a_paus
             await c.close()
 
     run(go())
+
+
+def test_a_deleted_workload_whose_pods_keep_running_ends_when_the_restart_noticed_it() -> None:
+    """Deleted with --cascade=orphan while the operator was down: its pods (and their series)
+    go on. The final slice is not held open for ever: a slice length after the restart it ends
+    at the restart, as a live operator's would have ended when it noticed the deletion."""
+    async def go() -> None:
+        r = rig()
+        await r.prom.start()
+        await r.operator(annotate=False).tick()
+        r.workloads = Deleted(r.workloads.deployment, r.workloads.replicasets)
+        r.workloads.records = r.records
+        restart = CREATED + timedelta(minutes=6, seconds=10)
+        r.at(restart)
+        op = r.operator(annotate=False)
+        await op.tick()
+        r.at(restart + timedelta(seconds=30))
+        await op.tick()
+        assert r.records.adds == 3  # still growing: waiting
+        r.at(restart + timedelta(seconds=LENGTH + 10))
+        await op.tick()
+        got = slices_of(r.records)
+        assert got[-1][0].end == restart and got[-1][1].data["slice"]["final"] and contiguous([p for p, _ in got])
+        g = "carbontrack_container_co2e_grams_total"
+        assert math.fsum(e.co2e_grams for _, e in got) == pytest.approx(r.total(g, restart), rel=1e-12)
+        for c in r.clients:
+            await c.close()
+
+    run(go())
