@@ -188,12 +188,6 @@ class SliceOrphans:
         interval = self._settings.scrape_interval_s
         if now < after + timedelta(seconds=self.quiet_s):
             return None
-        noticed = self._noticed or now
-        if now >= noticed + timedelta(seconds=self._settings.slice_length_s + self.quiet_s):
-            # still drawing energy a slice after the restart (pods left running by a deletion
-            # with --cascade=orphan, whose ReplicaSet no kind here accounts): the final slice
-            # ends when the deletion was noticed, as for a workload deleted while the operator runs
-            return max(noticed, after)
         sel = owner_selector(facts.namespace, owners)
         # from a few scrapes before the latest slice's end: a series flat since before it
         # finds its stop there, not at its first sample after the end
@@ -211,9 +205,17 @@ class SliceOrphans:
         if stop <= after:
             return after
         ready = (stop + timedelta(seconds=self.quiet_s)).timestamp()
-        nodes = sorted({s.labels.get("node", "") for s in finals})
-        fresh = {s.labels.get("node", ""): s.value for s in await self._prom.query(promql.node_freshness(nodes), now)}
-        if now.timestamp() < ready or any(fresh.get(n, 0.0) < ready for n in nodes):
-            return None
-        return stop
+        if now.timestamp() >= ready:
+            nodes = sorted({s.labels.get("node", "") for s in finals})
+            fresh = {s.labels.get("node", ""): s.value
+                     for s in await self._prom.query(promql.node_freshness(nodes), now)}
+            # an exporter not scraped since: its series may be flat only because unscraped
+            return None if any(fresh.get(n, 0.0) < ready for n in nodes) else stop
+        noticed = self._noticed or now
+        if now >= noticed + timedelta(seconds=self._settings.slice_length_s + self.quiet_s):
+            # still drawing energy a slice after the restart (pods left running by a deletion
+            # with --cascade=orphan, whose ReplicaSet no kind here accounts): the final slice
+            # ends when the deletion was noticed, as for a workload deleted while the operator runs
+            return max(noticed, after)
+        return None
 
