@@ -13,7 +13,7 @@
 # A warm run only checks that the files exist (well under a second per tool).
 #
 # Usage: scripts/build-control-plane.sh [TOOL...]   (default: all, in order)
-#        TOOL is one of: helm kubeconform etcd kwok k8s kueue training-operator jobset
+#        TOOL is one of: helm kubeconform etcd kwok k8s kueue training-operator jobset trainer
 # Env:   CARBONTRACK_CACHE_DIR  cache root (default ~/.cache/carbontrack)
 #        CARBONTRACK_BUILD_LOG  append timings here (default: stderr only)
 set -euo pipefail
@@ -154,6 +154,32 @@ build_training_operator() {
 build_jobset() {
     build_one jobset "$tools_dir/jobset" sigs.k8s.io/jobset sigs.k8s.io/jobset
 }
+# The Kubeflow Trainer v2 controller manager (cmd/trainer-controller-manager), run by the
+# workload e2e tests. It creates JobSets of API jobset.x-k8s.io/v1alpha2 and its module
+# requires sigs.k8s.io/jobset v0.8.2, the version of tools/jobset. Its three CRDs (TrainJob,
+# TrainingRuntime, ClusterTrainingRuntime) are copied from the same module source into
+# <cache>/share/trainer-crds-<version>/; the TrainJob CRD of tools/workload-crds must be the
+# same version (checked here).
+build_trainer() {
+    local dir="$tools_dir/trainer" mod=github.com/kubeflow/trainer/v2
+    local version; version="$(module_version "$dir" "$mod")"
+    local pinned; pinned="$(module_version "$tools_dir/workload-crds" "$mod")"
+    [[ "$version" == "$pinned" ]] || die "tools/trainer pins $mod $version but tools/workload-crds pins $pinned"
+    build_one trainer "$dir" "$mod" "$mod/cmd/trainer-controller-manager"
+    local share="$cache_root/share/trainer-crds-$version"
+    if [[ -f "$share/.complete" ]]; then link_share trainer-crds "$version"; return; fi
+    local tmp; tmp="$(mktemp -d "$cache_root/share/.trainer-crds.XXXXXX")"; tmp_dirs+=("$tmp")
+    (cd "$dir" && go mod download "$mod")
+    local src; src="$(cd "$dir" && go list -m -f '{{.Dir}}' "$mod")"
+    local kind
+    for kind in trainjobs trainingruntimes clustertrainingruntimes; do
+        cp "$src/manifests/base/crds/trainer.kubeflow.org_$kind.yaml" "$tmp/"
+    done
+    chmod -R u+w "$tmp"; chmod 755 "$tmp"; touch "$tmp/.complete"
+    rm -rf "$share"; mv "$tmp" "$share"
+    link_share trainer-crds "$version"
+    log "trainer CRDs ($(ls "$share" | tr '\n' ' ')) copied to $share"
+}
 build_kwok() {
     local v; v="$(module_version "$tools_dir/kwok" sigs.k8s.io/kwok)"
     build_one kwok "$tools_dir/kwok" sigs.k8s.io/kwok sigs.k8s.io/kwok/cmd/kwok \
@@ -198,12 +224,13 @@ build_k8s() {
 # Order matters for people waiting: helm and kubeconform are small and needed
 # by the chart tests; the Kubernetes build is the long pole, so it goes last.
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(helm kubeconform etcd kwok k8s kueue training-operator jobset)
+[[ ${#targets[@]} -gt 0 ]] || targets=(helm kubeconform etcd kwok k8s kueue training-operator jobset trainer)
 for t in "${targets[@]}"; do
     case "$t" in
         helm|kubeconform|etcd|kwok|k8s|kueue) "build_$t" ;;
         training-operator) build_training_operator ;;
         jobset) build_jobset ;;
-        *) die "unknown tool '$t' (expected helm, kubeconform, etcd, kwok, k8s, kueue, training-operator or jobset)" ;;
+        trainer) build_trainer ;;
+        *) die "unknown tool '$t' (expected helm, kubeconform, etcd, kwok, k8s, kueue, training-operator, jobset or trainer)" ;;
     esac
 done

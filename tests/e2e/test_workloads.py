@@ -3,6 +3,9 @@
 - PyTorchJob with the REAL Kubeflow training-operator v1.8.1 (built from its Go module,
   devcluster/training_operator.py): master + workers on simulated GPU/CPU nodes.
 - JobSet with the REAL JobSet controller v0.8.2 (built from its Go module).
+- TrainJob with the REAL Kubeflow Trainer v2.0.0 controller manager (built from its Go module,
+  devcluster/trainer.py): from a ClusterTrainingRuntime it creates the JobSet, the real JobSet
+  controller the Job, and it marks the TrainJob Complete from the JobSet's condition.
 - RayJob with its real CRD (KubeRay v1.4.0) but no controller in the harness (its controller
   asks the Ray dashboard in the head pod for the job's state, which simulated pods do not
   serve): the test creates what KubeRay creates (the submitter Job, the RayCluster with a head
@@ -38,6 +41,7 @@ KINDS = {  # kind -> (group, version, plural)
     "JobSet": ("jobset.x-k8s.io", "v1alpha2", "jobsets"),
     "RayJob": ("ray.io", "v1", "rayjobs"),
     "RayCluster": ("ray.io", "v1", "rayclusters"),
+    "TrainJob": ("trainer.kubeflow.org", "v1alpha1", "trainjobs"),
 }
 
 
@@ -60,6 +64,23 @@ def training_operator(devstack: Any, tmp_path_factory: pytest.TempPathFactory) -
     finally:
         for proc in procs:
             devstack.supervisor.stop_one(proc)
+
+
+@pytest.fixture(scope="module")
+def trainer(training_operator: Any, devstack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The real Kubeflow Trainer v2 controller manager and its CRDs, beside the JobSet
+    controller that runs the JobSets it creates (training_operator), for this module."""
+    from carbontrack.devcluster.kube import api_client
+    from carbontrack.devcluster.trainer import ensure_trainer, start_trainer
+
+    tools = ensure_trainer(log=tmp_path_factory.mktemp("trainer") / "build.log")
+    kubeconfig = Path(devstack.cluster.kubeconfig)
+    with api_client(kubeconfig) as api:
+        proc = start_trainer(api, kubeconfig, tools, devstack.supervisor)
+    try:
+        yield proc
+    finally:
+        devstack.supervisor.stop_one(proc)
 
 
 def now_text() -> str:
@@ -269,6 +290,76 @@ def test_jobset_with_its_real_controller_and_rayjob_are_accounted_once(
             assert "carbontrack.io/accounted-at" not in (job.metadata.annotations or {})
             assert "carbontrack.io/accounting" not in (job.metadata.finalizers or [])
             assert record_entries(custom_objects, namespace, uid) == []
+
+
+def test_trainjob_with_the_real_trainer_and_jobset_controllers_is_accounted_once(
+    trainer: Any, namespace: str, custom_objects: Any, core_v1: Any, batch_v1: Any,
+    prometheus: Any, kubeconfig: Path, wait_for: Any,
+) -> None:
+    custom_objects.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "carbonbudgets",
+        op_e2e.budget_body("ft", "1kg", selector={"matchLabels": {"team": "nlp"}}))
+    from carbontrack.devcluster.training_operator import jobset_defaults
+
+    # The runtime's trainer step is the replicated Job labelled trainjob-ancestor-step=trainer;
+    # the Trainer sets its parallelism and completions to the TrainJob's numNodes
+    # (github.com/kubeflow/trainer/v2@v2.0.0 pkg/runtime/framework/plugins/plainml/plainml.go:51-56,
+    # plugins/jobset/builder.go:111-117) and fills its container "node" from the TrainJob.
+    pod = sim_template("tj", run_seconds=4.0, cpu_cores=1.0, node="sim-cpu-0", container="node")
+    runtime_name = f"sim-{namespace}"  # cluster-scoped: named after the test's namespace
+    runtime = {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "ClusterTrainingRuntime",
+               "metadata": {"name": runtime_name},
+               "spec": {"template": {"spec": jobset_defaults({"replicatedJobs": [{
+                   "name": "node", "replicas": 1,
+                   "template": {"metadata": {"labels": {"trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}},
+                                "spec": {"backoffLimit": 0, "template": pod}}}]})}}}
+    trainjob = {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
+                "metadata": {"name": "finetune", "labels": {"team": "nlp"}},
+                "spec": {"runtimeRef": {"name": runtime_name}, "trainer": {"numNodes": 2}}}
+    custom_objects.create_cluster_custom_object("trainer.kubeflow.org", "v1alpha1", "clustertrainingruntimes",
+                                                runtime)
+    try:
+        with op_e2e.operator(kubeconfig, prometheus.url, namespace):
+            uid = create(custom_objects, namespace, trainjob)["metadata"]["uid"]
+            # the Trainer creates the JobSet (its controller: the TrainJob; plugins/jobset/jobset.go:263-286),
+            # the JobSet controller its Job, the Job controller the pods
+            js = wait_for("the Trainer's JobSet", lambda: [
+                j for j in custom_objects.list_namespaced_custom_object(
+                    "jobset.x-k8s.io", "v1alpha2", namespace, "jobsets")["items"]
+                if any(r["uid"] == uid and r.get("controller") for r in j["metadata"].get("ownerReferences") or [])
+            ], 60)[0]
+            js_uid = js["metadata"]["uid"]
+            child = wait_for("the JobSet controller's Job", lambda: [
+                j for j in batch_v1.list_namespaced_job(namespace).items
+                if any(r.uid == js_uid and r.controller for r in j.metadata.owner_references or [])], 60)[0]
+            child_uid = child.metadata.uid
+            pods = wait_for("the TrainJob's 2 pods", lambda: len(p := pods_of(core_v1, namespace, {child_uid})) == 2
+                            and p, 30)
+            # the Trainer copies the JobSet's Completed condition as Complete (plugins/jobset/jobset.go:291-305)
+            wait_for("the Complete condition from the Trainer", lambda: any(
+                c["type"] == "Complete" and c["status"] == "True"
+                for c in (get(custom_objects, namespace, "TrainJob", "finetune").get("status") or {}).get(
+                    "conditions") or []), 60)
+            ann = wait_for("the TrainJob's accounting", lambda: accounted(
+                get(custom_objects, namespace, "TrainJob", "finetune")), 60)
+            wait_for("the budget ledger", lambda: uid in ((op_e2e.get_budget(
+                custom_objects, namespace, "ft").get("status") or {}).get("ledger") or {}), 15)
+            assert_accounted_once(custom_objects, core_v1, prometheus, namespace, "TrainJob", uid, ann, pods, "ft")
+            # the JobSet and the Job under it are not units of accounting
+            js_meta = get(custom_objects, namespace, "JobSet", js["metadata"]["name"])["metadata"]
+            job_meta = batch_v1.read_namespaced_job(child.metadata.name, namespace).metadata
+            for annotations, finalizers in ((js_meta.get("annotations"), js_meta.get("finalizers")),
+                                            (job_meta.annotations, job_meta.finalizers)):
+                assert "carbontrack.io/accounted-at" not in (annotations or {})
+                assert "carbontrack.io/accounting" not in (finalizers or [])
+            for child_of in (js_uid, child_uid):
+                assert record_entries(custom_objects, namespace, child_of) == []
+            assert op_e2e.events(core_v1, namespace, reason="CarbonAccounted", kind="JobSet") == []
+            wait_for("the finalizer to go", lambda: "carbontrack.io/accounting" not in (
+                get(custom_objects, namespace, "TrainJob", "finetune")["metadata"].get("finalizers") or []), 15)
+    finally:
+        custom_objects.delete_cluster_custom_object("trainer.kubeflow.org", "v1alpha1", "clustertrainingruntimes",
+                                                    runtime_name)
 
 
 def test_bad_owner_chains_give_an_event_and_the_job_is_still_accounted(
