@@ -32,9 +32,10 @@ and src/, exporter/ and bench/ are tracked so they travel — carry nothing):
     run(command="PYTHONUNBUFFERED=1 python3 bench/bench_nvml_device.py --load cuda --out $OUT --budget-s 300",
         timeout_s=420, carry=[])
 
-then, here, with the JSON it brought back (files_at is read-only, so --out elsewhere):
+then, here, with the JSON it brought back (files_at is read-only, so --out elsewhere) and a
+fresh fake run's JSON (the dry run below) to set the driver's answers beside the fake's:
 python3 bench/bench_nvml_device.py --render <files_at>/results.json --out /tmp/nvml-device \
-    --page docs/performance/nvml-device.md
+    --compare-fake /tmp/nvml-dry/results.json --page docs/performance/nvml-device.md
 
 Here (no GPU), against the fake libnvidia-ml (compiled as the tests compile it):
 
@@ -321,7 +322,7 @@ def measure(a: argparse.Namespace) -> dict[str, Any]:
     return run.results
 
 
-def write_outputs(results: dict[str, Any], out: Path, page: Path | None) -> None:
+def write_outputs(results: dict[str, Any], out: Path, page: Path | None, fake: dict[str, Any] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     samples = results.pop("_samples", [])
     if samples:
@@ -332,7 +333,7 @@ def write_outputs(results: dict[str, Any], out: Path, page: Path | None) -> None
         (out / "tracker-emissions.csv").write_text(tracker.get("csv", ""))
         (out / "tracker-run.json").write_text(json.dumps(tracker.get("json", {}), indent=2))
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    md = render_markdown(results)
+    md = render_markdown(results, fake)
     (out / "summary.md").write_text(md)
     if page is not None:
         from pages import write
@@ -367,7 +368,7 @@ def _ok(inv: dict[str, Any], name: str) -> str:
     return str(r["ok"]) if "ok" in r else f"error {r.get('error')} ({r.get('name')})"
 
 
-def render_markdown(r: dict[str, Any]) -> str:
+def render_markdown(r: dict[str, Any], fake_run: dict[str, Any] | None = None) -> str:
     """summary.md / the docs page, from results.json alone (so --render can redo it)."""
     meta, inv = r.get("meta", {}), r.get("inventory", {})
     fake = meta.get("load") == "fake"
@@ -464,7 +465,34 @@ def render_markdown(r: dict[str, Any]) -> str:
     lines += ["", "## What the library answered", "", "| call | answer |", "| --- | --- |"]
     for name, res in inv.items():
         lines.append(f"| {name} | {_cell(res)} |")
+    if fake_run is not None:
+        lines += _versus_fake(inv, fake_run.get("inventory", {}))
     return "\n".join(lines) + "\n"
+
+
+def _kind(res: dict[str, Any]) -> str:
+    """What a call answered, without its values: success and the value's JSON type, or the error."""
+    if "ok" in res:
+        return f"ok ({type(res['ok']).__name__})"
+    return f"error {res.get('error')}"
+
+
+def _versus_fake(real: dict[str, Any], fake: dict[str, Any]) -> list[str]:
+    """The driver's answers beside the fake library's (a --load fake run's results.json)."""
+    lines = [
+        "",
+        "## The driver against the fake library",
+        "",
+        "Same call, this run's answer kind vs the fake dry run's (values differ by design; a "
+        "different kind is a difference to fix in the fake or to explain).",
+        "",
+        "| call | driver | fake | same kind |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name in real:
+        here, there = _kind(real[name]), _kind(fake.get(name, {"error": "not asked"}))
+        lines.append(f"| {name} | {here} | {there} | {'yes' if here == there else '**no**'} |")
+    return lines
 
 
 def _cell(res: dict[str, Any]) -> str:
@@ -483,9 +511,11 @@ def main() -> int:
     p.add_argument("--raw-limit", type=int, default=40, help="raw process snapshots kept")
     p.add_argument("--page", type=Path, help="also write the summary as this docs/performance page")
     p.add_argument("--render", type=Path, help="only re-render summary/page from a results.json")
+    p.add_argument("--compare-fake", type=Path, help="with --render: a --load fake results.json to set beside it")
     a = p.parse_args()
     if a.render:
-        write_outputs(json.loads(a.render.read_text()), a.out, a.page)
+        fake = json.loads(a.compare_fake.read_text()) if a.compare_fake else None
+        write_outputs(json.loads(a.render.read_text()), a.out, a.page, fake)
         return 0
     if a.budget_s < 10:
         p.error("--budget-s must be at least 10")

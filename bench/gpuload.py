@@ -124,9 +124,10 @@ class CudaBurner:
         dev = ctypes.c_int()
         self._check("cuDeviceGet", self._cu.cuDeviceGet(ctypes.byref(dev), 0))
         self._ctx = ctypes.c_void_p()
-        if hasattr(self._cu, "cuCtxCreate_v2"):
-            self._check("cuCtxCreate_v2", self._cu.cuCtxCreate_v2(ctypes.byref(self._ctx), 0, dev))
-        else:  # a driver without the old entry point: the primary context does the same here
+        self.context = "cuCtxCreate_v2"
+        rc = self._cu.cuCtxCreate_v2(ctypes.byref(self._ctx), 0, dev) if hasattr(self._cu, "cuCtxCreate_v2") else -1
+        if rc != 0:  # no such entry point, or it failed: the primary context does the same here
+            self.context = f"primary (cuCtxCreate_v2 answered {rc})"
             self._check("cuDevicePrimaryCtxRetain", self._cu.cuDevicePrimaryCtxRetain(ctypes.byref(self._ctx), dev))
             self._check("cuCtxSetCurrent", self._cu.cuCtxSetCurrent(self._ctx))
         self.clock_khz = self._attr(CU_DEVICE_ATTRIBUTE_CLOCK_RATE, dev)
@@ -206,7 +207,7 @@ def run_cuda(pattern: str, seconds: float, kernel_ms: float, gap_ms: float, lib:
         if pattern == "bursty":
             time.sleep(gap_ms / 1000.0)
     return {"device": burner.device_name, "sms": burner.sms, "clock_khz": burner.clock_khz,
-            "kernels": kernels, "busy_s": busy}  # fmt: skip
+            "context": burner.context, "kernels": kernels, "busy_s": busy}  # fmt: skip
 
 
 def fake_active(job: dict[str, float | str], now: float) -> float:

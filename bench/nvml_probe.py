@@ -132,6 +132,9 @@ def inventory(nvml: ModuleType, handle: Any) -> dict[str, Any]:
         "nvmlDeviceGetHandleByUUID(unknown uuid)": lambda: str(n.nvmlDeviceGetHandleByUUID(bogus_uuid)),
         "nvmlDeviceGetHandleByIndex(count)": lambda: str(n.nvmlDeviceGetHandleByIndex(int(n.nvmlDeviceGetCount()))),
         "nvmlDeviceGetCudaComputeCapability": lambda: n.nvmlDeviceGetCudaComputeCapability(handle),
+        "nvmlDeviceGetComputeMode": lambda: n.nvmlDeviceGetComputeMode(handle),
+        "nvmlDeviceGetPerformanceState": lambda: n.nvmlDeviceGetPerformanceState(handle),
+        "nvmlDeviceGetClockInfo(SM)": lambda: n.nvmlDeviceGetClockInfo(handle, n.NVML_CLOCK_SM),
     }
     return {name: call(fn) for name, fn in calls.items()}
 

@@ -139,3 +139,16 @@ def test_the_script_runs_end_to_end_on_the_fake_library(tmp_path: Path) -> None:
     md = (out / "summary.md").read_text()
     assert "FAKE LIBRARY DRY RUN, not a GPU measurement" in md
     assert r["inventory"]["nvmlDeviceGetMigMode"] == {"ok": [0, 0]}
+
+
+def test_render_sets_the_driver_beside_the_fake(tmp_path: Path) -> None:
+    from bench_nvml_device import render_markdown
+
+    real = {"meta": {"load": "cuda"}, "inventory": {"nvmlSystemGetNVMLVersion": {"ok": "12.580"},
+                                                    "nvmlDeviceGetMigMode": {"ok": [0, 0]}}}  # fmt: skip
+    fake = {"inventory": {"nvmlSystemGetNVMLVersion": {"error": 13, "name": "NVMLError_FunctionNotFound"},
+                          "nvmlDeviceGetMigMode": {"ok": [0, 0]}}}  # fmt: skip
+    md = render_markdown(real, fake)
+    assert "FAKE LIBRARY DRY RUN" not in md
+    assert "| nvmlSystemGetNVMLVersion | ok (str) | error 13 | **no** |" in md
+    assert "| nvmlDeviceGetMigMode | ok (list) | ok (list) | yes |" in md
