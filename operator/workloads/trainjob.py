@@ -1,12 +1,13 @@
 """Kubeflow TrainJob (trainer.kubeflow.org/v1alpha1, Kubeflow Trainer v2.0.0).
 
 Completion, from the controller (github.com/kubeflow/trainer/v2@v2.0.0):
-- pkg/runtime/framework/plugins/jobset/jobset.go:285-305: the TrainJob copies its JobSet's
+- pkg/runtime/framework/plugins/jobset/jobset.go:291-305: the TrainJob copies its JobSet's
   ``Completed``/``Failed`` condition as ``Complete``/``Failed`` (True, with the JobSet
   condition's lastTransitionTime);
-- pkg/controller/trainjob_controller.go:265-272 (isTrainJobFinished): finished = ``Complete``
+- pkg/controller/trainjob_controller.go:269-272 (isTrainJobFinished): finished = ``Complete``
   or ``Failed`` True; ``spec.suspend`` suspends the JobSet (``Suspended`` condition).
 No start time in the status: the window starts at creation. Pods: Job -> JobSet -> TrainJob.
+The Complete path is checked end to end with the real controller (tests/e2e/test_workloads.py).
 """
 
 from __future__ import annotations

@@ -321,7 +321,7 @@ def test_trainjob_with_the_real_trainer_and_jobset_controllers_is_accounted_once
     try:
         with op_e2e.operator(kubeconfig, prometheus.url, namespace):
             uid = create(custom_objects, namespace, trainjob)["metadata"]["uid"]
-            # the Trainer creates the JobSet (its controller: the TrainJob; plugins/jobset/jobset.go:263-286),
+            # the Trainer creates the JobSet (its controller: the TrainJob; plugins/jobset/jobset.go:243-289),
             # the JobSet controller its Job, the Job controller the pods
             js = wait_for("the Trainer's JobSet", lambda: [
                 j for j in custom_objects.list_namespaced_custom_object(
