@@ -33,6 +33,8 @@ from kubernetes import client
 
 from carbontrack.devcluster.workloads import sim_job
 
+pytestmark = pytest.mark.e2e  # a real control plane and controllers: run with --e2e
+
 GROUP, VERSION = "carbontrack.io", "v1alpha1"
 CO2E = "carbontrack_container_co2e_grams_total"
 ENERGY = "carbontrack_container_energy_joules_total"
