@@ -55,7 +55,8 @@ class OperatorSettings:
     """How often running Jobs get emissions-so-far and projection annotations (s); 0: off."""
 
     max_concurrent_accountings: int = 32
-    """Jobs accounted at the same time (Prometheus queries and API writes in flight)."""
+    """Workloads whose record is computed and written at the same time (Prometheus queries,
+    the record write); the writes after the record run outside this limit (completion.py)."""
 
     ledger_fold_after_s: float = 300.0
     """How long after the operator has seen a Job's accounting annotation its budget ledger
