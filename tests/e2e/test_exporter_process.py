@@ -189,11 +189,12 @@ def test_pod_watcher_against_a_real_apiserver(kubeconfig: Any, core_v1: Any, nam
     certificate), lists and watches only this node's pods (fieldSelector spec.nodeName),
     builds owner labels from a real API server's objects, keys a mirror pod by its static
     pod's UID, resumes a watch from its resourceVersion and sees deletions."""
-    from carbontrack.exporter.apiconfig import from_kubeconfig
     from carbontrack.exporter.kubeapi import ApiClient
     from carbontrack.exporter.pods import PodCache
     from carbontrack.exporter.podwatch import Backoff, PodWatcher
     from carbontrack.exporter.state import Owner
+
+    from carbontrack.core.apiconfig import from_kubeconfig
 
     node = f"watch-{namespace[-8:]}"  # no such Node: the pods stay Pending, which is enough
 
