@@ -53,6 +53,14 @@ def test_every_short_job_pod_has_an_owner_labelled_energy_series(
     if never_ran:
         warnings.warn(f"{len(never_ran)} of {N_JOBS} pods never ran in the node simulator "
                       f"(its pod watch missed them): {never_ran}", stacklevel=1)
+    # A pod the simulator ran without drawing any energy (every component 0 J: seen once in
+    # CI, a 2.06 s run on a cluster that had just started) has no energy to label either.
+    drew_nothing = sorted(n for n in names if n not in never_ran and not any(
+        simulator.record(pods[n].metadata.uid).joules.values()))
+    if drew_nothing:
+        warnings.warn(f"{len(drew_nothing)} of {N_JOBS} pods drew no simulated energy: "
+                      f"{drew_nothing}", stacklevel=1)
+    never_ran = sorted({*never_ran, *drew_nothing})
     assert len(never_ran) < N_JOBS // 2, "the node simulator ran too few pods to test"
     want = {jobs[n].metadata.uid: pods[n].metadata.uid for n in names
             if n not in never_ran}  # job uid -> pod uid

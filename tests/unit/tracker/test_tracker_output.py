@@ -175,9 +175,11 @@ def _append_many(args: tuple[str, int]) -> None:
 
 def test_concurrent_appends_from_processes_never_interleave(tmp_path: Path) -> None:
     p = tmp_path / "emissions.csv"
-    ctx = multiprocessing.get_context("fork")
+    # spawn, not fork: pytest's process holds threads of earlier tests, and a forked worker
+    # can inherit a lock one of them held (a CI run hung in Pool.terminate that way)
+    ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(4) as pool:
-        pool.map(_append_many, [(str(p), k) for k in range(4)])
+        pool.map_async(_append_many, [(str(p), k) for k in range(4)]).get(timeout=120)
     with open(p, newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == csv_header()
