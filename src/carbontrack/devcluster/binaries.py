@@ -76,6 +76,15 @@ class Binaries:
         return [p for p in vars(self).values() if not os.access(p, os.X_OK)]
 
 
+def run_build(cmd: list[str], env: Mapping[str, str] | None, log: Path | None) -> subprocess.CompletedProcess[bytes]:
+    """Run a build command, its output appended to ``log`` (None: to this process's)."""
+    if log is None:
+        return subprocess.run(cmd, env=env)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
 def ensure_all(
     *,
     env: Mapping[str, str] | None = None,
@@ -98,12 +107,7 @@ def ensure_all(
             "(or set CARBONTRACK_CACHE_DIR to a cache that has them)"
         )
     cmd = ["bash", str(root / "scripts" / "build-control-plane.sh"), *tools]
-    if log is not None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as out:
-            result = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    else:
-        result = subprocess.run(cmd, env=env)
+    result = run_build(cmd, env, log)
     if result.returncode != 0:
         where = f"; see {log}" if log is not None else ""
         raise ConfigError(
@@ -146,12 +150,7 @@ def ensure_workload_tools(
                           "from: run scripts/build-control-plane.sh training-operator")
     cmd = ["nice", "-n", "10", "bash", str(root / "scripts" / "build-control-plane.sh"), "training-operator",
            "jobset"]
-    if log is not None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as out:
-            result = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    else:
-        result = subprocess.run(cmd, env=env)
+    result = run_build(cmd, env, log)
     if result.returncode != 0 or not all(os.access(p, os.X_OK) for p in built):
         where = f"; see {log}" if log is not None else ""
         raise ConfigError(f"building the training-operator and JobSet controller failed "

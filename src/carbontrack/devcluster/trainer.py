@@ -22,19 +22,17 @@ default (``training_operator.jobset_defaults``).
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from ..core.errors import ConfigError
-from .binaries import bin_dir, cache_dir, repo_root
+from .binaries import bin_dir, cache_dir, repo_root, run_build
 from .ports import free_port
 from .process import ManagedProcess, Supervisor
-from .training_operator import CERT_DIR, _self_signed, install_crds
+from .training_operator import CERT_DIR, _self_signed, ensure_namespace_and_secret, install_crds
 
 NAMESPACE = "kubeflow-system"  # pkg/util/cert/cert.go defaultNamespace
 WEBHOOK_SECRET = "kubeflow-trainer-webhook-cert"  # the binary's --webhook-secret-name default
@@ -70,12 +68,7 @@ def ensure_trainer(*, env: Mapping[str, str] | None = None, root: Path | None = 
         raise ConfigError("the Kubeflow Trainer controller or its CRDs are missing and there is no checkout "
                           "to build them from: run scripts/build-control-plane.sh trainer")
     cmd = ["nice", "-n", "10", "bash", str(root / "scripts" / "build-control-plane.sh"), "trainer"]
-    if log is not None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as out:
-            result = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    else:
-        result = subprocess.run(cmd, env=env)
+    result = run_build(cmd, env, log)
     if result.returncode != 0 or not tools.ready():
         where = f"; see {log}" if log is not None else ""
         raise ConfigError(f"building the Kubeflow Trainer controller failed (exit {result.returncode}){where}")
@@ -89,25 +82,12 @@ def trainer_argv(binary: Path, webhook_port: int) -> list[str]:
             "--zap-log-level=info"]
 
 
-def _ensure_namespace_and_secret(api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
-    for create, body in (
-        (lambda b: core.create_namespace(b), {"metadata": {"name": NAMESPACE}}),
-        (lambda b: core.create_namespaced_secret(NAMESPACE, b), {"metadata": {"name": WEBHOOK_SECRET}}),
-    ):
-        try:
-            create(body)
-        except ApiException as err:
-            if err.status != 409:
-                raise
-
-
 def start_trainer(api: client.ApiClient, kubeconfig: Path, tools: TrainerTools,
                   supervisor: Supervisor) -> ManagedProcess:
     """Install the Trainer CRDs and start the controller manager (the caller stops it). The
     JobSet CRD and controller must be there too (training_operator.py)."""
     install_crds(api, tools.crds())
-    _ensure_namespace_and_secret(api)
+    ensure_namespace_and_secret(api, NAMESPACE, WEBHOOK_SECRET)
     _self_signed(CERT_DIR)
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
     return supervisor.start("trainer-controller-manager", trainer_argv(tools.binary, free_port()), env=env)

@@ -148,11 +148,12 @@ def _self_signed(cert_dir: Path) -> None:
         tmp.replace(cert_dir / fname)
 
 
-def _ensure_namespace_and_secret(api: client.ApiClient) -> None:
+def ensure_namespace_and_secret(api: client.ApiClient, namespace: str, secret: str) -> None:
+    """The namespace a controller runs in and the (empty) Secret its cert rotator fills."""
     core = client.CoreV1Api(api)
     for create, body in (
-        (lambda b: core.create_namespace(b), {"metadata": {"name": NAMESPACE}}),
-        (lambda b: core.create_namespaced_secret(NAMESPACE, b), {"metadata": {"name": WEBHOOK_SECRET}}),
+        (lambda b: core.create_namespace(b), {"metadata": {"name": namespace}}),
+        (lambda b: core.create_namespaced_secret(namespace, b), {"metadata": {"name": secret}}),
     ):
         try:
             create(body)
@@ -165,7 +166,7 @@ def start_training_operator(api: client.ApiClient, kubeconfig: Path, tools: Work
                             supervisor: Supervisor) -> ManagedProcess:
     """Install the workload CRDs and start the controller (the caller stops it)."""
     install_crds(api, tools.crds())
-    _ensure_namespace_and_secret(api)
+    ensure_namespace_and_secret(api, NAMESPACE, WEBHOOK_SECRET)
     _self_signed(CERT_DIR)
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "MY_POD_NAMESPACE": NAMESPACE}
     return supervisor.start("training-operator", operator_argv(tools.training_operator, free_port()), env=env)
