@@ -177,9 +177,8 @@ def test_pytorchjob_with_the_real_training_operator_is_accounted_once(
         op_e2e.budget_body("train", "1kg", selector={"matchLabels": {"team": "vision"}}))
     # Workers finish before the master: the PyTorchJob succeeds when its Master succeeds
     # (pytorchjob_controller.go:385-398), so every pod has ended by its completionTime. The
-    # 6 s margin covers workers that start late on a loaded machine (with 3 s, a worker
-    # started 3 s after the master under load still ran after completion: the operator does
-    # not count a pod's energy after the workload's accounting; docs/operator.md).
+    # 6 s margin covers workers that start late on a loaded machine (the operator does not
+    # count a pod's energy after the workload's accounting; docs/operator.md).
     master = sim_template("m", run_seconds=7.0, gpus=1, node="sim-gpu-0", container="pytorch")
     worker = sim_template("w", run_seconds=1.0, cpu_cores=2.0, node="sim-cpu-0", container="pytorch")
     body = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
@@ -188,7 +187,10 @@ def test_pytorchjob_with_the_real_training_operator_is_accounted_once(
                      "pytorchReplicaSpecs": {
                          "Master": {"replicas": 1, "restartPolicy": "Never", "template": master},
                          "Worker": {"replicas": 2, "restartPolicy": "Never", "template": worker}}}}
-    with op_e2e.operator(kubeconfig, prometheus.url, namespace):
+    # the operator's default accounting delay (5 s), not op_e2e.FAST's 1 s: the GPU master's
+    # final reading can reach Prometheus a few scrapes after its completion time, and once
+    # accounting took ~2 s (6fd9aba) the 1-s delay raced it (2 of 5 runs this session)
+    with op_e2e.operator(kubeconfig, prometheus.url, namespace, accounting_delay_s=5.0):
         uid = create(custom_objects, namespace, body)["metadata"]["uid"]
         wait_for("the accounting finalizer on the PyTorchJob", lambda: "carbontrack.io/accounting" in (
             get(custom_objects, namespace, "PyTorchJob", "resnet")["metadata"].get("finalizers") or []), 30)
