@@ -232,7 +232,7 @@ def test_jobset_with_its_real_controller_and_rayjob_are_accounted_once(
               "spec": {"entrypoint": "python tune.py", "shutdownAfterJobFinishes": True,
                        "rayClusterSpec": {"headGroupSpec": {"rayStartParams": {},
                                                            "template": sim_template("h", run_seconds=5.0)}}}}
-    with op_e2e.operator(kubeconfig, prometheus.url, namespace):
+    with op_e2e.operator(kubeconfig, prometheus.url, namespace, accounting_delay_s=5.0):
         js_uid = create(custom_objects, namespace, jobset)["metadata"]["uid"]
 
         rj = create(custom_objects, namespace, rayjob)
@@ -326,7 +326,7 @@ def test_trainjob_with_the_real_trainer_and_jobset_controllers_is_accounted_once
     custom_objects.create_cluster_custom_object("trainer.kubeflow.org", "v1alpha1", "clustertrainingruntimes",
                                                 runtime)
     try:
-        with op_e2e.operator(kubeconfig, prometheus.url, namespace):
+        with op_e2e.operator(kubeconfig, prometheus.url, namespace, accounting_delay_s=5.0):
             uid = create(custom_objects, namespace, trainjob)["metadata"]["uid"]
             # the Trainer creates the JobSet (its controller: the TrainJob; plugins/jobset/jobset.go:243-289),
             # the JobSet controller its Job, the Job controller the pods
@@ -380,7 +380,7 @@ def test_bad_owner_chains_give_an_event_and_the_job_is_still_accounted(
         body["spec"]["suspend"] = suspend
         return body
 
-    with op_e2e.operator(kubeconfig, prometheus.url, namespace):
+    with op_e2e.operator(kubeconfig, prometheus.url, namespace, accounting_delay_s=5.0):
         # a controller of a kind CarbonTrack does not know (and no API serves)
         unknown = batch_v1.create_namespaced_job(namespace, job("under-widget", controller(
             "Widget", "w", str(uuid.uuid4()), api_version="example.com/v1")))
